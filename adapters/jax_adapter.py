@@ -1,0 +1,113 @@
+"""JAX adapter: jax.nn.softmax, jax.nn.dot_product_attention and flax's MultiHeadDotProductAttention.
+
+Every library call is jitted once per shape and dtype, and the shared jit caches are what keep JAX's
+cost per example near torch's (the strategies draw shapes from a short list of buckets).
+jax.nn.dot_product_attention takes (B, T, H, K) and needs V's head dim equal to K: the adapter
+transposes and zero-pads (exact: padded columns add 0 to every dot product and are sliced off).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import lru_cache, partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from spec.core import Unsupported
+
+jax.config.update("jax_enable_x64", True)  # float64 inputs must stay float64
+
+_softmax = jax.jit(jax.nn.softmax, static_argnames=("axis",))
+
+
+@partial(jax.jit, static_argnames=("scale", "is_causal"))
+def _sdpa(q, k, v, bias, mask, scale, is_causal):  # noqa: ANN001, ANN202
+    return jax.nn.dot_product_attention(q, k, v, bias=bias, mask=mask, scale=scale, is_causal=is_causal)
+
+
+@lru_cache(maxsize=None)
+def _flax_mha(num_heads: int, D: int, dtype: str) -> Any:
+    import flax.linen as nn
+
+    module = nn.MultiHeadDotProductAttention(
+        num_heads=num_heads, qkv_features=D, out_features=D, use_bias=True, dtype=dtype, param_dtype=dtype, deterministic=True
+    )
+    return jax.jit(lambda params, q, k, v, mask: module.apply({"params": params}, q, k, v, mask=mask))
+
+
+def _bottom_right(T: int, S: int) -> jax.Array:
+    return jnp.tril(jnp.ones((T, S), dtype=bool), k=S - T)  # (T, S): s <= t + S - T
+
+
+class JaxAdapter:
+    name = "jax"
+    deviations: dict[str, str] = {}
+
+    def __init__(self, device: str = "cpu"):
+        self.device = jax.devices("gpu" if device == "cuda" else device)[0]
+
+    def on_device(self, device: str) -> JaxAdapter:
+        return JaxAdapter(device)
+
+    def _j(self, a: np.ndarray | None) -> jax.Array | None:
+        return None if a is None else jax.device_put(a, self.device)
+
+    def softmax(self, x: np.ndarray, axis: int = -1) -> np.ndarray:
+        return np.asarray(_softmax(self._j(x), axis=axis))
+
+    def scaled_dot_product_attention(self, q, k, v, mask=None, scale=None, causal=None):  # noqa: ANN001, ANN201
+        if q.ndim != 4 or k.ndim != 4 or v.ndim != 4:
+            raise ValueError(f"expected 4-D (B, H, L, K) inputs; got {q.shape}, {k.shape}, {v.shape}")
+        K, Kv, T, S = q.shape[-1], v.shape[-1], q.shape[-2], k.shape[-2]
+        scale = 1.0 / np.sqrt(K) if scale is None else float(scale)
+        width = max(K, Kv)  # jax needs V's head dim == K: zero-pad the narrower side
+        pad = lambda a: np.pad(a, [(0, 0)] * 3 + [(0, width - a.shape[-1])])  # noqa: E731
+        q, k, v = (np.swapaxes(pad(a), 1, 2) for a in (q, k, v))  # (B, L, H, width)
+        bias = boolean = None
+        if mask is not None:
+            boolean, bias = (mask, None) if mask.dtype == np.bool_ else (None, mask)
+        boolean = self._j(boolean)
+        if causal == "bottom_right":  # jax has only top-left causality built in
+            boolean = _bottom_right(T, S) if boolean is None else boolean & _bottom_right(T, S)
+        out = _sdpa(self._j(q), self._j(k), self._j(v), self._j(bias), boolean, scale, causal == "top_left")
+        return np.swapaxes(np.asarray(out), 1, 2)[..., :Kv]  # (B, H, T, Kv)
+
+    def attention_weights(self, q, k, mask=None, scale=None, causal=None):  # noqa: ANN001, ANN201
+        # dot_product_attention(q, k, I) = softmax(...) I: jax's own kernel produces the weights.
+        B, H, S = k.shape[0], k.shape[1], k.shape[2]
+        eye = np.broadcast_to(np.eye(S, dtype=q.dtype), (B, H, S, S))  # (B, H, S, S)
+        return self.scaled_dot_product_attention(q, k, eye, mask=mask, scale=scale, causal=causal)
+
+    def multi_head_attention(self, query, key, value, params: Mapping[str, np.ndarray], num_heads: int, mask=None, causal=None):  # noqa: ANN001, ANN201, E501
+        B, T, D = query.shape
+        S = key.shape[1]
+        if D % num_heads:
+            raise ValueError(f"D={D} is not divisible by H={num_heads}")
+        H, K = num_heads, D // num_heads
+        zeros = np.zeros(D, dtype=query.dtype)
+        # flax kernels: query/key/value (D, H, K), out (H, K, D); the canonical columns h*K:(h+1)*K are head h
+        flax_params = {
+            name: {"kernel": params[f"w_{n}"].reshape(D, H, K), "bias": params.get(f"b_{n}", zeros).reshape(H, K)}
+            for name, n in (("query", "q"), ("key", "k"), ("value", "v"))
+        }
+        flax_params["out"] = {"kernel": params["w_o"].reshape(H, K, D), "bias": params.get("b_o", zeros)}
+        allowed = None
+        if mask is not None:
+            if mask.dtype != np.bool_:
+                finite = np.isfinite(mask.astype(np.float64))
+                if (mask.astype(np.float64)[finite] != 0).any():
+                    raise Unsupported("flax MultiHeadDotProductAttention takes no additive bias, only boolean masks")
+                mask = finite  # an additive mask of 0 / -inf is a boolean mask
+            allowed = jnp.asarray(np.broadcast_to(mask, (B, H, T, S)))  # (B, H, T, S)
+        if causal is not None:
+            c = jnp.tril(jnp.ones((T, S), dtype=bool), k=0 if causal == "top_left" else S - T)  # (T, S)
+            allowed = c[None, None] if allowed is None else allowed & c
+        fn = _flax_mha(H, D, np.dtype(query.dtype).name)
+        out = fn(jax.device_put(flax_params, self.device), self._j(query), self._j(key), self._j(value), allowed)
+        return np.asarray(out)
+
+
+adapter = JaxAdapter("cpu")

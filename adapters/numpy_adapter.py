@@ -1,0 +1,17 @@
+"""The NumPy reference as an adapter: the oracle checked against its own spec (properties, bad inputs).
+
+It runs every component in the test dtype, so it is also the "plain same-precision evaluation" the
+tolerance policy measures, and must pass with room to spare.
+"""
+
+from reference import (  # noqa: F401  (re-exported: the adapter IS these functions)
+    attention_weights,
+    causal_mask,
+    key_padding_mask,
+    multi_head_attention,
+    scaled_dot_product_attention,
+    softmax,
+)
+
+name = "numpy"
+deviations: dict[str, str] = {}

@@ -1,0 +1,109 @@
+"""PyTorch adapter: maps the spec's canonical inputs onto torch's own code.
+
+softmax -> torch.softmax; scaled_dot_product_attention -> F.scaled_dot_product_attention (is_causal
+for top-left, torch.nn.attention.bias.causal_lower_right for bottom-right); attention_weights -> the
+same SDPA with V = identity, so the weights come out of torch's kernel itself; multi_head_attention ->
+nn.MultiheadAttention with the canonical weights loaded; causal_mask -> torch.nn.attention.bias.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import ml_dtypes
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.nn.attention.bias import causal_lower_right, causal_upper_left
+
+_CAUSAL = {"top_left": causal_upper_left, "bottom_right": causal_lower_right}
+
+
+class TorchAdapter:
+    name = "torch"
+    deviations: dict[str, str] = {}
+
+    def __init__(self, device: str = "cpu"):
+        self.device = torch.device(device)
+
+    def on_device(self, device: str) -> TorchAdapter:
+        return TorchAdapter(device)
+
+    # conversions: NumPy <-> torch, bfloat16 through a 16-bit integer view (NumPy has no bfloat16)
+    def _t(self, a: np.ndarray) -> torch.Tensor:
+        if a.dtype == ml_dtypes.bfloat16:
+            return torch.from_numpy(np.ascontiguousarray(a).view(np.int16)).view(torch.bfloat16).to(self.device)
+        return torch.from_numpy(np.ascontiguousarray(a)).to(self.device)
+
+    @staticmethod
+    def _np(t: torch.Tensor) -> np.ndarray:
+        t = t.detach().cpu()
+        if t.dtype == torch.bfloat16:
+            return t.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+        return t.numpy()
+
+    def softmax(self, x: np.ndarray, axis: int = -1) -> np.ndarray:
+        return self._np(torch.softmax(self._t(x), dim=axis))
+
+    def _sdpa_mask(self, mask: np.ndarray | None, causal: str | None, T: int, S: int) -> tuple[Any, bool]:
+        """(attn_mask, is_causal) for F.scaled_dot_product_attention: torch's own causal paths where
+        they exist; a causal mask combined with another mask has to be materialised."""
+        if causal is None:
+            return (None if mask is None else self._t(mask)), False
+        if mask is None:
+            return (None, True) if causal == "top_left" else (_CAUSAL[causal](T, S), False)
+        allowed = _CAUSAL[causal](T, S)._materialize(self.device)  # (T, S) bool, True = may attend
+        m = self._t(mask)
+        if m.dtype == torch.bool:
+            return m & allowed, False
+        return m.masked_fill(~allowed, float("-inf")), False
+
+    def scaled_dot_product_attention(self, q, k, v, mask=None, scale=None, causal=None):  # noqa: ANN001, ANN201
+        attn_mask, is_causal = self._sdpa_mask(mask, causal, q.shape[-2], k.shape[-2])
+        out = F.scaled_dot_product_attention(
+            self._t(q), self._t(k), self._t(v), attn_mask=attn_mask, is_causal=is_causal, scale=scale
+        )
+        return self._np(out)
+
+    def attention_weights(self, q, k, mask=None, scale=None, causal=None):  # noqa: ANN001, ANN201
+        # SDPA(q, k, I) = softmax(...) I: torch's own kernel produces the weights.
+        B, H, S = k.shape[0], k.shape[1], k.shape[2]
+        eye = np.broadcast_to(np.eye(S, dtype=q.dtype), (B, H, S, S))  # (B, H, S, S)
+        return self.scaled_dot_product_attention(q, k, eye, mask=mask, scale=scale, causal=causal)
+
+    def causal_mask(self, T: int, S: int, alignment: str = "top_left") -> np.ndarray:
+        return self._np(_CAUSAL[alignment](T, S)._materialize(self.device))
+
+    def multi_head_attention(self, query, key, value, params: Mapping[str, np.ndarray], num_heads: int, mask=None, causal=None):  # noqa: ANN001, ANN201, E501
+        B, T, D = query.shape
+        S = key.shape[1]
+        dtype = self._t(query[:0]).dtype
+        mha = torch.nn.MultiheadAttention(D, num_heads, bias=True, batch_first=True, device=self.device, dtype=dtype)
+        zeros = np.zeros(D, dtype=query.dtype)
+        with torch.no_grad():
+            # torch computes x W^T + b with W (D_out, D_in): it stores the canonical weights transposed
+            mha.in_proj_weight.copy_(self._t(np.concatenate([params[w].T for w in ("w_q", "w_k", "w_v")])))  # (3D, D)
+            mha.in_proj_bias.copy_(self._t(np.concatenate([params.get(b, zeros) for b in ("b_q", "b_k", "b_v")])))  # (3D,)
+            mha.out_proj.weight.copy_(self._t(np.ascontiguousarray(params["w_o"].T)))  # (D, D)
+            mha.out_proj.bias.copy_(self._t(params.get("b_o", zeros)))
+        mha.eval()
+        q = self._t(query)
+        k = q if key is query else self._t(key)
+        v = k if value is key else self._t(value)
+        with torch.no_grad():
+            out, _ = mha(q, k, v, attn_mask=self._mha_mask(mask, causal, B, num_heads, T, S), need_weights=False)
+        return self._np(out)
+
+    def _mha_mask(self, mask: np.ndarray | None, causal: str | None, B: int, H: int, T: int, S: int) -> torch.Tensor | None:
+        """nn.MultiheadAttention's attn_mask: (B*H, T, S), boolean True = NOT allowed (the opposite of the spec)."""
+        if mask is None and causal is None:
+            return None
+        m = self._t(np.broadcast_to(mask, (B, H, T, S)).reshape(B * H, T, S)) if mask is not None else None  # (B*H, T, S)
+        if causal is not None:
+            allowed = _CAUSAL[causal](T, S)._materialize(self.device)  # (T, S)
+            m = allowed.expand(B * H, T, S) if m is None else (m & allowed if m.dtype == torch.bool else m.masked_fill(~allowed, float("-inf")))
+        return ~m if m.dtype == torch.bool else m
+
+
+adapter = TorchAdapter("cpu")

@@ -1,0 +1,113 @@
+"""Root pytest configuration: adapter selection, devices, Hypothesis profiles, the conformance matrix."""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+
+import pytest
+from hypothesis import HealthCheck, Phase, settings
+
+from adapters import available_builtins, load_adapter
+
+# Hypothesis profiles. `ci` is derandomized (the same examples every run) and the default under CI;
+# `dev` is quick and random; `thorough` draws many more examples and free shapes as well as buckets.
+# Deadlines are off: JAX compiles on a shape's first call; hangs are pytest-timeout's job.
+_common = dict(deadline=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.register_profile("dev", max_examples=10, **_common)
+settings.register_profile("ci", max_examples=15, derandomize=True, database=None, **_common)
+settings.register_profile("thorough", max_examples=200, phases=list(Phase), **_common)
+if os.environ.get("HYPOTHESIS_PROFILE") == "thorough":
+    os.environ.setdefault("TCS_FREE_SHAPES", "1")
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("conformance")
+    group.addoption("--adapter", action="append", default=[], metavar="NAME|module:object",
+                    help="adapter to check: a built-in (numpy, torch, jax) or a third party's module:object; repeatable. "
+                    "Default: every built-in whose library is installed.")
+    group.addoption("--device", default="cpu", choices=["cpu", "cuda"], help="device the adapters run on (default cpu)")
+    group.addoption("--component", action="append", default=[], help="only these components (repeatable)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    names = config.getoption("adapter") or available_builtins()
+    try:
+        config._tcs_adapters = [load_adapter(n, config.getoption("device")) for n in names]  # type: ignore[attr-defined]
+    except Exception as e:  # a broken --adapter is a usage error, not 500 test failures
+        raise pytest.UsageError(str(e)) from e
+    config._tcs_outcomes = defaultdict(lambda: defaultdict(int))  # type: ignore[attr-defined]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    from tests.targets import bad_input_targets, property_targets
+
+    adapters = metafunc.config._tcs_adapters  # type: ignore[attr-defined]
+    components = metafunc.config.getoption("component") or None
+    if "target" in metafunc.fixturenames:
+        make = bad_input_targets if metafunc.function.__name__ == "test_refuses_bad_input" else property_targets
+        metafunc.parametrize("target", [t.param() for t in make(adapters, components)])
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        target = getattr(getattr(item, "callspec", None), "params", {}).get("target")
+        if target is not None:  # carried to the controller under xdist, for the matrix
+            item.user_properties.append(("tcs", (target.component.name, target.adapter.name)))
+
+
+def _outcome(report: pytest.TestReport) -> str | None:
+    if hasattr(report, "wasxfail"):
+        return "deviation (now conforms)" if report.passed else "deviation"
+    if report.skipped:
+        reason = str(report.longrepr[-1]) if isinstance(report.longrepr, tuple) else ""
+        return "unsupported" if "unsupported" in reason else "skipped"
+    if report.failed:
+        return "fail"
+    return "pass" if report.when == "call" else None
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    key = dict(report.user_properties).get("tcs")
+    if key is None or (report.when == "teardown" and not report.failed):
+        return
+    if report.when == "setup" and report.passed:
+        return
+    outcome = _outcome(report)
+    if outcome:
+        from _pytest.config import Config  # noqa: F401  (type only)
+
+        _OUTCOMES[tuple(key)][outcome] += 1
+
+
+_OUTCOMES: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+_ORDER = ("fail", "deviation", "deviation (now conforms)", "pass", "unsupported", "skipped")
+
+
+def format_matrix(outcomes: dict[tuple[str, str], dict[str, int]]) -> str:
+    """component x adapter: the worst outcome of the cell's tests, with counts."""
+    components = sorted({c for c, _ in outcomes}, key=lambda c: c)
+    adapters = sorted({a for _, a in outcomes})
+
+    def cell(counts: dict[str, int]) -> str:
+        if not counts:
+            return "-"
+        total = sum(counts.values())
+        worst = next(o for o in _ORDER if counts.get(o))
+        if worst in ("pass", "unsupported", "skipped"):
+            return f"{worst} ({counts[worst]})" if worst != "pass" else f"pass ({total})"
+        return f"{worst.upper() if worst == 'fail' else worst} {counts[worst]}/{total}"
+
+    width = max([len("component")] + [len(c) for c in components]) + 2
+    cols = [max(len(a), 24) for a in adapters]
+    lines = ["component".ljust(width) + "".join(a.ljust(w + 2) for a, w in zip(adapters, cols))]
+    for c in components:
+        lines.append(c.ljust(width) + "".join(cell(outcomes.get((c, a), {})).ljust(w + 2) for a, w in zip(adapters, cols)))
+    return "\n".join(lines)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _OUTCOMES:
+        terminalreporter.section("conformance matrix (component x adapter; worst outcome, tests)")
+        terminalreporter.write_line(format_matrix(_OUTCOMES))

@@ -1,0 +1,177 @@
+"""The declarative records the suite is generated from, and the harness that runs one adapter call.
+
+A ``Component`` is one spec entry (as JAX's OpRecord or PyTorch's OpInfo): name, signature, shape
+rules, dtypes, properties, bad inputs and the error scale for the tolerance policy. Tests are
+generated from these records; nothing is written per component.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+from hypothesis import strategies as st
+
+import reference
+from spec.dtypes import ALL_DTYPES, DType
+from spec.tolerance import Bound, Comparison, bound_for, compare, oracle
+
+
+class Unsupported(Exception):
+    """Raised by an adapter for a component or input variant its library does not offer.
+
+    The suite reports it as "unsupported", never as a failure.
+    """
+
+
+class ConformanceError(AssertionError):
+    """A conformance failure; the message names component, adapter, dtype, shapes and worst error."""
+
+
+Check = Callable[["Subject", st.DataObject, "str | None"], None]
+
+
+@dataclass(frozen=True)
+class Property:
+    """One property an output must satisfy; ``check`` draws inputs, calls the adapter and asserts."""
+
+    name: str
+    doc: str
+    check: Check
+    variants: tuple[str | None, ...] = (None,)
+    dtypes: tuple[DType, ...] = ALL_DTYPES
+
+
+@dataclass(frozen=True)
+class BadInput:
+    """An input the spec refuses: the reference raises ValueError, an adapter must raise anything."""
+
+    name: str
+    doc: str
+    draw: Callable[[st.DataObject, DType], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Component:
+    """One spec entry."""
+
+    name: str
+    family: str
+    signature: str
+    shapes: str
+    error_scale: Callable[[Mapping[str, Any]], float]
+    properties: tuple[Property, ...]
+    bad_inputs: tuple[BadInput, ...] = ()
+    dtypes: tuple[DType, ...] = ALL_DTYPES
+    notes: str = ""
+
+    @property
+    def reference(self) -> Callable[..., Any]:
+        """The oracle function of the same name (STYLE 1: the test looks the oracle up by name)."""
+        return getattr(reference, self.name)
+
+
+def describe_inputs(inputs: Mapping[str, Any]) -> str:
+    """'q=(2, 3, 4, 8) float32, mask=(2, 1, 1, 5) bool, scale=None' for failure messages."""
+    parts = []
+    for key, value in inputs.items():
+        if isinstance(value, np.ndarray):
+            parts.append(f"{key}={value.shape} {value.dtype}")
+        elif isinstance(value, Mapping):
+            inner = ", ".join(f"{k}: {getattr(v, 'shape', v)}" for k, v in value.items())
+            parts.append(f"{key}={{{inner}}}")
+        else:
+            parts.append(f"{key}={value!r}")
+    return ", ".join(parts)
+
+
+@dataclass
+class Subject:
+    """One adapter's function for one component at one dtype: what a conformance test checks."""
+
+    adapter_name: str
+    component: Component
+    dtype: DType
+    fn: Callable[..., Any]
+    namespace: Any = None
+    # Every comparison made in this test, for the report: (observed / allowed) ratios.
+    comparisons: list[Comparison] = field(default_factory=list)
+
+    def label(self, inputs: Mapping[str, Any]) -> str:
+        return (
+            f"[{self.component.name} | adapter={self.adapter_name} | dtype={self.dtype}] "
+            f"inputs: {describe_inputs(inputs)}"
+        )
+
+    def sibling(self, name: str) -> Subject:
+        """The same adapter's function for another component, at the same dtype (Unsupported if absent)."""
+        from spec.registry import COMPONENTS
+
+        fn = getattr(self.namespace, name, None)
+        if not callable(fn):
+            raise Unsupported(f"adapter {self.adapter_name} does not offer {name}, which this property needs")
+        return Subject(self.adapter_name, COMPONENTS[name], self.dtype, fn, self.namespace, self.comparisons)
+
+    def case(self, inputs: Mapping[str, Any], expected_fn: Callable[..., Any] | None = None) -> Case:
+        return Case(self, dict(inputs), expected_fn or self.component.reference)
+
+    def fail(self, inputs: Mapping[str, Any], message: str) -> None:
+        raise ConformanceError(f"{self.label(inputs)}\n{message}")
+
+    def call(self, inputs: Mapping[str, Any], expected: np.ndarray) -> np.ndarray:
+        """Call the adapter; refuse exceptions, non-arrays, wrong shape or dtype, and NaN/inf."""
+        try:
+            got = self.fn(**inputs)
+        except Unsupported:
+            raise
+        except Exception as e:  # an adapter that crashes fails its own test, and the run goes on
+            self.fail(inputs, f"adapter raised {type(e).__name__}: {e}")
+        if not isinstance(got, np.ndarray):
+            self.fail(inputs, f"adapter returned {type(got).__name__}; expected a NumPy array")
+        want_dtype = expected.dtype if expected.dtype.kind in "biu" else self.dtype.np_dtype
+        if got.shape != expected.shape or got.dtype != want_dtype:
+            self.fail(inputs, f"adapter returned {got.shape} {got.dtype}; expected {expected.shape} {want_dtype}")
+        if got.dtype.kind not in "biu" and not np.isfinite(got.astype(np.float64)).all():
+            bad = tuple(int(i) for i in np.argwhere(~np.isfinite(got.astype(np.float64)))[0])
+            self.fail(inputs, f"adapter returned non-finite values, first at {bad}: {got[bad]}")
+        return got
+
+    def check(self, comparison: Comparison, inputs: Mapping[str, Any]) -> None:
+        self.comparisons.append(comparison)
+        if not comparison.ok:
+            self.fail(inputs, comparison.report())
+
+
+class Case:
+    """One set of inputs: the adapter's output, the oracle's, and the policy's bound, each computed once."""
+
+    def __init__(self, subject: Subject, inputs: dict[str, Any], expected_fn: Callable[..., Any]):
+        self.subject = subject
+        self.inputs = inputs
+        self.expected_fn = expected_fn
+
+    @cached_property
+    def expected(self) -> np.ndarray:
+        return np.asarray(oracle(self.expected_fn, self.inputs, self.subject.dtype))
+
+    @cached_property
+    def got(self) -> np.ndarray:
+        return self.subject.call(self.inputs, self.expected)
+
+    @cached_property
+    def bound(self) -> Bound:
+        component = self.subject.component
+        scale = component.error_scale(self.inputs)
+        return bound_for(component.reference, self.inputs, self.subject.dtype, self.expected, scale)
+
+    def assert_matches_oracle(self, what: str = "output", select: np.ndarray | None = None) -> None:
+        """got agrees with the oracle within the policy's bound (optionally on ``select`` only)."""
+        self.subject.check(compare(self.got, self.expected, self.bound, what, select), self.inputs)
+
+    def assert_equivalent(self, got: np.ndarray, other: Case, what: str, select: np.ndarray | None = None) -> None:
+        """A metamorphic check: ``got`` (derived from this case's output) equals ``other``'s output,
+        within the sum of both bounds, because both inputs have the same exact answer there."""
+        self.subject.check(compare(got, other.got, self.bound + other.bound, what, select), self.inputs)

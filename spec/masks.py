@@ -1,0 +1,102 @@
+"""Spec entries: causal_mask(T, S, alignment) and key_padding_mask(lengths, S).
+
+causal_mask -> (T, S) bool, True where query t may see key s:
+    "top_left"     s <= t            (torch is_causal, jax is_causal)
+    "bottom_right" s <= t + S - T    (flash-attention >= 2.1, ONNX; the last query sees every key)
+key_padding_mask -> (B, 1, 1, S) bool, True where s < lengths[b].
+Outputs are exact: compared for equality, no tolerance.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from hypothesis import strategies as st
+
+from spec.core import BadInput, Component, Property, Subject
+from spec.dtypes import EXACT, DType
+
+lengths_1_to_9 = st.integers(1, 9)
+
+
+def _draw_causal(data: st.DataObject, variant: str | None) -> dict[str, Any]:
+    T, S = data.draw(lengths_1_to_9, label="T"), data.draw(lengths_1_to_9, label="S")
+    return {"T": T, "S": S, "alignment": variant}
+
+
+def _draw_padding(data: st.DataObject) -> dict[str, Any]:
+    S = data.draw(lengths_1_to_9, label="S")
+    lengths = data.draw(st.lists(st.integers(0, S), min_size=1, max_size=4), label="lengths")
+    return {"lengths": np.array(lengths, dtype=np.int64), "S": S}
+
+
+def matches_reference(subject: Subject, data: st.DataObject, variant: str | None) -> None:
+    """The adapter's mask equals the reference's exactly."""
+    inputs = _draw_causal(data, variant) if subject.component.name == "causal_mask" else _draw_padding(data)
+    subject.case(inputs).assert_matches_oracle()
+
+
+def causal_rows_are_growing_prefixes(subject: Subject, data: st.DataObject, variant: str | None) -> None:
+    """Each row allows a prefix of the keys, one key longer than the row before (capped at 0 and S);
+    top-left's row 0 sees key 0, bottom-right's last row sees every key."""
+    inputs = _draw_causal(data, variant)
+    got = subject.case(inputs).got
+    T, S = inputs["T"], inputs["S"]
+    counts = got.sum(-1)
+    offset = 1 if variant == "top_left" else S - T + 1
+    want = np.clip(np.arange(T) + offset, 0, S)
+    prefix = got == (np.arange(S)[None, :] < counts[:, None])
+    if not prefix.all() or not (counts == want).all():
+        subject.fail(inputs, f"rows allow {counts.tolist()} keys (prefixes: {bool(prefix.all())}); expected prefixes of {want.tolist()}")
+
+
+def padding_counts_lengths(subject: Subject, data: st.DataObject, variant: str | None) -> None:
+    """Item b allows exactly its first lengths[b] keys."""
+    inputs = _draw_padding(data)
+    got = subject.case(inputs).got
+    counts = got.reshape(got.shape[0], -1).sum(-1)
+    if not (counts == inputs["lengths"]).all() or not got[..., 0].any() == (inputs["lengths"] > 0).any():
+        subject.fail(inputs, f"allowed keys per item {counts.tolist()}; expected lengths {inputs['lengths'].tolist()}")
+
+
+def _bad_causal(change: dict[str, Any]) -> Any:
+    return lambda data, dtype: {**_draw_causal(data, "top_left"), **change}
+
+
+def _bad_padding(data: st.DataObject, dtype: DType) -> dict[str, Any]:
+    inputs = _draw_padding(data)
+    return {**inputs, "lengths": inputs["lengths"] + inputs["S"] + 1}
+
+
+CAUSAL_MASK = Component(
+    name="causal_mask",
+    family="masks",
+    signature="causal_mask(T, S, alignment='top_left') -> allowed",
+    shapes="-> (T, S) bool",
+    error_scale=lambda inputs: 0.0,
+    dtypes=(EXACT,),
+    properties=(
+        Property("matches_reference", matches_reference.__doc__, matches_reference, ("top_left", "bottom_right"), (EXACT,)),
+        Property("rows_are_growing_prefixes", causal_rows_are_growing_prefixes.__doc__, causal_rows_are_growing_prefixes,
+                 ("top_left", "bottom_right"), (EXACT,)),
+    ),
+    bad_inputs=(
+        BadInput("unknown_alignment", "alignment='bottom-right' (a typo)", _bad_causal({"alignment": "bottom-right"})),
+        BadInput("empty_length", "T = 0", _bad_causal({"T": 0})),
+    ),
+)
+
+KEY_PADDING_MASK = Component(
+    name="key_padding_mask",
+    family="masks",
+    signature="key_padding_mask(lengths, S) -> allowed",
+    shapes="lengths (B,) int -> (B, 1, 1, S) bool",
+    error_scale=lambda inputs: 0.0,
+    dtypes=(EXACT,),
+    properties=(
+        Property("matches_reference", matches_reference.__doc__, matches_reference, (None,), (EXACT,)),
+        Property("counts_lengths", padding_counts_lengths.__doc__, padding_counts_lengths, (None,), (EXACT,)),
+    ),
+    bad_inputs=(BadInput("length_beyond_S", "lengths[b] > S", _bad_padding),),
+)

@@ -1,0 +1,150 @@
+"""Spec entry: multi_head_attention(query, key, value, params, num_heads, mask=None, causal=None).
+
+query (B, T, D), key and value (B, S, D) -> (B, T, D); H = num_heads, K = D / H (D % H != 0 is
+refused). Canonical weights, acting on the right (y = x W + b), as in the paper's Q W^Q:
+    params = {"w_q", "w_k", "w_v", "w_o": (D, D), optional "b_q", "b_k", "b_v", "b_o": (D,)}
+Head h owns columns h*K:(h+1)*K of W_q, W_k, W_v and rows h*K:(h+1)*K of W_o.
+torch's nn.MultiheadAttention stores the transposes (in_proj_weight = [W_q; W_k; W_v]^T stacked,
+y = x W^T); flax stores kernels (D, H, K) and (H, K, D). Adapters map; the spec does not move.
+mask and causal as in scaled_dot_product_attention, the mask broadcastable to (B, H, T, S).
+error_scale: (1 + L) max|V W_v| * max_j sum_d |W_o[d, j]| + the projections' own sums of |x_d W_dj|,
+with L the logit magnitude of the projected queries and keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from hypothesis import strategies as st
+
+from reference.attention import scaled_dot_product_attention
+from spec.attention import logit_magnitude
+from spec.core import BadInput, Component, Property, Subject
+from spec.dtypes import DType
+from spec.strategies import MHA_BUCKETS, MhaShape, arrays, mha_params, masks, AttentionShape
+
+MHA_VARIANTS = ("self", "cross", "self+causal_top_left", "cross+padding", "self+bool", "cross+additive")
+
+
+def _project(x: np.ndarray, params: Mapping[str, Any], w: str, b: str, H: int) -> np.ndarray:
+    """x W + b split into heads: (B, L, D) -> (B, H, L, K), in float64."""
+    y = x.astype(np.float64) @ params[w].astype(np.float64)  # (B, L, D)
+    if params.get(b) is not None:
+        y = y + params[b].astype(np.float64)
+    B, L, D = y.shape
+    return y.reshape(B, L, H, D // H).transpose(0, 2, 1, 3)  # (B, H, L, K)
+
+
+def mha_error_scale(inputs: Mapping[str, Any]) -> float:
+    p, H = inputs["params"], inputs["num_heads"]
+    q = _project(inputs["query"], p, "w_q", "b_q", H)
+    k = _project(inputs["key"], p, "w_k", "b_k", H)
+    v = _project(inputs["value"], p, "w_v", "b_v", H)
+    L = logit_magnitude({"q": q, "k": k, "mask": inputs.get("mask")})
+    w_o = np.abs(p["w_o"].astype(np.float64))
+    proj = max(float((np.abs(inputs[x].astype(np.float64)) @ np.abs(p[w].astype(np.float64))).max())
+               for x, w in (("query", "w_q"), ("key", "w_k"), ("value", "w_v")))
+    return (1.0 + L) * float(np.abs(v).max()) * float(w_o.sum(0).max()) + proj
+
+
+def draw_mha(data: st.DataObject, dtype: DType, variant: str, H: int | None = None) -> tuple[dict[str, Any], np.ndarray]:
+    """Kwargs for multi_head_attention under a variant "self|cross[+mask variant]", and where queries may attend."""
+    kind, _, mask_variant = variant.partition("+")
+    buckets = [b for b in MHA_BUCKETS if (kind == "cross" or b.T == b.S) and (H is None or b.H == H or H == 1)]
+    s: MhaShape = data.draw(st.sampled_from(buckets), label="shape")
+    heads = H or s.H
+    query = data.draw(arrays((s.B, s.T, s.D), dtype, allow_large=False), label="query")
+    if kind == "self":
+        key = value = query  # the same array object: libraries take their self-attention path
+    else:
+        key = data.draw(arrays((s.B, s.S, s.D), dtype, allow_large=False), label="key")
+        value = data.draw(arrays((s.B, s.S, s.D), dtype, allow_large=False), label="value")
+    shape = AttentionShape(s.B, heads, s.T, s.S, s.D // heads, s.D // heads)
+    m = data.draw(masks(shape, mask_variant or "none", dtype), label="mask")
+    params = data.draw(mha_params(s.D, dtype), label="params")
+    inputs = dict(query=query, key=key, value=value, params=params, num_heads=heads, mask=m.mask, causal=m.causal)
+    return inputs, m.allowed
+
+
+def matches_reference(subject: Subject, data: st.DataObject, variant: str | None) -> None:
+    """The adapter agrees with the float64 oracle within the tolerance policy."""
+    inputs, _ = draw_mha(data, subject.dtype, variant or "self")
+    subject.case(inputs).assert_matches_oracle()
+
+
+def _projected_single_head(query, key, value, params, num_heads, mask=None, causal=None):  # noqa: ANN001, ANN202
+    """H = 1 multi-head attention written as single-head attention with the projections applied."""
+    dtype = query.dtype
+    q, k, v = (_project(x, params, w, b, 1).astype(dtype) for x, w, b in
+               ((query, "w_q", "b_q"), (key, "w_k", "b_k"), (value, "w_v", "b_v")))  # (B, 1, L, D)
+    context = scaled_dot_product_attention(q, k, v, mask=mask, causal=causal)[:, 0]  # (B, T, D)
+    out = context @ params["w_o"].astype(dtype)
+    return out + params["b_o"].astype(dtype) if params.get("b_o") is not None else out
+
+
+def single_head_is_projected_attention(subject: Subject, data: st.DataObject, variant: str | None) -> None:
+    """H = 1 multi-head attention equals single-head attention on the projected inputs, then W_o."""
+    inputs, _ = draw_mha(data, subject.dtype, variant or "self", H=1)
+    subject.case(inputs, expected_fn=_projected_single_head).assert_matches_oracle("H=1 vs projected single-head attention")
+
+
+def batch_equals_items(subject: Subject, data: st.DataObject, variant: str | None) -> None:
+    """A batch equals its items computed one at a time."""
+    inputs, _ = draw_mha(data, subject.dtype, variant or "self")
+    whole = subject.case(inputs)
+    for b in range(inputs["query"].shape[0]):
+        item = dict(inputs)
+        item["query"] = inputs["query"][b : b + 1]
+        item["key"] = item["query"] if inputs["key"] is inputs["query"] else inputs["key"][b : b + 1]
+        item["value"] = item["query"] if inputs["value"] is inputs["query"] else inputs["value"][b : b + 1]
+        mask = inputs["mask"]
+        if mask is not None and mask.ndim == 4 and mask.shape[0] > 1:
+            item["mask"] = mask[b : b + 1]
+        whole.assert_equivalent(whole.got[b : b + 1], subject.case(item), f"batch item {b} alone vs in the batch")
+
+
+def fully_masked_rows_are_zero(subject: Subject, data: st.DataObject, variant: str | None) -> None:
+    """A query row that sees no key gets a zero context, so its output is b_o (0 without biases)."""
+    inputs, allowed = draw_mha(data, subject.dtype, variant or "cross+padding_zero_length")
+    empty = ~allowed.any(-1).any(1)  # (B, T): rows no head can see anything from
+    case = subject.case(inputs)
+    case.assert_matches_oracle("output (fully masked rows give b_o)")
+    if not empty.any():
+        subject.fail(inputs, "strategy produced no fully masked row")
+
+
+def _bad(change: Any) -> Any:
+    def draw(data: st.DataObject, dtype: DType) -> dict[str, Any]:
+        inputs, _ = draw_mha(data, dtype, "cross")
+        return change(inputs)
+
+    return draw
+
+
+def _heads_not_dividing(inputs: dict[str, Any]) -> dict[str, Any]:
+    return {**inputs, "num_heads": inputs["query"].shape[-1] + 1}
+
+
+MULTI_HEAD_ATTENTION = Component(
+    name="multi_head_attention",
+    family="attention",
+    signature="multi_head_attention(query, key, value, params, num_heads, mask=None, causal=None) -> out",
+    shapes="query (B, T, D), key/value (B, S, D), W_* (D, D), b_* (D,) -> out (B, T, D)",
+    error_scale=mha_error_scale,
+    properties=(
+        Property("matches_reference", matches_reference.__doc__, matches_reference, MHA_VARIANTS),
+        Property("single_head_is_projected_attention", single_head_is_projected_attention.__doc__,
+                 single_head_is_projected_attention, ("self", "cross")),
+        Property("batch_equals_items", batch_equals_items.__doc__, batch_equals_items, ("self", "cross+padding")),
+        Property("fully_masked_rows_are_zero", fully_masked_rows_are_zero.__doc__, fully_masked_rows_are_zero,
+                 ("cross+padding_zero_length",)),
+    ),
+    bad_inputs=(
+        BadInput("heads_do_not_divide_D", "D % H != 0", _bad(_heads_not_dividing)),
+        BadInput("weight_shape_mismatch", "W_q (D, D + 1)", _bad(lambda i: {**i, "params": {**i["params"], "w_q": np.concatenate([i["params"]["w_q"], i["params"]["w_q"][:, :1]], 1)}})),
+        BadInput("key_value_length_mismatch", "value with S + 1 positions", _bad(lambda i: {**i, "value": np.concatenate([i["value"], i["value"][:, :1]], 1)})),
+        BadInput("mask_not_broadcastable", "mask (T, S + 1)", _bad(lambda i: {**i, "mask": np.ones((i["query"].shape[1], i["key"].shape[1] + 1), bool)})),
+    ),
+)

@@ -1,0 +1,14 @@
+"""Every component of the spec, by name. Tests are generated from this table."""
+
+from __future__ import annotations
+
+from spec.attention import ATTENTION_WEIGHTS, SCALED_DOT_PRODUCT_ATTENTION
+from spec.core import Component
+from spec.masks import CAUSAL_MASK, KEY_PADDING_MASK
+from spec.multi_head import MULTI_HEAD_ATTENTION
+from spec.softmax import SOFTMAX
+
+COMPONENTS: dict[str, Component] = {
+    c.name: c
+    for c in (SOFTMAX, ATTENTION_WEIGHTS, SCALED_DOT_PRODUCT_ATTENTION, MULTI_HEAD_ATTENTION, CAUSAL_MASK, KEY_PADDING_MASK)
+}

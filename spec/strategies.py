@@ -1,0 +1,219 @@
+"""Hypothesis strategies for valid inputs: all in one place, one-line docstrings, NamedTuple draws.
+
+Values come from NumPy generators seeded by Hypothesis, in named distributions that aim at the cases
+that break real code (ties, large logits, outliers, tiny values), rather than element by element:
+shrinking then works on the shape and the distribution, and a failure prints the seed it needs.
+Shapes come from a short list of buckets, not free integers: JAX compiles once per shape, so a
+finite menu keeps its per-example cost near torch's (see README, "JAX cost per example").
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import numpy as np
+from hypothesis import strategies as st
+
+from reference.masks import causal_mask, key_padding_mask
+from spec.dtypes import DType
+
+
+class AttentionShape(NamedTuple):
+    B: int
+    H: int
+    T: int
+    S: int
+    K: int
+    Kv: int
+
+
+# Each bucket is there for a reason: lengths of 1, T < S, T > S, T == S (both causal alignments
+# agree), one query over many keys (a decoding step), K != Kv, and K = 2 (1/K vs 1/sqrt(K) differ).
+ATTENTION_BUCKETS = (
+    AttentionShape(B=1, H=1, T=1, S=1, K=4, Kv=4),
+    AttentionShape(B=2, H=2, T=3, S=5, K=8, Kv=8),
+    AttentionShape(B=1, H=3, T=6, S=4, K=8, Kv=3),
+    AttentionShape(B=2, H=1, T=5, S=5, K=16, Kv=16),
+    AttentionShape(B=3, H=2, T=1, S=7, K=4, Kv=6),
+    AttentionShape(B=1, H=2, T=8, S=8, K=2, Kv=2),
+)
+
+FREE_SHAPES = os.environ.get("TCS_FREE_SHAPES") == "1"  # the `thorough` profile adds free shapes
+
+
+ShapeFilter = Callable[[AttentionShape], bool]
+
+
+def attention_shapes(where: ShapeFilter | None = None) -> st.SearchStrategy[AttentionShape]:
+    """Return a strategy for (B, H, T, S, K, Kv), from the buckets (and free sizes when thorough)."""
+    keep = where or (lambda s: True)
+    strategy = st.sampled_from([s for s in ATTENTION_BUCKETS if keep(s)])
+    if FREE_SHAPES:
+        dim = st.integers(1, 9)
+        free = st.builds(AttentionShape, B=dim, H=dim, T=dim, S=dim, K=dim, Kv=dim)
+        strategy = st.one_of(strategy, free.filter(keep))
+    return strategy
+
+
+# Named value distributions. "large" reaches logits of ~1e4 (~6e4 in float16 for softmax).
+VALUE_KINDS = ("normal", "outliers", "ties", "tiny", "large")
+
+
+def value_kinds(allow_large: bool = True) -> st.SearchStrategy[str]:
+    """Return a strategy for the name of a value distribution."""
+    return st.sampled_from(VALUE_KINDS if allow_large else VALUE_KINDS[:-1])
+
+
+def seeds() -> st.SearchStrategy[int]:
+    """Return a strategy for a NumPy generator seed (printed with any failure)."""
+    return st.integers(0, 2**32 - 1)
+
+
+def make_values(shape: tuple[int, ...], kind: str, seed: int, dtype: DType, large: float = 1e4) -> np.ndarray:
+    """An array of ``shape`` in ``dtype`` from the named distribution (deterministic in seed)."""
+    rng = np.random.default_rng(seed)
+    if kind == "normal":
+        x = rng.standard_normal(shape)
+    elif kind == "outliers":  # mostly N(0, 1), about 5% from N(0, 10^2)
+        x = rng.standard_normal(shape) * np.where(rng.random(shape) < 0.05, 10.0, 1.0)
+    elif kind == "ties":  # few distinct values: equal logits, equal rows
+        x = rng.integers(-2, 3, shape).astype(np.float64)
+    elif kind == "tiny":
+        x = rng.standard_normal(shape) * 1e-3
+    elif kind == "large":  # |x| <= large, so 0.9 * max(float16) stays finite
+        x = rng.uniform(-1.0, 1.0, shape) * large
+    else:
+        raise ValueError(f"unknown value kind {kind!r}; expected one of {VALUE_KINDS}")
+    return x.astype(dtype.np_dtype)
+
+
+def large_logit(dtype: DType) -> float:
+    """The 'large' logit magnitude for a dtype: 1e4, or near the float16 range for float16."""
+    return 0.9 * dtype.max if dtype.name == "float16" else 1e4
+
+
+@st.composite
+def arrays(draw: Any, shape: tuple[int, ...], dtype: DType, allow_large: bool = True, large: float = 1e4) -> np.ndarray:
+    """Return a strategy for an array of a given shape and dtype from a drawn distribution."""
+    kind = draw(value_kinds(allow_large), label="kind")
+    return make_values(shape, kind, draw(seeds(), label="seed"), dtype, large)
+
+
+class AttentionInputs(NamedTuple):
+    shape: AttentionShape
+    q: np.ndarray
+    k: np.ndarray
+    v: np.ndarray
+
+
+@st.composite
+def attention_inputs(draw: Any, dtype: DType, where: ShapeFilter | None = None) -> AttentionInputs:
+    """Return a strategy for q (B, H, T, K), k (B, H, S, K), v (B, H, S, Kv) in dtype."""
+    s = draw(attention_shapes(where), label="shape")
+    kind = draw(value_kinds(), label="qk_kind")
+    # "large" aims the logits q.k * scale at large_logit(dtype): q, k ~ N(0, sigma^2), logit ~ sigma^2 sqrt(K)
+    sigma = float(np.sqrt(min(large_logit(dtype), 1e4) / np.sqrt(s.K)))
+    q = make_values((s.B, s.H, s.T, s.K), kind, draw(seeds(), label="q_seed"), dtype, sigma)
+    k = make_values((s.B, s.H, s.S, s.K), kind, draw(seeds(), label="k_seed"), dtype, sigma)
+    v = draw(arrays((s.B, s.H, s.S, s.Kv), dtype, allow_large=False), label="v")
+    return AttentionInputs(s, q, k, v)
+
+
+# Mask variants, the discrete axis of attention tests. A variant never empties a query row unless
+# it says so (the fully-masked-row convention has a property of its own).
+MASK_VARIANTS = ("none", "bool", "additive", "padding", "causal_top_left", "causal_bottom_right", "bool+causal_top_left")
+EMPTY_ROW_VARIANTS = ("bool_empty_rows", "additive_empty_rows", "padding_zero_length", "causal_bottom_right_T>S")
+
+
+class MaskDraw(NamedTuple):
+    mask: np.ndarray | None
+    causal: str | None
+    allowed: np.ndarray  # (B, H, T, S) bool: where a query may attend under mask and causal together
+
+
+def _mask_shape(draw: Any, s: AttentionShape) -> tuple[int, ...]:
+    """One of the broadcast forms a real mask comes in."""
+    return draw(st.sampled_from([(s.B, s.H, s.T, s.S), (s.B, 1, s.T, s.S), (s.T, s.S), (s.B, 1, 1, s.S)]), label="mask_shape")
+
+
+def _keep_one_per_row(allowed: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Allow one random key in every row that has none."""
+    allowed = allowed.copy()
+    pick = rng.integers(0, allowed.shape[-1], allowed.shape[:-1])
+    np.put_along_axis(allowed, pick[..., None], True, axis=-1)
+    return allowed
+
+
+@st.composite
+def masks(draw: Any, s: AttentionShape, variant: str, dtype: DType) -> MaskDraw:
+    """Return a strategy for a mask of the named variant for attention of shape s."""
+    rng = np.random.default_rng(draw(seeds(), label="mask_seed"))
+    full = (s.B, s.H, s.T, s.S)
+    mask: np.ndarray | None = None
+    causal: str | None = None
+    if variant in ("bool", "bool_empty_rows", "additive", "additive_empty_rows"):
+        shape = _mask_shape(draw, s)
+        allowed = rng.random(shape) < draw(st.sampled_from([0.3, 0.7]), label="keep_fraction")
+        if variant.endswith("empty_rows"):
+            allowed[..., rng.integers(0, allowed.shape[-2]) if allowed.shape[-2] > 1 else 0, :] = False
+        elif allowed.shape[-2] == s.T:
+            allowed = _keep_one_per_row(allowed, rng)
+        else:  # (B, 1, 1, S): one row stands for all
+            allowed[..., 0] = True
+        mask = allowed
+        if variant.startswith("additive"):
+            # additive: 0 or a finite bias where allowed, -inf where not
+            bias = np.where(rng.random(shape) < 0.5, 0.0, rng.standard_normal(shape))
+            mask = np.where(allowed, bias, -np.inf).astype(dtype.np_dtype)
+    elif variant in ("padding", "padding_zero_length"):
+        lo = 0 if variant == "padding_zero_length" else 1
+        lengths = rng.integers(lo, s.S + 1, s.B)
+        if variant == "padding_zero_length":
+            lengths[rng.integers(0, s.B)] = 0
+        mask = key_padding_mask(lengths, s.S)  # (B, 1, 1, S)
+    elif variant in ("causal_top_left", "causal_bottom_right", "causal_bottom_right_T>S"):
+        causal = variant.removeprefix("causal_").removesuffix("_T>S")
+    elif variant == "bool+causal_top_left":
+        allowed = rng.random(full) < 0.6
+        allowed[..., 0] = True  # key 0 is visible to every query under top-left causality
+        mask, causal = allowed, "top_left"
+    elif variant != "none":
+        raise ValueError(f"unknown mask variant {variant!r}; expected one of {MASK_VARIANTS + EMPTY_ROW_VARIANTS}")
+    allowed_all = np.ones(full, dtype=bool)
+    if mask is not None:
+        allowed_all &= mask if mask.dtype == np.bool_ else np.isfinite(mask.astype(np.float64))
+    if causal is not None:
+        allowed_all &= causal_mask(s.T, s.S, causal)
+    return MaskDraw(mask, causal, allowed_all)
+
+
+class MhaShape(NamedTuple):
+    B: int
+    T: int
+    S: int
+    D: int
+    H: int
+
+
+# Self-attention needs T == S; cross-attention uses the T != S buckets as well.
+MHA_BUCKETS = (
+    MhaShape(B=1, T=1, S=1, D=4, H=1),
+    MhaShape(B=2, T=3, S=5, D=8, H=2),
+    MhaShape(B=1, T=4, S=4, D=12, H=3),
+    MhaShape(B=2, T=5, S=5, D=8, H=4),
+    MhaShape(B=2, T=6, S=2, D=6, H=1),
+)
+
+
+@st.composite
+def mha_params(draw: Any, D: int, dtype: DType, biases: bool | None = None) -> dict[str, np.ndarray]:
+    """Return a strategy for the canonical MHA weights: W_* (D, D) ~ N(0, 1/D), biases (D,) or absent."""
+    rng = np.random.default_rng(draw(seeds(), label="params_seed"))
+    if biases is None:
+        biases = draw(st.booleans(), label="biases")
+    params = {w: (rng.standard_normal((D, D)) / np.sqrt(D)).astype(dtype.np_dtype) for w in ("w_q", "w_k", "w_v", "w_o")}
+    if biases:
+        params.update({b: (0.1 * rng.standard_normal(D)).astype(dtype.np_dtype) for b in ("b_q", "b_k", "b_v", "b_o")})
+    return params

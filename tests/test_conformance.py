@@ -1,0 +1,43 @@
+"""Conformance tests, generated from the spec's records (spec/registry.py).
+
+Each test reads: draw inputs -> call the adapter -> check shape and dtype -> check the property ->
+compare with the oracle under the tolerance policy. Parametrised over adapter x component x
+property x variant x dtype (ids like ``torch-scaled_dot_product_attention.matches_reference[additive]-float16``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from spec.core import ConformanceError, Unsupported
+from tests.targets import Target
+
+
+@given(data=st.data())
+def test_property(target: Target, data: st.DataObject) -> None:
+    try:
+        target.check.check(target.subject(), data, target.variant)
+    except Unsupported as e:
+        pytest.skip(f"unsupported: {e}")
+
+
+@given(data=st.data())
+def test_refuses_bad_input(target: Target, data: st.DataObject) -> None:
+    """The adapter raises (any exception) on input the spec refuses, instead of broadcasting or returning garbage."""
+    subject = target.subject()
+    inputs = target.check.draw(data, target.dtype)
+    try:
+        out = subject.fn(**inputs)
+    except Unsupported as e:
+        pytest.skip(f"unsupported: {e}")
+    except Exception:
+        return
+    shape = getattr(out, "shape", type(out).__name__)
+    finite = bool(np.isfinite(np.asarray(out, dtype=np.float64)).all()) if isinstance(out, np.ndarray) else "?"
+    raise ConformanceError(
+        f"{subject.label(inputs)}\naccepted bad input {target.check.name!r} ({target.check.doc}) and returned "
+        f"{shape} (all finite: {finite}) instead of raising"
+    )
