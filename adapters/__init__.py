@@ -5,9 +5,10 @@ exactly like the spec's components, taking and returning NumPy arrays. It conver
 tensors, runs the library's own code and converts back. Optional attributes:
 
     name: str                      shown in test ids and the matrix (default: what --adapter said)
-    deviations: dict[str, str]     declared, intentional differences from the spec, with reasons:
-                                   "component.property", "component.property[variant]" or
-                                   "component.refuses[bad_input]" -> reason
+    deviations: dict[str, str]     declared, intentional differences from the spec, with reasons. Keys:
+                                   "component.property", "component.property[variant]",
+                                   "component.refuses[bad_input]", any of them with "@dtype"
+                                   appended, and "component.*@dtype" for every property at a dtype
     on_device(device) -> namespace the same adapter bound to "cpu" or "cuda"
 
 A component the adapter does not offer is reported "unsupported". An adapter may raise
@@ -46,10 +47,11 @@ class Adapter:
         fn = getattr(self.namespace, component, None)
         return fn if callable(fn) else None
 
-    def deviation(self, component: str, prop: str, variant: str | None = None) -> str | None:
-        """The declared reason this adapter differs on component.prop[variant], if any."""
-        keys = [f"{component}.{prop}[{variant}]"] if variant else []
-        keys.append(f"{component}.{prop}")
+    def deviation(self, component: str, prop: str, variant: str | None = None, dtype: str | None = None) -> str | None:
+        """The declared reason this adapter differs on component.prop[variant] at dtype, if any."""
+        names = [f"{component}.{prop}[{variant}]"] if variant else []
+        names.append(f"{component}.{prop}")
+        keys = [f"{n}@{dtype}" for n in names] + [f"{component}.*@{dtype}"] + names
         return next((self.deviations[k] for k in keys if k in self.deviations), None)
 
     def __str__(self) -> str:

@@ -22,7 +22,20 @@ _CAUSAL = {"top_left": causal_upper_left, "bottom_right": causal_lower_right}
 
 class TorchAdapter:
     name = "torch"
-    deviations: dict[str, str] = {}
+    deviations: dict[str, str] = {
+        "softmax.all_neg_inf_slice_is_zero": "torch.softmax returns NaN for a slice of only -inf (SDPA has its own _safe_softmax)",
+        "attention_weights.refuses[nan_scale]": "F.scaled_dot_product_attention accepts scale=NaN without a check",
+        "scaled_dot_product_attention.refuses[nan_scale]": "F.scaled_dot_product_attention accepts scale=NaN without a check",
+        "attention_weights.refuses[empty_keys]": "accepts S = 0 and returns zeros (the fully-masked answer)",
+        "scaled_dot_product_attention.refuses[empty_keys]": "accepts S = 0 and returns zeros (the fully-masked answer)",
+        "attention_weights.refuses[empty_head_dim]": "accepts K = 0: logits are all 0, so V is averaged uniformly",
+        "scaled_dot_product_attention.refuses[empty_head_dim]": "accepts K = 0: logits are all 0, so V is averaged uniformly",
+        "scaled_dot_product_attention.refuses[kv_length_mismatch]": (
+            "the CPU flash kernel does not check that V has as many positions as K and returns a result "
+            "(the math backend raises): torch 2.13.0"
+        ),
+        "causal_mask.refuses[empty_length]": "causal_upper_left(0, S) builds an empty bias instead of refusing T = 0",
+    }
 
     def __init__(self, device: str = "cpu"):
         self.device = torch.device(device)
@@ -32,9 +45,10 @@ class TorchAdapter:
 
     # conversions: NumPy <-> torch, bfloat16 through a 16-bit integer view (NumPy has no bfloat16)
     def _t(self, a: np.ndarray) -> torch.Tensor:
+        a = np.array(a, order="C", copy=True)  # writable and contiguous: torch may not share read-only memory
         if a.dtype == ml_dtypes.bfloat16:
-            return torch.from_numpy(np.ascontiguousarray(a).view(np.int16)).view(torch.bfloat16).to(self.device)
-        return torch.from_numpy(np.ascontiguousarray(a)).to(self.device)
+            return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16).to(self.device)
+        return torch.from_numpy(a).to(self.device)
 
     @staticmethod
     def _np(t: torch.Tensor) -> np.ndarray:

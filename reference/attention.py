@@ -36,8 +36,8 @@ def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
         raise ValueError(f"softmax: x must be a floating NumPy array; got {type(x).__name__} {getattr(x, 'dtype', '')}")
     if x.ndim == 0 or not -x.ndim <= axis < x.ndim:
         raise ValueError(f"softmax: axis must index one of x's axes; got axis={axis} for shape {x.shape}")
-    if x.shape[axis] == 0:
-        raise ValueError(f"softmax: the softmax axis must be non-empty; got shape {x.shape}, axis={axis}")
+    if x.size == 0:
+        return x.copy()  # softmax over nothing is nothing
     m = np.max(x, axis=axis, keepdims=True)
     m = np.where(np.isfinite(m), m, np.zeros_like(m))  # all -inf row: exp(-inf - 0) = 0, not NaN
     with np.errstate(over="ignore"):  # float16: x - m below -65504 rounds to -inf, and exp(-inf) = 0 is right

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+import warnings
 from functools import cached_property
 from typing import Any
 
@@ -99,6 +100,7 @@ class Subject:
     namespace: Any = None
     # Every comparison made in this test, for the report: (observed / allowed) ratios.
     comparisons: list[Comparison] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def label(self, inputs: Mapping[str, Any]) -> str:
         return (
@@ -119,16 +121,23 @@ class Subject:
         return Case(self, dict(inputs), expected_fn or self.component.reference)
 
     def fail(self, inputs: Mapping[str, Any], message: str) -> None:
-        raise ConformanceError(f"{self.label(inputs)}\n{message}")
+        said = "".join(f"\nthe library warned: {w}" for w in dict.fromkeys(self.warnings))
+        raise ConformanceError(f"{self.label(inputs)}\n{message}{said}")
 
     def call(self, inputs: Mapping[str, Any], expected: np.ndarray) -> np.ndarray:
         """Call the adapter; refuse exceptions, non-arrays, wrong shape or dtype, and NaN/inf."""
-        try:
-            got = self.fn(**inputs)
-        except Unsupported:
-            raise
-        except Exception as e:  # an adapter that crashes fails its own test, and the run goes on
-            self.fail(inputs, f"adapter raised {type(e).__name__}: {e}")
+        # Library warnings are not failures (the output is judged), but a failure reports them. The
+        # test config turns warnings into errors; some libraries warn only once per process, which
+        # would make an adapter's result depend on test order.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                got = self.fn(**inputs)
+            except Unsupported:
+                raise
+            except Exception as e:  # an adapter that crashes fails its own test, and the run goes on
+                self.fail(inputs, f"adapter raised {type(e).__name__}: {e}")
+        self.warnings = [f"{w.category.__name__}: {w.message}" for w in caught]
         if not isinstance(got, np.ndarray):
             self.fail(inputs, f"adapter returned {type(got).__name__}; expected a NumPy array")
         want_dtype = expected.dtype if expected.dtype.kind in "biu" else self.dtype.np_dtype

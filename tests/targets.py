@@ -50,9 +50,9 @@ class Target:
         if self.adapter.function(self.component.name) is None:
             marks.append(pytest.mark.skip(reason=f"unsupported: adapter {self.adapter.name} does not offer {self.component.name}"))
         if isinstance(self.check, Property):
-            reason = self.adapter.deviation(self.component.name, self.check.name, self.variant)
+            reason = self.adapter.deviation(self.component.name, self.check.name, self.variant, self.dtype.name)
         else:
-            reason = self.adapter.deviation(self.component.name, f"refuses[{self.check.name}]")
+            reason = self.adapter.deviation(self.component.name, f"refuses[{self.check.name}]", None, self.dtype.name)
         if reason:
             marks.append(pytest.mark.xfail(reason=f"declared deviation: {reason}", strict=False))
         return pytest.param(self, id=self.id, marks=marks)
