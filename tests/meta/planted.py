@@ -1,0 +1,100 @@
+"""Deliberately broken adapters: each is the reference with one bug real code has had.
+
+The meta-tests assert the conformance suite catches every one of them (tests/meta/test_planted_bugs.py).
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+
+import reference as R
+from reference.attention import softmax as _softmax
+
+
+def _weights_with(q, k, mask=None, scale=None, causal=None, *, scale_rule=None, axis=-1, invert=False, causal_shift=0):  # noqa: ANN001, ANN202
+    """attention_weights with one knob turned: the planted bugs below."""
+    K, T, S = q.shape[-1], q.shape[-2], k.shape[-2]
+    scale = scale if scale is not None else (scale_rule(K) if scale_rule else 1 / np.sqrt(K))
+    logits = (q @ np.swapaxes(k, -1, -2)).astype(q.dtype) * q.dtype.type(scale)  # (B, H, T, S)
+    allowed = np.ones(logits.shape, bool)
+    if mask is not None and mask.dtype == np.bool_:
+        allowed &= ~mask if invert else mask
+    elif mask is not None:
+        logits = logits + mask.astype(q.dtype)
+    if causal is not None:
+        offset = (0 if causal == "top_left" else S - T) + causal_shift
+        allowed &= np.arange(S)[None, :] <= np.arange(T)[:, None] + offset  # (T, S)
+    logits = np.where(allowed, logits, -np.inf).astype(q.dtype)
+    return _softmax(logits, axis=axis)
+
+
+def _adapter(name: str, **weight_knobs: object) -> SimpleNamespace:
+    def attention_weights(q, k, mask=None, scale=None, causal=None):  # noqa: ANN001, ANN202
+        return _weights_with(q, k, mask, scale, causal, **weight_knobs)
+
+    def scaled_dot_product_attention(q, k, v, mask=None, scale=None, causal=None):  # noqa: ANN001, ANN202
+        return (attention_weights(q, k, mask, scale, causal) @ v).astype(q.dtype)
+
+    return SimpleNamespace(name=name, attention_weights=attention_weights, scaled_dot_product_attention=scaled_dot_product_attention)
+
+
+scale_1_over_K = _adapter("scale_1_over_K", scale_rule=lambda K: 1.0 / K)
+softmax_over_queries = _adapter("softmax_over_queries", axis=-2)
+mask_inverted = _adapter("mask_inverted", invert=True)
+causal_off_by_one = _adapter("causal_off_by_one", causal_shift=1)
+
+
+def _naive_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """No max subtraction: exp overflows for logits of 1e4."""
+    with np.errstate(all="ignore"):
+        e = np.exp(x)
+        return (e / e.sum(axis=axis, keepdims=True)).astype(x.dtype)
+
+
+softmax_without_max = SimpleNamespace(name="softmax_without_max", softmax=_naive_softmax)
+softmax_nan_on_masked_rows = SimpleNamespace(
+    name="softmax_nan_on_masked_rows",
+    softmax=lambda x, axis=-1: _naive_softmax(x - np.max(x, axis=axis, keepdims=True), axis),
+)
+
+
+def _mha_heads_interleaved(query, key, value, params, num_heads, mask=None, causal=None):  # noqa: ANN001, ANN202
+    """Heads taken as strided columns (h, h+H, ...) instead of contiguous blocks."""
+    D = query.shape[-1]
+    order = np.arange(D).reshape(D // num_heads, num_heads).T.reshape(-1)  # column permutation
+    p = dict(params)
+    for w in ("w_q", "w_k", "w_v"):
+        p[w] = params[w][:, order]
+    for b in ("b_q", "b_k", "b_v"):
+        if params.get(b) is not None:
+            p[b] = params[b][order]
+    return R.multi_head_attention(query, key, value, p, num_heads, mask, causal)
+
+
+mha_heads_interleaved = SimpleNamespace(name="mha_heads_interleaved", multi_head_attention=_mha_heads_interleaved)
+
+
+def _sdpa_truncating_v(q, k, v, mask=None, scale=None, causal=None):  # noqa: ANN001, ANN202
+    """Silently drops V's extra positions instead of refusing a k/v length mismatch."""
+    return R.scaled_dot_product_attention(q, k, v[:, :, : k.shape[2]], mask, scale, causal)
+
+
+sdpa_accepts_kv_mismatch = SimpleNamespace(name="sdpa_accepts_kv_mismatch", scaled_dot_product_attention=_sdpa_truncating_v)
+
+# (adapter, component, property or "refuses[bad input]", variant, dtype name): where each bug must be caught
+CAUGHT_BY = [
+    (scale_1_over_K, "scaled_dot_product_attention", "matches_reference", "none", "float32"),
+    (scale_1_over_K, "attention_weights", "matches_reference", "none", "float64"),
+    (softmax_over_queries, "attention_weights", "weights_are_distributions", "none", "float32"),
+    (softmax_over_queries, "scaled_dot_product_attention", "matches_reference", "none", "float32"),
+    (mask_inverted, "attention_weights", "matches_reference", "bool", "float32"),
+    (mask_inverted, "scaled_dot_product_attention", "hidden_keys_do_not_matter", "bool", "float32"),
+    (causal_off_by_one, "scaled_dot_product_attention", "hidden_keys_do_not_matter", "causal_top_left", "float32"),
+    (causal_off_by_one, "attention_weights", "matches_reference", "causal_bottom_right", "bfloat16"),
+    (softmax_without_max, "softmax", "finite_for_large_logits", None, "float32"),
+    (softmax_nan_on_masked_rows, "softmax", "all_neg_inf_slice_is_zero", None, "float32"),
+    (mha_heads_interleaved, "multi_head_attention", "matches_reference", "cross", "float32"),
+    (sdpa_accepts_kv_mismatch, "scaled_dot_product_attention", "refuses[kv_length_mismatch]", None, "float32"),
+]

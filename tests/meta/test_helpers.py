@@ -1,0 +1,92 @@
+"""Tests of the suite's own helpers: tolerance policy, loader, strategies, deviation keys."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import reference as R
+from adapters import BUILTINS, available_builtins, load_adapter
+from spec.dtypes import ALL_DTYPES, FLOAT32, FLOAT64
+from spec.strategies import ATTENTION_BUCKETS, EMPTY_ROW_VARIANTS, MASK_VARIANTS, attention_inputs, masks
+from spec.tolerance import FLOOR_ULPS, MULTIPLIER, bound_for, compare, oracle
+
+
+@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=str)
+def test_bound_is_multiple_of_same_precision_error_plus_floor(dtype) -> None:  # noqa: ANN001
+    x = np.random.default_rng(0).standard_normal((4, 9)).astype(dtype.np_dtype)
+    expected = oracle(R.softmax, {"x": x}, dtype)
+    bound = bound_for(R.softmax, {"x": x}, dtype, expected, error_scale=1.0)
+    same = np.abs(R.softmax(x).astype(np.longdouble) - expected).max()
+    assert bound.same_precision_error == pytest.approx(float(same))
+    assert bound.floor == FLOOR_ULPS * dtype.unit_roundoff
+    assert bound.allowed == pytest.approx(MULTIPLIER * float(same) + bound.floor)
+
+
+def test_float64_oracle_is_more_precise_than_float64() -> None:
+    """The float64 same-precision error is measured against extended precision, not against itself."""
+    x = np.random.default_rng(1).standard_normal((8, 33))
+    expected = oracle(R.softmax, {"x": x}, FLOAT64)
+    if np.finfo(np.longdouble).eps < np.finfo(np.float64).eps:
+        assert expected.dtype == np.longdouble
+        assert bound_for(R.softmax, {"x": x}, FLOAT64, expected, 1.0).same_precision_error > 0
+
+
+def test_compare_reports_worst_error_location_and_bound() -> None:
+    expected = np.zeros((2, 3))
+    got = expected.copy()
+    got[1, 2] = 0.5
+    bound = bound_for(R.softmax, {"x": np.zeros((2, 3), np.float32)}, FLOAT32, oracle(R.softmax, {"x": np.zeros((2, 3), np.float32)}, FLOAT32), 1.0)
+    result = compare(got, expected, bound, "output")
+    assert not result.ok and result.where == (1, 2) and result.max_error == 0.5
+    assert "at (1, 2)" in result.report() and "allowed" in result.report()
+
+
+def test_compare_treats_nan_as_failure() -> None:
+    got = np.array([0.0, np.nan])
+    bound = bound_for(R.softmax, {"x": np.zeros(2)}, FLOAT64, oracle(R.softmax, {"x": np.zeros(2)}, FLOAT64), 1.0)
+    assert not compare(got, np.zeros(2), bound).ok
+
+
+def test_loader_builtins_and_third_party() -> None:
+    assert "numpy" in available_builtins()
+    assert set(available_builtins()) <= set(BUILTINS)
+    numpy = load_adapter("numpy")
+    assert numpy.name == "numpy" and numpy.function("softmax") is R.softmax
+    planted = load_adapter("tests.meta.planted:mask_inverted")
+    assert planted.name == "mask_inverted" and planted.function("softmax") is None  # -> "unsupported"
+    with pytest.raises(ValueError, match="cannot load adapter"):
+        load_adapter("no_such_module:adapter")
+
+
+def test_deviation_keys_match_most_specific_first() -> None:
+    from adapters import Adapter
+
+    a = Adapter("x", object(), {"c.p[v]@float16": "one", "c.p": "two", "c.*@float64": "three"})
+    assert a.deviation("c", "p", "v", "float16") == "one"
+    assert a.deviation("c", "p", "w", "float32") == "two"
+    assert a.deviation("c", "q", None, "float64") == "three"
+    assert a.deviation("d", "p", None, "float32") is None
+
+
+@pytest.mark.parametrize("variant", MASK_VARIANTS + EMPTY_ROW_VARIANTS)
+@given(data=st.data())
+def test_mask_strategies_keep_or_empty_rows_as_named(variant: str, data: st.DataObject) -> None:
+    where = (lambda s: s.T > s.S) if variant == "causal_bottom_right_T>S" else (lambda s: s.T <= s.S) if variant == "causal_bottom_right" else None
+    x = data.draw(attention_inputs(FLOAT32, where), label="qkv")
+    m = data.draw(masks(x.shape, variant, FLOAT32), label="mask")
+    rows_with_keys = m.allowed.any(-1)
+    if variant in EMPTY_ROW_VARIANTS:
+        assert not rows_with_keys.all(), "an empty-row variant must produce a fully masked row"
+    else:
+        assert rows_with_keys.all(), "a normal variant must leave every row a visible key"
+    weights = R.attention_weights(x.q, x.k, mask=m.mask, causal=m.causal)
+    assert ((weights > 0) <= m.allowed).all()
+
+
+def test_buckets_cover_the_edge_shapes() -> None:
+    assert any(s.T == 1 and s.S == 1 for s in ATTENTION_BUCKETS)
+    assert any(s.T < s.S for s in ATTENTION_BUCKETS) and any(s.T > s.S for s in ATTENTION_BUCKETS)
+    assert any(s.K != s.Kv for s in ATTENTION_BUCKETS)

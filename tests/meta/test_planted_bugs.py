@@ -1,0 +1,70 @@
+"""The suite catches deliberately broken adapters, and the failure message says what broke where."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from adapters import Adapter
+from spec.core import ConformanceError, Property
+from spec.dtypes import BY_NAME
+from spec.registry import COMPONENTS
+from tests.meta.planted import CAUGHT_BY
+from tests.targets import Target
+
+# Enough examples to reach the bug, no shrinking (the meta-test wants "caught", not a minimal example).
+HUNT = settings(max_examples=60, derandomize=True, database=None, deadline=None, phases=[Phase.generate],
+                suppress_health_check=list(HealthCheck))
+
+
+def hunt(target: Target) -> ConformanceError | None:
+    """Run one conformance check like test_conformance does; return the failure it finds, if any."""
+    if isinstance(target.check, Property):
+        body = lambda data: target.check.check(target.subject(), data, target.variant)  # noqa: E731
+    else:
+        from tests.test_conformance import test_refuses_bad_input
+
+        body = lambda data: test_refuses_bad_input.hypothesis.inner_test(target, data)  # noqa: E731
+
+    @HUNT
+    @given(data=st.data())
+    def run(data: st.DataObject) -> None:
+        body(data)
+
+    try:
+        run()
+    except ConformanceError as e:
+        return e
+    except BaseExceptionGroup as group:  # several distinct failures
+        found = group.subgroup(ConformanceError)
+        return found.exceptions[0] if found else None
+    return None
+
+
+def _target(namespace: object, component: str, check: str, variant: str | None, dtype: str) -> Target:
+    spec = COMPONENTS[component]
+    if check.startswith("refuses["):
+        found = next(b for b in spec.bad_inputs if b.name == check[len("refuses["):-1])
+    else:
+        found = next(p for p in spec.properties if p.name == check)
+    return Target(Adapter(namespace.name, namespace), spec, found, variant, BY_NAME[dtype])
+
+
+@pytest.mark.parametrize("namespace,component,check,variant,dtype", CAUGHT_BY,
+                         ids=[f"{c[0].name}-{c[1]}.{c[2]}" for c in CAUGHT_BY])
+def test_planted_bug_is_caught(namespace: object, component: str, check: str, variant: str | None, dtype: str) -> None:
+    failure = hunt(_target(namespace, component, check, variant, dtype))
+    assert failure is not None, f"planted bug {namespace.name} was NOT caught by {component}.{check}[{variant}] at {dtype}"
+    message = str(failure)
+    for part in (component, f"adapter={namespace.name}", f"dtype={dtype}"):
+        assert part in message, f"failure message lacks {part!r}: {message[:300]}"
+
+
+@pytest.mark.parametrize("namespace,component,check,variant,dtype", CAUGHT_BY[:4],
+                         ids=[f"reference-{c[1]}.{c[2]}" for c in CAUGHT_BY[:4]])
+def test_reference_passes_the_same_hunt(namespace: object, component: str, check: str, variant: str | None, dtype: str) -> None:
+    """Control: the same hunt on the correct reference finds nothing (the check is not just failing everything)."""
+    import adapters.numpy_adapter as ref
+
+    assert hunt(_target(ref, component, check, variant, dtype)) is None
