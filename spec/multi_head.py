@@ -139,7 +139,7 @@ MULTI_HEAD_ATTENTION = Component(
                  single_head_is_projected_attention, ("self", "cross")),
         Property("batch_equals_items", batch_equals_items.__doc__, batch_equals_items, ("self", "cross+padding")),
         Property("fully_masked_rows_are_zero", fully_masked_rows_are_zero.__doc__, fully_masked_rows_are_zero,
-                 ("cross+padding_zero_length",)),
+                 ("cross+padding_zero_length", "self+padding_zero_length", "self+bool_empty_rows")),
     ),
     bad_inputs=(
         BadInput("heads_do_not_divide_D", "D % H != 0", _bad(_heads_not_dividing)),
