@@ -37,7 +37,6 @@ def pytest_configure(config: pytest.Config) -> None:
         config._tcs_adapters = [load_adapter(n, config.getoption("device")) for n in names]  # type: ignore[attr-defined]
     except Exception as e:  # a broken --adapter is a usage error, not 500 test failures
         raise pytest.UsageError(str(e)) from e
-    config._tcs_outcomes = defaultdict(lambda: defaultdict(int))  # type: ignore[attr-defined]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -55,6 +54,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         target = getattr(getattr(item, "callspec", None), "params", {}).get("target")
         if target is not None:  # carried to the controller under xdist, for the matrix
             item.user_properties.append(("tcs", (target.component.name, target.adapter.name)))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> pytest.TestReport:
+    report = yield
+    target = getattr(getattr(item, "callspec", None), "params", {}).get("target")
+    if target is not None and report.when == "call":
+        from tests.targets import EXAMPLES
+
+        report.user_properties.append(("examples", EXAMPLES.pop(target.id, 0)))
+    return report
 
 
 def _outcome(report: pytest.TestReport) -> str | None:
@@ -76,12 +86,15 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         return
     outcome = _outcome(report)
     if outcome:
-        from _pytest.config import Config  # noqa: F401  (type only)
-
         _OUTCOMES[tuple(key)][outcome] += 1
+    if report.when == "call":
+        adapter = key[1]
+        _SPEED[adapter][0] += report.duration
+        _SPEED[adapter][1] += dict(report.user_properties).get("examples", 0)
 
 
 _OUTCOMES: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+_SPEED: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])  # adapter -> [test seconds, examples]
 _ORDER = ("fail", "deviation", "deviation (now conforms)", "pass", "unsupported", "skipped")
 
 
@@ -111,3 +124,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if _OUTCOMES:
         terminalreporter.section("conformance matrix (component x adapter; worst outcome, tests)")
         terminalreporter.write_line(format_matrix(_OUTCOMES))
+        for adapter, (seconds, examples) in sorted(_SPEED.items()):
+            rate = examples / seconds if seconds else 0.0
+            terminalreporter.write_line(
+                f"{adapter}: {examples:.0f} examples in {seconds:.1f} s of test time ({rate:.0f} examples/s; summed over workers)"
+            )

@@ -79,6 +79,9 @@ def load_adapter(spec: str, device: str = "cpu") -> Adapter:
     except (ImportError, AttributeError) as e:
         raise ValueError(f"cannot load adapter {spec!r} ({target}): {type(e).__name__}: {e}") from e
     if callable(getattr(namespace, "on_device", None)):
-        namespace = namespace.on_device(device)
+        try:
+            namespace = namespace.on_device(device)
+        except Exception as e:  # e.g. --device cuda on a machine without one
+            raise ValueError(f"adapter {spec!r} cannot run on {device}: {type(e).__name__}: {e}") from e
     name = getattr(namespace, "name", None) or spec
     return Adapter(str(name), namespace, dict(getattr(namespace, "deviations", {}) or {}))

@@ -8,6 +8,8 @@ transposes and zero-pads (exact: padded columns add 0 to every dot product and a
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Mapping
 from functools import lru_cache, partial
 from typing import Any
@@ -19,6 +21,14 @@ import numpy as np
 from spec.core import Unsupported
 
 jax.config.update("jax_enable_x64", True)  # float64 inputs must stay float64
+
+# A persistent compilation cache shared by every pytest-xdist worker of a run (and by later runs):
+# a shape compiled by one worker is loaded, not recompiled, by the others. TCS_JAX_CACHE="" turns it off.
+_CACHE = os.environ.get("TCS_JAX_CACHE", os.path.join(tempfile.gettempdir(), "tcs-jax-cache"))
+if _CACHE:
+    jax.config.update("jax_compilation_cache_dir", _CACHE)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
 
 _softmax = jax.jit(jax.nn.softmax, static_argnames=("axis",))
 

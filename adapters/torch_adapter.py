@@ -42,6 +42,8 @@ class TorchAdapter:
     }
 
     def __init__(self, device: str = "cpu"):
+        if device == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError("--device cuda: torch sees no CUDA device")
         self.device = torch.device(device)
 
     def on_device(self, device: str) -> TorchAdapter:

@@ -6,6 +6,7 @@ become pytest marks, so they show in pytest's own output and in the conformance 
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -15,6 +16,10 @@ from adapters import Adapter
 from spec.core import BadInput, Component, Property, Subject
 from spec.dtypes import FLOAT32, DType
 from spec.registry import COMPONENTS
+
+
+# Hypothesis examples run per test, for the per-adapter examples/second in the summary.
+EXAMPLES: Counter[str] = Counter()
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from spec.core import ConformanceError, Unsupported
-from tests.targets import Target
+from tests.targets import EXAMPLES, Target
 
 
 @given(data=st.data())
 def test_property(target: Target, data: st.DataObject) -> None:
+    EXAMPLES[target.id] += 1
     try:
         target.check.check(target.subject(), data, target.variant)
     except Unsupported as e:
@@ -27,6 +28,7 @@ def test_property(target: Target, data: st.DataObject) -> None:
 @given(data=st.data())
 def test_refuses_bad_input(target: Target, data: st.DataObject) -> None:
     """The adapter raises (any exception) on input the spec refuses, instead of broadcasting or returning garbage."""
+    EXAMPLES[target.id] += 1
     subject = target.subject()
     inputs = target.check.draw(data, target.dtype)
     try:
