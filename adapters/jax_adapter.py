@@ -75,6 +75,8 @@ class JaxAdapter:
             ("attention_weights", "weights_are_distributions"), ("scaled_dot_product_attention", "matches_reference"),
             ("scaled_dot_product_attention", "permutation_equivariant"), ("scaled_dot_product_attention", "context_is_weighted_sum"),
         )},
+        **{f"{c}.refuses[{b}]": "flax nn.Embed (jnp.take) returns NaN rows for id >= V and wraps id -1 to the last row"
+           for c in ("token_embedding", "embed_with_positions") for b in ("token_id_equals_V", "negative_token_id")},
         "attention_weights.refuses[nan_scale]": "jax.nn.dot_product_attention accepts scale=NaN and returns NaN",
         "scaled_dot_product_attention.refuses[nan_scale]": "jax.nn.dot_product_attention accepts scale=NaN and returns NaN",
         "attention_weights.refuses[empty_keys]": "accepts S = 0",
@@ -155,6 +157,32 @@ class JaxAdapter:
         fn = _flax_mha(H, D, np.dtype(query.dtype).name)
         out = fn(jax.device_put(flax_params, self.device), self._j(query), self._j(key), self._j(value), allowed)
         return np.asarray(out)
+
+    # --- embeddings -------------------------------------------------------------------------------
+    def sinusoidal_positional_encoding(self, T: int, D: int, base: float = 10000.0, dtype: str = "float32") -> np.ndarray:
+        # neither jax nor flax has one: user code with jnp, the angle formed in float64
+        if T < 1 or D < 1 or not (base > 1 and np.isfinite(base)):
+            raise ValueError(f"need T >= 1, D >= 1, finite base > 1; got T={T}, D={D}, base={base}")
+        angle = jnp.arange(T, dtype=jnp.float64)[:, None] / base ** (jnp.arange(0, D, 2, dtype=jnp.float64) / D)  # (T, ceil(D/2))
+        pe = jnp.zeros((T, D), jnp.float64).at[:, 0::2].set(jnp.sin(angle)).at[:, 1::2].set(jnp.cos(angle[:, : D // 2]))
+        return np.asarray(pe.astype(dtype))
+
+    def token_embedding(self, tokens: np.ndarray, table: np.ndarray) -> np.ndarray:
+        import flax.linen as nn
+
+        embed = nn.Embed(table.shape[0], table.shape[1], dtype=table.dtype, param_dtype=table.dtype)
+        out = embed.apply({"params": {"embedding": self._j(table)}}, self._j(tokens))
+        return np.asarray(out * jnp.asarray(np.sqrt(table.shape[1]), dtype=table.dtype))
+
+    def embed_with_positions(self, tokens: np.ndarray, table: np.ndarray, base: float = 10000.0) -> np.ndarray:
+        pe = self.sinusoidal_positional_encoding(tokens.shape[1], table.shape[1], base, table.dtype.name)
+        return np.asarray(jnp.asarray(self.token_embedding(tokens, table)) + jnp.asarray(pe))
+
+    def tied_output_logits(self, h: np.ndarray, table: np.ndarray) -> np.ndarray:
+        import flax.linen as nn
+
+        embed = nn.Embed(table.shape[0], table.shape[1], dtype=table.dtype, param_dtype=table.dtype)
+        return np.asarray(embed.apply({"params": {"embedding": self._j(table)}}, self._j(h), method=nn.Embed.attend))
 
 
 adapter = JaxAdapter("cpu")

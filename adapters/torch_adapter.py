@@ -8,6 +8,7 @@ nn.MultiheadAttention with the canonical weights loaded; causal_mask -> torch.nn
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -125,5 +126,32 @@ class TorchAdapter:
             m = allowed.expand(B * H, T, S) if m is None else (m & allowed if m.dtype == torch.bool else m.masked_fill(~allowed, float("-inf")))
         return ~m if m.dtype == torch.bool else m
 
+    # --- embeddings -------------------------------------------------------------------------------
+    def sinusoidal_positional_encoding(self, T: int, D: int, base: float = 10000.0, dtype: str = "float32") -> np.ndarray:
+        # torch has no sinusoidal encoding: user code with torch ops, the angle formed in float64
+        # (a float32 pos * frequency product is ~1e-3 rad off at pos 1e4; see the spec)
+        if T < 1 or D < 1 or not (base > 1 and np.isfinite(base)):
+            raise ValueError(f"need T >= 1, D >= 1, finite base > 1; got T={T}, D={D}, base={base}")
+        pos = torch.arange(T, dtype=torch.float64, device=self.device)[:, None]  # (T, 1)
+        freq = base ** (torch.arange(0, D, 2, dtype=torch.float64, device=self.device) / D)  # (ceil(D/2),)
+        angle = pos / freq  # (T, ceil(D/2))
+        pe = torch.empty(T, D, dtype=torch.float64, device=self.device)
+        pe[:, 0::2] = torch.sin(angle)
+        pe[:, 1::2] = torch.cos(angle[:, : D // 2])
+        return self._np(pe.to(_TORCH_DTYPES[dtype]))
+
+    def token_embedding(self, tokens: np.ndarray, table: np.ndarray) -> np.ndarray:
+        t = self._t(table)
+        return self._np(F.embedding(self._t(tokens), t) * math.sqrt(table.shape[1]))
+
+    def embed_with_positions(self, tokens: np.ndarray, table: np.ndarray, base: float = 10000.0) -> np.ndarray:
+        pe = self._t(self.sinusoidal_positional_encoding(tokens.shape[1], table.shape[1], base, table.dtype.name))
+        return self._np(self._t(self.token_embedding(tokens, table)) + pe)
+
+    def tied_output_logits(self, h: np.ndarray, table: np.ndarray) -> np.ndarray:
+        return self._np(F.linear(self._t(h), self._t(table)))  # h E^T
+
+
+_TORCH_DTYPES = {"float64": torch.float64, "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 adapter = TorchAdapter("cpu")

@@ -6,9 +6,30 @@ from reference.attention import (
     scaled_dot_product_attention,
     softmax,
 )
+from reference.layers import (
+    add_and_norm,
+    dropout,
+    embed_with_positions,
+    layer_norm,
+    position_wise_ffn,
+    sinusoidal_positional_encoding,
+    tied_output_logits,
+    token_embedding,
+)
 from reference.masks import causal_mask, key_padding_mask
+from reference.training import cross_entropy, shift_right
 
 __all__ = [
+    "add_and_norm",
+    "cross_entropy",
+    "dropout",
+    "embed_with_positions",
+    "layer_norm",
+    "position_wise_ffn",
+    "shift_right",
+    "sinusoidal_positional_encoding",
+    "tied_output_logits",
+    "token_embedding",
     "attention_weights",
     "causal_mask",
     "key_padding_mask",

@@ -184,3 +184,15 @@ class Case:
         """A metamorphic check: ``got`` (derived from this case's output) equals ``other``'s output,
         within the sum of both bounds, because both inputs have the same exact answer there."""
         self.subject.check(compare(got, other.got, self.bound + other.bound, what, select), self.inputs)
+
+
+Draw = Callable[[st.DataObject, DType, "str | None"], dict[str, Any]]
+
+
+def matches_reference(draw: Draw, variants: tuple[str | None, ...] = (None,), dtypes: tuple[DType, ...] = ALL_DTYPES) -> Property:
+    """The differential property of a component whose inputs come from ``draw``."""
+
+    def check(subject: Subject, data: st.DataObject, variant: str | None) -> None:
+        subject.case(draw(data, subject.dtype, variant)).assert_matches_oracle()
+
+    return Property("matches_reference", "The adapter agrees with the float64 oracle within the tolerance policy.", check, variants, dtypes)

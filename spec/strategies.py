@@ -217,3 +217,37 @@ def mha_params(draw: Any, D: int, dtype: DType, biases: bool | None = None) -> d
     if biases:
         params.update({b: (0.1 * rng.standard_normal(D)).astype(dtype.np_dtype) for b in ("b_q", "b_k", "b_v", "b_o")})
     return params
+
+
+class SeqShape(NamedTuple):
+    B: int
+    T: int
+    D: int
+
+
+# (B, T, D) for position-wise layers: one position, a short batch, a longer single sequence.
+SEQ_BUCKETS = (SeqShape(1, 1, 4), SeqShape(2, 5, 8), SeqShape(1, 9, 16))
+VOCAB = 11
+
+
+def seq_shapes() -> st.SearchStrategy[SeqShape]:
+    """Return a strategy for (B, T, D) from the buckets."""
+    return st.sampled_from(SEQ_BUCKETS)
+
+
+@st.composite
+def normal_params(draw: Any, shapes: dict[str, tuple[int, ...]], dtype: DType, scale: dict[str, float] | None = None) -> dict[str, np.ndarray]:
+    """Return a strategy for a dict of N(0, scale^2) weights with the given shapes (1/sqrt(fan-in) by default)."""
+    rng = np.random.default_rng(draw(seeds(), label="params_seed"))
+    scale = scale or {}
+    return {
+        name: (rng.standard_normal(shape) * scale.get(name, 1 / np.sqrt(shape[0]))).astype(dtype.np_dtype)
+        for name, shape in shapes.items()
+    }
+
+
+@st.composite
+def token_ids(draw: Any, B: int, T: int, V: int = VOCAB) -> np.ndarray:
+    """Return a strategy for int64 token ids (B, T) in [0, V)."""
+    rng = np.random.default_rng(draw(seeds(), label="tokens_seed"))
+    return rng.integers(0, V, (B, T)).astype(np.int64)

@@ -36,7 +36,12 @@ FLOOR_ULPS = 8.0
 
 
 def cast_floats(value: Any, dtype: np.dtype) -> Any:
-    """Cast every floating array in value (arrays, dicts of arrays, tuples) to dtype; keep the rest."""
+    """Cast every floating array in value (arrays, dicts of arrays, tuples) to dtype; keep the rest.
+
+    A ``dtype`` argument (a component with no float input names its output precision so) is raised too.
+    """
+    if isinstance(value, Mapping) and isinstance(value.get("dtype"), str):
+        return {**{k: cast_floats(v, dtype) for k, v in value.items()}, "dtype": np.dtype(dtype).name}
     if isinstance(value, np.ndarray):
         if value.dtype.kind == "f" or value.dtype.name == "bfloat16":
             return value.astype(dtype)

@@ -1,0 +1,144 @@
+"""The oracle for the Transformer's position-wise layers: positional encoding, embeddings, FFN,
+LayerNorm, Add & Norm, dropout. Small pure functions, computing in their inputs' dtype.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from spec.shapes import check_float_array
+
+
+def sinusoidal_positional_encoding(T: int, D: int, base: float = 10000.0, dtype: str = "float64") -> np.ndarray:
+    """PE[pos, 2i] = sin(pos / base^(2i/D)),  PE[pos, 2i+1] = cos(pos / base^(2i/D))  (Vaswani et al. 2017, 3.5).
+
+    -> (T, D) in ``dtype``. Odd D: the last column is the sine of the next frequency pair, whose cosine
+    is dropped (the even/odd interleaving simply stops at D), as the tensor2tensor layout truncates.
+    The angle pos / base^(2i/D) is formed in float64 for every output dtype up to float64 (in the
+    output's own precision above it): a float32 product of a position near 1e4 and a frequency is off
+    by ~1e-3 rad, which is the known precision failure.
+    """
+    if not (isinstance(T, (int, np.integer)) and isinstance(D, (int, np.integer)) and T >= 1 and D >= 1):
+        raise ValueError(f"sinusoidal_positional_encoding: T and D must be positive ints; got T={T!r}, D={D!r}")
+    if not (isinstance(base, (int, float)) and np.isfinite(base) and base > 1):
+        raise ValueError(f"sinusoidal_positional_encoding: base must be a finite number > 1; got {base!r}")
+    work = np.longdouble if np.dtype(dtype) == np.longdouble else np.float64
+    pos = np.arange(T, dtype=work)[:, None]  # (T, 1)
+    two_i = np.arange(0, D, 2, dtype=work)[None, :]  # (1, ceil(D/2))
+    angle = pos / np.power(work(base), two_i / D)  # (T, ceil(D/2))
+    pe = np.empty((T, D), dtype=work)
+    pe[:, 0::2] = np.sin(angle)
+    pe[:, 1::2] = np.cos(angle[:, : D // 2])
+    return pe.astype(dtype)
+
+
+def _check_tokens(component: str, tokens: np.ndarray, table: np.ndarray) -> None:
+    check_float_array(component, "table", table, 2, "(V, D)")
+    if not isinstance(tokens, np.ndarray) or tokens.dtype.kind not in "iu" or tokens.ndim != 2:
+        raise ValueError(f"{component}: tokens must be an int array (B, T); got {getattr(tokens, 'dtype', type(tokens).__name__)} {getattr(tokens, 'shape', '')}")
+    V = table.shape[0]
+    if tokens.size and (tokens.min() < 0 or tokens.max() >= V):
+        raise ValueError(f"{component}: token ids must lie in [0, V={V}); got min {tokens.min()}, max {tokens.max()}")
+
+
+def token_embedding(tokens: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """Emb(tokens) = E[tokens] * sqrt(D)  (Vaswani et al. 2017, 3.4).  tokens (B, T) int, E (V, D) -> (B, T, D)."""
+    _check_tokens("token_embedding", tokens, table)
+    return table[tokens] * table.dtype.type(np.sqrt(table.shape[1]))  # (B, T, D)
+
+
+def embed_with_positions(tokens: np.ndarray, table: np.ndarray, base: float = 10000.0) -> np.ndarray:
+    """X = E[tokens] sqrt(D) + PE[:T]  -> (B, T, D)."""
+    _check_tokens("embed_with_positions", tokens, table)
+    h = token_embedding(tokens, table)
+    return h + sinusoidal_positional_encoding(tokens.shape[-1], table.shape[1], base, dtype=table.dtype.name)
+
+
+def tied_output_logits(h: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """logits = h E^T: the output projection shares the embedding matrix (Press & Wolf 2017).
+
+    h (B, T, D), E (V, D) -> (B, T, V).
+    """
+    check_float_array("tied_output_logits", "h", h, 3, "(B, T, D)")
+    check_float_array("tied_output_logits", "table", table, 2, "(V, D)")
+    if h.shape[-1] != table.shape[1]:
+        raise ValueError(f"tied_output_logits: h must be (B, T, D={table.shape[1]}) to match E (V, D)={table.shape}; got {h.shape}")
+    return np.matmul(h, table.T).astype(h.dtype)  # (B, T, V)
+
+
+ACTIVATIONS = ("relu", "gelu", "gelu_tanh")
+
+
+def _activation(x: np.ndarray, name: str) -> np.ndarray:
+    """relu: max(0, x); gelu: x Phi(x) with the exact erf; gelu_tanh: the tanh approximation."""
+    if name == "relu":
+        return np.maximum(x, x.dtype.type(0))
+    x64 = x.astype(np.longdouble if x.dtype == np.longdouble else np.float64)
+    if name == "gelu":
+        from math import erf
+
+        phi = 0.5 * (1.0 + np.vectorize(erf)(x64 / np.sqrt(2.0)))
+        return (x64 * phi).astype(x.dtype)
+    if name == "gelu_tanh":
+        return (0.5 * x64 * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x64 + 0.044715 * x64**3)))).astype(x.dtype)
+    raise ValueError(f"activation must be one of {ACTIVATIONS}; got {name!r}")
+
+
+def position_wise_ffn(x: np.ndarray, params: Mapping[str, np.ndarray], activation: str = "relu") -> np.ndarray:
+    """FFN(x) = act(x W1 + b1) W2 + b2, the same at every position  (Vaswani et al. 2017, eq. 2).
+
+    x (..., D), W1 (D, F), b1 (F,), W2 (F, D), b2 (D,) -> (..., D).
+    """
+    if not isinstance(x, np.ndarray) or x.ndim < 1:
+        raise ValueError(f"position_wise_ffn: x must be an array (..., D); got {type(x).__name__}")
+    D = x.shape[-1]
+    w1, w2 = params.get("w1"), params.get("w2")
+    if w1 is None or w1.ndim != 2 or w1.shape[0] != D:
+        raise ValueError(f"position_wise_ffn: params['w1'] must be (D={D}, F); got {getattr(w1, 'shape', w1)}")
+    F = w1.shape[1]
+    if w2 is None or w2.shape != (F, D):
+        raise ValueError(f"position_wise_ffn: params['w2'] must be (F, D)=({F}, {D}); got {getattr(w2, 'shape', w2)}")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"position_wise_ffn: activation must be one of {ACTIVATIONS}; got {activation!r}")
+    h = np.matmul(x, w1.astype(x.dtype)).astype(x.dtype) + params["b1"].astype(x.dtype)  # (..., F)
+    h = _activation(h, activation)
+    return np.matmul(h, w2.astype(x.dtype)).astype(x.dtype) + params["b2"].astype(x.dtype)  # (..., D)
+
+
+def layer_norm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float = 1e-5) -> np.ndarray:
+    """LN(x) = (x - mean) / sqrt(var + eps) * gamma + beta over the last axis  (Ba et al. 2016).
+
+    var is the biased variance (divide by D, not D - 1) and eps is inside the square root: torch's
+    nn.LayerNorm convention, which flax and the paper's tensor2tensor share.
+    """
+    check_float_array("layer_norm", "x", x, x.ndim if isinstance(x, np.ndarray) and x.ndim else 1, "(..., D)")
+    D = x.shape[-1]
+    if gamma.shape != (D,) or beta.shape != (D,):
+        raise ValueError(f"layer_norm: gamma and beta must be (D,)=({D},); got {gamma.shape}, {beta.shape}")
+    if not (np.isfinite(eps) and eps >= 0):
+        raise ValueError(f"layer_norm: eps must be a finite number >= 0; got {eps!r}")
+    mean = x.mean(axis=-1, keepdims=True)  # (..., 1)
+    var = ((x - mean) ** 2).mean(axis=-1, keepdims=True)  # (..., 1): biased
+    normed = (x - mean) / np.sqrt(var + x.dtype.type(eps))  # (..., D)
+    return (normed * gamma.astype(x.dtype) + beta.astype(x.dtype)).astype(x.dtype)
+
+
+def add_and_norm(x: np.ndarray, sublayer_out: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float = 1e-5) -> np.ndarray:
+    """Post-LN Add & Norm: LayerNorm(x + Sublayer(x))  (Vaswani et al. 2017, 3.1)."""
+    if not isinstance(sublayer_out, np.ndarray) or sublayer_out.shape != getattr(x, "shape", None):
+        raise ValueError(f"add_and_norm: sublayer_out must have x's shape {getattr(x, 'shape', None)}; got {getattr(sublayer_out, 'shape', None)}")
+    return layer_norm(x + sublayer_out, gamma, beta, eps)
+
+
+def dropout(x: np.ndarray, p: float, training: bool = False, seed: int = 0) -> np.ndarray:
+    """Dropout (Srivastava et al. 2014), inverted: each entry kept with probability 1 - p and scaled by
+    1 / (1 - p), else 0; the identity when not training. The random draw is the adapter's own, so only
+    properties are checked in training mode, never values."""
+    if not (isinstance(p, (int, float)) and 0 <= p < 1):
+        raise ValueError(f"dropout: p must be a number in [0, 1); got {p!r}")
+    if not training or p == 0:
+        return x.copy()
+    keep = np.random.default_rng(seed).random(x.shape) >= p
+    return np.where(keep, x / x.dtype.type(1 - p), x.dtype.type(0)).astype(x.dtype)

@@ -1,0 +1,53 @@
+"""The oracle for teacher forcing and the loss: shift right, cross-entropy with padding and label smoothing."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def shift_right(targets: np.ndarray, bos: int, pad: int) -> np.ndarray:
+    """Decoder input under teacher forcing: [BOS] + target[:-1]  (Vaswani et al. 2017, 3; Williams & Zipser 1989).
+
+    targets (B, T) int -> (B, T): BOS first, the last token dropped. Padding stays padding: a position
+    whose target is padding gets ``pad`` as input too (it is masked out of the loss anyway), so a
+    sequence's real tokens are never shifted into its padded tail.
+    """
+    if not isinstance(targets, np.ndarray) or targets.ndim != 2 or targets.dtype.kind not in "iu":
+        raise ValueError(f"shift_right: targets must be an int array (B, T); got {getattr(targets, 'dtype', type(targets).__name__)} {getattr(targets, 'shape', '')}")
+    if targets.shape[1] == 0:
+        raise ValueError(f"shift_right: targets must have T >= 1; got shape {targets.shape}")
+    shifted = np.concatenate([np.full((targets.shape[0], 1), bos, dtype=targets.dtype), targets[:, :-1]], axis=1)  # (B, T)
+    return np.where(targets == pad, targets.dtype.type(pad), shifted)
+
+
+def log_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """log softmax(x)_i = x_i - m - log sum_j exp(x_j - m)."""
+    m = np.max(x, axis=axis, keepdims=True)
+    return (x - m - np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True))).astype(x.dtype)
+
+
+def cross_entropy(logits: np.ndarray, targets: np.ndarray, ignore_index: int = -100, label_smoothing: float = 0.0) -> np.ndarray:
+    """Mean over non-ignored positions of  -sum_v q(v) log p(v),  p = softmax(logits),
+    q = (1 - eps) onehot(target) + eps / V  (Szegedy et al. 2016; eps = 0.1 in Vaswani et al. 2017).
+
+    The smoothing mass eps is spread uniformly over the whole vocabulary of size V, the target class
+    included, as torch's ``label_smoothing`` and optax's ``smooth_labels`` do; none goes to ignored
+    positions, which contribute nothing. logits (N, V) or (B, T, V), targets (N,) or (B, T) -> scalar.
+    If every position is ignored the mean is over nothing: the spec refuses that (torch returns NaN).
+    """
+    if not isinstance(logits, np.ndarray) or logits.ndim < 2:
+        raise ValueError(f"cross_entropy: logits must be (..., V); got {getattr(logits, 'shape', type(logits).__name__)}")
+    if not isinstance(targets, np.ndarray) or targets.shape != logits.shape[:-1] or targets.dtype.kind not in "iu":
+        raise ValueError(f"cross_entropy: targets must be ints of shape {logits.shape[:-1]}; got {getattr(targets, 'dtype', '')} {getattr(targets, 'shape', '')}")
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"cross_entropy: label_smoothing must lie in [0, 1]; got {label_smoothing!r}")
+    V = logits.shape[-1]
+    keep = targets != ignore_index
+    if not keep.any():
+        raise ValueError("cross_entropy: every target is ignore_index; the mean over no positions is undefined")
+    if (targets[keep] < 0).any() or (targets[keep] >= V).any():
+        raise ValueError(f"cross_entropy: targets must lie in [0, V={V}) or equal ignore_index={ignore_index}; got {np.unique(targets[keep]).tolist()}")
+    logp = log_softmax(logits, axis=-1)  # (..., V)
+    picked = np.take_along_axis(logp, np.where(keep, targets, 0)[..., None], axis=-1)[..., 0]  # (...,)
+    per_position = -(1 - label_smoothing) * picked - label_smoothing * logp.mean(axis=-1)  # (...,)
+    return np.asarray(per_position[keep].mean(), dtype=logits.dtype)
