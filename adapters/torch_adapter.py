@@ -151,6 +151,26 @@ class TorchAdapter:
     def tied_output_logits(self, h: np.ndarray, table: np.ndarray) -> np.ndarray:
         return self._np(F.linear(self._t(h), self._t(table)))  # h E^T
 
+    # --- position-wise layers ---------------------------------------------------------------------
+    def position_wise_ffn(self, x: np.ndarray, params: Mapping[str, np.ndarray], activation: str = "relu") -> np.ndarray:
+        act = {"relu": F.relu, "gelu": lambda h: F.gelu(h, approximate="none"), "gelu_tanh": lambda h: F.gelu(h, approximate="tanh")}[activation]
+        p = {k: self._t(v) for k, v in params.items()}
+        h = act(F.linear(self._t(x), p["w1"].T, p["b1"]))  # F.linear computes x W^T + b: pass the canonical W transposed
+        return self._np(F.linear(h, p["w2"].T, p["b2"]))
+
+    def layer_norm(self, x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float = 1e-5) -> np.ndarray:
+        return self._np(F.layer_norm(self._t(x), (x.shape[-1],), self._t(gamma), self._t(beta), eps))
+
+    def add_and_norm(self, x: np.ndarray, sublayer_out: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float = 1e-5) -> np.ndarray:
+        if sublayer_out.shape != x.shape:  # x + sublayer_out would broadcast silently in torch
+            raise ValueError(f"sublayer_out must be {x.shape}; got {sublayer_out.shape}")
+        return self._np(F.layer_norm(self._t(x) + self._t(sublayer_out), (x.shape[-1],), self._t(gamma), self._t(beta), eps))
+
+    def dropout(self, x: np.ndarray, p: float, training: bool = False, seed: int = 0) -> np.ndarray:
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            return self._np(F.dropout(self._t(x), p, training))
+
 
 _TORCH_DTYPES = {"float64": torch.float64, "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 

@@ -136,9 +136,11 @@ def dropout(x: np.ndarray, p: float, training: bool = False, seed: int = 0) -> n
     """Dropout (Srivastava et al. 2014), inverted: each entry kept with probability 1 - p and scaled by
     1 / (1 - p), else 0; the identity when not training. The random draw is the adapter's own, so only
     properties are checked in training mode, never values."""
-    if not (isinstance(p, (int, float)) and 0 <= p < 1):
-        raise ValueError(f"dropout: p must be a number in [0, 1); got {p!r}")
+    if not (isinstance(p, (int, float)) and 0 <= p <= 1):
+        raise ValueError(f"dropout: p must be a number in [0, 1]; got {p!r}")
     if not training or p == 0:
         return x.copy()
+    if p == 1:
+        return np.zeros_like(x)
     keep = np.random.default_rng(seed).random(x.shape) >= p
     return np.where(keep, x / x.dtype.type(1 - p), x.dtype.type(0)).astype(x.dtype)
