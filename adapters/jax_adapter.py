@@ -81,6 +81,9 @@ class JaxAdapter:
             "flax nn.LayerNorm's default use_fast_variance=True computes var = E[x^2] - E[x]^2, which cancels when "
             "|mean| >> std: float32, mean 1, std 3e-3, D 16 gives max error 1.4e-2 (6e-5 with use_fast_variance=False, torch 4.4e-5)"
         ),
+        "cross_entropy.refuses[target_out_of_range]": (
+            "jax.nn.one_hot turns a target >= V into a zero row, so the optax loss is silently logsumexp(logits)"
+        ),
         "dropout.refuses[p_above_one]": "flax nn.Dropout accepts rate=1.5 without a check",
         "attention_weights.refuses[nan_scale]": "jax.nn.dot_product_attention accepts scale=NaN and returns NaN",
         "scaled_dot_product_attention.refuses[nan_scale]": "jax.nn.dot_product_attention accepts scale=NaN and returns NaN",
@@ -219,6 +222,26 @@ class JaxAdapter:
         import flax.linen as nn
 
         return np.asarray(nn.Dropout(rate=p).apply({}, self._j(x), deterministic=not training, rngs={"dropout": jax.random.key(seed)}))
+
+    # --- teacher forcing and the loss: optax ------------------------------------------------------
+    def shift_right(self, targets: np.ndarray, bos: int, pad: int) -> np.ndarray:
+        # jax has no shift-right: user code with jnp
+        t = jnp.asarray(targets)
+        if t.ndim != 2:
+            raise ValueError(f"targets must be (B, T); got {t.shape}")
+        shifted = jnp.concatenate([jnp.full_like(t[:, :1], bos), t[:, :-1]], axis=1)  # (B, T)
+        return np.asarray(jnp.where(t == pad, pad, shifted))
+
+    def cross_entropy(self, logits: np.ndarray, targets: np.ndarray, ignore_index: int = -100, label_smoothing: float = 0.0) -> np.ndarray:
+        import optax
+
+        if targets.shape != logits.shape[:-1]:
+            raise ValueError(f"targets must be {logits.shape[:-1]}; got {targets.shape}")
+        keep = jnp.asarray(targets != ignore_index)  # (...,)
+        labels = jax.nn.one_hot(jnp.where(keep, jnp.asarray(targets), 0), logits.shape[-1], dtype=logits.dtype)  # (..., V)
+        labels = optax.smooth_labels(labels, label_smoothing)  # (1 - eps) onehot + eps / V
+        per_position = optax.softmax_cross_entropy(self._j(logits), labels)  # (...,)
+        return np.asarray((jnp.where(keep, per_position, 0).sum() / keep.sum()).astype(logits.dtype))
 
 
 adapter = JaxAdapter("cpu")

@@ -171,6 +171,22 @@ class TorchAdapter:
             torch.manual_seed(seed)
             return self._np(F.dropout(self._t(x), p, training))
 
+    # --- teacher forcing and the loss -------------------------------------------------------------
+    def shift_right(self, targets: np.ndarray, bos: int, pad: int) -> np.ndarray:
+        # torch has no shift-right: user code with torch ops
+        t = self._t(targets)
+        if t.ndim != 2:
+            raise ValueError(f"targets must be (B, T); got {tuple(t.shape)}")
+        shifted = torch.cat([torch.full_like(t[:, :1], bos), t[:, :-1]], dim=1)  # (B, T)
+        return self._np(torch.where(t == pad, torch.full_like(t, pad), shifted))
+
+    def cross_entropy(self, logits: np.ndarray, targets: np.ndarray, ignore_index: int = -100, label_smoothing: float = 0.0) -> np.ndarray:
+        if targets.shape != logits.shape[:-1]:
+            raise ValueError(f"targets must be {logits.shape[:-1]}; got {targets.shape}")
+        V = logits.shape[-1]
+        flat_logits, flat_targets = self._t(logits).reshape(-1, V), self._t(targets).reshape(-1)  # (N, V), (N,)
+        return self._np(F.cross_entropy(flat_logits, flat_targets, ignore_index=ignore_index, label_smoothing=label_smoothing))
+
 
 _TORCH_DTYPES = {"float64": torch.float64, "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
