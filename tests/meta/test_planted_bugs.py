@@ -10,7 +10,7 @@ from adapters import Adapter
 from spec.core import ConformanceError, Property
 from spec.dtypes import BY_NAME
 from spec.registry import COMPONENTS
-from tests.meta.planted import CAUGHT_BY
+from tests.meta import planted, planted_layers
 from tests.targets import Target
 
 # Enough examples to reach the bug, no shrinking (the meta-test wants "caught", not a minimal example).
@@ -49,6 +49,9 @@ def _target(namespace: object, component: str, check: str, variant: str | None, 
     else:
         found = next(p for p in spec.properties if p.name == check)
     return Target(Adapter(namespace.name, namespace), spec, found, variant, BY_NAME[dtype])
+
+
+CAUGHT_BY = planted.CAUGHT_BY + planted_layers.CAUGHT_BY
 
 
 @pytest.mark.parametrize("namespace,component,check,variant,dtype", CAUGHT_BY,

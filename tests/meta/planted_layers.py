@@ -1,0 +1,77 @@
+"""Deliberately broken variants of the Transformer's layers (issue: the whole Transformer)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+
+import reference as R
+
+
+def _pe(T: int, D: int, base: float = 10000.0, dtype: str = "float32", *, swap: bool = False, wrong_base: float | None = None,
+        work: type = np.float64) -> np.ndarray:
+    angle = np.arange(T, dtype=work)[:, None] / work(wrong_base or base) ** (np.arange(0, D, 2, dtype=work) / work(D))
+    angle = angle.astype(work)
+    pe = np.zeros((T, D), work)
+    first, second = (np.cos, np.sin) if swap else (np.sin, np.cos)
+    pe[:, 0::2] = first(angle)
+    pe[:, 1::2] = second(angle[:, : D // 2])
+    return pe.astype(dtype)
+
+
+pe_sin_cos_swapped = SimpleNamespace(name="pe_sin_cos_swapped", sinusoidal_positional_encoding=lambda T, D, base=10000.0, dtype="float32": _pe(T, D, base, dtype, swap=True))
+pe_base_1000 = SimpleNamespace(name="pe_base_1000", sinusoidal_positional_encoding=lambda T, D, base=10000.0, dtype="float32": _pe(T, D, base, dtype, wrong_base=1000.0))
+# the tutorial formulation: positions times frequencies in float32
+pe_float32_angles = SimpleNamespace(
+    name="pe_float32_angles",
+    sinusoidal_positional_encoding=lambda T, D, base=10000.0, dtype="float32": _pe(T, D, base, dtype, work=np.float32),
+)
+embedding_not_scaled = SimpleNamespace(name="embedding_not_scaled", token_embedding=lambda tokens, table: table[tokens])
+
+
+def _layer_norm(x, gamma, beta, eps=1e-5, *, ddof=0, eps_outside=False):  # noqa: ANN001, ANN202
+    mean = x.mean(-1, keepdims=True)
+    var = x.var(-1, keepdims=True, ddof=ddof)
+    denominator = np.sqrt(var) + eps if eps_outside else np.sqrt(var + eps)
+    return ((x - mean) / denominator * gamma + beta).astype(x.dtype)
+
+
+layer_norm_unbiased = SimpleNamespace(name="layer_norm_unbiased", layer_norm=lambda x, gamma, beta, eps=1e-5: _layer_norm(x, gamma, beta, eps, ddof=1))
+layer_norm_eps_outside_root = SimpleNamespace(
+    name="layer_norm_eps_outside_root", layer_norm=lambda x, gamma, beta, eps=1e-5: _layer_norm(x, gamma, beta, eps, eps_outside=True)
+)
+
+
+def _shift_by_two(targets, bos, pad):  # noqa: ANN001, ANN202
+    out = np.concatenate([np.full((targets.shape[0], 2), bos, targets.dtype), targets[:, :-2]], axis=1)[:, : targets.shape[1]]
+    return np.where(targets == pad, pad, out)
+
+
+shift_right_off_by_one = SimpleNamespace(name="shift_right_off_by_one", shift_right=_shift_by_two)
+
+
+def _ce_smoothing_on_padding(logits, targets, ignore_index=-100, label_smoothing=0.0):  # noqa: ANN001, ANN202
+    """The smoothing term is averaged over every position, padding included."""
+    logp = R.training.log_softmax(logits)
+    keep = targets != ignore_index
+    picked = np.take_along_axis(logp, np.where(keep, targets, 0)[..., None], -1)[..., 0]
+    nll = -(1 - label_smoothing) * picked[keep].mean()
+    return np.asarray(nll - label_smoothing * logp.mean(-1).mean(), dtype=logits.dtype)
+
+
+cross_entropy_smoothing_on_padding = SimpleNamespace(name="cross_entropy_smoothing_on_padding", cross_entropy=_ce_smoothing_on_padding)
+
+CAUGHT_BY = [
+    (pe_sin_cos_swapped, "sinusoidal_positional_encoding", "values_bounded_and_pairs_on_circle", None, "float32"),
+    (pe_sin_cos_swapped, "sinusoidal_positional_encoding", "matches_reference", None, "float64"),
+    (pe_base_1000, "sinusoidal_positional_encoding", "matches_reference", None, "float32"),
+    (pe_base_1000, "sinusoidal_positional_encoding", "relative_positions_are_rotations", None, "float64"),
+    (pe_float32_angles, "sinusoidal_positional_encoding", "matches_reference", "long", "float32"),
+    (embedding_not_scaled, "token_embedding", "matches_reference", None, "float32"),
+    (layer_norm_unbiased, "layer_norm", "matches_reference", None, "float32"),
+    (layer_norm_unbiased, "layer_norm", "normalised_moments", None, "float64"),
+    (layer_norm_eps_outside_root, "layer_norm", "matches_reference", "small_variance", "float32"),
+    (shift_right_off_by_one, "shift_right", "bos_first_last_dropped", None, "exact"),
+    (cross_entropy_smoothing_on_padding, "cross_entropy", "matches_reference", "padded+smoothing", "float32"),
+]
