@@ -17,9 +17,14 @@ from reference.layers import (
     token_embedding,
 )
 from reference.masks import causal_mask, key_padding_mask
+from reference.stacks import decoder, decoder_layer, encoder, encoder_layer
 from reference.training import cross_entropy, shift_right
 
 __all__ = [
+    "decoder",
+    "decoder_layer",
+    "encoder",
+    "encoder_layer",
     "add_and_norm",
     "cross_entropy",
     "dropout",
