@@ -49,6 +49,31 @@ def _flax_mha(num_heads: int, D: int, dtype: str) -> Any:
     return jax.jit(lambda params, q, k, v, mask: module.apply({"params": params}, q, k, v, mask=mask))
 
 
+def _flax_mha_params(params: Mapping[str, np.ndarray], D: int, H: int) -> dict[str, Any]:
+    """Canonical MHA weights as flax's: query/key/value kernels (D, H, K), out kernel (H, K, D);
+    the canonical columns h*K:(h+1)*K are head h, which is what a (D, H, K) reshape gives."""
+    K = D // H
+    zeros = np.zeros(D, dtype=params["w_q"].dtype)
+    flax_params = {
+        name: {"kernel": params[f"w_{n}"].reshape(D, H, K), "bias": params.get(f"b_{n}", zeros).reshape(H, K)}
+        for name, n in (("query", "q"), ("key", "k"), ("value", "v"))
+    }
+    flax_params["out"] = {"kernel": params["w_o"].reshape(H, K, D), "bias": params.get("b_o", zeros)}
+    return flax_params
+
+
+def _flax_mask(mask: np.ndarray | None, B: int, H: int, T: int, S: int) -> jax.Array | None:
+    """A spec mask as flax's boolean (B, H, T, S) mask (True = may attend); additive masks only if 0 / -inf."""
+    if mask is None:
+        return None
+    if mask.dtype != np.bool_:
+        finite = np.isfinite(mask.astype(np.float64))
+        if (mask.astype(np.float64)[finite] != 0).any():
+            raise Unsupported("flax MultiHeadDotProductAttention takes no additive bias, only boolean masks")
+        mask = finite  # an additive mask of 0 / -inf is a boolean mask
+    return jnp.asarray(np.broadcast_to(mask, (B, H, T, S)))  # (B, H, T, S)
+
+
 def _bottom_right(T: int, S: int) -> jax.Array:
     return jnp.tril(jnp.ones((T, S), dtype=bool), k=S - T)  # (T, S): s <= t + S - T
 
@@ -143,22 +168,9 @@ class JaxAdapter:
         S = key.shape[1]
         if D % num_heads:
             raise ValueError(f"D={D} is not divisible by H={num_heads}")
-        H, K = num_heads, D // num_heads
-        zeros = np.zeros(D, dtype=query.dtype)
-        # flax kernels: query/key/value (D, H, K), out (H, K, D); the canonical columns h*K:(h+1)*K are head h
-        flax_params = {
-            name: {"kernel": params[f"w_{n}"].reshape(D, H, K), "bias": params.get(f"b_{n}", zeros).reshape(H, K)}
-            for name, n in (("query", "q"), ("key", "k"), ("value", "v"))
-        }
-        flax_params["out"] = {"kernel": params["w_o"].reshape(H, K, D), "bias": params.get("b_o", zeros)}
-        allowed = None
-        if mask is not None:
-            if mask.dtype != np.bool_:
-                finite = np.isfinite(mask.astype(np.float64))
-                if (mask.astype(np.float64)[finite] != 0).any():
-                    raise Unsupported("flax MultiHeadDotProductAttention takes no additive bias, only boolean masks")
-                mask = finite  # an additive mask of 0 / -inf is a boolean mask
-            allowed = jnp.asarray(np.broadcast_to(mask, (B, H, T, S)))  # (B, H, T, S)
+        H = num_heads
+        flax_params = _flax_mha_params(params, D, H)
+        allowed = _flax_mask(mask, B, H, T, S)
         if causal is not None:
             c = jnp.tril(jnp.ones((T, S), dtype=bool), k=0 if causal == "top_left" else S - T)  # (T, S)
             allowed = c[None, None] if allowed is None else allowed & c
@@ -242,6 +254,27 @@ class JaxAdapter:
         labels = optax.smooth_labels(labels, label_smoothing)  # (1 - eps) onehot + eps / V
         per_position = optax.softmax_cross_entropy(self._j(logits), labels)  # (...,)
         return np.asarray((jnp.where(keep, per_position, 0).sum() / keep.sum()).astype(logits.dtype))
+
+    # --- encoder and decoder: flax modules composed (adapters/flax_stacks.py) ---------------------
+    def _stack(self, x, memory, layers, num_heads, mask, norm_first, activation, eps, final_norm):  # noqa: ANN001, ANN202
+        from adapters.flax_stacks import run_stack
+
+        B, T, D = x.shape
+        S = T if memory is None else memory.shape[1]
+        allowed = _flax_mask(mask, B, num_heads, T, S) if D % num_heads == 0 else None
+        return run_stack(x, memory, list(layers), num_heads, allowed, norm_first, activation, eps, final_norm, _flax_mha_params)
+
+    def encoder_layer(self, x, params, num_heads, mask=None, norm_first=False, activation="relu", eps=1e-5):  # noqa: ANN001, ANN201
+        return self._stack(x, None, [params], num_heads, mask, norm_first, activation, eps, None)
+
+    def decoder_layer(self, y, memory, params, num_heads, memory_mask=None, norm_first=False, activation="relu", eps=1e-5):  # noqa: ANN001, ANN201
+        return self._stack(y, memory, [params], num_heads, memory_mask, norm_first, activation, eps, None)
+
+    def encoder(self, x, layers, num_heads, mask=None, norm_first=False, activation="relu", eps=1e-5, final_norm=None):  # noqa: ANN001, ANN201
+        return self._stack(x, None, layers, num_heads, mask, norm_first, activation, eps, final_norm)
+
+    def decoder(self, y, memory, layers, num_heads, memory_mask=None, norm_first=False, activation="relu", eps=1e-5, final_norm=None):  # noqa: ANN001, ANN201
+        return self._stack(y, memory, layers, num_heads, memory_mask, norm_first, activation, eps, final_norm)
 
 
 adapter = JaxAdapter("cpu")

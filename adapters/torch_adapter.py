@@ -187,6 +187,81 @@ class TorchAdapter:
         flat_logits, flat_targets = self._t(logits).reshape(-1, V), self._t(targets).reshape(-1)  # (N, V), (N,)
         return self._np(F.cross_entropy(flat_logits, flat_targets, ignore_index=ignore_index, label_smoothing=label_smoothing))
 
+    # --- encoder and decoder: nn.TransformerEncoderLayer / DecoderLayer, nn.TransformerEncoder / Decoder
+    def _load_mha(self, state: dict[str, torch.Tensor], prefix: str, p: Mapping[str, np.ndarray]) -> None:
+        zeros = np.zeros(p["w_q"].shape[0], dtype=p["w_q"].dtype)
+        state[f"{prefix}.in_proj_weight"] = self._t(np.concatenate([p[w].T for w in ("w_q", "w_k", "w_v")]))  # (3D, D)
+        state[f"{prefix}.in_proj_bias"] = self._t(np.concatenate([p.get(b, zeros) for b in ("b_q", "b_k", "b_v")]))
+        state[f"{prefix}.out_proj.weight"] = self._t(p["w_o"].T)
+        state[f"{prefix}.out_proj.bias"] = self._t(p.get("b_o", zeros))
+
+    def _layer_state(self, params: Mapping[str, Any], prefix: str = "") -> dict[str, torch.Tensor]:
+        """The canonical layer params as a torch state dict (torch's Linear stores W transposed)."""
+        state: dict[str, torch.Tensor] = {}
+        self._load_mha(state, f"{prefix}self_attn", params["self_attn"])
+        if "cross_attn" in params:
+            self._load_mha(state, f"{prefix}multihead_attn", params["cross_attn"])
+        ffn = params["ffn"]
+        state.update({f"{prefix}linear1.weight": self._t(ffn["w1"].T), f"{prefix}linear1.bias": self._t(ffn["b1"]),
+                      f"{prefix}linear2.weight": self._t(ffn["w2"].T), f"{prefix}linear2.bias": self._t(ffn["b2"])})
+        for i in (1, 2, 3):
+            if f"norm{i}" in params:
+                state[f"{prefix}norm{i}.weight"] = self._t(params[f"norm{i}"]["gamma"])
+                state[f"{prefix}norm{i}.bias"] = self._t(params[f"norm{i}"]["beta"])
+        return state
+
+    def _make_layer(self, decoder: bool, D: int, H: int, width: int, norm_first: bool, activation: str, eps: float, dtype: torch.dtype) -> torch.nn.Module:
+        act = {"relu": "relu", "gelu": "gelu", "gelu_tanh": lambda h: F.gelu(h, approximate="tanh")}[activation]
+        cls = torch.nn.TransformerDecoderLayer if decoder else torch.nn.TransformerEncoderLayer
+        return cls(D, H, width, dropout=0.0, activation=act, layer_norm_eps=eps, batch_first=True, norm_first=norm_first,
+                   device=self.device, dtype=dtype)
+
+    def _run_stack(self, x: np.ndarray, memory: np.ndarray | None, layers: list[Mapping[str, Any]], num_heads: int,
+                   mask: np.ndarray | None, norm_first: bool, activation: str, eps: float, final_norm: Mapping[str, np.ndarray] | None,
+                   single: bool) -> np.ndarray:
+        B, T, D = x.shape
+        width = layers[0]["ffn"]["w1"].shape[1]  # F, the FFN's inner width
+        dtype = self._t(x[:0]).dtype
+        layer = self._make_layer(memory is not None, D, num_heads, width, norm_first, activation, eps, dtype)
+        norm = None
+        if final_norm is not None:
+            norm = torch.nn.LayerNorm(D, eps=eps, device=self.device, dtype=dtype)
+        if single:
+            module, state = layer, self._layer_state(layers[0])
+        elif memory is None:
+            module = torch.nn.TransformerEncoder(layer, len(layers), norm=norm, enable_nested_tensor=False)
+            state = {k: v for i, p in enumerate(layers) for k, v in self._layer_state(p, f"layers.{i}.").items()}
+        else:
+            module = torch.nn.TransformerDecoder(layer, len(layers), norm=norm)
+            state = {k: v for i, p in enumerate(layers) for k, v in self._layer_state(p, f"layers.{i}.").items()}
+        if norm is not None and not single:
+            state.update({"norm.weight": self._t(final_norm["gamma"]), "norm.bias": self._t(final_norm["beta"])})
+        module.load_state_dict(state)
+        module.eval()
+        with torch.no_grad():
+            if memory is None:
+                S = T
+                out = module(self._t(x), mask=self._mha_mask(mask, None, B, num_heads, T, S)) if not single else \
+                    module(self._t(x), src_mask=self._mha_mask(mask, None, B, num_heads, T, S))
+            else:
+                S = memory.shape[1]
+                causal = torch.nn.Transformer.generate_square_subsequent_mask(T, device=self.device, dtype=dtype)  # (T, T): -inf above
+                out = module(self._t(x), self._t(memory), tgt_mask=causal, memory_mask=self._mha_mask(mask, None, B, num_heads, T, S),
+                             tgt_is_causal=True)
+        return self._np(out)
+
+    def encoder_layer(self, x, params, num_heads, mask=None, norm_first=False, activation="relu", eps=1e-5):  # noqa: ANN001, ANN201
+        return self._run_stack(x, None, [params], num_heads, mask, norm_first, activation, eps, None, single=True)
+
+    def decoder_layer(self, y, memory, params, num_heads, memory_mask=None, norm_first=False, activation="relu", eps=1e-5):  # noqa: ANN001, ANN201
+        return self._run_stack(y, memory, [params], num_heads, memory_mask, norm_first, activation, eps, None, single=True)
+
+    def encoder(self, x, layers, num_heads, mask=None, norm_first=False, activation="relu", eps=1e-5, final_norm=None):  # noqa: ANN001, ANN201
+        return self._run_stack(x, None, list(layers), num_heads, mask, norm_first, activation, eps, final_norm, single=False)
+
+    def decoder(self, y, memory, layers, num_heads, memory_mask=None, norm_first=False, activation="relu", eps=1e-5, final_norm=None):  # noqa: ANN001, ANN201
+        return self._run_stack(y, memory, list(layers), num_heads, memory_mask, norm_first, activation, eps, final_norm, single=False)
+
 
 _TORCH_DTYPES = {"float64": torch.float64, "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 

@@ -75,3 +75,26 @@ CAUGHT_BY = [
     (shift_right_off_by_one, "shift_right", "bos_first_last_dropped", None, "exact"),
     (cross_entropy_smoothing_on_padding, "cross_entropy", "matches_reference", "padded+smoothing", "float32"),
 ]
+
+
+def _encoder_layer_always_pre_ln(x, params, num_heads, mask=None, norm_first=False, activation="relu", eps=1e-5):  # noqa: ANN001, ANN202
+    return R.encoder_layer(x, params, num_heads, mask, True, activation, eps)
+
+
+def _decoder_layer_not_causal(y, memory, params, num_heads, memory_mask=None, norm_first=False, activation="relu", eps=1e-5):  # noqa: ANN001, ANN202
+    from reference.stacks import _residual
+
+    self_attend = lambda h: R.multi_head_attention(h, h, h, params["self_attn"], num_heads)  # noqa: E731  (no causal mask)
+    cross = lambda h: R.multi_head_attention(h, memory, memory, params["cross_attn"], num_heads, mask=memory_mask)  # noqa: E731
+    y = _residual(y, self_attend, params["norm1"], norm_first, eps)
+    y = _residual(y, cross, params["norm2"], norm_first, eps)
+    return _residual(y, lambda h: R.position_wise_ffn(h, params["ffn"], activation), params["norm3"], norm_first, eps)
+
+
+post_ln_wired_as_pre_ln = SimpleNamespace(name="post_ln_wired_as_pre_ln", encoder_layer=_encoder_layer_always_pre_ln)
+decoder_without_causal_mask = SimpleNamespace(name="decoder_without_causal_mask", decoder_layer=_decoder_layer_not_causal)
+
+CAUGHT_BY += [
+    (post_ln_wired_as_pre_ln, "encoder_layer", "matches_reference", "post_ln", "float32"),
+    (decoder_without_causal_mask, "decoder_layer", "future_targets_do_not_matter", "post_ln", "float32"),
+]
