@@ -102,6 +102,7 @@ class JaxAdapter:
         )},
         **{f"{c}.refuses[{b}]": "flax nn.Embed (jnp.take) returns NaN rows for id >= V and wraps id -1 to the last row"
            for c in ("token_embedding", "embed_with_positions") for b in ("token_id_equals_V", "negative_token_id")},
+        "encoder_decoder.refuses[token_id_equals_V]": "flax nn.Embed (jnp.take) returns NaN rows for id >= V",
         **{f"layer_norm.matches_reference[small_variance]@{d}": (
             "flax nn.LayerNorm's default use_fast_variance=True computes var = E[x^2] - E[x]^2, which cancels when "
             "|mean| >> std: float32, mean 1, std 3e-3, D 16 gives max error 1.4e-2 (6e-5 with use_fast_variance=False, torch 4.4e-5)"
@@ -275,6 +276,16 @@ class JaxAdapter:
 
     def decoder(self, y, memory, layers, num_heads, memory_mask=None, norm_first=False, activation="relu", eps=1e-5, final_norm=None):  # noqa: ANN001, ANN201
         return self._stack(y, memory, layers, num_heads, memory_mask, norm_first, activation, eps, final_norm)
+
+    def encoder_decoder(self, src_tokens, tgt_in, params, num_heads, src_lengths=None, norm_first=False, activation="relu", eps=1e-5):  # noqa: ANN001, ANN201
+        mask = None
+        if src_lengths is not None:  # (B, 1, 1, S) True = may attend
+            mask = np.arange(src_tokens.shape[1])[None, None, None, :] < np.asarray(src_lengths)[:, None, None, None]
+        memory = self.encoder(self.embed_with_positions(src_tokens, params["src_table"]), params["encoder"], num_heads, mask,
+                              norm_first, activation, eps, params.get("encoder_norm"))
+        h = self.decoder(self.embed_with_positions(tgt_in, params["tgt_table"]), memory, params["decoder"], num_heads, mask,
+                         norm_first, activation, eps, params.get("decoder_norm"))
+        return np.asarray(jax.nn.log_softmax(jnp.asarray(self.tied_output_logits(h, params["tgt_table"])), axis=-1))
 
 
 adapter = JaxAdapter("cpu")

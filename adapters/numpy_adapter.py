@@ -11,6 +11,7 @@ from reference import (  # noqa: F401  (re-exported: the adapter IS these functi
     decoder,
     decoder_layer,
     encoder,
+    encoder_decoder,
     encoder_layer,
     dropout,
     embed_with_positions,

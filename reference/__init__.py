@@ -17,6 +17,7 @@ from reference.layers import (
     token_embedding,
 )
 from reference.masks import causal_mask, key_padding_mask
+from reference.model import encoder_decoder
 from reference.stacks import decoder, decoder_layer, encoder, encoder_layer
 from reference.training import cross_entropy, shift_right
 
@@ -24,6 +25,7 @@ __all__ = [
     "decoder",
     "decoder_layer",
     "encoder",
+    "encoder_decoder",
     "encoder_layer",
     "add_and_norm",
     "cross_entropy",

@@ -81,6 +81,10 @@ def describe_inputs(inputs: Mapping[str, Any]) -> str:
     for key, value in inputs.items():
         if isinstance(value, np.ndarray):
             parts.append(f"{key}={value.shape} {value.dtype}")
+        elif isinstance(value, (list, tuple)) and value and isinstance(value[0], Mapping):
+            parts.append(f"{key}=[{len(value)} x {{{', '.join(value[0])}}}]")
+        elif isinstance(value, Mapping) and any(isinstance(v, (Mapping, list)) for v in value.values()):
+            parts.append(f"{key}={{{', '.join(value)}}}")
         elif isinstance(value, Mapping):
             inner = ", ".join(f"{k}: {getattr(v, 'shape', v)}" for k, v in value.items())
             parts.append(f"{key}={{{inner}}}")
