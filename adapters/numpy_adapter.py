@@ -7,6 +7,8 @@ tolerance policy measures, and must pass with room to spare.
 from reference import (  # noqa: F401  (re-exported: the adapter IS these functions)
     add_and_norm,
     attention_weights,
+    beam_search,
+    greedy_decode,
     cross_entropy,
     decoder,
     decoder_layer,

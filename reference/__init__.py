@@ -6,6 +6,7 @@ from reference.attention import (
     scaled_dot_product_attention,
     softmax,
 )
+from reference.decoding import beam_search, greedy_decode
 from reference.layers import (
     add_and_norm,
     dropout,
@@ -22,6 +23,8 @@ from reference.stacks import decoder, decoder_layer, encoder, encoder_layer
 from reference.training import cross_entropy, shift_right
 
 __all__ = [
+    "beam_search",
+    "greedy_decode",
     "decoder",
     "decoder_layer",
     "encoder",

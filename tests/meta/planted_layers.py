@@ -98,3 +98,26 @@ CAUGHT_BY += [
     (post_ln_wired_as_pre_ln, "encoder_layer", "matches_reference", "post_ln", "float32"),
     (decoder_without_causal_mask, "decoder_layer", "future_targets_do_not_matter", "post_ln", "float32"),
 ]
+
+
+def _beam_without_length_penalty(logprobs, bos, eos, max_len, beam_width, alpha=0.0):  # noqa: ANN001, ANN202
+    return R.beam_search(logprobs, bos, eos, max_len, beam_width, 0.0)
+
+
+def _beam_unsorted(logprobs, bos, eos, max_len, beam_width, alpha=0.0):  # noqa: ANN001, ANN202
+    return R.beam_search(logprobs, bos, eos, max_len, beam_width, alpha)[::-1]
+
+
+beam_without_length_penalty = SimpleNamespace(name="beam_without_length_penalty", beam_search=_beam_without_length_penalty)
+beam_unsorted = SimpleNamespace(name="beam_unsorted", beam_search=_beam_unsorted)
+greedy_ignores_eos = SimpleNamespace(
+    name="greedy_ignores_eos",
+    greedy_decode=lambda logprobs, bos, eos, max_len: R.greedy_decode(logprobs, bos, -1 % logprobs.shape[0] if eos != logprobs.shape[0] - 1 else 0, max_len),
+)
+
+CAUGHT_BY += [
+    (beam_without_length_penalty, "beam_search", "matches_reference", "length_penalty", "exact"),
+    (beam_without_length_penalty, "beam_search", "ordered_by_score", "length_penalty", "exact"),
+    (beam_unsorted, "beam_search", "ordered_by_score", "no_penalty", "exact"),
+    (greedy_ignores_eos, "greedy_decode", "matches_reference", None, "exact"),
+]
