@@ -15,7 +15,7 @@ from adapters import available_builtins, load_adapter
 # Deadlines are off: JAX compiles on a shape's first call; hangs are pytest-timeout's job.
 _common = dict(deadline=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 settings.register_profile("dev", max_examples=10, **_common)
-settings.register_profile("ci", max_examples=15, derandomize=True, database=None, **_common)
+settings.register_profile("ci", max_examples=10, derandomize=True, database=None, **_common)
 settings.register_profile("thorough", max_examples=200, phases=list(Phase), **_common)
 if os.environ.get("HYPOTHESIS_PROFILE") == "thorough":
     os.environ.setdefault("TCS_FREE_SHAPES", "1")

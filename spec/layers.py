@@ -164,7 +164,7 @@ ADD_AND_NORM = Component(
 
 # Dropout's statistical test: the kept count of n entries is Binomial(n, 1 - p); it must lie within
 # Z standard deviations of n (1 - p). Z = 5.3 gives a two-sided false-alarm rate of 1.2e-7 per
-# example, about 2e-6 per run of the `ci` profile (15 examples x 4 dtypes x adapters): not flaky.
+# example, about 1e-6 per run of the `ci` profile (10 examples x 4 dtypes x adapters): not flaky.
 DROPOUT_Z = 5.3
 DROPOUT_SHAPE = (4, 32, 32)  # n = 4096 entries
 
