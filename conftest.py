@@ -53,7 +53,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         target = getattr(getattr(item, "callspec", None), "params", {}).get("target")
         if target is not None:  # carried to the controller under xdist, for the matrix
-            item.user_properties.append(("tcs", (target.component.name, target.adapter.name)))
+            item.user_properties.append(("tcs", (target.component.name, target.adapter.name, target.component.family)))
 
 
 @pytest.hookimpl(wrapper=True)
@@ -86,15 +86,16 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         return
     outcome = _outcome(report)
     if outcome:
-        _OUTCOMES[tuple(key)][outcome] += 1
+        _OUTCOMES[tuple(key[:2])][outcome] += 1
     if report.when == "call":
-        adapter = key[1]
-        _SPEED[adapter][0] += report.duration
-        _SPEED[adapter][1] += dict(report.user_properties).get("examples", 0)
+        examples = dict(report.user_properties).get("examples", 0)
+        for group in (key[1], f"family {key[2]}"):
+            _SPEED[group][0] += report.duration
+            _SPEED[group][1] += examples
 
 
 _OUTCOMES: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
-_SPEED: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])  # adapter -> [test seconds, examples]
+_SPEED: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])  # adapter or "family X" -> [test seconds, examples]
 _ORDER = ("fail", "deviation", "deviation (now conforms)", "pass", "unsupported", "skipped")
 
 
