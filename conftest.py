@@ -24,9 +24,14 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.enviro
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("conformance")
-    group.addoption("--adapter", action="append", default=[], metavar="NAME|module:object",
-                    help="adapter to check: a built-in (numpy, torch, jax) or a third party's module:object; repeatable. "
-                    "Default: every built-in whose library is installed.")
+    group.addoption(
+        "--adapter",
+        action="append",
+        default=[],
+        metavar="NAME|module:object",
+        help="adapter to check: a built-in (numpy, torch, jax) or a third party's module:object; repeatable. "
+        "Default: every built-in whose library is installed.",
+    )
     group.addoption("--device", default="cpu", choices=["cpu", "cuda"], help="device the adapters run on (default cpu)")
     group.addoption("--component", action="append", default=[], help="only these components (repeatable)")
 
@@ -115,9 +120,10 @@ def format_matrix(outcomes: dict[tuple[str, str], dict[str, int]]) -> str:
 
     width = max([len("component")] + [len(c) for c in components]) + 2
     cols = [max(len(a), 24) for a in adapters]
-    lines = ["component".ljust(width) + "".join(a.ljust(w + 2) for a, w in zip(adapters, cols))]
+    lines = ["component".ljust(width) + "".join(a.ljust(w + 2) for a, w in zip(adapters, cols, strict=True))]
     for c in components:
-        lines.append(c.ljust(width) + "".join(cell(outcomes.get((c, a), {})).ljust(w + 2) for a, w in zip(adapters, cols)))
+        cells = (cell(outcomes.get((c, a), {})).ljust(w + 2) for a, w in zip(adapters, cols, strict=True))
+        lines.append(c.ljust(width) + "".join(cells))
     return "\n".join(lines)
 
 

@@ -8,7 +8,7 @@ the decoder. The canonical parameters (reference/stacks.py) are mapped onto the 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from functools import lru_cache, partial
+from functools import cache, partial
 from typing import Any
 
 import flax.linen as nn
@@ -17,7 +17,9 @@ import jax.numpy as jnp
 import numpy as np
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
-    "relu": jax.nn.relu, "gelu": partial(jax.nn.gelu, approximate=False), "gelu_tanh": partial(jax.nn.gelu, approximate=True),
+    "relu": jax.nn.relu,
+    "gelu": partial(jax.nn.gelu, approximate=False),
+    "gelu_tanh": partial(jax.nn.gelu, approximate=True),
 }
 
 
@@ -34,7 +36,9 @@ class Layer(nn.Module):
     features: int
 
     def _attention(self, name: str) -> nn.Module:
-        return nn.MultiHeadDotProductAttention(num_heads=self.num_heads, dtype=self.dtype, param_dtype=self.dtype, deterministic=True, name=name)
+        return nn.MultiHeadDotProductAttention(
+            num_heads=self.num_heads, dtype=self.dtype, param_dtype=self.dtype, deterministic=True, name=name
+        )
 
     def _residual(self, x: jax.Array, sublayer: Callable[[jax.Array], jax.Array], norm: str) -> jax.Array:
         ln = nn.LayerNorm(epsilon=self.eps, dtype=self.dtype, param_dtype=self.dtype, name=norm)
@@ -69,22 +73,42 @@ def flax_layer_params(params: Mapping[str, Any], D: int, H: int, mha_params: Cal
     return tree
 
 
-@lru_cache(maxsize=None)
-def _apply(num_heads: int, width: int, norm_first: bool, activation: str, eps: float, decoder: bool, dtype: str, D: int) -> Callable[..., Any]:
+@cache
+def _apply(
+    num_heads: int, width: int, norm_first: bool, activation: str, eps: float, decoder: bool, dtype: str, D: int
+) -> Callable[..., Any]:
     layer = Layer(num_heads, width, norm_first, activation, eps, decoder, dtype, D)
     return jax.jit(lambda params, x, memory, mask: layer.apply({"params": params}, x, memory, mask))
 
 
-def run_stack(x: np.ndarray, memory: np.ndarray | None, layers: Sequence[Mapping[str, Any]], num_heads: int, mask: jax.Array | None,
-              norm_first: bool, activation: str, eps: float, final_norm: Mapping[str, np.ndarray] | None,
-              mha_params: Callable[..., dict[str, Any]]) -> np.ndarray:
+def run_stack(
+    x: np.ndarray,
+    memory: np.ndarray | None,
+    layers: Sequence[Mapping[str, Any]],
+    num_heads: int,
+    mask: jax.Array | None,
+    norm_first: bool,
+    activation: str,
+    eps: float,
+    final_norm: Mapping[str, np.ndarray] | None,
+    mha_params: Callable[..., dict[str, Any]],
+) -> np.ndarray:
     """Apply the layers one after another (then the optional final flax LayerNorm)."""
     D = x.shape[-1]
     if D % num_heads:
         raise ValueError(f"D={D} is not divisible by H={num_heads}")
     h = jnp.asarray(x)
     for params in layers:
-        fn = _apply(num_heads, params["ffn"]["w1"].shape[1], norm_first, activation, float(eps), memory is not None, np.dtype(x.dtype).name, D)
+        fn = _apply(
+            num_heads,
+            params["ffn"]["w1"].shape[1],
+            norm_first,
+            activation,
+            float(eps),
+            memory is not None,
+            np.dtype(x.dtype).name,
+            D,
+        )
         h = fn(flax_layer_params(params, D, num_heads, mha_params), h, None if memory is None else jnp.asarray(memory), mask)
     if final_norm is not None:
         ln = nn.LayerNorm(epsilon=eps, dtype=x.dtype, param_dtype=x.dtype)

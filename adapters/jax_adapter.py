@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Mapping
-from functools import lru_cache, partial
+from functools import cache, partial
 from typing import Any
 
 import jax
@@ -39,7 +39,7 @@ def _sdpa(q, k, v, bias, mask, scale, is_causal):  # noqa: ANN001, ANN202
     return jax.nn.dot_product_attention(q, k, v, bias=bias, mask=mask, scale=scale, is_causal=is_causal)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _flax_mha(num_heads: int, D: int, dtype: str) -> Any:
     import flax.linen as nn
 
@@ -78,8 +78,12 @@ def _bottom_right(T: int, S: int) -> jax.Array:
     return jnp.tril(jnp.ones((T, S), dtype=bool), k=S - T)  # (T, S): s <= t + S - T
 
 
-FULLY_MASKED = "jax.nn.dot_product_attention averages V uniformly over a fully masked row (finite fill value), where the spec returns 0"
+FULLY_MASKED = (
+    "jax.nn.dot_product_attention averages V uniformly over a fully masked row (finite fill value), where the spec returns 0"
+)
 
+NAN_BIAS = "a row of -inf bias gives NaN (the finite fill covers boolean masks only)"
+SILENT_BROADCAST = "jax broadcasts a (T, 2) mask against S = 1 keys instead of refusing it"
 FLOAT32_SOFTMAX = (
     "jax.nn.dot_product_attention casts the logits to float32 for the softmax, so float64 inputs get float32 "
     "accuracy (errors ~1e-7 against a float64 bound ~1e-14)"
@@ -92,21 +96,36 @@ class JaxAdapter:
         "softmax.all_neg_inf_slice_is_zero": "jax.nn.softmax returns NaN for a slice of only -inf",
         "attention_weights.fully_masked_rows_are_zero": FULLY_MASKED,
         "scaled_dot_product_attention.fully_masked_rows_are_zero": FULLY_MASKED,
-        "attention_weights.fully_masked_rows_are_zero[additive_empty_rows]": "a row of -inf bias gives NaN (the finite fill covers boolean masks only)",
-        "scaled_dot_product_attention.fully_masked_rows_are_zero[additive_empty_rows]": "a row of -inf bias gives NaN (the finite fill covers boolean masks only)",
-        "multi_head_attention.fully_masked_rows_are_zero": "flax MultiHeadDotProductAttention averages V uniformly over a fully masked row",
-        **{f"{c}.{p}@float64": FLOAT32_SOFTMAX for c, p in (
-            ("attention_weights", "matches_reference"), ("attention_weights", "permutation_equivariant"),
-            ("attention_weights", "weights_are_distributions"), ("scaled_dot_product_attention", "matches_reference"),
-            ("scaled_dot_product_attention", "permutation_equivariant"), ("scaled_dot_product_attention", "context_is_weighted_sum"),
-        )},
-        **{f"{c}.refuses[{b}]": "flax nn.Embed (jnp.take) returns NaN rows for id >= V and wraps id -1 to the last row"
-           for c in ("token_embedding", "embed_with_positions") for b in ("token_id_equals_V", "negative_token_id")},
+        "attention_weights.fully_masked_rows_are_zero[additive_empty_rows]": NAN_BIAS,
+        "scaled_dot_product_attention.fully_masked_rows_are_zero[additive_empty_rows]": NAN_BIAS,
+        "multi_head_attention.fully_masked_rows_are_zero": (
+            "flax MultiHeadDotProductAttention averages V uniformly over a fully masked row"
+        ),
+        **{
+            f"{c}.{p}@float64": FLOAT32_SOFTMAX
+            for c, p in (
+                ("attention_weights", "matches_reference"),
+                ("attention_weights", "permutation_equivariant"),
+                ("attention_weights", "weights_are_distributions"),
+                ("scaled_dot_product_attention", "matches_reference"),
+                ("scaled_dot_product_attention", "permutation_equivariant"),
+                ("scaled_dot_product_attention", "context_is_weighted_sum"),
+            )
+        },
+        **{
+            f"{c}.refuses[{b}]": "flax nn.Embed (jnp.take) returns NaN rows for id >= V and wraps id -1 to the last row"
+            for c in ("token_embedding", "embed_with_positions")
+            for b in ("token_id_equals_V", "negative_token_id")
+        },
         "encoder_decoder.refuses[token_id_equals_V]": "flax nn.Embed (jnp.take) returns NaN rows for id >= V",
-        **{f"layer_norm.matches_reference[small_variance]@{d}": (
-            "flax nn.LayerNorm's default use_fast_variance=True computes var = E[x^2] - E[x]^2, which cancels when "
-            "|mean| >> std: float32, mean 1, std 3e-3, D 16 gives max error 1.4e-2 (6e-5 with use_fast_variance=False, torch 4.4e-5)"
-        ) for d in ("float32", "float64")},
+        **{
+            f"layer_norm.matches_reference[small_variance]@{d}": (
+                "flax nn.LayerNorm's default use_fast_variance=True computes var = E[x^2] - E[x]^2, which cancels when "
+                "|mean| >> std: float32, mean 1, std 3e-3, D 16 gives max error 1.4e-2 "
+                "(6e-5 with use_fast_variance=False, torch 4.4e-5)"
+            )
+            for d in ("float32", "float64")
+        },
         "cross_entropy.refuses[target_out_of_range]": (
             "jax.nn.one_hot turns a target >= V into a zero row, so the optax loss is silently logsumexp(logits)"
         ),
@@ -115,8 +134,8 @@ class JaxAdapter:
         "scaled_dot_product_attention.refuses[nan_scale]": "jax.nn.dot_product_attention accepts scale=NaN and returns NaN",
         "attention_weights.refuses[empty_keys]": "accepts S = 0",
         "scaled_dot_product_attention.refuses[empty_keys]": "accepts S = 0",
-        "attention_weights.refuses[mask_not_broadcastable]": "jax broadcasts a (T, 2) mask against S = 1 keys instead of refusing it",
-        "scaled_dot_product_attention.refuses[mask_not_broadcastable]": "jax broadcasts a (T, 2) mask against S = 1 keys instead of refusing it",
+        "attention_weights.refuses[mask_not_broadcastable]": SILENT_BROADCAST,
+        "scaled_dot_product_attention.refuses[mask_not_broadcastable]": SILENT_BROADCAST,
     }
 
     def __init__(self, device: str = "cpu"):
@@ -209,7 +228,11 @@ class JaxAdapter:
     def position_wise_ffn(self, x: np.ndarray, params: Mapping[str, np.ndarray], activation: str = "relu") -> np.ndarray:
         import flax.linen as nn
 
-        act = {"relu": jax.nn.relu, "gelu": partial(jax.nn.gelu, approximate=False), "gelu_tanh": partial(jax.nn.gelu, approximate=True)}[activation]
+        act = {
+            "relu": jax.nn.relu,
+            "gelu": partial(jax.nn.gelu, approximate=False),
+            "gelu_tanh": partial(jax.nn.gelu, approximate=True),
+        }[activation]
         D, F = params["w1"].shape
         if params["w2"].shape != (F, D):
             raise ValueError(f"w2 must be (F, D)=({F}, {D}); got {params['w2'].shape}")
@@ -226,7 +249,9 @@ class JaxAdapter:
         ln = nn.LayerNorm(epsilon=eps, dtype=x.dtype, param_dtype=x.dtype)
         return np.asarray(ln.apply({"params": {"scale": gamma, "bias": beta}}, self._j(x)))
 
-    def add_and_norm(self, x: np.ndarray, sublayer_out: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float = 1e-5) -> np.ndarray:
+    def add_and_norm(
+        self, x: np.ndarray, sublayer_out: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float = 1e-5
+    ) -> np.ndarray:
         if sublayer_out.shape != x.shape:
             raise ValueError(f"sublayer_out must be {x.shape}; got {sublayer_out.shape}")
         return self.layer_norm(np.asarray(jnp.asarray(x) + jnp.asarray(sublayer_out)), gamma, beta, eps)
@@ -234,7 +259,9 @@ class JaxAdapter:
     def dropout(self, x: np.ndarray, p: float, training: bool = False, seed: int = 0) -> np.ndarray:
         import flax.linen as nn
 
-        return np.asarray(nn.Dropout(rate=p).apply({}, self._j(x), deterministic=not training, rngs={"dropout": jax.random.key(seed)}))
+        return np.asarray(
+            nn.Dropout(rate=p).apply({}, self._j(x), deterministic=not training, rngs={"dropout": jax.random.key(seed)})
+        )
 
     # --- teacher forcing and the loss: optax ------------------------------------------------------
     def shift_right(self, targets: np.ndarray, bos: int, pad: int) -> np.ndarray:
@@ -245,7 +272,9 @@ class JaxAdapter:
         shifted = jnp.concatenate([jnp.full_like(t[:, :1], bos), t[:, :-1]], axis=1)  # (B, T)
         return np.asarray(jnp.where(t == pad, pad, shifted))
 
-    def cross_entropy(self, logits: np.ndarray, targets: np.ndarray, ignore_index: int = -100, label_smoothing: float = 0.0) -> np.ndarray:
+    def cross_entropy(
+        self, logits: np.ndarray, targets: np.ndarray, ignore_index: int = -100, label_smoothing: float = 0.0
+    ) -> np.ndarray:
         import optax
 
         if targets.shape != logits.shape[:-1]:
@@ -274,17 +303,38 @@ class JaxAdapter:
     def encoder(self, x, layers, num_heads, mask=None, norm_first=False, activation="relu", eps=1e-5, final_norm=None):  # noqa: ANN001, ANN201
         return self._stack(x, None, layers, num_heads, mask, norm_first, activation, eps, final_norm)
 
-    def decoder(self, y, memory, layers, num_heads, memory_mask=None, norm_first=False, activation="relu", eps=1e-5, final_norm=None):  # noqa: ANN001, ANN201
+    def decoder(
+        self, y, memory, layers, num_heads, memory_mask=None, norm_first=False, activation="relu", eps=1e-5, final_norm=None
+    ):  # noqa: ANN001, ANN201
         return self._stack(y, memory, layers, num_heads, memory_mask, norm_first, activation, eps, final_norm)
 
-    def encoder_decoder(self, src_tokens, tgt_in, params, num_heads, src_lengths=None, norm_first=False, activation="relu", eps=1e-5):  # noqa: ANN001, ANN201
+    def encoder_decoder(
+        self, src_tokens, tgt_in, params, num_heads, src_lengths=None, norm_first=False, activation="relu", eps=1e-5
+    ):  # noqa: ANN001, ANN201
         mask = None
         if src_lengths is not None:  # (B, 1, 1, S) True = may attend
             mask = np.arange(src_tokens.shape[1])[None, None, None, :] < np.asarray(src_lengths)[:, None, None, None]
-        memory = self.encoder(self.embed_with_positions(src_tokens, params["src_table"]), params["encoder"], num_heads, mask,
-                              norm_first, activation, eps, params.get("encoder_norm"))
-        h = self.decoder(self.embed_with_positions(tgt_in, params["tgt_table"]), memory, params["decoder"], num_heads, mask,
-                         norm_first, activation, eps, params.get("decoder_norm"))
+        memory = self.encoder(
+            self.embed_with_positions(src_tokens, params["src_table"]),
+            params["encoder"],
+            num_heads,
+            mask,
+            norm_first,
+            activation,
+            eps,
+            params.get("encoder_norm"),
+        )
+        h = self.decoder(
+            self.embed_with_positions(tgt_in, params["tgt_table"]),
+            memory,
+            params["decoder"],
+            num_heads,
+            mask,
+            norm_first,
+            activation,
+            eps,
+            params.get("decoder_norm"),
+        )
         return np.asarray(jax.nn.log_softmax(jnp.asarray(self.tied_output_logits(h, params["tgt_table"])), axis=-1))
 
 

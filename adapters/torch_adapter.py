@@ -24,7 +24,9 @@ _CAUSAL = {"top_left": causal_upper_left, "bottom_right": causal_lower_right}
 class TorchAdapter:
     name = "torch"
     deviations: dict[str, str] = {
-        "softmax.all_neg_inf_slice_is_zero": "torch.softmax returns NaN for a slice of only -inf (SDPA has its own _safe_softmax)",
+        "softmax.all_neg_inf_slice_is_zero": (
+            "torch.softmax returns NaN for a slice of only -inf (SDPA has its own _safe_softmax)"
+        ),
         "attention_weights.refuses[nan_scale]": "F.scaled_dot_product_attention accepts scale=NaN without a check",
         "scaled_dot_product_attention.refuses[nan_scale]": "F.scaled_dot_product_attention accepts scale=NaN without a check",
         "attention_weights.refuses[empty_keys]": "accepts S = 0 and returns zeros (the fully-masked answer)",
@@ -35,10 +37,13 @@ class TorchAdapter:
             "the CPU flash kernel does not check that V has as many positions as K and returns a result "
             "(the math backend raises): torch 2.13.0"
         ),
-        **{f"multi_head_attention.fully_masked_rows_are_zero[{v}]": (
-            "nn.MultiheadAttention's self-attention fast path (eval, no grad, query is key is value) returns NaN "
-            "for a fully masked row; its cross-attention path returns zeros"
-        ) for v in ("self+padding_zero_length", "self+bool_empty_rows")},
+        **{
+            f"multi_head_attention.fully_masked_rows_are_zero[{v}]": (
+                "nn.MultiheadAttention's self-attention fast path (eval, no grad, query is key is value) returns NaN "
+                "for a fully masked row; its cross-attention path returns zeros"
+            )
+            for v in ("self+padding_zero_length", "self+bool_empty_rows")
+        },
         "causal_mask.refuses[empty_length]": "causal_upper_left(0, S) builds an empty bias instead of refusing T = 0",
     }
 
@@ -123,7 +128,11 @@ class TorchAdapter:
         m = self._t(np.broadcast_to(mask, (B, H, T, S)).reshape(B * H, T, S)) if mask is not None else None  # (B*H, T, S)
         if causal is not None:
             allowed = _CAUSAL[causal](T, S)._materialize(self.device)  # (T, S)
-            m = allowed.expand(B * H, T, S) if m is None else (m & allowed if m.dtype == torch.bool else m.masked_fill(~allowed, float("-inf")))
+            m = (
+                allowed.expand(B * H, T, S)
+                if m is None
+                else (m & allowed if m.dtype == torch.bool else m.masked_fill(~allowed, float("-inf")))
+            )
         return ~m if m.dtype == torch.bool else m
 
     # --- embeddings -------------------------------------------------------------------------------
@@ -153,7 +162,11 @@ class TorchAdapter:
 
     # --- position-wise layers ---------------------------------------------------------------------
     def position_wise_ffn(self, x: np.ndarray, params: Mapping[str, np.ndarray], activation: str = "relu") -> np.ndarray:
-        act = {"relu": F.relu, "gelu": lambda h: F.gelu(h, approximate="none"), "gelu_tanh": lambda h: F.gelu(h, approximate="tanh")}[activation]
+        act = {
+            "relu": F.relu,
+            "gelu": lambda h: F.gelu(h, approximate="none"),
+            "gelu_tanh": lambda h: F.gelu(h, approximate="tanh"),
+        }[activation]
         p = {k: self._t(v) for k, v in params.items()}
         h = act(F.linear(self._t(x), p["w1"].T, p["b1"]))  # F.linear computes x W^T + b: pass the canonical W transposed
         return self._np(F.linear(h, p["w2"].T, p["b2"]))
@@ -161,7 +174,9 @@ class TorchAdapter:
     def layer_norm(self, x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float = 1e-5) -> np.ndarray:
         return self._np(F.layer_norm(self._t(x), (x.shape[-1],), self._t(gamma), self._t(beta), eps))
 
-    def add_and_norm(self, x: np.ndarray, sublayer_out: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float = 1e-5) -> np.ndarray:
+    def add_and_norm(
+        self, x: np.ndarray, sublayer_out: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float = 1e-5
+    ) -> np.ndarray:
         if sublayer_out.shape != x.shape:  # x + sublayer_out would broadcast silently in torch
             raise ValueError(f"sublayer_out must be {x.shape}; got {sublayer_out.shape}")
         return self._np(F.layer_norm(self._t(x) + self._t(sublayer_out), (x.shape[-1],), self._t(gamma), self._t(beta), eps))
@@ -180,7 +195,9 @@ class TorchAdapter:
         shifted = torch.cat([torch.full_like(t[:, :1], bos), t[:, :-1]], dim=1)  # (B, T)
         return self._np(torch.where(t == pad, torch.full_like(t, pad), shifted))
 
-    def cross_entropy(self, logits: np.ndarray, targets: np.ndarray, ignore_index: int = -100, label_smoothing: float = 0.0) -> np.ndarray:
+    def cross_entropy(
+        self, logits: np.ndarray, targets: np.ndarray, ignore_index: int = -100, label_smoothing: float = 0.0
+    ) -> np.ndarray:
         if targets.shape != logits.shape[:-1]:
             raise ValueError(f"targets must be {logits.shape[:-1]}; got {targets.shape}")
         V = logits.shape[-1]
@@ -202,23 +219,51 @@ class TorchAdapter:
         if "cross_attn" in params:
             self._load_mha(state, f"{prefix}multihead_attn", params["cross_attn"])
         ffn = params["ffn"]
-        state.update({f"{prefix}linear1.weight": self._t(ffn["w1"].T), f"{prefix}linear1.bias": self._t(ffn["b1"]),
-                      f"{prefix}linear2.weight": self._t(ffn["w2"].T), f"{prefix}linear2.bias": self._t(ffn["b2"])})
+        state.update(
+            {
+                f"{prefix}linear1.weight": self._t(ffn["w1"].T),
+                f"{prefix}linear1.bias": self._t(ffn["b1"]),
+                f"{prefix}linear2.weight": self._t(ffn["w2"].T),
+                f"{prefix}linear2.bias": self._t(ffn["b2"]),
+            }
+        )
         for i in (1, 2, 3):
             if f"norm{i}" in params:
                 state[f"{prefix}norm{i}.weight"] = self._t(params[f"norm{i}"]["gamma"])
                 state[f"{prefix}norm{i}.bias"] = self._t(params[f"norm{i}"]["beta"])
         return state
 
-    def _make_layer(self, decoder: bool, D: int, H: int, width: int, norm_first: bool, activation: str, eps: float, dtype: torch.dtype) -> torch.nn.Module:
+    def _make_layer(
+        self, decoder: bool, D: int, H: int, width: int, norm_first: bool, activation: str, eps: float, dtype: torch.dtype
+    ) -> torch.nn.Module:
         act = {"relu": "relu", "gelu": "gelu", "gelu_tanh": lambda h: F.gelu(h, approximate="tanh")}[activation]
         cls = torch.nn.TransformerDecoderLayer if decoder else torch.nn.TransformerEncoderLayer
-        return cls(D, H, width, dropout=0.0, activation=act, layer_norm_eps=eps, batch_first=True, norm_first=norm_first,
-                   device=self.device, dtype=dtype)
+        return cls(
+            D,
+            H,
+            width,
+            dropout=0.0,
+            activation=act,
+            layer_norm_eps=eps,
+            batch_first=True,
+            norm_first=norm_first,
+            device=self.device,
+            dtype=dtype,
+        )
 
-    def _run_stack(self, x: np.ndarray, memory: np.ndarray | None, layers: list[Mapping[str, Any]], num_heads: int,
-                   mask: np.ndarray | None, norm_first: bool, activation: str, eps: float, final_norm: Mapping[str, np.ndarray] | None,
-                   single: bool) -> np.ndarray:
+    def _run_stack(
+        self,
+        x: np.ndarray,
+        memory: np.ndarray | None,
+        layers: list[Mapping[str, Any]],
+        num_heads: int,
+        mask: np.ndarray | None,
+        norm_first: bool,
+        activation: str,
+        eps: float,
+        final_norm: Mapping[str, np.ndarray] | None,
+        single: bool,
+    ) -> np.ndarray:
         B, T, D = x.shape
         width = layers[0]["ffn"]["w1"].shape[1]  # F, the FFN's inner width
         dtype = self._t(x[:0]).dtype
@@ -241,13 +286,23 @@ class TorchAdapter:
         with torch.no_grad():
             if memory is None:
                 S = T
-                out = module(self._t(x), mask=self._mha_mask(mask, None, B, num_heads, T, S)) if not single else \
-                    module(self._t(x), src_mask=self._mha_mask(mask, None, B, num_heads, T, S))
+                out = (
+                    module(self._t(x), mask=self._mha_mask(mask, None, B, num_heads, T, S))
+                    if not single
+                    else module(self._t(x), src_mask=self._mha_mask(mask, None, B, num_heads, T, S))
+                )
             else:
                 S = memory.shape[1]
-                causal = torch.nn.Transformer.generate_square_subsequent_mask(T, device=self.device, dtype=dtype)  # (T, T): -inf above
-                out = module(self._t(x), self._t(memory), tgt_mask=causal, memory_mask=self._mha_mask(mask, None, B, num_heads, T, S),
-                             tgt_is_causal=True)
+                causal = torch.nn.Transformer.generate_square_subsequent_mask(
+                    T, device=self.device, dtype=dtype
+                )  # (T, T): -inf above
+                out = module(
+                    self._t(x),
+                    self._t(memory),
+                    tgt_mask=causal,
+                    memory_mask=self._mha_mask(mask, None, B, num_heads, T, S),
+                    tgt_is_causal=True,
+                )
         return self._np(out)
 
     def encoder_layer(self, x, params, num_heads, mask=None, norm_first=False, activation="relu", eps=1e-5):  # noqa: ANN001, ANN201
@@ -259,17 +314,40 @@ class TorchAdapter:
     def encoder(self, x, layers, num_heads, mask=None, norm_first=False, activation="relu", eps=1e-5, final_norm=None):  # noqa: ANN001, ANN201
         return self._run_stack(x, None, list(layers), num_heads, mask, norm_first, activation, eps, final_norm, single=False)
 
-    def decoder(self, y, memory, layers, num_heads, memory_mask=None, norm_first=False, activation="relu", eps=1e-5, final_norm=None):  # noqa: ANN001, ANN201
-        return self._run_stack(y, memory, list(layers), num_heads, memory_mask, norm_first, activation, eps, final_norm, single=False)
+    def decoder(
+        self, y, memory, layers, num_heads, memory_mask=None, norm_first=False, activation="relu", eps=1e-5, final_norm=None
+    ):  # noqa: ANN001, ANN201
+        return self._run_stack(
+            y, memory, list(layers), num_heads, memory_mask, norm_first, activation, eps, final_norm, single=False
+        )
 
-    def encoder_decoder(self, src_tokens, tgt_in, params, num_heads, src_lengths=None, norm_first=False, activation="relu", eps=1e-5):  # noqa: ANN001, ANN201
+    def encoder_decoder(
+        self, src_tokens, tgt_in, params, num_heads, src_lengths=None, norm_first=False, activation="relu", eps=1e-5
+    ):  # noqa: ANN001, ANN201
         mask = None
         if src_lengths is not None:  # (B, 1, 1, S) True = may attend; _mha_mask turns it into torch's meaning
             mask = np.arange(src_tokens.shape[1])[None, None, None, :] < np.asarray(src_lengths)[:, None, None, None]
-        memory = self.encoder(self.embed_with_positions(src_tokens, params["src_table"]), params["encoder"], num_heads, mask,
-                              norm_first, activation, eps, params.get("encoder_norm"))
-        h = self.decoder(self.embed_with_positions(tgt_in, params["tgt_table"]), memory, params["decoder"], num_heads, mask,
-                         norm_first, activation, eps, params.get("decoder_norm"))
+        memory = self.encoder(
+            self.embed_with_positions(src_tokens, params["src_table"]),
+            params["encoder"],
+            num_heads,
+            mask,
+            norm_first,
+            activation,
+            eps,
+            params.get("encoder_norm"),
+        )
+        h = self.decoder(
+            self.embed_with_positions(tgt_in, params["tgt_table"]),
+            memory,
+            params["decoder"],
+            num_heads,
+            mask,
+            norm_first,
+            activation,
+            eps,
+            params.get("decoder_norm"),
+        )
         return self._np(F.log_softmax(F.linear(self._t(h), self._t(params["tgt_table"])), dim=-1))
 
 

@@ -47,9 +47,7 @@ def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     return np.where(z > 0, e / safe_z, np.zeros_like(e)).astype(x.dtype, copy=False)
 
 
-def _allowed(
-    B: int, H: int, T: int, S: int, mask: np.ndarray | None, causal: str | None
-) -> np.ndarray:
+def _allowed(B: int, H: int, T: int, S: int, mask: np.ndarray | None, causal: str | None) -> np.ndarray:
     """Where a query may attend, (B, H, T, S): the boolean mask AND the causal mask."""
     allowed = np.ones((B, H, T, S), dtype=bool)
     if mask is not None and mask.dtype == np.bool_:

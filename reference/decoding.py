@@ -59,7 +59,9 @@ def beam_search(logprobs: np.ndarray, bos: int, eos: int, max_len: int, beam_wid
     live: list[tuple[tuple[int, ...], float]] = [((), 0.0)]
     finished: list[tuple[tuple[int, ...], float]] = []
     for _ in range(max_len):
-        candidates = [(seq + (v,), lp + float(logprobs[seq[-1] if seq else bos, v])) for seq, lp in live for v in range(logprobs.shape[0])]
+        candidates = [
+            (seq + (v,), lp + float(logprobs[seq[-1] if seq else bos, v])) for seq, lp in live for v in range(logprobs.shape[0])
+        ]
         candidates.sort(key=lambda c: (-c[1], c[0]))
         live = []
         for seq, lp in candidates[:beam_width]:

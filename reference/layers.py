@@ -37,7 +37,10 @@ def sinusoidal_positional_encoding(T: int, D: int, base: float = 10000.0, dtype:
 def _check_tokens(component: str, tokens: np.ndarray, table: np.ndarray) -> None:
     check_float_array(component, "table", table, 2, "(V, D)")
     if not isinstance(tokens, np.ndarray) or tokens.dtype.kind not in "iu" or tokens.ndim != 2:
-        raise ValueError(f"{component}: tokens must be an int array (B, T); got {getattr(tokens, 'dtype', type(tokens).__name__)} {getattr(tokens, 'shape', '')}")
+        raise ValueError(
+            f"{component}: tokens must be an int array (B, T); "
+            f"got {getattr(tokens, 'dtype', type(tokens).__name__)} {getattr(tokens, 'shape', '')}"
+        )
     V = table.shape[0]
     if tokens.size and (tokens.min() < 0 or tokens.max() >= V):
         raise ValueError(f"{component}: token ids must lie in [0, V={V}); got min {tokens.min()}, max {tokens.max()}")
@@ -64,7 +67,9 @@ def tied_output_logits(h: np.ndarray, table: np.ndarray) -> np.ndarray:
     check_float_array("tied_output_logits", "h", h, 3, "(B, T, D)")
     check_float_array("tied_output_logits", "table", table, 2, "(V, D)")
     if h.shape[-1] != table.shape[1]:
-        raise ValueError(f"tied_output_logits: h must be (B, T, D={table.shape[1]}) to match E (V, D)={table.shape}; got {h.shape}")
+        raise ValueError(
+            f"tied_output_logits: h must be (B, T, D={table.shape[1]}) to match E (V, D)={table.shape}; got {h.shape}"
+        )
     return np.matmul(h, table.T).astype(h.dtype)  # (B, T, V)
 
 
@@ -128,7 +133,10 @@ def layer_norm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float = 
 def add_and_norm(x: np.ndarray, sublayer_out: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float = 1e-5) -> np.ndarray:
     """Post-LN Add & Norm: LayerNorm(x + Sublayer(x))  (Vaswani et al. 2017, 3.1)."""
     if not isinstance(sublayer_out, np.ndarray) or sublayer_out.shape != getattr(x, "shape", None):
-        raise ValueError(f"add_and_norm: sublayer_out must have x's shape {getattr(x, 'shape', None)}; got {getattr(sublayer_out, 'shape', None)}")
+        raise ValueError(
+            f"add_and_norm: sublayer_out must have x's shape {getattr(x, 'shape', None)}; "
+            f"got {getattr(sublayer_out, 'shape', None)}"
+        )
     return layer_norm(x + sublayer_out, gamma, beta, eps)
 
 

@@ -13,9 +13,16 @@ from reference.stacks import decoder, encoder
 from reference.training import log_softmax
 
 
-def encoder_decoder(src_tokens: np.ndarray, tgt_in: np.ndarray, params: Mapping[str, Any], num_heads: int,
-                    src_lengths: np.ndarray | None = None, norm_first: bool = False, activation: str = "relu",
-                    eps: float = 1e-5) -> np.ndarray:
+def encoder_decoder(
+    src_tokens: np.ndarray,
+    tgt_in: np.ndarray,
+    params: Mapping[str, Any],
+    num_heads: int,
+    src_lengths: np.ndarray | None = None,
+    norm_first: bool = False,
+    activation: str = "relu",
+    eps: float = 1e-5,
+) -> np.ndarray:
     """log p(y_t | y_<t, x) at every target position, under teacher forcing:
 
         memory = Encoder(E_src[x] sqrt(D) + PE)
@@ -32,8 +39,25 @@ def encoder_decoder(src_tokens: np.ndarray, tgt_in: np.ndarray, params: Mapping[
     _check_tokens("encoder_decoder", src_tokens, params["src_table"])
     _check_tokens("encoder_decoder", tgt_in, params["tgt_table"])
     mask = None if src_lengths is None else key_padding_mask(np.asarray(src_lengths), src_tokens.shape[1])  # (B, 1, 1, S)
-    memory = encoder(embed_with_positions(src_tokens, params["src_table"]), params["encoder"], num_heads, mask,
-                     norm_first, activation, eps, params.get("encoder_norm"))  # (B, S, D)
-    h = decoder(embed_with_positions(tgt_in, params["tgt_table"]), memory, params["decoder"], num_heads, mask,
-                norm_first, activation, eps, params.get("decoder_norm"))  # (B, T, D)
+    memory = encoder(
+        embed_with_positions(src_tokens, params["src_table"]),
+        params["encoder"],
+        num_heads,
+        mask,
+        norm_first,
+        activation,
+        eps,
+        params.get("encoder_norm"),
+    )  # (B, S, D)
+    h = decoder(
+        embed_with_positions(tgt_in, params["tgt_table"]),
+        memory,
+        params["decoder"],
+        num_heads,
+        mask,
+        norm_first,
+        activation,
+        eps,
+        params.get("decoder_norm"),
+    )  # (B, T, D)
     return log_softmax(tied_output_logits(h, params["tgt_table"]), axis=-1)  # (B, T, V)

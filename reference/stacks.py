@@ -42,8 +42,15 @@ def _check_layer(component: str, x: np.ndarray, params: Params, keys: tuple[str,
         raise ValueError(f"{component}: params must have {keys}; got {sorted(params)} (missing {missing})")
 
 
-def encoder_layer(x: np.ndarray, params: Params, num_heads: int, mask: np.ndarray | None = None,
-                  norm_first: bool = False, activation: str = "relu", eps: float = 1e-5) -> np.ndarray:
+def encoder_layer(
+    x: np.ndarray,
+    params: Params,
+    num_heads: int,
+    mask: np.ndarray | None = None,
+    norm_first: bool = False,
+    activation: str = "relu",
+    eps: float = 1e-5,
+) -> np.ndarray:
     """x -> AddNorm(x, SelfAttention(x)) -> AddNorm(., FFN(.)).  x (B, T, D) -> (B, T, D)."""
     _check_layer("encoder_layer", x, params, ("self_attn", "ffn", "norm1", "norm2"), num_heads)
     attend = lambda h: multi_head_attention(h, h, h, params["self_attn"], num_heads, mask=mask)  # noqa: E731
@@ -51,15 +58,25 @@ def encoder_layer(x: np.ndarray, params: Params, num_heads: int, mask: np.ndarra
     return _residual(x, lambda h: position_wise_ffn(h, params["ffn"], activation), params["norm2"], norm_first, eps)
 
 
-def decoder_layer(y: np.ndarray, memory: np.ndarray, params: Params, num_heads: int, memory_mask: np.ndarray | None = None,
-                  norm_first: bool = False, activation: str = "relu", eps: float = 1e-5) -> np.ndarray:
+def decoder_layer(
+    y: np.ndarray,
+    memory: np.ndarray,
+    params: Params,
+    num_heads: int,
+    memory_mask: np.ndarray | None = None,
+    norm_first: bool = False,
+    activation: str = "relu",
+    eps: float = 1e-5,
+) -> np.ndarray:
     """y -> AddNorm(y, CausalSelfAttention(y)) -> AddNorm(., CrossAttention(., memory)) -> AddNorm(., FFN(.)).
 
     y (B, T, D), memory (B, S, D) -> (B, T, D); memory_mask broadcastable to (B, H, T, S).
     """
     _check_layer("decoder_layer", y, params, ("self_attn", "cross_attn", "ffn", "norm1", "norm2", "norm3"), num_heads)
     if not isinstance(memory, np.ndarray) or memory.ndim != 3 or memory.shape[0] != y.shape[0] or memory.shape[2] != y.shape[2]:
-        raise ValueError(f"decoder_layer: memory must be (B, S, D)=({y.shape[0]}, S, {y.shape[2]}); got {getattr(memory, 'shape', None)}")
+        raise ValueError(
+            f"decoder_layer: memory must be (B, S, D)=({y.shape[0]}, S, {y.shape[2]}); got {getattr(memory, 'shape', None)}"
+        )
     self_attend = lambda h: multi_head_attention(h, h, h, params["self_attn"], num_heads, causal="top_left")  # noqa: E731
     cross_attend = lambda h: multi_head_attention(h, memory, memory, params["cross_attn"], num_heads, mask=memory_mask)  # noqa: E731
     y = _residual(y, self_attend, params["norm1"], norm_first, eps)
@@ -67,8 +84,16 @@ def decoder_layer(y: np.ndarray, memory: np.ndarray, params: Params, num_heads: 
     return _residual(y, lambda h: position_wise_ffn(h, params["ffn"], activation), params["norm3"], norm_first, eps)
 
 
-def encoder(x: np.ndarray, layers: Sequence[Params], num_heads: int, mask: np.ndarray | None = None, norm_first: bool = False,
-            activation: str = "relu", eps: float = 1e-5, final_norm: Params | None = None) -> np.ndarray:
+def encoder(
+    x: np.ndarray,
+    layers: Sequence[Params],
+    num_heads: int,
+    mask: np.ndarray | None = None,
+    norm_first: bool = False,
+    activation: str = "relu",
+    eps: float = 1e-5,
+    final_norm: Params | None = None,
+) -> np.ndarray:
     """N encoder layers, then the optional final LayerNorm.  (B, T, D) -> (B, T, D)."""
     if not layers:
         raise ValueError("encoder: layers must hold at least one layer's params; got none")
@@ -78,8 +103,17 @@ def encoder(x: np.ndarray, layers: Sequence[Params], num_heads: int, mask: np.nd
     return x if final_norm is None else _norm(x, final_norm, eps)
 
 
-def decoder(y: np.ndarray, memory: np.ndarray, layers: Sequence[Params], num_heads: int, memory_mask: np.ndarray | None = None,
-            norm_first: bool = False, activation: str = "relu", eps: float = 1e-5, final_norm: Params | None = None) -> np.ndarray:
+def decoder(
+    y: np.ndarray,
+    memory: np.ndarray,
+    layers: Sequence[Params],
+    num_heads: int,
+    memory_mask: np.ndarray | None = None,
+    norm_first: bool = False,
+    activation: str = "relu",
+    eps: float = 1e-5,
+    final_norm: Params | None = None,
+) -> np.ndarray:
     """N decoder layers over the encoder's memory, then the optional final LayerNorm.  (B, T, D) -> (B, T, D)."""
     if not layers:
         raise ValueError("decoder: layers must hold at least one layer's params; got none")

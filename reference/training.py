@@ -13,7 +13,10 @@ def shift_right(targets: np.ndarray, bos: int, pad: int) -> np.ndarray:
     sequence's real tokens are never shifted into its padded tail.
     """
     if not isinstance(targets, np.ndarray) or targets.ndim != 2 or targets.dtype.kind not in "iu":
-        raise ValueError(f"shift_right: targets must be an int array (B, T); got {getattr(targets, 'dtype', type(targets).__name__)} {getattr(targets, 'shape', '')}")
+        raise ValueError(
+            f"shift_right: targets must be an int array (B, T); "
+            f"got {getattr(targets, 'dtype', type(targets).__name__)} {getattr(targets, 'shape', '')}"
+        )
     if targets.shape[1] == 0:
         raise ValueError(f"shift_right: targets must have T >= 1; got shape {targets.shape}")
     shifted = np.concatenate([np.full((targets.shape[0], 1), bos, dtype=targets.dtype), targets[:, :-1]], axis=1)  # (B, T)
@@ -38,7 +41,10 @@ def cross_entropy(logits: np.ndarray, targets: np.ndarray, ignore_index: int = -
     if not isinstance(logits, np.ndarray) or logits.ndim < 2:
         raise ValueError(f"cross_entropy: logits must be (..., V); got {getattr(logits, 'shape', type(logits).__name__)}")
     if not isinstance(targets, np.ndarray) or targets.shape != logits.shape[:-1] or targets.dtype.kind not in "iu":
-        raise ValueError(f"cross_entropy: targets must be ints of shape {logits.shape[:-1]}; got {getattr(targets, 'dtype', '')} {getattr(targets, 'shape', '')}")
+        raise ValueError(
+            f"cross_entropy: targets must be ints of shape {logits.shape[:-1]}; "
+            f"got {getattr(targets, 'dtype', '')} {getattr(targets, 'shape', '')}"
+        )
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must lie in [0, 1]; got {label_smoothing!r}")
     V = logits.shape[-1]
@@ -46,7 +52,10 @@ def cross_entropy(logits: np.ndarray, targets: np.ndarray, ignore_index: int = -
     if not keep.any():
         raise ValueError("cross_entropy: every target is ignore_index; the mean over no positions is undefined")
     if (targets[keep] < 0).any() or (targets[keep] >= V).any():
-        raise ValueError(f"cross_entropy: targets must lie in [0, V={V}) or equal ignore_index={ignore_index}; got {np.unique(targets[keep]).tolist()}")
+        raise ValueError(
+            f"cross_entropy: targets must lie in [0, V={V}) or equal ignore_index={ignore_index}; "
+            f"got {np.unique(targets[keep]).tolist()}"
+        )
     logp = log_softmax(logits, axis=-1)  # (..., V)
     picked = np.take_along_axis(logp, np.where(keep, targets, 0)[..., None], axis=-1)[..., 0]  # (...,)
     per_position = -(1 - label_smoothing) * picked - label_smoothing * logp.mean(axis=-1)  # (...,)

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
-from spec.core import BadInput, Case, Component, Property, Subject
+from spec.core import BadInput, Component, Property, Subject
 from spec.dtypes import DType
 from spec.strategies import EMPTY_ROW_VARIANTS, MASK_VARIANTS, attention_inputs, masks, seeds
 from spec.tolerance import compare
@@ -113,7 +113,10 @@ def context_is_weighted_sum(subject: Subject, data: st.DataObject, variant: str 
     outside = (got < lo - slack) | (got > hi + slack)
     if outside.any():
         i = tuple(int(t) for t in np.argwhere(outside)[0])
-        subject.fail(inputs, f"context {got[i]:.6g} at {i} outside the attended values' range [{lo[i]:.6g}, {hi[i]:.6g}] (slack {slack:.3g})")
+        subject.fail(
+            inputs,
+            f"context {got[i]:.6g} at {i} outside the attended values' range [{lo[i]:.6g}, {hi[i]:.6g}] (slack {slack:.3g})",
+        )
     weights = subject.sibling("attention_weights").case({k: v_ for k, v_ in inputs.items() if k != "v"})
     combined = weights.got.astype(np.float64) @ v  # (B, H, T, Kv)
     # |A_got V - A V| <= S max|v| bound(A); |ctx - A V| <= bound(ctx)
@@ -169,7 +172,9 @@ def hidden_keys_do_not_matter(subject: Subject, data: st.DataObject, variant: st
             noise = (10 * rng.standard_normal(inputs[name].shape)).astype(inputs[name].dtype)
             other[name] = np.where(changed[:, None], noise, inputs[name])  # (B, H, S, K)
     base, moved = subject.case(inputs), subject.case(other)
-    base.assert_equivalent(base.got, moved, f"rows that cannot see changed keys {np.flatnonzero(changed).tolist()}", select=unaffected)
+    base.assert_equivalent(
+        base.got, moved, f"rows that cannot see changed keys {np.flatnonzero(changed).tolist()}", select=unaffected
+    )
 
 
 def batch_equals_items(subject: Subject, data: st.DataObject, variant: str | None) -> None:
@@ -208,7 +213,11 @@ def _grow(a: np.ndarray, axis: int) -> np.ndarray:
 ATTENTION_BAD_INPUTS = (
     BadInput("head_dim_mismatch", "k's K differs from q's", _bad(lambda i: {**i, "k": _grow(i["k"], -1)})),
     BadInput("kv_length_mismatch", "v's S differs from k's", _bad(lambda i: {**i, "v": _grow(i["v"], 2)})),
-    BadInput("mask_not_broadcastable", "mask (T, S + 1)", _bad(lambda i: {**i, "mask": np.ones((i["q"].shape[2], i["k"].shape[2] + 1), bool)})),
+    BadInput(
+        "mask_not_broadcastable",
+        "mask (T, S + 1)",
+        _bad(lambda i: {**i, "mask": np.ones((i["q"].shape[2], i["k"].shape[2] + 1), bool)}),
+    ),
     BadInput("nan_scale", "scale = NaN", _bad(lambda i: {**i, "scale": float("nan")})),
     BadInput("empty_keys", "S = 0", _bad(lambda i: {**i, "k": i["k"][:, :, :0], "v": i["v"][:, :, :0]})),
     BadInput("empty_head_dim", "K = 0", _bad(lambda i: {**i, "q": i["q"][..., :0], "k": i["k"][..., :0]})),
@@ -223,8 +232,12 @@ SHARED = (
     Property("matches_reference", matches_reference.__doc__, matches_reference, MASK_VARIANTS),
     Property("fully_masked_rows_are_zero", fully_masked_rows_are_zero.__doc__, fully_masked_rows_are_zero, EMPTY_ROW_VARIANTS),
     Property("permutation_equivariant", permutation_equivariant.__doc__, permutation_equivariant, ("none", "bool", "additive")),
-    Property("hidden_keys_do_not_matter", hidden_keys_do_not_matter.__doc__, hidden_keys_do_not_matter,
-             ("bool", "additive", "padding", "causal_top_left", "causal_bottom_right")),
+    Property(
+        "hidden_keys_do_not_matter",
+        hidden_keys_do_not_matter.__doc__,
+        hidden_keys_do_not_matter,
+        ("bool", "additive", "padding", "causal_top_left", "causal_bottom_right"),
+    ),
     Property("batch_equals_items", batch_equals_items.__doc__, batch_equals_items, ("none", "padding", "bool")),
 )
 
@@ -234,9 +247,8 @@ ATTENTION_WEIGHTS = Component(
     signature="attention_weights(q, k, mask=None, scale=None, causal=None) -> A",
     shapes="q (B, H, T, K), k (B, H, S, K) -> A (B, H, T, S)",
     error_scale=weights_error_scale,
-    properties=SHARED + (
-        Property("weights_are_distributions", weights_are_distributions.__doc__, weights_are_distributions, MASK_VARIANTS),
-    ),
+    properties=SHARED
+    + (Property("weights_are_distributions", weights_are_distributions.__doc__, weights_are_distributions, MASK_VARIANTS),),
     bad_inputs=tuple(_without_v(b) for b in ATTENTION_BAD_INPUTS if b.name != "kv_length_mismatch"),
 )
 
@@ -246,8 +258,14 @@ SCALED_DOT_PRODUCT_ATTENTION = Component(
     signature="scaled_dot_product_attention(q, k, v, mask=None, scale=None, causal=None) -> context",
     shapes="q (B, H, T, K), k (B, H, S, K), v (B, H, S, Kv) -> context (B, H, T, Kv)",
     error_scale=context_error_scale,
-    properties=SHARED + (
-        Property("context_is_weighted_sum", context_is_weighted_sum.__doc__, context_is_weighted_sum, ("none", "bool", "causal_top_left")),
+    properties=SHARED
+    + (
+        Property(
+            "context_is_weighted_sum",
+            context_is_weighted_sum.__doc__,
+            context_is_weighted_sum,
+            ("none", "bool", "causal_top_left"),
+        ),
     ),
     bad_inputs=ATTENTION_BAD_INPUTS,
 )

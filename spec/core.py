@@ -7,9 +7,9 @@ generated from these records; nothing is written per component.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-import warnings
 from functools import cached_property
 from typing import Any
 
@@ -107,10 +107,7 @@ class Subject:
     warnings: list[str] = field(default_factory=list)
 
     def label(self, inputs: Mapping[str, Any]) -> str:
-        return (
-            f"[{self.component.name} | adapter={self.adapter_name} | dtype={self.dtype}] "
-            f"inputs: {describe_inputs(inputs)}"
-        )
+        return f"[{self.component.name} | adapter={self.adapter_name} | dtype={self.dtype}] inputs: {describe_inputs(inputs)}"
 
     def sibling(self, name: str) -> Subject:
         """The same adapter's function for another component, at the same dtype (Unsupported if absent)."""
@@ -199,4 +196,6 @@ def matches_reference(draw: Draw, variants: tuple[str | None, ...] = (None,), dt
     def check(subject: Subject, data: st.DataObject, variant: str | None) -> None:
         subject.case(draw(data, subject.dtype, variant)).assert_matches_oracle()
 
-    return Property("matches_reference", "The adapter agrees with the float64 oracle within the tolerance policy.", check, variants, dtypes)
+    return Property(
+        "matches_reference", "The adapter agrees with the float64 oracle within the tolerance policy.", check, variants, dtypes
+    )

@@ -42,7 +42,9 @@ def _inputs(data: st.DataObject, dtype: DType, variant: str | None, beam: bool, 
 
 
 def _scores(beams: np.ndarray, inputs: dict[str, Any]) -> list[float]:
-    return [sequence_score(row[row >= 0], inputs["logprobs"], inputs["bos"], inputs["alpha"]) for row in beams if (row >= 0).any()]
+    return [
+        sequence_score(row[row >= 0], inputs["logprobs"], inputs["bos"], inputs["alpha"]) for row in beams if (row >= 0).any()
+    ]
 
 
 def width_one_is_greedy(subject: Subject, data: st.DataObject, variant: str | None) -> None:
@@ -58,7 +60,7 @@ def ordered_by_score(subject: Subject, data: st.DataObject, variant: str | None)
     """Hypotheses come out best first: scores (with the length penalty) never increase down the list."""
     inputs = _inputs(data, subject.dtype, variant, beam=True)
     scores = _scores(subject.case(inputs).got, inputs)
-    if any(a < b - 1e-12 for a, b in zip(scores, scores[1:])):
+    if any(a < b - 1e-12 for a, b in zip(scores, scores[1:], strict=False)):
         subject.fail(inputs, f"hypothesis scores are not in descending order: {scores}")
 
 
@@ -68,8 +70,12 @@ def exhaustive_beam_is_optimal(subject: Subject, data: st.DataObject, variant: s
     best = _scores(subject.case(inputs).got, inputs)[0]
     V, L = inputs["logprobs"].shape[0], inputs["max_len"]
     # complete hypotheses: ending at their first EOS, or running to max_len without one
-    candidates = [np.array(seq) for n in range(1, L + 1) for seq in itertools.product(range(V), repeat=n)
-                  if (seq[-1] == EOS and EOS not in seq[:-1]) or (n == L and EOS not in seq)]
+    candidates = [
+        np.array(seq)
+        for n in range(1, L + 1)
+        for seq in itertools.product(range(V), repeat=n)
+        if (seq[-1] == EOS and EOS not in seq[:-1]) or (n == L and EOS not in seq)
+    ]
     optimum = max(sequence_score(c, inputs["logprobs"], BOS, inputs["alpha"]) for c in candidates)
     greedy = sequence_score(greedy_decode(inputs["logprobs"], BOS, EOS, L), inputs["logprobs"], BOS, inputs["alpha"])
     if best < optimum - 1e-9 or best < greedy - 1e-9:
@@ -84,7 +90,9 @@ GREEDY_DECODE = Component(
     error_scale=lambda inputs: 0.0,
     dtypes=(EXACT,),
     properties=(matches_reference(lambda data, dtype, variant: _inputs(data, dtype, variant, beam=False), (None,), (EXACT,)),),
-    bad_inputs=(BadInput("eos_out_of_range", "eos = V", lambda data, dtype: {**_inputs(data, dtype, None, beam=False), "eos": 99}),),
+    bad_inputs=(
+        BadInput("eos_out_of_range", "eos = V", lambda data, dtype: {**_inputs(data, dtype, None, beam=False), "eos": 99}),
+    ),
 )
 
 BEAM_SEARCH = Component(
@@ -95,10 +103,22 @@ BEAM_SEARCH = Component(
     error_scale=lambda inputs: 0.0,
     dtypes=(EXACT,),
     properties=(
-        matches_reference(lambda data, dtype, variant: _inputs(data, dtype, variant, beam=True), ("no_penalty", "length_penalty"), (EXACT,)),
+        matches_reference(
+            lambda data, dtype, variant: _inputs(data, dtype, variant, beam=True), ("no_penalty", "length_penalty"), (EXACT,)
+        ),
         Property("width_one_is_greedy", width_one_is_greedy.__doc__, width_one_is_greedy, ("no_penalty",), (EXACT,)),
         Property("ordered_by_score", ordered_by_score.__doc__, ordered_by_score, ("no_penalty", "length_penalty"), (EXACT,)),
-        Property("exhaustive_beam_is_optimal", exhaustive_beam_is_optimal.__doc__, exhaustive_beam_is_optimal, ("no_penalty", "length_penalty"), (EXACT,)),
+        Property(
+            "exhaustive_beam_is_optimal",
+            exhaustive_beam_is_optimal.__doc__,
+            exhaustive_beam_is_optimal,
+            ("no_penalty", "length_penalty"),
+            (EXACT,),
+        ),
     ),
-    bad_inputs=(BadInput("zero_beam_width", "beam_width = 0", lambda data, dtype: {**_inputs(data, dtype, None, beam=True), "beam_width": 0}),),
+    bad_inputs=(
+        BadInput(
+            "zero_beam_width", "beam_width = 0", lambda data, dtype: {**_inputs(data, dtype, None, beam=True), "beam_width": 0}
+        ),
+    ),
 )

@@ -72,6 +72,7 @@ def dtype_of(array: np.ndarray) -> DType | None:
             return d
     return None
 
+
 # Components whose outputs are exact (boolean masks, token ids) have no precision axis.
 EXACT = DType("exact", np.dtype(np.float64))
 BY_NAME[EXACT.name] = EXACT

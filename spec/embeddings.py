@@ -77,7 +77,9 @@ SINUSOIDAL_POSITIONAL_ENCODING = Component(
     error_scale=lambda inputs: float(inputs["T"]) if inputs["dtype"] == "float64" else 1.0,
     properties=(
         matches_reference(_pe_inputs, (None, "long")),
-        Property("values_bounded_and_pairs_on_circle", values_bounded_and_pairs_on_circle.__doc__, values_bounded_and_pairs_on_circle),
+        Property(
+            "values_bounded_and_pairs_on_circle", values_bounded_and_pairs_on_circle.__doc__, values_bounded_and_pairs_on_circle
+        ),
         Property("relative_positions_are_rotations", relative_positions_are_rotations.__doc__, relative_positions_are_rotations),
     ),
     bad_inputs=(
@@ -164,4 +166,3 @@ TIED_OUTPUT_LOGITS = Component(
     properties=(matches_reference(_tied_inputs),),
     bad_inputs=(BadInput("model_dim_mismatch", "table (V, D + 1)", _tied_bad),),
 )
-

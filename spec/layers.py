@@ -30,8 +30,14 @@ FFN_WIDTH = {4: 8, 8: 32, 16: 64}  # F for each bucket's D
 def _ffn_inputs(data: st.DataObject, dtype: DType, variant: str | None) -> dict[str, Any]:
     s = data.draw(seq_shapes(), label="shape")
     F = FFN_WIDTH[s.D]
-    params = data.draw(normal_params({"w1": (s.D, F), "b1": (F,), "w2": (F, s.D), "b2": (s.D,)}, dtype, {"b1": 0.1, "b2": 0.1}), label="params")
-    return {"x": data.draw(arrays((s.B, s.T, s.D), dtype, allow_large=False), label="x"), "params": params, "activation": variant or "relu"}
+    params = data.draw(
+        normal_params({"w1": (s.D, F), "b1": (F,), "w2": (F, s.D), "b2": (s.D,)}, dtype, {"b1": 0.1, "b2": 0.1}), label="params"
+    )
+    return {
+        "x": data.draw(arrays((s.B, s.T, s.D), dtype, allow_large=False), label="x"),
+        "params": params,
+        "activation": variant or "relu",
+    }
 
 
 def _ffn_scale(inputs: dict[str, Any]) -> float:
@@ -105,7 +111,9 @@ def _ln_scale(inputs: dict[str, Any]) -> float:
     x = inputs["x"].astype(np.float64) + inputs.get("sublayer_out", np.zeros(1)).astype(np.float64)
     D = x.shape[-1]
     spread = np.abs(x - x.mean(-1, keepdims=True)).max() / np.sqrt(x.var(-1).min() + inputs["eps"])
-    return D * float(spread) * float(np.abs(inputs["gamma"].astype(np.float64)).max()) + float(np.abs(inputs["beta"].astype(np.float64)).max())
+    return D * float(spread) * float(np.abs(inputs["gamma"].astype(np.float64)).max()) + float(
+        np.abs(inputs["beta"].astype(np.float64)).max()
+    )
 
 
 def normalised_moments(subject: Subject, data: st.DataObject, variant: str | None) -> None:
@@ -117,7 +125,12 @@ def normalised_moments(subject: Subject, data: st.DataObject, variant: str | Non
     var = x.var(-1, keepdims=True)
     D = y.shape[-1]
     subject.check(compare_moment(y.mean(-1, keepdims=True), np.zeros_like(var), case, D, "per-position mean vs 0"), inputs)
-    subject.check(compare_moment(y.var(-1, keepdims=True), var / (var + inputs["eps"]), case, 2 * D, "per-position variance vs var/(var+eps)"), inputs)
+    subject.check(
+        compare_moment(
+            y.var(-1, keepdims=True), var / (var + inputs["eps"]), case, 2 * D, "per-position variance vs var/(var+eps)"
+        ),
+        inputs,
+    )
 
 
 def compare_moment(got: np.ndarray, want: np.ndarray, case: Any, terms: int, what: str) -> Any:
@@ -157,9 +170,15 @@ ADD_AND_NORM = Component(
         matches_reference(_ln_draw_for("add_and_norm")),
         Property("normalised_moments", normalised_moments.__doc__, normalised_moments),
     ),
-    bad_inputs=(BadInput("sublayer_shape_mismatch", "sublayer_out with T + 1 positions", lambda data, dtype: (
-        lambda i: {**i, "sublayer_out": np.concatenate([i["sublayer_out"], i["sublayer_out"][:, :1]], axis=1)}
-    )(_ln_draw_for("add_and_norm")(data, dtype, None))),),
+    bad_inputs=(
+        BadInput(
+            "sublayer_shape_mismatch",
+            "sublayer_out with T + 1 positions",
+            lambda data, dtype: (
+                lambda i: {**i, "sublayer_out": np.concatenate([i["sublayer_out"], i["sublayer_out"][:, :1]], axis=1)}
+            )(_ln_draw_for("add_and_norm")(data, dtype, None)),
+        ),
+    ),
 )
 
 # Dropout's statistical test: the kept count of n entries is Binomial(n, 1 - p); it must lie within
@@ -189,7 +208,9 @@ def dropout_statistics(subject: Subject, data: st.DataObject, variant: str | Non
         subject.fail(inputs, f"kept {kept.sum()} of {n} at p={p}; expected {n * (1 - p):.0f} +- {slack:.0f} (z = {DROPOUT_Z})")
     rel = np.abs(got[kept] - x[kept] / (1 - p)) / (x[kept] / (1 - p))
     if rel.size and rel.max() > 4 * subject.dtype.unit_roundoff:
-        subject.fail(inputs, f"kept values are off x/(1-p) by a relative {rel.max():.3g} (> 4 u = {4 * subject.dtype.unit_roundoff:.3g})")
+        subject.fail(
+            inputs, f"kept values are off x/(1-p) by a relative {rel.max():.3g} (> 4 u = {4 * subject.dtype.unit_roundoff:.3g})"
+        )
 
 
 def dropout_eval_is_identity(subject: Subject, data: st.DataObject, variant: str | None) -> None:

@@ -48,7 +48,9 @@ def causal_rows_are_growing_prefixes(subject: Subject, data: st.DataObject, vari
     want = np.clip(np.arange(T) + offset, 0, S)
     prefix = got == (np.arange(S)[None, :] < counts[:, None])
     if not prefix.all() or not (counts == want).all():
-        subject.fail(inputs, f"rows allow {counts.tolist()} keys (prefixes: {bool(prefix.all())}); expected prefixes of {want.tolist()}")
+        subject.fail(
+            inputs, f"rows allow {counts.tolist()} keys (prefixes: {bool(prefix.all())}); expected prefixes of {want.tolist()}"
+        )
 
 
 def padding_counts_lengths(subject: Subject, data: st.DataObject, variant: str | None) -> None:
@@ -78,8 +80,13 @@ CAUSAL_MASK = Component(
     dtypes=(EXACT,),
     properties=(
         Property("matches_reference", matches_reference.__doc__, matches_reference, ("top_left", "bottom_right"), (EXACT,)),
-        Property("rows_are_growing_prefixes", causal_rows_are_growing_prefixes.__doc__, causal_rows_are_growing_prefixes,
-                 ("top_left", "bottom_right"), (EXACT,)),
+        Property(
+            "rows_are_growing_prefixes",
+            causal_rows_are_growing_prefixes.__doc__,
+            causal_rows_are_growing_prefixes,
+            ("top_left", "bottom_right"),
+            (EXACT,),
+        ),
     ),
     bad_inputs=(
         BadInput("unknown_alignment", "alignment='bottom-right' (a typo)", _bad_causal({"alignment": "bottom-right"})),

@@ -63,7 +63,9 @@ def log_probs_are_normalised(subject: Subject, data: st.DataObject, variant: str
         subject.fail(case.inputs, f"a log-probability is positive: {logp.max():.6g}")
     sums = np.exp(logp).sum(-1)  # (B, T)
     # d exp(l) = exp(l) dl: the sum moves by at most sum_v p_v * bound = bound
-    subject.check(compare(sums, np.ones_like(sums), case.bound.times(2), "sum over the vocabulary of exp(log-probs)"), case.inputs)
+    subject.check(
+        compare(sums, np.ones_like(sums), case.bound.times(2), "sum over the vocabulary of exp(log-probs)"), case.inputs
+    )
 
 
 def later_inputs_do_not_matter(subject: Subject, data: st.DataObject, variant: str | None) -> None:
@@ -72,10 +74,16 @@ def later_inputs_do_not_matter(subject: Subject, data: st.DataObject, variant: s
     tgt = inputs["tgt_in"]
     t = data.draw(st.integers(0, tgt.shape[1] - 1), label="t")
     other = tgt.copy()
-    other[:, t + 1 :] = (other[:, t + 1 :] + 1 + np.random.default_rng(data.draw(seeds(), label="seed")).integers(0, VOCAB - 1, other[:, t + 1 :].shape)) % VOCAB
+    other[:, t + 1 :] = (
+        other[:, t + 1 :]
+        + 1
+        + np.random.default_rng(data.draw(seeds(), label="seed")).integers(0, VOCAB - 1, other[:, t + 1 :].shape)
+    ) % VOCAB
     base = subject.case(inputs)
     upto = (np.arange(tgt.shape[1]) <= t)[None, :, None]  # (1, T, 1)
-    base.assert_equivalent(base.got, subject.case({**inputs, "tgt_in": other}), f"steps <= {t} after changing later decoder inputs", select=upto)
+    base.assert_equivalent(
+        base.got, subject.case({**inputs, "tgt_in": other}), f"steps <= {t} after changing later decoder inputs", select=upto
+    )
 
 
 def step_by_step_equals_parallel(subject: Subject, data: st.DataObject, variant: str | None) -> None:
@@ -104,15 +112,24 @@ def _last(case: Any) -> Any:
 ENCODER_DECODER = Component(
     name="encoder_decoder",
     family="model",
-    signature="encoder_decoder(src_tokens, tgt_in, params, num_heads, src_lengths=None, norm_first=False, activation='relu', eps=1e-5)",
+    signature=(
+        "encoder_decoder(src_tokens, tgt_in, params, num_heads, src_lengths=None, norm_first=False, activation='relu', eps=1e-5)"
+    ),
     shapes="src_tokens (B, S), tgt_in (B, T) int -> log-probs (B, T, V)",
     error_scale=_scale,
     properties=(
         matches_reference(_model_inputs, ("post_ln", "pre_ln", "post_ln+src_padding")),
         Property("log_probs_are_normalised", log_probs_are_normalised.__doc__, log_probs_are_normalised),
-        Property("later_inputs_do_not_matter", later_inputs_do_not_matter.__doc__, later_inputs_do_not_matter, ("post_ln", "pre_ln")),
+        Property(
+            "later_inputs_do_not_matter", later_inputs_do_not_matter.__doc__, later_inputs_do_not_matter, ("post_ln", "pre_ln")
+        ),
         Property("step_by_step_equals_parallel", step_by_step_equals_parallel.__doc__, step_by_step_equals_parallel),
     ),
-    bad_inputs=(BadInput("token_id_equals_V", f"a target-side id of V = {VOCAB}", lambda data, dtype: (
-        lambda i: {**i, "tgt_in": np.full_like(i["tgt_in"], VOCAB)})(_model_inputs(data, dtype, None))),),
+    bad_inputs=(
+        BadInput(
+            "token_id_equals_V",
+            f"a target-side id of V = {VOCAB}",
+            lambda data, dtype: (lambda i: {**i, "tgt_in": np.full_like(i["tgt_in"], VOCAB)})(_model_inputs(data, dtype, None)),
+        ),
+    ),
 )

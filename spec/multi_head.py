@@ -23,7 +23,7 @@ from reference.attention import scaled_dot_product_attention
 from spec.attention import logit_magnitude
 from spec.core import BadInput, Component, Property, Subject
 from spec.dtypes import DType
-from spec.strategies import MHA_BUCKETS, MhaShape, arrays, mha_params, masks, AttentionShape
+from spec.strategies import MHA_BUCKETS, AttentionShape, MhaShape, arrays, masks, mha_params
 
 MHA_VARIANTS = ("self", "cross", "self+causal_top_left", "cross+padding", "self+bool", "cross+additive")
 
@@ -44,8 +44,10 @@ def mha_error_scale(inputs: Mapping[str, Any]) -> float:
     v = _project(inputs["value"], p, "w_v", "b_v", H)
     L = logit_magnitude({"q": q, "k": k, "mask": inputs.get("mask")})
     w_o = np.abs(p["w_o"].astype(np.float64))
-    proj = max(float((np.abs(inputs[x].astype(np.float64)) @ np.abs(p[w].astype(np.float64))).max())
-               for x, w in (("query", "w_q"), ("key", "w_k"), ("value", "w_v")))
+    proj = max(
+        float((np.abs(inputs[x].astype(np.float64)) @ np.abs(p[w].astype(np.float64))).max())
+        for x, w in (("query", "w_q"), ("key", "w_k"), ("value", "w_v"))
+    )
     return (1.0 + L) * float(np.abs(v).max()) * float(w_o.sum(0).max()) + proj
 
 
@@ -77,8 +79,10 @@ def matches_reference(subject: Subject, data: st.DataObject, variant: str | None
 def _projected_single_head(query, key, value, params, num_heads, mask=None, causal=None):  # noqa: ANN001, ANN202
     """H = 1 multi-head attention written as single-head attention with the projections applied."""
     dtype = query.dtype
-    q, k, v = (_project(x, params, w, b, 1).astype(dtype) for x, w, b in
-               ((query, "w_q", "b_q"), (key, "w_k", "b_k"), (value, "w_v", "b_v")))  # (B, 1, L, D)
+    q, k, v = (
+        _project(x, params, w, b, 1).astype(dtype)
+        for x, w, b in ((query, "w_q", "b_q"), (key, "w_k", "b_k"), (value, "w_v", "b_v"))
+    )  # (B, 1, L, D)
     context = scaled_dot_product_attention(q, k, v, mask=mask, causal=causal)[:, 0]  # (B, T, D)
     out = context @ params["w_o"].astype(dtype)
     return out + params["b_o"].astype(dtype) if params.get("b_o") is not None else out
@@ -135,16 +139,41 @@ MULTI_HEAD_ATTENTION = Component(
     error_scale=mha_error_scale,
     properties=(
         Property("matches_reference", matches_reference.__doc__, matches_reference, MHA_VARIANTS),
-        Property("single_head_is_projected_attention", single_head_is_projected_attention.__doc__,
-                 single_head_is_projected_attention, ("self", "cross")),
+        Property(
+            "single_head_is_projected_attention",
+            single_head_is_projected_attention.__doc__,
+            single_head_is_projected_attention,
+            ("self", "cross"),
+        ),
         Property("batch_equals_items", batch_equals_items.__doc__, batch_equals_items, ("self", "cross+padding")),
-        Property("fully_masked_rows_are_zero", fully_masked_rows_are_zero.__doc__, fully_masked_rows_are_zero,
-                 ("cross+padding_zero_length", "self+padding_zero_length", "self+bool_empty_rows")),
+        Property(
+            "fully_masked_rows_are_zero",
+            fully_masked_rows_are_zero.__doc__,
+            fully_masked_rows_are_zero,
+            ("cross+padding_zero_length", "self+padding_zero_length", "self+bool_empty_rows"),
+        ),
     ),
     bad_inputs=(
         BadInput("heads_do_not_divide_D", "D % H != 0", _bad(_heads_not_dividing)),
-        BadInput("weight_shape_mismatch", "W_q (D, D + 1)", _bad(lambda i: {**i, "params": {**i["params"], "w_q": np.concatenate([i["params"]["w_q"], i["params"]["w_q"][:, :1]], 1)}})),
-        BadInput("key_value_length_mismatch", "value with S + 1 positions", _bad(lambda i: {**i, "value": np.concatenate([i["value"], i["value"][:, :1]], 1)})),
-        BadInput("mask_not_broadcastable", "mask (T, S + 1)", _bad(lambda i: {**i, "mask": np.ones((i["query"].shape[1], i["key"].shape[1] + 1), bool)})),
+        BadInput(
+            "weight_shape_mismatch",
+            "W_q (D, D + 1)",
+            _bad(
+                lambda i: {
+                    **i,
+                    "params": {**i["params"], "w_q": np.concatenate([i["params"]["w_q"], i["params"]["w_q"][:, :1]], 1)},
+                }
+            ),
+        ),
+        BadInput(
+            "key_value_length_mismatch",
+            "value with S + 1 positions",
+            _bad(lambda i: {**i, "value": np.concatenate([i["value"], i["value"][:, :1]], 1)}),
+        ),
+        BadInput(
+            "mask_not_broadcastable",
+            "mask (T, S + 1)",
+            _bad(lambda i: {**i, "mask": np.ones((i["query"].shape[1], i["key"].shape[1] + 1), bool)}),
+        ),
     ),
 )

@@ -121,7 +121,5 @@ SOFTMAX = Component(
         Property("monotone", monotone.__doc__, monotone),
         Property("all_neg_inf_slice_is_zero", all_neg_inf_slice_is_zero.__doc__, all_neg_inf_slice_is_zero),
     ),
-    bad_inputs=(
-        BadInput("axis_out_of_range", "axis = x.ndim", _bad_axis),
-    ),
+    bad_inputs=(BadInput("axis_out_of_range", "axis = x.ndim", _bad_axis),),
 )

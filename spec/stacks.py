@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from spec.core import BadInput, Component, Property, Subject, matches_reference
 from spec.dtypes import DType
-from spec.strategies import arrays, masks, mha_params, normal_params, seeds, AttentionShape
+from spec.strategies import AttentionShape, arrays, masks, mha_params, normal_params, seeds
 
 
 class StackShape(NamedTuple):
@@ -40,7 +40,9 @@ def layer_params(draw: Any, D: int, dtype: DType, decoder: bool) -> dict[str, An
     params: dict[str, Any] = {"self_attn": draw(mha_params(D, dtype, biases=True), label="self_attn")}
     if decoder:
         params["cross_attn"] = draw(mha_params(D, dtype, biases=True), label="cross_attn")
-    params["ffn"] = draw(normal_params({"w1": (D, F), "b1": (F,), "w2": (F, D), "b2": (D,)}, dtype, {"b1": 0.1, "b2": 0.1}), label="ffn")
+    params["ffn"] = draw(
+        normal_params({"w1": (D, F), "b1": (F,), "w2": (F, D), "b2": (D,)}, dtype, {"b1": 0.1, "b2": 0.1}), label="ffn"
+    )
     for i in range(1, 4 if decoder else 3):
         p = draw(normal_params({"gamma": (D,), "beta": (D,)}, dtype, {"gamma": 0.1, "beta": 0.1}), label=f"norm{i}")
         params[f"norm{i}"] = {"gamma": (p["gamma"].astype(np.float64) + 1).astype(dtype.np_dtype), "beta": p["beta"]}
@@ -72,7 +74,9 @@ def _draw(component: str) -> Any:
         inputs["norm_first"] = variant.startswith("pre_ln")
         inputs["activation"] = "gelu" if "gelu" in variant else "relu"
         if stack and "final_norm" in variant:
-            inputs["final_norm"] = data.draw(normal_params({"gamma": (s.D,), "beta": (s.D,)}, dtype, {"gamma": 1.0, "beta": 0.1}), label="final_norm")
+            inputs["final_norm"] = data.draw(
+                normal_params({"gamma": (s.D,), "beta": (s.D,)}, dtype, {"gamma": 1.0, "beta": 0.1}), label="final_norm"
+            )
         return inputs
 
     return draw
@@ -102,7 +106,9 @@ def future_targets_do_not_matter(subject: Subject, data: st.DataObject, variant:
     changed = {**inputs, "y": np.concatenate([y[:, :t], noise], axis=1)}
     base = subject.case(inputs)
     earlier = (np.arange(y.shape[1]) < t)[None, :, None]  # (1, T, 1)
-    base.assert_equivalent(base.got, subject.case(changed), f"outputs before t={t} after changing the inputs from t on", select=earlier)
+    base.assert_equivalent(
+        base.got, subject.case(changed), f"outputs before t={t} after changing the inputs from t on", select=earlier
+    )
 
 
 def batch_equals_items(subject: Subject, data: st.DataObject, variant: str | None) -> None:
@@ -110,7 +116,9 @@ def batch_equals_items(subject: Subject, data: st.DataObject, variant: str | Non
     inputs = _draw(subject.component.name)(data, subject.dtype, variant)
     whole = subject.case(inputs)
     for b in range(whole.got.shape[0]):
-        item = {k: (v[b : b + 1] if isinstance(v, np.ndarray) and v.ndim >= 3 and v.shape[0] > 1 else v) for k, v in inputs.items()}
+        item = {
+            k: (v[b : b + 1] if isinstance(v, np.ndarray) and v.ndim >= 3 and v.shape[0] > 1 else v) for k, v in inputs.items()
+        }
         whole.assert_equivalent(whole.got[b : b + 1], subject.case(item), f"batch item {b} alone vs in the batch")
 
 
@@ -133,16 +141,42 @@ def _component(name: str, sublayers: int, variants: tuple[str, ...], extra: tupl
         signature=signature,
         shapes="x/y (B, T, D), memory (B, S, D) -> (B, T, D)",
         error_scale=_scale(sublayers),
-        properties=(matches_reference(_draw(name), variants),
-                    Property("batch_equals_items", batch_equals_items.__doc__, batch_equals_items, variants[:1])) + extra,
+        properties=(
+            matches_reference(_draw(name), variants),
+            Property("batch_equals_items", batch_equals_items.__doc__, batch_equals_items, variants[:1]),
+        )
+        + extra,
         bad_inputs=(BadInput("heads_do_not_divide_D", "num_heads = D + 1", _bad_heads(name)),),
     )
 
 
-_CAUSAL = (Property("future_targets_do_not_matter", future_targets_do_not_matter.__doc__, future_targets_do_not_matter, ("post_ln", "pre_ln")),)
+_CAUSAL = (
+    Property(
+        "future_targets_do_not_matter", future_targets_do_not_matter.__doc__, future_targets_do_not_matter, ("post_ln", "pre_ln")
+    ),
+)
 
-ENCODER_LAYER = _component("encoder_layer", 2, ENCODER_VARIANTS, (), "encoder_layer(x, params, num_heads, mask=None, norm_first=False, activation='relu', eps=1e-5)")
-DECODER_LAYER = _component("decoder_layer", 3, DECODER_VARIANTS, _CAUSAL,
-                           "decoder_layer(y, memory, params, num_heads, memory_mask=None, norm_first=False, activation='relu', eps=1e-5)")
-ENCODER = _component("encoder", 2, ("post_ln", "pre_ln+final_norm"), (), "encoder(x, layers, num_heads, mask=None, ..., final_norm=None)")
-DECODER = _component("decoder", 3, ("post_ln", "pre_ln+final_norm"), _CAUSAL, "decoder(y, memory, layers, num_heads, memory_mask=None, ..., final_norm=None)")
+ENCODER_LAYER = _component(
+    "encoder_layer",
+    2,
+    ENCODER_VARIANTS,
+    (),
+    "encoder_layer(x, params, num_heads, mask=None, norm_first=False, activation='relu', eps=1e-5)",
+)
+DECODER_LAYER = _component(
+    "decoder_layer",
+    3,
+    DECODER_VARIANTS,
+    _CAUSAL,
+    "decoder_layer(y, memory, params, num_heads, memory_mask=None, norm_first=False, activation='relu', eps=1e-5)",
+)
+ENCODER = _component(
+    "encoder", 2, ("post_ln", "pre_ln+final_norm"), (), "encoder(x, layers, num_heads, mask=None, ..., final_norm=None)"
+)
+DECODER = _component(
+    "decoder",
+    3,
+    ("post_ln", "pre_ln+final_norm"),
+    _CAUSAL,
+    "decoder(y, memory, layers, num_heads, memory_mask=None, ..., final_norm=None)",
+)

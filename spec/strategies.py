@@ -236,7 +236,9 @@ def seq_shapes() -> st.SearchStrategy[SeqShape]:
 
 
 @st.composite
-def normal_params(draw: Any, shapes: dict[str, tuple[int, ...]], dtype: DType, scale: dict[str, float] | None = None) -> dict[str, np.ndarray]:
+def normal_params(
+    draw: Any, shapes: dict[str, tuple[int, ...]], dtype: DType, scale: dict[str, float] | None = None
+) -> dict[str, np.ndarray]:
     """Return a strategy for a dict of N(0, scale^2) weights with the given shapes (1/sqrt(fan-in) by default)."""
     rng = np.random.default_rng(draw(seeds(), label="params_seed"))
     scale = scale or {}

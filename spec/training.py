@@ -60,7 +60,11 @@ SHIFT_RIGHT = Component(
         matches_reference(_shift_inputs, (None, "padded"), (EXACT,)),
         Property("bos_first_last_dropped", bos_first_last_dropped.__doc__, bos_first_last_dropped, (None, "padded"), (EXACT,)),
     ),
-    bad_inputs=(BadInput("targets_not_2d", "targets (T,)", lambda data, dtype: {**_shift_inputs(data, dtype, None), "targets": np.arange(3)}),),
+    bad_inputs=(
+        BadInput(
+            "targets_not_2d", "targets (T,)", lambda data, dtype: {**_shift_inputs(data, dtype, None), "targets": np.arange(3)}
+        ),
+    ),
 )
 
 
@@ -77,7 +81,9 @@ def ignored_positions_do_not_matter(subject: Subject, data: st.DataObject, varia
     """Changing the logits at ignored (padding) positions leaves the loss unchanged."""
     inputs = _ce_inputs(data, subject.dtype, variant)
     ignored = inputs["targets"] == inputs["ignore_index"]  # (...,)
-    noise = (10 * np.random.default_rng(data.draw(seeds(), label="noise_seed")).standard_normal(inputs["logits"].shape)).astype(inputs["logits"].dtype)
+    noise = (10 * np.random.default_rng(data.draw(seeds(), label="noise_seed")).standard_normal(inputs["logits"].shape)).astype(
+        inputs["logits"].dtype
+    )
     other = {**inputs, "logits": np.where(ignored[..., None], noise, inputs["logits"])}
     base = subject.case(inputs)
     base.assert_equivalent(base.got, subject.case(other), "loss after rewriting the logits of ignored positions")
@@ -93,15 +99,30 @@ CROSS_ENTROPY = Component(
     error_scale=lambda inputs: 1.0 + float(np.abs(inputs["logits"].astype(np.float64)).max()),
     properties=(
         matches_reference(_ce_inputs, CE_VARIANTS),
-        Property("ignored_positions_do_not_matter", ignored_positions_do_not_matter.__doc__, ignored_positions_do_not_matter,
-                 ("padded", "padded+smoothing")),
+        Property(
+            "ignored_positions_do_not_matter",
+            ignored_positions_do_not_matter.__doc__,
+            ignored_positions_do_not_matter,
+            ("padded", "padded+smoothing"),
+        ),
     ),
     bad_inputs=(
-        BadInput("target_out_of_range", f"a target of V = {VOCAB}", lambda data, dtype: (
-            lambda i: {**i, "targets": np.where(np.arange(i["targets"].size).reshape(i["targets"].shape) == 0, VOCAB, i["targets"])}
-        )(_ce_inputs(data, dtype, "plain"))),
-        BadInput("targets_shape_mismatch", "targets with T + 1 positions", lambda data, dtype: (
-            lambda i: {**i, "targets": np.concatenate([i["targets"], i["targets"][:, :1]], axis=1)}
-        )(_ce_inputs(data, dtype, "plain"))),
+        BadInput(
+            "target_out_of_range",
+            f"a target of V = {VOCAB}",
+            lambda data, dtype: (
+                lambda i: {
+                    **i,
+                    "targets": np.where(np.arange(i["targets"].size).reshape(i["targets"].shape) == 0, VOCAB, i["targets"]),
+                }
+            )(_ce_inputs(data, dtype, "plain")),
+        ),
+        BadInput(
+            "targets_shape_mismatch",
+            "targets with T + 1 positions",
+            lambda data, dtype: (lambda i: {**i, "targets": np.concatenate([i["targets"], i["targets"][:, :1]], axis=1)})(
+                _ce_inputs(data, dtype, "plain")
+            ),
+        ),
     ),
 )

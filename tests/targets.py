@@ -17,7 +17,6 @@ from spec.core import BadInput, Component, Property, Subject
 from spec.dtypes import FLOAT32, DType
 from spec.registry import COMPONENTS
 
-
 # Hypothesis examples run per test, for the per-adapter examples/second in the summary.
 EXAMPLES: Counter[str] = Counter()
 
@@ -53,7 +52,9 @@ class Target:
     def param(self) -> object:
         marks = []
         if self.adapter.function(self.component.name) is None:
-            marks.append(pytest.mark.skip(reason=f"unsupported: adapter {self.adapter.name} does not offer {self.component.name}"))
+            marks.append(
+                pytest.mark.skip(reason=f"unsupported: adapter {self.adapter.name} does not offer {self.component.name}")
+            )
         if isinstance(self.check, Property):
             reason = self.adapter.deviation(self.component.name, self.check.name, self.variant, self.dtype.name)
         else:

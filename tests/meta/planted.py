@@ -37,7 +37,9 @@ def _adapter(name: str, **weight_knobs: object) -> SimpleNamespace:
     def scaled_dot_product_attention(q, k, v, mask=None, scale=None, causal=None):  # noqa: ANN001, ANN202
         return (attention_weights(q, k, mask, scale, causal) @ v).astype(q.dtype)
 
-    return SimpleNamespace(name=name, attention_weights=attention_weights, scaled_dot_product_attention=scaled_dot_product_attention)
+    return SimpleNamespace(
+        name=name, attention_weights=attention_weights, scaled_dot_product_attention=scaled_dot_product_attention
+    )
 
 
 scale_1_over_K = _adapter("scale_1_over_K", scale_rule=lambda K: 1.0 / K)

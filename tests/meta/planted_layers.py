@@ -9,8 +9,16 @@ import numpy as np
 import reference as R
 
 
-def _pe(T: int, D: int, base: float = 10000.0, dtype: str = "float32", *, swap: bool = False, wrong_base: float | None = None,
-        work: type = np.float64) -> np.ndarray:
+def _pe(
+    T: int,
+    D: int,
+    base: float = 10000.0,
+    dtype: str = "float32",
+    *,
+    swap: bool = False,
+    wrong_base: float | None = None,
+    work: type = np.float64,
+) -> np.ndarray:
     angle = np.arange(T, dtype=work)[:, None] / work(wrong_base or base) ** (np.arange(0, D, 2, dtype=work) / work(D))
     angle = angle.astype(work)
     pe = np.zeros((T, D), work)
@@ -20,8 +28,14 @@ def _pe(T: int, D: int, base: float = 10000.0, dtype: str = "float32", *, swap: 
     return pe.astype(dtype)
 
 
-pe_sin_cos_swapped = SimpleNamespace(name="pe_sin_cos_swapped", sinusoidal_positional_encoding=lambda T, D, base=10000.0, dtype="float32": _pe(T, D, base, dtype, swap=True))
-pe_base_1000 = SimpleNamespace(name="pe_base_1000", sinusoidal_positional_encoding=lambda T, D, base=10000.0, dtype="float32": _pe(T, D, base, dtype, wrong_base=1000.0))
+pe_sin_cos_swapped = SimpleNamespace(
+    name="pe_sin_cos_swapped",
+    sinusoidal_positional_encoding=lambda T, D, base=10000.0, dtype="float32": _pe(T, D, base, dtype, swap=True),
+)
+pe_base_1000 = SimpleNamespace(
+    name="pe_base_1000",
+    sinusoidal_positional_encoding=lambda T, D, base=10000.0, dtype="float32": _pe(T, D, base, dtype, wrong_base=1000.0),
+)
 # the tutorial formulation: positions times frequencies in float32
 pe_float32_angles = SimpleNamespace(
     name="pe_float32_angles",
@@ -37,9 +51,12 @@ def _layer_norm(x, gamma, beta, eps=1e-5, *, ddof=0, eps_outside=False):  # noqa
     return ((x - mean) / denominator * gamma + beta).astype(x.dtype)
 
 
-layer_norm_unbiased = SimpleNamespace(name="layer_norm_unbiased", layer_norm=lambda x, gamma, beta, eps=1e-5: _layer_norm(x, gamma, beta, eps, ddof=1))
+layer_norm_unbiased = SimpleNamespace(
+    name="layer_norm_unbiased", layer_norm=lambda x, gamma, beta, eps=1e-5: _layer_norm(x, gamma, beta, eps, ddof=1)
+)
 layer_norm_eps_outside_root = SimpleNamespace(
-    name="layer_norm_eps_outside_root", layer_norm=lambda x, gamma, beta, eps=1e-5: _layer_norm(x, gamma, beta, eps, eps_outside=True)
+    name="layer_norm_eps_outside_root",
+    layer_norm=lambda x, gamma, beta, eps=1e-5: _layer_norm(x, gamma, beta, eps, eps_outside=True),
 )
 
 
@@ -60,7 +77,9 @@ def _ce_smoothing_on_padding(logits, targets, ignore_index=-100, label_smoothing
     return np.asarray(nll - label_smoothing * logp.mean(-1).mean(), dtype=logits.dtype)
 
 
-cross_entropy_smoothing_on_padding = SimpleNamespace(name="cross_entropy_smoothing_on_padding", cross_entropy=_ce_smoothing_on_padding)
+cross_entropy_smoothing_on_padding = SimpleNamespace(
+    name="cross_entropy_smoothing_on_padding", cross_entropy=_ce_smoothing_on_padding
+)
 
 CAUGHT_BY = [
     (pe_sin_cos_swapped, "sinusoidal_positional_encoding", "values_bounded_and_pairs_on_circle", None, "float32"),
@@ -112,7 +131,9 @@ beam_without_length_penalty = SimpleNamespace(name="beam_without_length_penalty"
 beam_unsorted = SimpleNamespace(name="beam_unsorted", beam_search=_beam_unsorted)
 greedy_ignores_eos = SimpleNamespace(
     name="greedy_ignores_eos",
-    greedy_decode=lambda logprobs, bos, eos, max_len: R.greedy_decode(logprobs, bos, -1 % logprobs.shape[0] if eos != logprobs.shape[0] - 1 else 0, max_len),
+    greedy_decode=lambda logprobs, bos, eos, max_len: R.greedy_decode(
+        logprobs, bos, -1 % logprobs.shape[0] if eos != logprobs.shape[0] - 1 else 0, max_len
+    ),
 )
 
 CAUGHT_BY += [

@@ -38,7 +38,13 @@ def test_compare_reports_worst_error_location_and_bound() -> None:
     expected = np.zeros((2, 3))
     got = expected.copy()
     got[1, 2] = 0.5
-    bound = bound_for(R.softmax, {"x": np.zeros((2, 3), np.float32)}, FLOAT32, oracle(R.softmax, {"x": np.zeros((2, 3), np.float32)}, FLOAT32), 1.0)
+    bound = bound_for(
+        R.softmax,
+        {"x": np.zeros((2, 3), np.float32)},
+        FLOAT32,
+        oracle(R.softmax, {"x": np.zeros((2, 3), np.float32)}, FLOAT32),
+        1.0,
+    )
     result = compare(got, expected, bound, "output")
     assert not result.ok and result.where == (1, 2) and result.max_error == 0.5
     assert "at (1, 2)" in result.report() and "allowed" in result.report()
@@ -74,7 +80,13 @@ def test_deviation_keys_match_most_specific_first() -> None:
 @pytest.mark.parametrize("variant", MASK_VARIANTS + EMPTY_ROW_VARIANTS)
 @given(data=st.data())
 def test_mask_strategies_keep_or_empty_rows_as_named(variant: str, data: st.DataObject) -> None:
-    where = (lambda s: s.T > s.S) if variant == "causal_bottom_right_T>S" else (lambda s: s.T <= s.S) if variant == "causal_bottom_right" else None
+    where = (
+        (lambda s: s.T > s.S)
+        if variant == "causal_bottom_right_T>S"
+        else (lambda s: s.T <= s.S)
+        if variant == "causal_bottom_right"
+        else None
+    )
     x = data.draw(attention_inputs(FLOAT32, where), label="qkv")
     m = data.draw(masks(x.shape, variant, FLOAT32), label="mask")
     rows_with_keys = m.allowed.any(-1)

@@ -14,8 +14,14 @@ from tests.meta import planted, planted_layers
 from tests.targets import Target
 
 # Enough examples to reach the bug, no shrinking (the meta-test wants "caught", not a minimal example).
-HUNT = settings(max_examples=60, derandomize=True, database=None, deadline=None, phases=[Phase.generate],
-                suppress_health_check=list(HealthCheck))
+HUNT = settings(
+    max_examples=60,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    phases=[Phase.generate],
+    suppress_health_check=list(HealthCheck),
+)
 
 
 def hunt(target: Target) -> ConformanceError | None:
@@ -45,7 +51,7 @@ def hunt(target: Target) -> ConformanceError | None:
 def _target(namespace: object, component: str, check: str, variant: str | None, dtype: str) -> Target:
     spec = COMPONENTS[component]
     if check.startswith("refuses["):
-        found = next(b for b in spec.bad_inputs if b.name == check[len("refuses["):-1])
+        found = next(b for b in spec.bad_inputs if b.name == check[len("refuses[") : -1])
     else:
         found = next(p for p in spec.properties if p.name == check)
     return Target(Adapter(namespace.name, namespace), spec, found, variant, BY_NAME[dtype])
@@ -54,8 +60,9 @@ def _target(namespace: object, component: str, check: str, variant: str | None, 
 CAUGHT_BY = planted.CAUGHT_BY + planted_layers.CAUGHT_BY
 
 
-@pytest.mark.parametrize("namespace,component,check,variant,dtype", CAUGHT_BY,
-                         ids=[f"{c[0].name}-{c[1]}.{c[2]}" for c in CAUGHT_BY])
+@pytest.mark.parametrize(
+    "namespace,component,check,variant,dtype", CAUGHT_BY, ids=[f"{c[0].name}-{c[1]}.{c[2]}" for c in CAUGHT_BY]
+)
 def test_planted_bug_is_caught(namespace: object, component: str, check: str, variant: str | None, dtype: str) -> None:
     failure = hunt(_target(namespace, component, check, variant, dtype))
     assert failure is not None, f"planted bug {namespace.name} was NOT caught by {component}.{check}[{variant}] at {dtype}"
@@ -64,8 +71,9 @@ def test_planted_bug_is_caught(namespace: object, component: str, check: str, va
         assert part in message, f"failure message lacks {part!r}: {message[:300]}"
 
 
-@pytest.mark.parametrize("namespace,component,check,variant,dtype", CAUGHT_BY[:4],
-                         ids=[f"reference-{c[1]}.{c[2]}" for c in CAUGHT_BY[:4]])
+@pytest.mark.parametrize(
+    "namespace,component,check,variant,dtype", CAUGHT_BY[:4], ids=[f"reference-{c[1]}.{c[2]}" for c in CAUGHT_BY[:4]]
+)
 def test_reference_passes_the_same_hunt(namespace: object, component: str, check: str, variant: str | None, dtype: str) -> None:
     """Control: the same hunt on the correct reference finds nothing (the check is not just failing everything)."""
     import adapters.numpy_adapter as ref
