@@ -34,9 +34,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption("--device", default="cpu", choices=["cpu", "cuda"], help="device the adapters run on (default cpu)")
     group.addoption("--component", action="append", default=[], help="only these components (repeatable)")
+    group.addoption("--max-examples", type=int, default=None, help="Hypothesis examples per test (overrides the profile's)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("max_examples"):
+        settings.register_profile("cli", settings(settings.default, max_examples=config.getoption("max_examples")))
+        settings.load_profile("cli")
     names = config.getoption("adapter") or available_builtins()
     try:
         config._tcs_adapters = [load_adapter(n, config.getoption("device")) for n in names]  # type: ignore[attr-defined]
