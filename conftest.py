@@ -70,9 +70,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> pytes
     report = yield
     target = getattr(getattr(item, "callspec", None), "params", {}).get("target")
     if target is not None and report.when == "call":
-        from tests.targets import EXAMPLES
+        from tests.targets import EXAMPLES, WORST_RATIO
 
         report.user_properties.append(("examples", EXAMPLES.pop(target.id, 0)))
+        report.user_properties.append(("worst_ratio", WORST_RATIO.pop(target.id, 0.0)))
     return report
 
 
@@ -101,9 +102,14 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         for group in (key[1], f"family {key[2]}"):
             _SPEED[group][0] += report.duration
             _SPEED[group][1] += examples
+        if report.passed and not hasattr(report, "wasxfail"):  # passing tests: how close to the bound they ran
+            ratio = dict(report.user_properties).get("worst_ratio", 0.0)
+            if ratio > _WORST[key[1]][0]:
+                _WORST[key[1]] = (ratio, report.nodeid.split("[", 1)[-1].rstrip("]"))
 
 
 _OUTCOMES: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+_WORST: dict[str, tuple[float, str]] = defaultdict(lambda: (0.0, ""))  # adapter -> (observed/allowed, test)
 _SPEED: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])  # adapter or "family X" -> [test seconds, examples]
 _ORDER = ("fail", "deviation", "deviation (now conforms)", "pass", "unsupported", "skipped")
 
@@ -140,3 +146,5 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             terminalreporter.write_line(
                 f"{adapter}: {examples:.0f} examples in {seconds:.1f} s of test time ({rate:.0f} examples/s; summed over workers)"
             )
+        for adapter, (ratio, test) in sorted(_WORST.items()):
+            terminalreporter.write_line(f"{adapter}: closest a passing test came to its bound: {ratio:.2f} of allowed ({test})")

@@ -19,6 +19,14 @@ from spec.registry import COMPONENTS
 
 # Hypothesis examples run per test, for the per-adapter examples/second in the summary.
 EXAMPLES: Counter[str] = Counter()
+# The largest observed / allowed error ratio of any comparison in a test (how close to the bound it ran).
+WORST_RATIO: dict[str, float] = {}
+
+
+def record_ratio(target_id: str, subject: Subject) -> None:
+    ratios = [c.ratio for c in subject.comparisons if c.ok]
+    if ratios:
+        WORST_RATIO[target_id] = float(max(WORST_RATIO.get(target_id, 0.0), max(ratios)))  # execnet sends plain floats only
 
 
 @dataclass(frozen=True)

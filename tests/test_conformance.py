@@ -13,16 +13,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from spec.core import ConformanceError, Unsupported
-from tests.targets import EXAMPLES, Target
+from tests.targets import EXAMPLES, Target, record_ratio
 
 
 @given(data=st.data())
 def test_property(target: Target, data: st.DataObject) -> None:
     EXAMPLES[target.id] += 1
+    subject = target.subject()
     try:
-        target.check.check(target.subject(), data, target.variant)
+        target.check.check(subject, data, target.variant)
     except Unsupported as e:
         pytest.skip(f"unsupported: {e}")
+    finally:
+        record_ratio(target.id, subject)
 
 
 @given(data=st.data())
