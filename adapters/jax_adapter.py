@@ -311,31 +311,12 @@ class JaxAdapter:
     def encoder_decoder(
         self, src_tokens, tgt_in, params, num_heads, src_lengths=None, norm_first=False, activation="relu", eps=1e-5
     ):  # noqa: ANN001, ANN201
-        mask = None
-        if src_lengths is not None:  # (B, 1, 1, S) True = may attend
-            mask = np.arange(src_tokens.shape[1])[None, None, None, :] < np.asarray(src_lengths)[:, None, None, None]
-        memory = self.encoder(
-            self.embed_with_positions(src_tokens, params["src_table"]),
-            params["encoder"],
-            num_heads,
-            mask,
-            norm_first,
-            activation,
-            eps,
-            params.get("encoder_norm"),
+        from adapters.compose import encoder_decoder_from
+
+        log_softmax = lambda logits: np.asarray(jax.nn.log_softmax(jnp.asarray(logits), axis=-1))
+        return encoder_decoder_from(
+            self, log_softmax, src_tokens, tgt_in, params, num_heads, src_lengths, norm_first, activation, eps
         )
-        h = self.decoder(
-            self.embed_with_positions(tgt_in, params["tgt_table"]),
-            memory,
-            params["decoder"],
-            num_heads,
-            mask,
-            norm_first,
-            activation,
-            eps,
-            params.get("decoder_norm"),
-        )
-        return np.asarray(jax.nn.log_softmax(jnp.asarray(self.tied_output_logits(h, params["tgt_table"])), axis=-1))
 
 
 adapter = JaxAdapter("cpu")

@@ -324,31 +324,12 @@ class TorchAdapter:
     def encoder_decoder(
         self, src_tokens, tgt_in, params, num_heads, src_lengths=None, norm_first=False, activation="relu", eps=1e-5
     ):  # noqa: ANN001, ANN201
-        mask = None
-        if src_lengths is not None:  # (B, 1, 1, S) True = may attend; _mha_mask turns it into torch's meaning
-            mask = np.arange(src_tokens.shape[1])[None, None, None, :] < np.asarray(src_lengths)[:, None, None, None]
-        memory = self.encoder(
-            self.embed_with_positions(src_tokens, params["src_table"]),
-            params["encoder"],
-            num_heads,
-            mask,
-            norm_first,
-            activation,
-            eps,
-            params.get("encoder_norm"),
+        from adapters.compose import encoder_decoder_from
+
+        log_softmax = lambda logits: self._np(F.log_softmax(self._t(logits), dim=-1))
+        return encoder_decoder_from(
+            self, log_softmax, src_tokens, tgt_in, params, num_heads, src_lengths, norm_first, activation, eps
         )
-        h = self.decoder(
-            self.embed_with_positions(tgt_in, params["tgt_table"]),
-            memory,
-            params["decoder"],
-            num_heads,
-            mask,
-            norm_first,
-            activation,
-            eps,
-            params.get("decoder_norm"),
-        )
-        return self._np(F.log_softmax(F.linear(self._t(h), self._t(params["tgt_table"])), dim=-1))
 
 
 _TORCH_DTYPES = {"float64": torch.float64, "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
