@@ -34,10 +34,13 @@ class Layer(nn.Module):
     decoder: bool
     dtype: Any
     features: int
+    # decode=True: one position per call, self-attention keys/values kept in flax's own "cache"
+    # collection (MultiHeadDotProductAttention(decode=True) appends them and masks the unfilled tail)
+    decode: bool = False
 
-    def _attention(self, name: str) -> nn.Module:
+    def _attention(self, name: str, decode: bool = False) -> nn.Module:
         return nn.MultiHeadDotProductAttention(
-            num_heads=self.num_heads, dtype=self.dtype, param_dtype=self.dtype, deterministic=True, name=name
+            num_heads=self.num_heads, dtype=self.dtype, param_dtype=self.dtype, deterministic=True, decode=decode, name=name
         )
 
     def _residual(self, x: jax.Array, sublayer: Callable[[jax.Array], jax.Array], norm: str) -> jax.Array:
@@ -53,8 +56,8 @@ class Layer(nn.Module):
         if not self.decoder:
             x = self._residual(x, lambda h: self._attention("self_attn")(h, h, h, mask=mask), "norm1")
             return self._residual(x, self._ffn, "norm2")
-        causal = nn.make_causal_mask(x[..., 0])  # (B, 1, T, T)
-        x = self._residual(x, lambda h: self._attention("self_attn")(h, h, h, mask=causal), "norm1")
+        causal = None if self.decode else nn.make_causal_mask(x[..., 0])  # (B, 1, T, T); the cache masks itself
+        x = self._residual(x, lambda h: self._attention("self_attn", self.decode)(h, h, h, mask=causal), "norm1")
         x = self._residual(x, lambda h: self._attention("cross_attn")(h, memory, memory, mask=mask), "norm2")
         return self._residual(x, self._ffn, "norm3")
 
@@ -79,6 +82,31 @@ def _apply(
 ) -> Callable[..., Any]:
     layer = Layer(num_heads, width, norm_first, activation, eps, decoder, dtype, D)
     return jax.jit(lambda params, x, memory, mask: layer.apply({"params": params}, x, memory, mask))
+
+
+@cache
+def _step(num_heads: int, width: int, norm_first: bool, activation: str, eps: float, dtype: str, D: int) -> Callable[..., Any]:
+    """One decoding step of one decoder layer: (params, cache, x (B, 1, D), memory, mask) -> (out, cache)."""
+    layer = Layer(num_heads, width, norm_first, activation, eps, True, dtype, D, decode=True)
+
+    def step(params: Any, cache: Any, x: jax.Array, memory: jax.Array, mask: jax.Array | None) -> Any:
+        out, variables = layer.apply({"params": params, "cache": cache}, x, memory, mask, mutable=["cache"])
+        return out, variables["cache"]
+
+    return jax.jit(step)
+
+
+def _empty_cache(B: int, T: int, D: int, H: int, dtype: Any) -> dict[str, Any]:
+    """flax's self-attention cache before the first step: keys/values (B, T, H, K) of zeros, index 0."""
+    zeros = jnp.zeros((B, T, H, D // H), dtype)  # (B, T, H, K)
+    return {"self_attn": {"cached_key": zeros, "cached_value": zeros, "cache_index": jnp.array(0, jnp.int32)}}
+
+
+def _final_norm(h: jax.Array, final_norm: Mapping[str, np.ndarray] | None, eps: float) -> np.ndarray:
+    if final_norm is not None:
+        ln = nn.LayerNorm(epsilon=eps, dtype=h.dtype, param_dtype=h.dtype)
+        h = ln.apply({"params": {"scale": final_norm["gamma"], "bias": final_norm["beta"]}}, h)
+    return np.asarray(h)
 
 
 def run_stack(
@@ -110,7 +138,39 @@ def run_stack(
             D,
         )
         h = fn(flax_layer_params(params, D, num_heads, mha_params), h, None if memory is None else jnp.asarray(memory), mask)
-    if final_norm is not None:
-        ln = nn.LayerNorm(epsilon=eps, dtype=x.dtype, param_dtype=x.dtype)
-        h = ln.apply({"params": {"scale": final_norm["gamma"], "bias": final_norm["beta"]}}, h)
-    return np.asarray(h)
+    return _final_norm(h, final_norm, eps)
+
+
+def run_decoder_cached(
+    y: np.ndarray,
+    memory: np.ndarray,
+    layers: Sequence[Mapping[str, Any]],
+    num_heads: int,
+    mask: jax.Array | None,
+    norm_first: bool,
+    activation: str,
+    eps: float,
+    final_norm: Mapping[str, np.ndarray] | None,
+    mha_params: Callable[..., dict[str, Any]],
+) -> np.ndarray:
+    """Decode one position at a time: each layer sees only y[:, t] and its own key/value cache.
+    mask: (B, H, T, S) boolean or None; step t uses its row t."""
+    B, T, D = y.shape
+    if D % num_heads:
+        raise ValueError(f"D={D} is not divisible by H={num_heads}")
+    steps = [
+        (
+            _step(num_heads, p["ffn"]["w1"].shape[1], norm_first, activation, float(eps), np.dtype(y.dtype).name, D),
+            flax_layer_params(p, D, num_heads, mha_params),
+        )
+        for p in layers
+    ]
+    caches = [_empty_cache(B, T, D, num_heads, y.dtype) for _ in layers]
+    mem = jnp.asarray(memory)
+    outputs = []
+    for t in range(T):
+        h = jnp.asarray(y[:, t : t + 1])  # (B, 1, D): this step's input only
+        for i, (step, params) in enumerate(steps):
+            h, caches[i] = step(params, caches[i], h, mem, None if mask is None else mask[:, :, t : t + 1])
+        outputs.append(h)
+    return _final_norm(jnp.concatenate(outputs, axis=1), final_norm, eps)  # (B, T, D)

@@ -286,13 +286,14 @@ class JaxAdapter:
         return np.asarray((jnp.where(keep, per_position, 0).sum() / keep.sum()).astype(logits.dtype))
 
     # --- encoder and decoder: flax modules composed (adapters/flax_stacks.py) ---------------------
-    def _stack(self, x, memory, layers, num_heads, mask, norm_first, activation, eps, final_norm):  # noqa: ANN001, ANN202
-        from adapters.flax_stacks import run_stack
+    def _stack(self, x, memory, layers, num_heads, mask, norm_first, activation, eps, final_norm, cached=False):  # noqa: ANN001, ANN202
+        from adapters.flax_stacks import run_decoder_cached, run_stack
 
         B, T, D = x.shape
         S = T if memory is None else memory.shape[1]
         allowed = _flax_mask(mask, B, num_heads, T, S) if D % num_heads == 0 else None
-        return run_stack(x, memory, list(layers), num_heads, allowed, norm_first, activation, eps, final_norm, _flax_mha_params)
+        run = run_decoder_cached if cached else run_stack
+        return run(x, memory, list(layers), num_heads, allowed, norm_first, activation, eps, final_norm, _flax_mha_params)
 
     def encoder_layer(self, x, params, num_heads, mask=None, norm_first=False, activation="relu", eps=1e-5):  # noqa: ANN001, ANN201
         return self._stack(x, None, [params], num_heads, mask, norm_first, activation, eps, None)
@@ -307,6 +308,12 @@ class JaxAdapter:
         self, y, memory, layers, num_heads, memory_mask=None, norm_first=False, activation="relu", eps=1e-5, final_norm=None
     ):  # noqa: ANN001, ANN201
         return self._stack(y, memory, layers, num_heads, memory_mask, norm_first, activation, eps, final_norm)
+
+    def incremental_decoder(
+        self, y, memory, layers, num_heads, memory_mask=None, norm_first=False, activation="relu", eps=1e-5, final_norm=None
+    ):  # noqa: ANN001, ANN201
+        # flax's own key/value cache: MultiHeadDotProductAttention(decode=True), one position per call
+        return self._stack(y, memory, layers, num_heads, memory_mask, norm_first, activation, eps, final_norm, cached=True)
 
     def encoder_decoder(
         self, src_tokens, tgt_in, params, num_heads, src_lengths=None, norm_first=False, activation="relu", eps=1e-5

@@ -18,6 +18,7 @@ from reference import (  # noqa: F401  (re-exported: the adapter IS these functi
     encoder_decoder,
     encoder_layer,
     greedy_decode,
+    incremental_decoder,
     key_padding_mask,
     layer_norm,
     multi_head_attention,

@@ -19,12 +19,13 @@ from reference.layers import (
 )
 from reference.masks import causal_mask, key_padding_mask
 from reference.model import encoder_decoder
-from reference.stacks import decoder, decoder_layer, encoder, encoder_layer
+from reference.stacks import decoder, decoder_layer, encoder, encoder_layer, incremental_decoder
 from reference.training import cross_entropy, shift_right
 
 __all__ = [
     "beam_search",
     "greedy_decode",
+    "incremental_decoder",
     "decoder",
     "decoder_layer",
     "encoder",

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from reference.attention import multi_head_attention
+from reference.attention import _matmul, multi_head_attention, scaled_dot_product_attention
 from reference.layers import layer_norm, position_wise_ffn
 
 Params = Mapping[str, Any]
@@ -40,6 +40,13 @@ def _check_layer(component: str, x: np.ndarray, params: Params, keys: tuple[str,
     missing = [k for k in keys if k not in params]
     if missing:
         raise ValueError(f"{component}: params must have {keys}; got {sorted(params)} (missing {missing})")
+
+
+def _check_memory(component: str, y: np.ndarray, memory: np.ndarray) -> None:
+    if not isinstance(memory, np.ndarray) or memory.ndim != 3 or memory.shape[0] != y.shape[0] or memory.shape[2] != y.shape[2]:
+        raise ValueError(
+            f"{component}: memory must be (B, S, D)=({y.shape[0]}, S, {y.shape[2]}); got {getattr(memory, 'shape', None)}"
+        )
 
 
 def encoder_layer(
@@ -73,11 +80,23 @@ def decoder_layer(
     y (B, T, D), memory (B, S, D) -> (B, T, D); memory_mask broadcastable to (B, H, T, S).
     """
     _check_layer("decoder_layer", y, params, ("self_attn", "cross_attn", "ffn", "norm1", "norm2", "norm3"), num_heads)
-    if not isinstance(memory, np.ndarray) or memory.ndim != 3 or memory.shape[0] != y.shape[0] or memory.shape[2] != y.shape[2]:
-        raise ValueError(
-            f"decoder_layer: memory must be (B, S, D)=({y.shape[0]}, S, {y.shape[2]}); got {getattr(memory, 'shape', None)}"
-        )
+    _check_memory("decoder_layer", y, memory)
     self_attend = lambda h: multi_head_attention(h, h, h, params["self_attn"], num_heads, causal="top_left")  # noqa: E731
+    return _decoder_block(y, memory, params, num_heads, self_attend, memory_mask, norm_first, activation, eps)
+
+
+def _decoder_block(
+    y: np.ndarray,
+    memory: np.ndarray,
+    params: Params,
+    num_heads: int,
+    self_attend: Any,
+    memory_mask: np.ndarray | None,
+    norm_first: bool,
+    activation: str,
+    eps: float,
+) -> np.ndarray:
+    """The three residual sublayers of a decoder layer, with the self-attention given."""
     cross_attend = lambda h: multi_head_attention(h, memory, memory, params["cross_attn"], num_heads, mask=memory_mask)  # noqa: E731
     y = _residual(y, self_attend, params["norm1"], norm_first, eps)
     y = _residual(y, cross_attend, params["norm2"], norm_first, eps)
@@ -121,3 +140,69 @@ def decoder(
     for params in layers:
         y = decoder_layer(y, memory, params, num_heads, memory_mask, norm_first, activation, eps)
     return y if final_norm is None else _norm(y, final_norm, eps)
+
+
+def _cached_self_attention(h: np.ndarray, params: Params, num_heads: int, cache: dict[str, np.ndarray]) -> np.ndarray:
+    """One step of self-attention: h (B, 1, D) is the newest position; its key and value are appended
+    to ``cache`` (k, v: (B, H, t, K) -> (B, H, t + 1, K)) and its query attends to every cached one."""
+    B, _, D = h.shape
+    H, K = num_heads, D // num_heads
+
+    def project(w: str, b: str) -> np.ndarray:
+        y = _matmul(h, params[w].astype(h.dtype))  # (B, 1, D)
+        if params.get(b) is not None:
+            y = y + params[b].astype(h.dtype)
+        return y.reshape(B, 1, H, K).transpose(0, 2, 1, 3)  # (B, H, 1, K)
+
+    cache["k"] = np.concatenate([cache["k"], project("w_k", "b_k")], axis=2)  # (B, H, t + 1, K)
+    cache["v"] = np.concatenate([cache["v"], project("w_v", "b_v")], axis=2)  # (B, H, t + 1, K)
+    # no mask: the cache holds the past and the present only, which is what causality allows
+    context = scaled_dot_product_attention(project("w_q", "b_q"), cache["k"], cache["v"])  # (B, H, 1, K)
+    out = _matmul(context.transpose(0, 2, 1, 3).reshape(B, 1, D), params["w_o"].astype(h.dtype))  # (B, 1, D)
+    return out if params.get("b_o") is None else out + params["b_o"].astype(h.dtype)
+
+
+def _row(mask: np.ndarray | None, t: int) -> np.ndarray | None:
+    """Row t of a memory mask broadcastable to (B, H, T, S): what query position t may see."""
+    if mask is None or mask.ndim < 2 or mask.shape[-2] == 1:
+        return mask
+    return mask[..., t : t + 1, :]
+
+
+def incremental_decoder(
+    y: np.ndarray,
+    memory: np.ndarray,
+    layers: Sequence[Params],
+    num_heads: int,
+    memory_mask: np.ndarray | None = None,
+    norm_first: bool = False,
+    activation: str = "relu",
+    eps: float = 1e-5,
+    final_norm: Params | None = None,
+) -> np.ndarray:
+    """The decoder run one position at a time, as at inference: step t sees y[:, t] and, in every layer,
+    a key/value cache of that layer's self-attention keys and values at positions <= t:
+
+        k_t = h_t W_k + b_k,  v_t = h_t W_v + b_v,  K_cache <- [K_cache; k_t],  V_cache <- [V_cache; v_t]
+        SelfAttention(h_t) = softmax(q_t K_cache^T / sqrt(K)) V_cache
+
+    Same signature and result as ``decoder`` (causality makes the two equal).  (B, T, D) -> (B, T, D).
+    """
+    if not layers:
+        raise ValueError("incremental_decoder: layers must hold at least one layer's params; got none")
+    _check_layer("incremental_decoder", y, layers[0], (), num_heads)
+    for params in layers:  # the same checks as the parallel decoder, before any step runs
+        _check_layer("incremental_decoder", y, params, ("self_attn", "cross_attn", "ffn", "norm1", "norm2", "norm3"), num_heads)
+    _check_memory("incremental_decoder", y, memory)
+    B, T, D = y.shape
+    empty = np.zeros((B, num_heads, 0, D // num_heads), y.dtype)  # (B, H, 0, K)
+    caches = [{"k": empty, "v": empty} for _ in layers]
+    steps = []
+    for t in range(T):
+        h = y[:, t : t + 1]  # (B, 1, D): this step's input only
+        for params, cache in zip(layers, caches, strict=True):
+            attend = lambda x, p=params, c=cache: _cached_self_attention(x, p["self_attn"], num_heads, c)  # noqa: E731
+            h = _decoder_block(h, memory, params, num_heads, attend, _row(memory_mask, t), norm_first, activation, eps)
+        steps.append(h)
+    out = np.concatenate(steps, axis=1)  # (B, T, D)
+    return out if final_norm is None else _norm(out, final_norm, eps)

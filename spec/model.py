@@ -4,8 +4,9 @@ activation="relu", eps=1e-5) -> log-probabilities (B, T, V); see reference/model
 Teacher forcing: tgt_in = shift_right(targets), so the log-probs at step t may depend on tgt_in[:t+1]
 (targets before t) only. Properties: rows are log-distributions; (a) changing the decoder input after
 step t leaves steps <= t unchanged; (b) decoding step by step, re-running the growing prefix, gives the
-parallel teacher-forced log-probs. (A key/value-cache variant of (b) needs an incremental-decoding
-entry point in the adapter interface: not specified yet.)
+parallel teacher-forced log-probs. The key/value-cache variant of (b) is the component
+incremental_decoder (spec/stacks.py): cached step-by-step decoding equals the parallel decoder, and the
+log-probs are a per-position function of the decoder output (tied projection, log-softmax).
 error_scale: (1 + max|logp|) times the number of sublayers (see spec/stacks.py).
 """
 

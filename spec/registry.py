@@ -11,7 +11,7 @@ from spec.masks import CAUSAL_MASK, KEY_PADDING_MASK
 from spec.model import ENCODER_DECODER
 from spec.multi_head import MULTI_HEAD_ATTENTION
 from spec.softmax import SOFTMAX
-from spec.stacks import DECODER, DECODER_LAYER, ENCODER, ENCODER_LAYER
+from spec.stacks import DECODER, DECODER_LAYER, ENCODER, ENCODER_LAYER, INCREMENTAL_DECODER
 from spec.training import CROSS_ENTROPY, SHIFT_RIGHT
 
 COMPONENTS: dict[str, Component] = {
@@ -37,6 +37,7 @@ COMPONENTS: dict[str, Component] = {
         DECODER_LAYER,
         ENCODER,
         DECODER,
+        INCREMENTAL_DECODER,
         ENCODER_DECODER,
         GREEDY_DECODE,
         BEAM_SEARCH,

@@ -12,6 +12,7 @@ guards outputs of O(1) magnitude against a lucky exact same-precision run.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -50,8 +51,8 @@ def layer_params(draw: Any, D: int, dtype: DType, decoder: bool) -> dict[str, An
 
 
 def _draw(component: str) -> Any:
-    decoder = component.startswith("decoder")
-    stack = component in ("encoder", "decoder")
+    decoder = "decoder" in component
+    stack = component in ("encoder", "decoder", "incremental_decoder")
 
     def draw(data: st.DataObject, dtype: DType, variant: str | None) -> dict[str, Any]:
         variant = variant or "post_ln"
@@ -122,12 +123,26 @@ def batch_equals_items(subject: Subject, data: st.DataObject, variant: str | Non
         whole.assert_equivalent(whole.got[b : b + 1], subject.case(item), f"batch item {b} alone vs in the batch")
 
 
+def cache_equals_parallel(subject: Subject, data: st.DataObject, variant: str | None) -> None:
+    """Decoding one position at a time with a key/value cache equals the same adapter's parallel
+    (teacher-forced) decoder at every position: issue 3's property 7(b) with a cache. The model's
+    log-probs are a per-position function of the decoder output, so equality here carries over to them."""
+    inputs = _draw(subject.component.name)(data, subject.dtype, variant)
+    cached = subject.case(inputs)
+    cached.assert_equivalent(cached.got, subject.sibling("decoder").case(inputs), "cached step-by-step vs parallel decoder")
+
+
 def _bad_heads(component: str) -> Any:
     def draw(data: st.DataObject, dtype: DType) -> dict[str, Any]:
         inputs = _draw(component)(data, dtype, None)
         return {**inputs, "num_heads": (inputs.get("y", inputs.get("x"))).shape[-1] + 1}
 
     return draw
+
+
+def _bad_memory(data: st.DataObject, dtype: DType) -> dict[str, Any]:
+    inputs = _draw("incremental_decoder")(data, dtype, None)
+    return {**inputs, "memory": inputs["memory"][..., :-1]}  # (B, S, D - 1)
 
 
 ENCODER_VARIANTS = ("post_ln", "pre_ln", "post_ln+padding", "pre_ln+gelu")
@@ -170,13 +185,24 @@ DECODER_LAYER = _component(
     _CAUSAL,
     "decoder_layer(y, memory, params, num_heads, memory_mask=None, norm_first=False, activation='relu', eps=1e-5)",
 )
-ENCODER = _component(
-    "encoder", 2, ("post_ln", "pre_ln+final_norm"), (), "encoder(x, layers, num_heads, mask=None, ..., final_norm=None)"
-)
+_STACK_VARIANTS = ("post_ln", "pre_ln+final_norm")
+ENCODER = _component("encoder", 2, _STACK_VARIANTS, (), "encoder(x, layers, num_heads, mask=None, ..., final_norm=None)")
 DECODER = _component(
     "decoder",
     3,
     ("post_ln", "pre_ln+final_norm"),
     _CAUSAL,
     "decoder(y, memory, layers, num_heads, memory_mask=None, ..., final_norm=None)",
+)
+INCREMENTAL_DECODER = _component(
+    "incremental_decoder",
+    3,
+    ("post_ln", "pre_ln+final_norm", "post_ln+padding"),
+    _CAUSAL + (Property("cache_equals_parallel", cache_equals_parallel.__doc__, cache_equals_parallel, _STACK_VARIANTS),),
+    "incremental_decoder(y, memory, layers, num_heads, memory_mask=None, ..., final_norm=None): one position per step, "
+    "key/value cache",
+)
+INCREMENTAL_DECODER = replace(
+    INCREMENTAL_DECODER,
+    bad_inputs=INCREMENTAL_DECODER.bad_inputs + (BadInput("memory_width_differs", "memory (B, S, D - 1)", _bad_memory),),
 )

@@ -101,21 +101,34 @@ def _encoder_layer_always_pre_ln(x, params, num_heads, mask=None, norm_first=Fal
 
 
 def _decoder_layer_not_causal(y, memory, params, num_heads, memory_mask=None, norm_first=False, activation="relu", eps=1e-5):  # noqa: ANN001, ANN202
-    from reference.stacks import _residual
+    from reference.stacks import _decoder_block
 
     self_attend = lambda h: R.multi_head_attention(h, h, h, params["self_attn"], num_heads)  # noqa: E731  (no causal mask)
-    cross = lambda h: R.multi_head_attention(h, memory, memory, params["cross_attn"], num_heads, mask=memory_mask)  # noqa: E731
-    y = _residual(y, self_attend, params["norm1"], norm_first, eps)
-    y = _residual(y, cross, params["norm2"], norm_first, eps)
-    return _residual(y, lambda h: R.position_wise_ffn(h, params["ffn"], activation), params["norm3"], norm_first, eps)
+    return _decoder_block(y, memory, params, num_heads, self_attend, memory_mask, norm_first, activation, eps)
+
+
+def _decoder_cache_lost(
+    y, memory, layers, num_heads, memory_mask=None, norm_first=False, activation="relu", eps=1e-5, final_norm=None
+):  # noqa: ANN001, ANN202, E501
+    """The key/value cache is reset every step (its index never advances): a position sees only itself."""
+    from reference.stacks import _row
+
+    steps = [
+        R.decoder(y[:, t : t + 1], memory, layers, num_heads, _row(memory_mask, t), norm_first, activation, eps, final_norm)
+        for t in range(y.shape[1])
+    ]
+    return np.concatenate(steps, axis=1)  # (B, T, D)
 
 
 post_ln_wired_as_pre_ln = SimpleNamespace(name="post_ln_wired_as_pre_ln", encoder_layer=_encoder_layer_always_pre_ln)
 decoder_without_causal_mask = SimpleNamespace(name="decoder_without_causal_mask", decoder_layer=_decoder_layer_not_causal)
+kv_cache_lost = SimpleNamespace(name="kv_cache_lost", incremental_decoder=_decoder_cache_lost, decoder=R.decoder)
 
 CAUGHT_BY += [
     (post_ln_wired_as_pre_ln, "encoder_layer", "matches_reference", "post_ln", "float32"),
     (decoder_without_causal_mask, "decoder_layer", "future_targets_do_not_matter", "post_ln", "float32"),
+    (kv_cache_lost, "incremental_decoder", "matches_reference", "post_ln", "float32"),
+    (kv_cache_lost, "incremental_decoder", "cache_equals_parallel", "pre_ln+final_norm", "float64"),
 ]
 
 
