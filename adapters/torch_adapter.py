@@ -18,10 +18,12 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention.bias import causal_lower_right, causal_upper_left
 
+from adapters.torch_seq2seq import TorchSeq2Seq
+
 _CAUSAL = {"top_left": causal_upper_left, "bottom_right": causal_lower_right}
 
 
-class TorchAdapter:
+class TorchAdapter(TorchSeq2Seq):
     name = "torch"
     deviations: dict[str, str] = {
         "softmax.all_neg_inf_slice_is_zero": (

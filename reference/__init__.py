@@ -19,32 +19,50 @@ from reference.layers import (
 )
 from reference.masks import causal_mask, key_padding_mask
 from reference.model import encoder_decoder
+from reference.recurrent import context_vector, recurrent_cell, rnn_encoder
+from reference.seq2seq import (
+    additive_attention_weights,
+    attention_context,
+    attention_decoder,
+    attentional_hidden,
+    free_running_decoder,
+    multiplicative_attention_weights,
+)
 from reference.stacks import decoder, decoder_layer, encoder, encoder_layer, incremental_decoder
 from reference.training import cross_entropy, shift_right
 
 __all__ = [
+    "add_and_norm",
+    "additive_attention_weights",
+    "attention_context",
+    "attention_decoder",
+    "attention_weights",
+    "attentional_hidden",
     "beam_search",
-    "greedy_decode",
-    "incremental_decoder",
+    "causal_mask",
+    "context_vector",
+    "cross_entropy",
     "decoder",
     "decoder_layer",
+    "dropout",
+    "embed_with_positions",
     "encoder",
     "encoder_decoder",
     "encoder_layer",
-    "add_and_norm",
-    "cross_entropy",
-    "dropout",
-    "embed_with_positions",
+    "free_running_decoder",
+    "greedy_decode",
+    "incremental_decoder",
+    "key_padding_mask",
     "layer_norm",
+    "multi_head_attention",
+    "multiplicative_attention_weights",
     "position_wise_ffn",
+    "recurrent_cell",
+    "rnn_encoder",
+    "scaled_dot_product_attention",
     "shift_right",
     "sinusoidal_positional_encoding",
+    "softmax",
     "tied_output_logits",
     "token_embedding",
-    "attention_weights",
-    "causal_mask",
-    "key_padding_mask",
-    "multi_head_attention",
-    "scaled_dot_product_attention",
-    "softmax",
 ]
