@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from adapters.jax_seq2seq import JaxSeq2Seq
 from spec.core import Unsupported
 
 jax.config.update("jax_enable_x64", True)  # float64 inputs must stay float64
@@ -90,9 +91,16 @@ FLOAT32_SOFTMAX = (
 )
 
 
-class JaxAdapter:
+class JaxAdapter(JaxSeq2Seq):
     name = "jax"
     deviations: dict[str, str] = {
+        **{
+            f"{c}.refuses[lengths_longer_than_T]": "flax nn.RNN accepts seq_lengths > T without a check (flax 0.12.8)"
+            for c in ("rnn_encoder", "context_vector")
+        },
+        "attention_decoder.refuses[token_id_equals_V]": (
+            "jnp indexing clamps an out-of-range id (JAX's documented gather semantics): id V reads row V - 1"
+        ),
         "softmax.all_neg_inf_slice_is_zero": "jax.nn.softmax returns NaN for a slice of only -inf",
         "attention_weights.fully_masked_rows_are_zero": FULLY_MASKED,
         "scaled_dot_product_attention.fully_masked_rows_are_zero": FULLY_MASKED,
