@@ -10,7 +10,7 @@ from adapters import Adapter
 from spec.core import ConformanceError, Property
 from spec.dtypes import BY_NAME
 from spec.registry import COMPONENTS
-from tests.meta import planted, planted_layers
+from tests.meta import planted, planted_layers, planted_seq2seq
 from tests.targets import Target
 
 # Enough examples to reach the bug, no shrinking (the meta-test wants "caught", not a minimal example).
@@ -57,7 +57,7 @@ def _target(namespace: object, component: str, check: str, variant: str | None, 
     return Target(Adapter(namespace.name, namespace), spec, found, variant, BY_NAME[dtype])
 
 
-CAUGHT_BY = planted.CAUGHT_BY + planted_layers.CAUGHT_BY
+CAUGHT_BY = planted.CAUGHT_BY + planted_layers.CAUGHT_BY + planted_seq2seq.CAUGHT_BY
 
 
 @pytest.mark.parametrize(
