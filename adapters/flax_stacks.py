@@ -102,11 +102,11 @@ def _empty_cache(B: int, T: int, D: int, H: int, dtype: Any) -> dict[str, Any]:
     return {"self_attn": {"cached_key": zeros, "cached_value": zeros, "cache_index": jnp.array(0, jnp.int32)}}
 
 
-def _final_norm(h: jax.Array, final_norm: Mapping[str, np.ndarray] | None, eps: float) -> np.ndarray:
+def _final_norm(h: jax.Array, final_norm: Mapping[str, np.ndarray] | None, eps: float) -> jax.Array:
     if final_norm is not None:
         ln = nn.LayerNorm(epsilon=eps, dtype=h.dtype, param_dtype=h.dtype)
         h = ln.apply({"params": {"scale": final_norm["gamma"], "bias": final_norm["beta"]}}, h)
-    return np.asarray(h)
+    return h
 
 
 def run_stack(
@@ -120,12 +120,14 @@ def run_stack(
     eps: float,
     final_norm: Mapping[str, np.ndarray] | None,
     mha_params: Callable[..., dict[str, Any]],
-) -> np.ndarray:
-    """Apply the layers one after another (then the optional final flax LayerNorm)."""
+    to_jax: Callable[[Any], jax.Array] = jnp.asarray,
+) -> jax.Array:
+    """Apply the layers one after another (then the optional final flax LayerNorm). ``to_jax`` converts
+    x and memory (the adapter's converter, so that vjp() can trace them)."""
     D = x.shape[-1]
     if D % num_heads:
         raise ValueError(f"D={D} is not divisible by H={num_heads}")
-    h = jnp.asarray(x)
+    h = to_jax(x)
     for params in layers:
         fn = _apply(
             num_heads,
@@ -137,7 +139,7 @@ def run_stack(
             np.dtype(x.dtype).name,
             D,
         )
-        h = fn(flax_layer_params(params, D, num_heads, mha_params), h, None if memory is None else jnp.asarray(memory), mask)
+        h = fn(flax_layer_params(params, D, num_heads, mha_params), h, None if memory is None else to_jax(memory), mask)
     return _final_norm(h, final_norm, eps)
 
 
@@ -152,7 +154,8 @@ def run_decoder_cached(
     eps: float,
     final_norm: Mapping[str, np.ndarray] | None,
     mha_params: Callable[..., dict[str, Any]],
-) -> np.ndarray:
+    to_jax: Callable[[Any], jax.Array] = jnp.asarray,
+) -> jax.Array:
     """Decode one position at a time: each layer sees only y[:, t] and its own key/value cache.
     mask: (B, H, T, S) boolean or None; step t uses its row t."""
     B, T, D = y.shape
@@ -166,10 +169,10 @@ def run_decoder_cached(
         for p in layers
     ]
     caches = [_empty_cache(B, T, D, num_heads, y.dtype) for _ in layers]
-    mem = jnp.asarray(memory)
+    mem, ys = to_jax(memory), to_jax(y)
     outputs = []
     for t in range(T):
-        h = jnp.asarray(y[:, t : t + 1])  # (B, 1, D): this step's input only
+        h = ys[:, t : t + 1]  # (B, 1, D): this step's input only
         for i, (step, params) in enumerate(steps):
             h, caches[i] = step(params, caches[i], h, mem, None if mask is None else mask[:, :, t : t + 1])
         outputs.append(h)

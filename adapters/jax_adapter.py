@@ -148,42 +148,79 @@ class JaxAdapter(JaxSeq2Seq):
 
     def __init__(self, device: str = "cpu"):
         self.device = jax.devices("gpu" if device == "cuda" else device)[0]
+        self._leaves: dict[int, jax.Array] | None = None  # set only while vjp() traces a component
+        self._used: set[int] = set()
+        self._output: jax.Array | None = None
+
+    def vjp(
+        self, component: str, inputs: Mapping[str, Any], cotangent: np.ndarray, wrt: tuple[str, ...]
+    ) -> dict[str, np.ndarray]:
+        """jax.vjp of the component's own forward, traced with the inputs named in ``wrt`` as primals."""
+        from spec.gradients import get_path
+
+        arrays = [get_path(inputs, path) for path in wrt]
+
+        def forward(*leaves: jax.Array) -> jax.Array:
+            self._leaves, self._used, self._output = {id(a): x for a, x in zip(arrays, leaves, strict=True)}, set(), None
+            try:
+                getattr(self, component)(**inputs)
+            finally:
+                self._leaves = None
+            unused = [p for p, a in zip(wrt, arrays, strict=True) if id(a) not in self._used]
+            if self._output is None or unused:
+                raise Unsupported(f"jax adapter's {component} does not carry {unused or wrt} to its output differentiably")
+            return self._output
+
+        out, pullback = jax.vjp(forward, *(jax.device_put(a, self.device) for a in arrays))
+        grads = pullback(jnp.asarray(cotangent, dtype=out.dtype))
+        return {path: np.asarray(g) for path, g in zip(wrt, grads, strict=True)}
+
+    def _np(self, x: jax.Array) -> np.ndarray:
+        """The output back as NumPy; under vjp() it is recorded and a placeholder is returned."""
+        if self._leaves is not None:
+            self._output = x
+            return np.zeros(x.shape, x.dtype)
+        return np.asarray(x)
 
     def on_device(self, device: str) -> JaxAdapter:
         return JaxAdapter(device)
 
     def _j(self, a: np.ndarray | None) -> jax.Array | None:
+        if self._leaves is not None and id(a) in self._leaves:  # vjp(): this input is differentiated
+            self._used.add(id(a))
+            return self._leaves[id(a)]
         return None if a is None else jax.device_put(a, self.device)
 
     def softmax(self, x: np.ndarray, axis: int = -1) -> np.ndarray:
-        return np.asarray(_softmax(self._j(x), axis=axis))
+        return self._np(_softmax(self._j(x), axis=axis))
 
     def scaled_dot_product_attention(self, q, k, v, mask=None, scale=None, causal=None):  # noqa: ANN001, ANN201
         if q.ndim != 4 or k.ndim != 4 or v.ndim != 4:
             raise ValueError(f"expected 4-D (B, H, L, K) inputs; got {q.shape}, {k.shape}, {v.shape}")
         K, Kv, T, S = q.shape[-1], v.shape[-1], q.shape[-2], k.shape[-2]
         scale = np.asarray(1.0 / np.sqrt(K) if scale is None else scale, dtype=q.dtype)
+        q, k, v = self._j(q), self._j(k), self._j(v)
         if k.shape[-1] == K:  # jax needs V's head dim == K: zero-pad the narrower side (never q against k)
             width = max(K, Kv)
-            q, k, v = (np.pad(a, [(0, 0)] * 3 + [(0, width - a.shape[-1])]) for a in (q, k, v))
-        q, k, v = (np.swapaxes(a, 1, 2) for a in (q, k, v))  # (B, L, H, K)
+            q, k, v = (jnp.pad(a, [(0, 0)] * 3 + [(0, width - a.shape[-1])]) for a in (q, k, v))
+        q, k, v = (jnp.swapaxes(a, 1, 2) for a in (q, k, v))  # (B, L, H, K)
         bias = boolean = None
         if mask is not None:
             boolean, bias = (mask, None) if mask.dtype == np.bool_ else (None, mask)
         boolean = self._j(boolean)
         if causal == "bottom_right":  # jax has only top-left causality built in
             boolean = _bottom_right(T, S) if boolean is None else boolean & _bottom_right(T, S)
-        args = (self._j(q), self._j(k), self._j(v), self._j(bias), boolean)
+        args = (q, k, v, self._j(bias), boolean)
         try:
             out = _sdpa(*args, scale, causal == "top_left")
         except (ValueError, jax.errors.JaxRuntimeError) as e:
             # Found by this suite (jax 0.10.2): under jit, XLA on CPU cannot compile the float16 dot
             # with float32 accumulation this op asks for (bfloat16 too, for tiny shapes); the same
             # call run eagerly works, so the adapter runs it eagerly there.
-            if q.dtype.itemsize != 2 or "not supported" not in str(e):
+            if np.dtype(q.dtype).itemsize != 2 or "not supported" not in str(e):
                 raise
             out = _sdpa.__wrapped__(*args, scale, causal == "top_left")
-        return np.swapaxes(np.asarray(out), 1, 2)[..., :Kv]  # (B, H, T, Kv)
+        return self._np(jnp.swapaxes(out, 1, 2)[..., :Kv])  # (B, H, T, Kv)
 
     def attention_weights(self, q, k, mask=None, scale=None, causal=None):  # noqa: ANN001, ANN201
         # dot_product_attention(q, k, I) = softmax(...) I: jax's own kernel produces the weights.
@@ -197,14 +234,14 @@ class JaxAdapter(JaxSeq2Seq):
         if D % num_heads:
             raise ValueError(f"D={D} is not divisible by H={num_heads}")
         H = num_heads
-        flax_params = _flax_mha_params(params, D, H)
+        flax_params = _flax_mha_params({name: self._j(w) for name, w in params.items()}, D, H)
         allowed = _flax_mask(mask, B, H, T, S)
         if causal is not None:
             c = jnp.tril(jnp.ones((T, S), dtype=bool), k=0 if causal == "top_left" else S - T)  # (T, S)
             allowed = c[None, None] if allowed is None else allowed & c
         fn = _flax_mha(H, D, np.dtype(query.dtype).name)
-        out = fn(jax.device_put(flax_params, self.device), self._j(query), self._j(key), self._j(value), allowed)
-        return np.asarray(out)
+        out = fn(flax_params, self._j(query), self._j(key), self._j(value), allowed)
+        return self._np(out)
 
     # --- embeddings -------------------------------------------------------------------------------
     def sinusoidal_positional_encoding(self, T: int, D: int, base: float = 10000.0, dtype: str = "float32") -> np.ndarray:
@@ -246,8 +283,9 @@ class JaxAdapter(JaxSeq2Seq):
             raise ValueError(f"w2 must be (F, D)=({F}, {D}); got {params['w2'].shape}")
         dense1, dense2 = nn.Dense(F, dtype=x.dtype, param_dtype=x.dtype), nn.Dense(D, dtype=x.dtype, param_dtype=x.dtype)
         # flax kernels are (in, out): the canonical layout as it is
-        h = act(dense1.apply({"params": {"kernel": params["w1"], "bias": params["b1"]}}, self._j(x)))
-        return np.asarray(dense2.apply({"params": {"kernel": params["w2"], "bias": params["b2"]}}, h))
+        p = {name: self._j(w) for name, w in params.items()}
+        h = act(dense1.apply({"params": {"kernel": p["w1"], "bias": p["b1"]}}, self._j(x)))
+        return self._np(dense2.apply({"params": {"kernel": p["w2"], "bias": p["b2"]}}, h))
 
     def layer_norm(self, x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float = 1e-5) -> np.ndarray:
         import flax.linen as nn
@@ -255,7 +293,7 @@ class JaxAdapter(JaxSeq2Seq):
         if gamma.shape != (x.shape[-1],) or beta.shape != (x.shape[-1],):
             raise ValueError(f"gamma, beta must be (D,)=({x.shape[-1]},); got {gamma.shape}, {beta.shape}")
         ln = nn.LayerNorm(epsilon=eps, dtype=x.dtype, param_dtype=x.dtype)
-        return np.asarray(ln.apply({"params": {"scale": gamma, "bias": beta}}, self._j(x)))
+        return self._np(ln.apply({"params": {"scale": self._j(gamma), "bias": self._j(beta)}}, self._j(x)))
 
     def add_and_norm(
         self, x: np.ndarray, sublayer_out: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float = 1e-5
@@ -291,7 +329,7 @@ class JaxAdapter(JaxSeq2Seq):
         labels = jax.nn.one_hot(jnp.where(keep, jnp.asarray(targets), 0), logits.shape[-1], dtype=logits.dtype)  # (..., V)
         labels = optax.smooth_labels(labels, label_smoothing)  # (1 - eps) onehot + eps / V
         per_position = optax.softmax_cross_entropy(self._j(logits), labels)  # (...,)
-        return np.asarray((jnp.where(keep, per_position, 0).sum() / keep.sum()).astype(logits.dtype))
+        return self._np((jnp.where(keep, per_position, 0).sum() / keep.sum()).astype(logits.dtype))
 
     # --- encoder and decoder: flax modules composed (adapters/flax_stacks.py) ---------------------
     def _stack(self, x, memory, layers, num_heads, mask, norm_first, activation, eps, final_norm, cached=False):  # noqa: ANN001, ANN202
@@ -301,7 +339,8 @@ class JaxAdapter(JaxSeq2Seq):
         S = T if memory is None else memory.shape[1]
         allowed = _flax_mask(mask, B, num_heads, T, S) if D % num_heads == 0 else None
         run = run_decoder_cached if cached else run_stack
-        return run(x, memory, list(layers), num_heads, allowed, norm_first, activation, eps, final_norm, _flax_mha_params)
+        out = run(x, memory, list(layers), num_heads, allowed, norm_first, activation, eps, final_norm, _flax_mha_params, self._j)
+        return self._np(out)
 
     def encoder_layer(self, x, params, num_heads, mask=None, norm_first=False, activation="relu", eps=1e-5):  # noqa: ANN001, ANN201
         return self._stack(x, None, [params], num_heads, mask, norm_first, activation, eps, None)

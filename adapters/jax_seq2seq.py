@@ -112,19 +112,23 @@ def _decoder_step(attention: str, N: int, dtype: str) -> Any:
 
 
 class JaxSeq2Seq:
+    _j: Any  # the adapter's converters (JaxAdapter): traced under vjp()
+    _np: Any
+
     def recurrent_cell(self, x: np.ndarray, state: np.ndarray, params: Mapping[str, np.ndarray], cell: str = "gru") -> np.ndarray:
         N = params["w_h"].shape[0]
         step = _cell_step(cell, N, np.dtype(x.dtype).name)
+        xj, sj = self._j(x), self._j(state)
         if cell != "lstm":
-            return np.asarray(step(flax_cell_params(params, cell), jnp.asarray(state), jnp.asarray(x)))
+            return self._np(step(flax_cell_params(params, cell), sj, xj))
         if state.shape[1] != 2 * N:
             raise ValueError(f"LSTM state must be [h | c] (B, {2 * N}); got {state.shape}")
-        c, h = step(flax_cell_params(params, cell), (jnp.asarray(state[:, N:]), jnp.asarray(state[:, :N])), jnp.asarray(x))
-        return np.concatenate([np.asarray(h), np.asarray(c)], axis=1)  # [h | c]
+        c, h = step(flax_cell_params(params, cell), (sj[:, N:], sj[:, :N]), xj)
+        return self._np(jnp.concatenate([h, c], axis=1))  # [h | c]
 
     def _encode(
         self, x: np.ndarray, params: Mapping[str, Any], cell: str, lengths: np.ndarray | None
-    ) -> tuple[np.ndarray, np.ndarray]:
+    ) -> tuple[jax.Array, jax.Array]:
         """(outputs (B, T, dirs N) zeroed past each length, final h (B, dirs N))."""
         N = params["forward"]["w_h"].shape[0]
         bidirectional = "backward" in params
@@ -134,29 +138,29 @@ class JaxSeq2Seq:
             else {"cell": flax_cell_params(params["forward"], cell)}
         )
         lens = None if lengths is None else jnp.asarray(lengths)
-        carry, out = _encoder(cell, N, np.dtype(x.dtype).name, bidirectional)(tree, jnp.asarray(x), lens)
+        carry, out = _encoder(cell, N, np.dtype(x.dtype).name, bidirectional)(tree, self._j(x), lens)
         final = lambda c: c[1] if cell == "lstm" else c  # noqa: E731  (flax's LSTM carry is (c, h))
         h = jnp.concatenate([final(c) for c in carry], axis=-1) if bidirectional else final(carry)
-        out = np.asarray(out)
-        if lengths is not None:
-            out = np.where(np.arange(x.shape[1])[None, :, None] < np.asarray(lengths)[:, None, None], out, 0).astype(out.dtype)
-        return out, np.asarray(h)
+        if lengths is not None:  # (B, T, 1): True at real steps
+            real = np.arange(x.shape[1])[None, :, None] < np.asarray(lengths)[:, None, None]
+            out = jnp.where(real, out, 0).astype(out.dtype)
+        return out, h
 
     def rnn_encoder(self, x, params, cell="gru", lengths=None):  # noqa: ANN001, ANN201
-        return self._encode(x, params, cell, lengths)[0]
+        return self._np(self._encode(x, params, cell, lengths)[0])
 
     def context_vector(self, x, params, cell="gru", lengths=None):  # noqa: ANN001, ANN201
-        return self._encode(x, params, cell, lengths)[1]
+        return self._np(self._encode(x, params, cell, lengths)[1])
 
     @staticmethod
     def _tree(params: Mapping[str, np.ndarray]) -> dict[str, jax.Array]:
         return {k: jnp.asarray(v) for k, v in params.items()}
 
     def additive_attention_weights(self, s_prev, h, params, mask=None):  # noqa: ANN001, ANN201
-        return np.asarray(_additive(jnp.asarray(s_prev), jnp.asarray(h), self._tree(params), mask))
+        return self._np(_additive(self._j(s_prev), self._j(h), self._tree(params), mask))
 
     def multiplicative_attention_weights(self, s, h, params, score="dot", mask=None):  # noqa: ANN001, ANN201
-        return np.asarray(_multiplicative(jnp.asarray(s), jnp.asarray(h), self._tree(params), score, mask))
+        return self._np(_multiplicative(self._j(s), self._j(h), self._tree(params), score, mask))
 
     def attention_context(self, weights: np.ndarray, h: np.ndarray) -> np.ndarray:
         return np.asarray(_context(jnp.asarray(weights), jnp.asarray(h)))
@@ -173,7 +177,7 @@ class JaxSeq2Seq:
         tree["attention"] = self._tree(params["attention"])
         cell = flax_cell_params(params["cell"], "gru")
         mask = None if src_lengths is None else jnp.arange(S)[None, :] < jnp.asarray(src_lengths)[:, None]  # (B, S)
-        h, s = jnp.asarray(memory), jnp.asarray(s0)
+        h, s = self._j(memory), self._j(s0)
         y = jnp.asarray(tokens[:, 0]) if tokens is not None else jnp.full((B,), bos, jnp.int64)
         out = []
         for t in range(tokens.shape[1] if tokens is not None else steps):
@@ -183,7 +187,7 @@ class JaxSeq2Seq:
                 y = jnp.argmax(logits, axis=-1)  # the model's own previous output (first index on ties)
             elif t + 1 < tokens.shape[1]:
                 y = jnp.asarray(tokens[:, t + 1])
-        return np.asarray(jnp.stack(out, axis=1))  # (B, T, V)
+        return self._np(jnp.stack(out, axis=1))  # (B, T, V)
 
     def attention_decoder(self, tgt_in, memory, s0, params, attention="bahdanau", src_lengths=None):  # noqa: ANN001, ANN201
         return self._decode(memory, s0, params, attention, src_lengths, tokens=np.asarray(tgt_in))

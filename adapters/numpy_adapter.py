@@ -4,6 +4,8 @@ It runs every component in the test dtype, so it is also the "plain same-precisi
 tolerance policy measures, and must pass with room to spare.
 """
 
+import numpy as np  # noqa: E402
+
 from reference import (  # noqa: F401  (re-exported: the adapter IS these functions)
     add_and_norm,
     additive_attention_weights,
@@ -42,3 +44,39 @@ from reference import (  # noqa: F401  (re-exported: the adapter IS these functi
 
 name = "numpy"
 deviations: dict[str, str] = {}
+
+
+def vjp(component: str, inputs: dict, cotangent: np.ndarray, wrt: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The finite-difference self-check: the full gradient by central differences of the reference, one
+    coordinate at a time, in extended precision. It shares no code path with the directional oracle
+    it is checked against (one coordinate vs one random direction), so agreement tests the harness."""
+    import reference
+    from spec.core import Unsupported
+    from spec.gradients import get_path, set_path
+    from spec.tolerance import cast_floats
+
+    if any(get_path(inputs, p).dtype == np.float64 for p in wrt):
+        # a central difference in x87 extended precision is good to ~1e-13 relative: coarser than the
+        # float64 gradient bound, so the self-check runs at float32 (differences in extended precision)
+        raise Unsupported("the finite-difference self-check runs at float32 only")
+    if inputs.get("activation") == "relu":
+        raise Unsupported("coordinate-wise differences of a ReLU network can straddle its kinks")
+    wide = np.longdouble
+    fn = getattr(reference, component)
+    x = cast_floats(dict(inputs), np.dtype(wide))
+    c = np.asarray(cotangent, dtype=wide)
+    grads = {}
+    for path in wrt:
+        base = get_path(x, path)
+        finite = base[np.isfinite(base)]
+        e = np.cbrt(np.finfo(wide).eps / 2) * max(1.0, float(np.abs(finite).max()) if finite.size else 1.0)
+        g = np.zeros(base.shape, wide)
+        for i in np.ndindex(base.shape):
+            if not np.isfinite(base[i]):
+                continue  # a -inf mask entry: no derivative (0)
+            step = np.zeros(base.shape, wide)
+            step[i] = e
+            plus, minus = fn(**set_path(x, path, base + step)), fn(**set_path(x, path, base - step))
+            g[i] = (c * (np.asarray(plus, wide) - np.asarray(minus, wide))).sum() / (2 * e)
+        grads[path] = g.astype(get_path(inputs, path).dtype)
+    return grads

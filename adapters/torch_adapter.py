@@ -8,6 +8,7 @@ nn.MultiheadAttention with the canonical weights loaded; causal_mask -> torch.nn
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -19,6 +20,7 @@ import torch.nn.functional as F
 from torch.nn.attention.bias import causal_lower_right, causal_upper_left
 
 from adapters.torch_seq2seq import TorchSeq2Seq
+from spec.core import Unsupported
 
 _CAUSAL = {"top_left": causal_upper_left, "bottom_right": causal_lower_right}
 
@@ -53,19 +55,58 @@ class TorchAdapter(TorchSeq2Seq):
         if device == "cuda" and not torch.cuda.is_available():
             raise RuntimeError("--device cuda: torch sees no CUDA device")
         self.device = torch.device(device)
+        self._leaves: dict[int, torch.Tensor] | None = None  # set only while vjp() runs a component
+        self._output: torch.Tensor | None = None
+
+    def _no_grad(self) -> Any:
+        """torch.no_grad() for plain calls (it selects the inference fast paths), a no-op under vjp()."""
+        return contextlib.nullcontext() if self._leaves is not None else torch.no_grad()
+
+    def vjp(
+        self, component: str, inputs: Mapping[str, Any], cotangent: np.ndarray, wrt: tuple[str, ...]
+    ) -> dict[str, np.ndarray]:
+        """torch.autograd: the component's own forward, run with the inputs named in ``wrt`` (paths such as
+        "q" or "params.w_q") as leaves, and the gradient of <cotangent, output> with respect to each."""
+        from spec.gradients import get_path
+
+        arrays = {path: get_path(inputs, path) for path in wrt}
+        self._leaves = {id(a): self._plain(a).requires_grad_() for a in arrays.values()}
+        self._output = None
+        try:
+            getattr(self, component)(**inputs)
+            out, leaves = self._output, [self._leaves[id(a)] for a in arrays.values()]
+        finally:
+            self._leaves = None
+        if out is None or not out.requires_grad:
+            raise Unsupported(f"torch adapter's {component} does not carry {wrt} to its output differentiably")
+        grads = torch.autograd.grad(out, leaves, grad_outputs=self._plain(cotangent), allow_unused=True)
+        missing = [p for p, g in zip(arrays, grads, strict=True) if g is None]
+        if missing:
+            raise Unsupported(f"torch adapter's {component} does not carry {missing} to its output differentiably")
+        return {p: self._np(g) for p, g in zip(arrays, grads, strict=True)}
+
+    def _plain(self, a: np.ndarray) -> torch.Tensor:
+        leaves, self._leaves = self._leaves, None
+        try:
+            return self._t(a)
+        finally:
+            self._leaves = leaves
 
     def on_device(self, device: str) -> TorchAdapter:
         return TorchAdapter(device)
 
     # conversions: NumPy <-> torch, bfloat16 through a 16-bit integer view (NumPy has no bfloat16)
     def _t(self, a: np.ndarray) -> torch.Tensor:
+        if self._leaves is not None and id(a) in self._leaves:  # vjp(): this input is differentiated
+            return self._leaves[id(a)]
         a = np.array(a, order="C", copy=True)  # writable and contiguous: torch may not share read-only memory
         if a.dtype == ml_dtypes.bfloat16:
             return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16).to(self.device)
         return torch.from_numpy(a).to(self.device)
 
-    @staticmethod
-    def _np(t: torch.Tensor) -> np.ndarray:
+    def _np(self, t: torch.Tensor) -> np.ndarray:
+        if self._leaves is not None:  # vjp(): the last tensor converted back is the component's output
+            self._output = t
         t = t.detach().cpu()
         if t.dtype == torch.bfloat16:
             return t.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
@@ -108,19 +149,26 @@ class TorchAdapter(TorchSeq2Seq):
         S = key.shape[1]
         dtype = self._t(query[:0]).dtype
         mha = torch.nn.MultiheadAttention(D, num_heads, bias=True, batch_first=True, device=self.device, dtype=dtype)
-        zeros = np.zeros(D, dtype=query.dtype)
-        with torch.no_grad():
-            # torch computes x W^T + b with W (D_out, D_in): it stores the canonical weights transposed
-            mha.in_proj_weight.copy_(self._t(np.concatenate([params[w].T for w in ("w_q", "w_k", "w_v")])))  # (3D, D)
-            mha.in_proj_bias.copy_(self._t(np.concatenate([params.get(b, zeros) for b in ("b_q", "b_k", "b_v")])))  # (3D,)
-            mha.out_proj.weight.copy_(self._t(np.ascontiguousarray(params["w_o"].T)))  # (D, D)
-            mha.out_proj.bias.copy_(self._t(params.get("b_o", zeros)))
+        w = {n: self._t(params[n]) for n in ("w_q", "w_k", "w_v", "w_o")}
+        b = {
+            n: self._t(params[n]) if n in params else torch.zeros(D, dtype=dtype, device=self.device)
+            for n in ("b_q", "b_k", "b_v", "b_o")
+        }
+        # torch computes x W^T + b with W (D_out, D_in): it stores the canonical weights transposed. The
+        # weights go in through functional_call, so vjp() can differentiate with respect to them.
+        weights = {
+            "in_proj_weight": torch.cat([w["w_q"].T, w["w_k"].T, w["w_v"].T]),  # (3D, D)
+            "in_proj_bias": torch.cat([b["b_q"], b["b_k"], b["b_v"]]),  # (3D,)
+            "out_proj.weight": w["w_o"].T,  # (D, D)
+            "out_proj.bias": b["b_o"],
+        }
         mha.eval()
         q = self._t(query)
         k = q if key is query else self._t(key)
         v = k if value is key else self._t(value)
-        with torch.no_grad():
-            out, _ = mha(q, k, v, attn_mask=self._mha_mask(mask, causal, B, num_heads, T, S), need_weights=False)
+        attn_mask = self._mha_mask(mask, causal, B, num_heads, T, S)
+        with self._no_grad():
+            out, _ = torch.func.functional_call(mha, weights, (q, k, v), {"attn_mask": attn_mask, "need_weights": False})
         return self._np(out)
 
     def _mha_mask(self, mask: np.ndarray | None, causal: str | None, B: int, H: int, T: int, S: int) -> torch.Tensor | None:
@@ -285,7 +333,7 @@ class TorchAdapter(TorchSeq2Seq):
             state.update({"norm.weight": self._t(final_norm["gamma"]), "norm.bias": self._t(final_norm["beta"])})
         module.load_state_dict(state)
         module.eval()
-        with torch.no_grad():
+        with self._no_grad():
             if memory is None:
                 S = T
                 out = (

@@ -34,6 +34,7 @@ class TorchSeq2Seq:
     device: torch.device
     _t: Any
     _np: Any
+    _no_grad: Any
 
     def _torch_weights(self, params: Mapping[str, np.ndarray], cell: str) -> dict[str, torch.Tensor]:
         """weight_ih (G N, E), weight_hh (G N, N), bias_ih, bias_hh in torch's layout."""
@@ -54,7 +55,7 @@ class TorchSeq2Seq:
     def recurrent_cell(self, x: np.ndarray, state: np.ndarray, params: Mapping[str, np.ndarray], cell: str = "gru") -> np.ndarray:
         xt, st = self._t(x), self._t(state)
         module = self._cell(params, cell, xt.dtype)
-        with torch.no_grad():
+        with self._no_grad():
             if cell != "lstm":
                 return self._np(module(xt, st))
             N = params["w_h"].shape[0]
@@ -75,6 +76,7 @@ class TorchSeq2Seq:
                 if direction in params:
                     for name, value in self._torch_weights(params[direction], cell).items():
                         getattr(rnn, f"{name}_l0{suffix}").copy_(value)  # raises on a shape mismatch
+        with self._no_grad():
             if lengths is None:
                 out, h_n = rnn(xt)
             else:
@@ -130,11 +132,11 @@ class TorchSeq2Seq:
         return None if mask is None else self._t(mask)
 
     def additive_attention_weights(self, s_prev, h, params, mask=None):  # noqa: ANN001, ANN201
-        with torch.no_grad():
+        with self._no_grad():
             return self._np(self._additive(self._t(s_prev), self._t(h), self._tensors(params), self._mask(mask)))
 
     def multiplicative_attention_weights(self, s, h, params, score="dot", mask=None):  # noqa: ANN001, ANN201
-        with torch.no_grad():
+        with self._no_grad():
             return self._np(self._multiplicative(self._t(s), self._t(h), self._tensors(params), score, self._mask(mask)))
 
     def attention_context(self, weights: np.ndarray, h: np.ndarray) -> np.ndarray:
@@ -160,7 +162,7 @@ class TorchSeq2Seq:
             raise ValueError(f"s0 must be (B, N={params['cell']['w_h'].shape[0]}); got {tuple(s.shape)}")
         y = self._t(tokens[:, 0]) if tokens is not None else torch.full((B,), bos, dtype=torch.int64, device=self.device)
         out = []
-        with torch.no_grad():
+        with self._no_grad():
             for t in range(tokens.shape[1] if tokens is not None else steps):
                 emb = F.embedding(y, table)  # (B, M)
                 if attention == "bahdanau":

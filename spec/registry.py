@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from spec.attention import ATTENTION_WEIGHTS, SCALED_DOT_PRODUCT_ATTENTION
 from spec.core import Component
 from spec.decoding import BEAM_SEARCH, GREEDY_DECODE
 from spec.embeddings import EMBED_WITH_POSITIONS, SINUSOIDAL_POSITIONAL_ENCODING, TIED_OUTPUT_LOGITS, TOKEN_EMBEDDING
+from spec.gradient_checks import gradient_properties
 from spec.layers import ADD_AND_NORM, DROPOUT, LAYER_NORM, POSITION_WISE_FFN
 from spec.masks import CAUSAL_MASK, KEY_PADDING_MASK
 from spec.model import ENCODER_DECODER
@@ -23,7 +26,7 @@ from spec.softmax import SOFTMAX
 from spec.stacks import DECODER, DECODER_LAYER, ENCODER, ENCODER_LAYER, INCREMENTAL_DECODER
 from spec.training import CROSS_ENTROPY, SHIFT_RIGHT
 
-COMPONENTS: dict[str, Component] = {
+_FORWARD: dict[str, Component] = {
     c.name: c
     for c in (
         SOFTMAX,
@@ -60,4 +63,9 @@ COMPONENTS: dict[str, Component] = {
         ATTENTION_DECODER,
         FREE_RUNNING_DECODER,
     )
+}
+
+# Gradient properties (spec/gradients.py) join the forward ones of the components they cover.
+COMPONENTS: dict[str, Component] = {
+    name: replace(c, properties=c.properties + gradient_properties(name)) for name, c in _FORWARD.items()
 }
