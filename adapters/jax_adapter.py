@@ -87,7 +87,7 @@ NAN_BIAS = "a row of -inf bias gives NaN (the finite fill covers boolean masks o
 SILENT_BROADCAST = "jax broadcasts a (T, 2) mask against S = 1 keys instead of refusing it"
 FLOAT32_SOFTMAX = (
     "jax.nn.dot_product_attention casts the logits to float32 for the softmax, so float64 inputs get float32 "
-    "accuracy (errors ~1e-7 against a float64 bound ~1e-14)"
+    "accuracy (errors ~1e-7 against a float64 bound ~1e-14), in its gradients too"
 )
 
 
@@ -118,6 +118,7 @@ class JaxAdapter(JaxSeq2Seq):
                 ("scaled_dot_product_attention", "matches_reference"),
                 ("scaled_dot_product_attention", "permutation_equivariant"),
                 ("scaled_dot_product_attention", "context_is_weighted_sum"),
+                ("scaled_dot_product_attention", "vjp_matches_finite_differences"),
             )
         },
         **{

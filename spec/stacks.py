@@ -91,9 +91,23 @@ def _scale(sublayers: int) -> Any:
         import reference
 
         fn = getattr(reference, component + ("" if "layers" in inputs else "_layer"))
-        out = fn(**cast_floats(inputs, np.dtype(np.float64)))
+        wide = cast_floats(inputs, np.dtype(np.float64))
+        out = fn(**wide)
         n = len(inputs.get("layers", [None]))
-        return (1.0 + float(np.abs(out).max())) * sublayers * n
+        base = (1.0 + float(np.abs(out).max())) * sublayers * n
+        if wide.get("final_norm") is None:
+            return base
+        # A final LayerNorm divides what reaches it by its std (found by the seed sweep: jax, pre-LN,
+        # D = 4, float64 off by 1.2x a bound without this): the stack's error is amplified by
+        # max|gamma| / std, and the norm adds its own rounding (spec/layers.py's scale).
+        from spec.layers import _ln_scale
+
+        h = fn(**{**wide, "final_norm": None})  # (B, T, D): what the final norm normalises
+        gamma, eps = wide["final_norm"]["gamma"], wide.get("eps", 1e-5)
+        amplification = float(np.abs(gamma).max()) / float(np.sqrt(h.var(-1).min() + eps))
+        return base * max(1.0, amplification) + _ln_scale(
+            {"x": h, "gamma": gamma, "beta": wide["final_norm"]["beta"], "eps": eps}
+        )
 
     return scale
 

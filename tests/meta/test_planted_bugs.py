@@ -57,7 +57,14 @@ def _target(namespace: object, component: str, check: str, variant: str | None, 
     return Target(Adapter(namespace.name, namespace), spec, found, variant, BY_NAME[dtype])
 
 
-CAUGHT_BY = planted.CAUGHT_BY + planted_layers.CAUGHT_BY + planted_seq2seq.CAUGHT_BY
+try:  # the planted backward passes are torch and jax code: without them installed, they are not planted
+    from tests.meta import planted_backward
+
+    BACKWARD = planted_backward.CAUGHT_BY
+except ImportError:
+    BACKWARD = []
+
+CAUGHT_BY = planted.CAUGHT_BY + planted_layers.CAUGHT_BY + planted_seq2seq.CAUGHT_BY + BACKWARD
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,110 @@
+"""Deliberately broken backward passes behind a correct forward (issue: gradient conformance): a torch
+autograd.Function and a jax custom_vjp for attention, each with one bug the gradient checks must catch.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import torch
+
+from adapters.jax_adapter import JaxAdapter
+from adapters.torch_adapter import TorchAdapter
+from reference.attention import _allowed
+from spec.core import Unsupported
+
+BUGS = ("dq_without_scale", "dk_transposed", "leaks_into_masked_keys")
+
+
+def _torch_backward(q, k, v, allowed, scale, do, bug):  # noqa: ANN001, ANN202
+    s = (q @ k.transpose(-1, -2)) * scale  # (B, H, T, S)
+    p = torch.softmax(s.masked_fill(~allowed, float("-inf")), dim=-1)
+    if bug == "leaks_into_masked_keys":
+        p = torch.softmax(s, dim=-1)  # the backward forgets the mask
+    dv = p.transpose(-1, -2) @ do  # (B, H, S, Kv)
+    dp = do @ v.transpose(-1, -2)  # (B, H, T, S)
+    ds = p * (dp - (p * dp).sum(-1, keepdim=True))  # (B, H, T, S)
+    dq = ds @ k * (1.0 if bug == "dq_without_scale" else scale)
+    square = ds.shape[-1] == ds.shape[-2]
+    dk = (ds if bug == "dk_transposed" and square else ds.transpose(-1, -2)) @ q * scale
+    return dq, dk, dv
+
+
+class _TorchAttention(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v, allowed, scale, bug):  # noqa: ANN001, ANN205
+        ctx.save_for_backward(q, k, v, allowed)
+        ctx.scale, ctx.bug = scale, bug
+        s = ((q @ k.transpose(-1, -2)) * scale).masked_fill(~allowed, float("-inf"))
+        return torch.softmax(s, dim=-1) @ v  # the forward is right
+
+    @staticmethod
+    def backward(ctx, do):  # noqa: ANN001, ANN205
+        q, k, v, allowed = ctx.saved_tensors
+        return (*_torch_backward(q, k, v, allowed, ctx.scale, do, ctx.bug), None, None, None)
+
+
+class BrokenTorchBackward(TorchAdapter):
+    def __init__(self, bug: str):
+        super().__init__("cpu")
+        self.bug, self.name = bug, f"torch_backward_{bug}"
+
+    def scaled_dot_product_attention(self, q, k, v, mask=None, scale=None, causal=None):  # noqa: ANN001, ANN201
+        if mask is not None and mask.dtype != np.bool_:
+            raise Unsupported("this planted kernel takes boolean masks only")
+        allowed = torch.from_numpy(_allowed(q.shape[0], q.shape[1], q.shape[2], k.shape[2], mask, causal))
+        scale = 1.0 / np.sqrt(q.shape[-1]) if scale is None else scale
+        return self._np(_TorchAttention.apply(self._t(q), self._t(k), self._t(v), allowed, scale, self.bug))
+
+
+def _jax_attention(allowed: jax.Array, scale: float, bug: str):  # noqa: ANN202
+    """A custom_vjp attention over (q, k, v) for one mask, scale and bug (captured, not differentiated)."""
+
+    @jax.custom_vjp
+    def attention(q, k, v):  # noqa: ANN001, ANN202
+        s = jnp.where(allowed, (q @ jnp.swapaxes(k, -1, -2)) * scale, -jnp.inf)
+        return jax.nn.softmax(s, axis=-1) @ v  # the forward is right
+
+    def fwd(q, k, v):  # noqa: ANN001, ANN202
+        return attention(q, k, v), (q, k, v)
+
+    def bwd(residuals, do):  # noqa: ANN001, ANN202
+        q, k, v = residuals
+        s = (q @ jnp.swapaxes(k, -1, -2)) * scale
+        p = jax.nn.softmax(s if bug == "leaks_into_masked_keys" else jnp.where(allowed, s, -jnp.inf), axis=-1)
+        dv = jnp.swapaxes(p, -1, -2) @ do
+        dp = do @ jnp.swapaxes(v, -1, -2)
+        ds = p * (dp - (p * dp).sum(-1, keepdims=True))
+        dq = ds @ k * (1.0 if bug == "dq_without_scale" else scale)
+        square = ds.shape[-1] == ds.shape[-2]
+        dk = (ds if bug == "dk_transposed" and square else jnp.swapaxes(ds, -1, -2)) @ q * scale
+        return dq, dk, dv
+
+    attention.defvjp(fwd, bwd)
+    return attention
+
+
+class BrokenJaxBackward(JaxAdapter):
+    def __init__(self, bug: str):
+        super().__init__("cpu")
+        self.bug, self.name = bug, f"jax_backward_{bug}"
+
+    def scaled_dot_product_attention(self, q, k, v, mask=None, scale=None, causal=None):  # noqa: ANN001, ANN201
+        if mask is not None and mask.dtype != np.bool_:
+            raise Unsupported("this planted kernel takes boolean masks only")
+        allowed = _allowed(q.shape[0], q.shape[1], q.shape[2], k.shape[2], mask, causal)
+        scale = float(1.0 / np.sqrt(q.shape[-1]) if scale is None else scale)
+        attention = _jax_attention(jnp.asarray(allowed), scale, self.bug)
+        return self._np(attention(self._j(q), self._j(k), self._j(v)))
+
+
+_CHECKS = {
+    "dq_without_scale": ("vjp_matches_finite_differences", "none", "float32"),
+    "dk_transposed": ("vjp_matches_finite_differences", "none", "float64"),
+    "leaks_into_masked_keys": ("masked_keys_get_no_gradient", None, "float32"),
+}
+
+CAUGHT_BY = [
+    (cls(bug), "scaled_dot_product_attention", *_CHECKS[bug]) for cls in (BrokenTorchBackward, BrokenJaxBackward) for bug in BUGS
+]
