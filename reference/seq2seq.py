@@ -66,7 +66,7 @@ def multiplicative_attention_weights(
     N, Dh = s.shape[1], h.shape[2]
     if score == "dot":
         if N != Dh:
-            _fail(component, f"the dot score needs N = Dh; got s (B, N={N}), h (B, S, Dh={Dh})")
+            _fail(component, f"the dot score must have N = Dh; got s (B, N={N}), h (B, S, Dh={Dh})")
         e = _matmul(h, s[:, :, None])[..., 0]  # (B, S)
     elif score == "general":
         sw = _matmul(s, _shape(component, params, "w", (N, Dh)).astype(s.dtype))  # (B, Dh)

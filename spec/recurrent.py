@@ -13,6 +13,7 @@ error_scale: the largest pre-activation |x| |W_x| + |b_x| + |h| |W_h| + |b_h| (|
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -20,7 +21,7 @@ from hypothesis import strategies as st
 
 from reference.recurrent import GATES
 from spec.core import BadInput, Component, Property, Subject, matches_reference
-from spec.dtypes import DType
+from spec.dtypes import FLOAT32, FLOAT64, DType
 from spec.strategies import arrays, normal_params, seeds
 from spec.tolerance import compare
 
@@ -251,4 +252,10 @@ CONTEXT_VECTOR = Component(
         ),
     ),
     bad_inputs=_ENCODER_BAD,
+)
+
+# float64 and float32 in the default run: the seq2seq issue's scope. All four dtypes passed on numpy,
+# torch and jax when measured (README); half precision here costs jax a compilation per shape for little.
+RECURRENT_CELL, RNN_ENCODER, CONTEXT_VECTOR = (
+    replace(c, dtypes=(FLOAT64, FLOAT32)) for c in (RECURRENT_CELL, RNN_ENCODER, CONTEXT_VECTOR)
 )

@@ -13,6 +13,7 @@ error_scale: weights 1 + the largest |score| bound; context max|h|; decoders (1 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -20,7 +21,7 @@ from hypothesis import strategies as st
 
 from reference.seq2seq import attention_decoder
 from spec.core import BadInput, Component, Property, Subject, matches_reference
-from spec.dtypes import DType
+from spec.dtypes import FLOAT32, FLOAT64, DType
 from spec.recurrent import cell_params
 from spec.strategies import VOCAB, arrays, normal_params, seeds, token_ids
 from spec.tolerance import cast_floats, compare
@@ -336,4 +337,24 @@ FREE_RUNNING_DECODER = Component(
             _with(_free_inputs, s0=lambda i: np.concatenate([i["s0"], i["s0"][:, :1]], axis=1)),
         ),
     ),  # noqa: E501
+)
+
+# float64 and float32 in the default run, as spec/recurrent.py explains.
+(
+    ADDITIVE_ATTENTION_WEIGHTS,
+    MULTIPLICATIVE_ATTENTION_WEIGHTS,
+    ATTENTION_CONTEXT,
+    ATTENTIONAL_HIDDEN,
+    ATTENTION_DECODER,
+    FREE_RUNNING_DECODER,
+) = (
+    replace(c, dtypes=(FLOAT64, FLOAT32))
+    for c in (
+        ADDITIVE_ATTENTION_WEIGHTS,
+        MULTIPLICATIVE_ATTENTION_WEIGHTS,
+        ATTENTION_CONTEXT,
+        ATTENTIONAL_HIDDEN,
+        ATTENTION_DECODER,
+        FREE_RUNNING_DECODER,
+    )
 )
