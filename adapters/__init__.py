@@ -10,6 +10,9 @@ tensors, runs the library's own code and converts back. Optional attributes:
                                    "component.refuses[bad_input]", any of them with "@dtype"
                                    appended, and "component.*@dtype" for every property at a dtype
     on_device(device) -> namespace the same adapter bound to "cpu" or "cuda"
+    vjp(component, inputs, cotangent, wrt) -> {path: gradient}
+                                   gradients of <cotangent, output> for the inputs named by the
+                                   paths in wrt ("q", "params.w_q"); spec/gradients.py
 
 A component the adapter does not offer is reported "unsupported". An adapter may raise
 ``Unsupported`` for an input variant its library has no way to express.
