@@ -54,8 +54,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     adapters = metafunc.config._tcs_adapters  # type: ignore[attr-defined]
     components = metafunc.config.getoption("component") or None
     if "target" in metafunc.fixturenames:
-        make = bad_input_targets if metafunc.function.__name__ == "test_refuses_bad_input" else property_targets
-        metafunc.parametrize("target", [t.param() for t in make(adapters, components)])
+        name = metafunc.function.__name__
+        if name == "test_refuses_bad_input":
+            targets = bad_input_targets(adapters, components)
+        else:
+            targets = property_targets(adapters, components, "gradient" if name == "test_gradient_property" else "forward")
+        metafunc.parametrize("target", [t.param() for t in targets])
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -44,6 +44,7 @@ class Property:
     check: Check
     variants: tuple[str | None, ...] = (None,)
     dtypes: tuple[DType, ...] = ALL_DTYPES
+    kind: str = "forward"  # or "gradient" (spec/gradients.py): run by test_gradient_property
 
 
 @dataclass(frozen=True)

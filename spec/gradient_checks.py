@@ -130,28 +130,16 @@ def softmax_gradient_sums_to_zero(subject: Subject, data: st.DataObject, variant
     subject.check(compare(sums, np.zeros_like(sums), bound, "sum of the input gradient along the softmax axis"), inputs)
 
 
+def _gradient_property(name: str, check: Any) -> Property:
+    return Property(name, check.__doc__, check, (None,), GRAD_DTYPES, "gradient")
+
+
 EXTRA_PROPERTIES: dict[str, tuple[Property, ...]] = {
     "scaled_dot_product_attention": (
-        Property(
-            "masked_keys_get_no_gradient", masked_keys_get_no_gradient.__doc__, masked_keys_get_no_gradient, (None,), GRAD_DTYPES
-        ),
-        Property(
-            "causal_future_gets_no_gradient",
-            causal_future_gets_no_gradient.__doc__,
-            causal_future_gets_no_gradient,
-            (None,),
-            GRAD_DTYPES,
-        ),
+        _gradient_property("masked_keys_get_no_gradient", masked_keys_get_no_gradient),
+        _gradient_property("causal_future_gets_no_gradient", causal_future_gets_no_gradient),
     ),
-    "softmax": (
-        Property(
-            "gradient_rows_sum_to_zero",
-            softmax_gradient_sums_to_zero.__doc__,
-            softmax_gradient_sums_to_zero,
-            (None,),
-            GRAD_DTYPES,
-        ),
-    ),
+    "softmax": (_gradient_property("gradient_rows_sum_to_zero", softmax_gradient_sums_to_zero),),
 }
 
 

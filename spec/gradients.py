@@ -221,4 +221,5 @@ def vjp_property(
         check,
         variants,
         GRAD_DTYPES,
+        "gradient",
     )

@@ -72,12 +72,12 @@ class Target:
         return pytest.param(self, id=self.id, marks=marks)
 
 
-def property_targets(adapters: list[Adapter], components: list[str] | None = None) -> Iterator[Target]:
+def property_targets(adapters: list[Adapter], components: list[str] | None = None, kind: str = "forward") -> Iterator[Target]:
     for adapter in adapters:
         for component in COMPONENTS.values():
             if components and component.name not in components:
                 continue
-            for prop in component.properties:
+            for prop in (p for p in component.properties if p.kind == kind):
                 for dtype in (d for d in prop.dtypes if d in component.dtypes):
                     for variant in prop.variants:
                         yield Target(adapter, component, prop, variant, dtype)

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spec.core import ConformanceError, Unsupported
 from tests.targets import EXAMPLES, Target, record_ratio
 
 
-@given(data=st.data())
-def test_property(target: Target, data: st.DataObject) -> None:
+def _run_property(target: Target, data: st.DataObject) -> None:
     EXAMPLES[target.id] += 1
     subject = target.subject()
     try:
@@ -26,6 +25,20 @@ def test_property(target: Target, data: st.DataObject) -> None:
         pytest.skip(f"unsupported: {e}")
     finally:
         record_ratio(target.id, subject)
+
+
+@given(data=st.data())
+def test_property(target: Target, data: st.DataObject) -> None:
+    _run_property(target, data)
+
+
+# Half the profile's examples: a gradient example costs a backward pass and six extended-precision
+# evaluations of the reference per input (a jax one also a trace), and each example checks every input.
+@settings(max_examples=max(2, settings.default.max_examples // 2))
+@given(data=st.data())
+def test_gradient_property(target: Target, data: st.DataObject) -> None:
+    """Gradient properties (spec/gradients.py): the adapter's vjp against finite differences of the oracle."""
+    _run_property(target, data)
 
 
 @given(data=st.data())
