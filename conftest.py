@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, Phase, settings
@@ -35,6 +36,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--device", default="cpu", choices=["cpu", "cuda"], help="device the adapters run on (default cpu)")
     group.addoption("--component", action="append", default=[], help="only these components (repeatable)")
     group.addoption("--max-examples", type=int, default=None, help="Hypothesis examples per test (overrides the profile's)")
+    group.addoption(
+        "--report", default=None, metavar="DIR", help="write DIR/conformance.json and DIR/CONFORMANCE.md (tests/reporting.py)"
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -46,6 +50,17 @@ def pytest_configure(config: pytest.Config) -> None:
         config._tcs_adapters = [load_adapter(n, config.getoption("device")) for n in names]  # type: ignore[attr-defined]
     except Exception as e:  # a broken --adapter is a usage error, not 500 test failures
         raise pytest.UsageError(str(e)) from e
+    if config.getoption("report") and not hasattr(config, "workerinput"):  # the xdist controller writes it
+        from tests.reporting import Report
+
+        config._tcs_report = Report(Path(config.getoption("report")), config)  # type: ignore[attr-defined]
+        _REPORT.append(config._tcs_report)  # type: ignore[attr-defined]
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    report = getattr(session.config, "_tcs_report", None)
+    if report is not None:
+        report.write()
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -62,11 +77,25 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("target", [t.param() for t in targets])
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    matched: dict[str, set[str]] = defaultdict(set)
+    components: set[str] = set()
+    for item in items:
+        target = getattr(getattr(item, "callspec", None), "params", {}).get("target")
+        if target is not None:
+            matched[target.adapter.name].update(target.deviation_keys())
+            components.add(target.component.name)
+    for adapter in getattr(config, "_tcs_adapters", []):  # a declaration that matches no collected test
+        stale = sorted(k for k in adapter.deviations if k.split(".")[0] in components and k not in matched[adapter.name])
+        if stale:
+            _UNMATCHED[adapter.name] = stale
+            if _REPORT:
+                _REPORT[0].unmatched[adapter.name] = stale
     for item in items:
         target = getattr(getattr(item, "callspec", None), "params", {}).get("target")
         if target is not None:  # carried to the controller under xdist, for the matrix
-            item.user_properties.append(("tcs", (target.component.name, target.adapter.name, target.component.family)))
+            key = (target.component.name, target.adapter.name, target.component.family, target.property_name, target.dtype.name)
+            item.user_properties.append(("tcs", key))
 
 
 @pytest.hookimpl(wrapper=True)
@@ -101,6 +130,8 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     outcome = _outcome(report)
     if outcome:
         _OUTCOMES[tuple(key[:2])][outcome] += 1
+        if _REPORT:
+            _REPORT[0].add(report, outcome)
     if report.when == "call":
         examples = dict(report.user_properties).get("examples", 0)
         for group in (key[1], f"family {key[2]}"):
@@ -113,6 +144,8 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 
 _OUTCOMES: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+_REPORT: list = []  # the --report collector, once configured
+_UNMATCHED: dict[str, list[str]] = {}  # adapter -> declared deviations no collected test can match
 _WORST: dict[str, tuple[float, str]] = defaultdict(lambda: (0.0, ""))  # adapter -> (observed/allowed, test)
 _SPEED: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])  # adapter or "family X" -> [test seconds, examples]
 _ORDER = ("fail", "deviation", "deviation (now conforms)", "pass", "unsupported", "skipped")
@@ -150,5 +183,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             terminalreporter.write_line(
                 f"{adapter}: {examples:.0f} examples in {seconds:.1f} s of test time ({rate:.0f} examples/s; summed over workers)"
             )
+        for adapter, keys in sorted(_UNMATCHED.items()):
+            terminalreporter.write_line(f"{adapter}: declared deviations that match no test (stale?): {', '.join(keys)}")
         for adapter, (ratio, test) in sorted(_WORST.items()):
             terminalreporter.write_line(f"{adapter}: closest a passing test came to its bound: {ratio:.2f} of allowed ({test})")

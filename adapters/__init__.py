@@ -50,12 +50,18 @@ class Adapter:
         fn = getattr(self.namespace, component, None)
         return fn if callable(fn) else None
 
-    def deviation(self, component: str, prop: str, variant: str | None = None, dtype: str | None = None) -> str | None:
-        """The declared reason this adapter differs on component.prop[variant] at dtype, if any."""
+    @staticmethod
+    def deviation_keys(component: str, prop: str, variant: str | None = None, dtype: str | None = None) -> list[str]:
+        """Every declaration key that applies to component.prop[variant] at dtype, most specific first."""
         names = [f"{component}.{prop}[{variant}]"] if variant else []
         names.append(f"{component}.{prop}")
-        keys = [f"{n}@{dtype}" for n in names] + [f"{component}.*@{dtype}"] + names
-        return next((self.deviations[k] for k in keys if k in self.deviations), None)
+        return [f"{n}@{dtype}" for n in names] + [f"{component}.*@{dtype}"] + names
+
+    def deviation(self, component: str, prop: str, variant: str | None = None, dtype: str | None = None) -> str | None:
+        """The declared reason this adapter differs on component.prop[variant] at dtype, if any."""
+        return next(
+            (self.deviations[k] for k in self.deviation_keys(component, prop, variant, dtype) if k in self.deviations), None
+        )
 
     def __str__(self) -> str:
         return self.name

@@ -24,7 +24,7 @@ WORST_RATIO: dict[str, float] = {}
 
 
 def record_ratio(target_id: str, subject: Subject) -> None:
-    ratios = [c.ratio for c in subject.comparisons if c.ok]
+    ratios = [c.ratio for c in subject.comparisons]  # a failing test's includes the comparison that failed
     if ratios:
         WORST_RATIO[target_id] = float(max(WORST_RATIO.get(target_id, 0.0), max(ratios)))  # execnet sends plain floats only
 
@@ -56,6 +56,11 @@ class Target:
         fn = self.adapter.function(self.component.name)
         assert fn is not None, "unsupported targets are skipped at collection"
         return Subject(self.adapter.name, self.component, self.dtype, fn, self.adapter.namespace)
+
+    def deviation_keys(self) -> list[str]:
+        if isinstance(self.check, Property):
+            return self.adapter.deviation_keys(self.component.name, self.check.name, self.variant, self.dtype.name)
+        return self.adapter.deviation_keys(self.component.name, f"refuses[{self.check.name}]", None, self.dtype.name)
 
     def param(self) -> object:
         marks = []

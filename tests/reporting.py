@@ -1,0 +1,162 @@
+"""The conformance report: ``pytest --report DIR`` writes DIR/conformance.json and DIR/CONFORMANCE.md.
+
+JSON: one record per adapter x component x property[variant] x dtype (and per refused bad input):
+outcome (pass / fail / deviation / deviation (now conforms) / unsupported / skipped), examples run,
+the worst observed error / allowed bound of its comparisons, the declared reason or the failure's
+first lines with Hypothesis's reproduction, plus the run: profile, seed, library versions, device.
+Markdown: the component x adapter matrix at a glance, then every failure and deviation with its reason.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import platform
+import re
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+LIBRARIES = ("numpy", "torch", "jax", "jaxlib", "flax", "optax", "ml_dtypes", "hypothesis", "pytest")
+_ORDER = ("fail", "deviation", "deviation (now conforms)", "pass", "unsupported", "skipped")
+
+
+def versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+def _device(device: str) -> str:
+    """What --device ran on, in words."""
+    if device == "cuda":
+        try:
+            import torch
+
+            return f"cuda ({torch.cuda.get_device_name(0)})"
+        except Exception as e:  # a report is still written
+            return f"cuda (unknown: {type(e).__name__})"
+    return f"cpu ({platform.machine()}, {platform.system()})"
+
+
+def _failure_text(report: pytest.TestReport) -> str:
+    """The conformance message (the E lines) and Hypothesis's reproduction line, if any."""
+    text = report.longreprtext or ""
+    lines = [line[1:].strip() for line in text.splitlines() if line.startswith("E ")][:8]
+    blob = re.search(r"@reproduce_failure\([^)]*\)", text)
+    return "\n".join(lines + ([f"reproduce: {blob.group(0)}"] if blob else []))
+
+
+def _reason(report: pytest.TestReport) -> str:
+    if hasattr(report, "wasxfail"):
+        return str(report.wasxfail).removeprefix("declared deviation: ")
+    if report.skipped and isinstance(report.longrepr, tuple):
+        return str(report.longrepr[-1]).removeprefix("Skipped: ")
+    return ""
+
+
+class Report:
+    """Collects the controller's test reports; writes the files at the end of the session."""
+
+    def __init__(self, directory: Path, config: pytest.Config):
+        self.directory, self.config = directory, config
+        self.records: list[dict[str, Any]] = []
+        self.unmatched: dict[str, list[str]] = {}  # adapter -> declared deviations that match no test
+
+    def add(self, report: pytest.TestReport, outcome: str) -> None:
+        props = dict(report.user_properties)
+        component, adapter, family, check, dtype = props["tcs"]
+        ratio = props.get("worst_ratio", 0.0)
+        record = {
+            "adapter": adapter,
+            "component": component,
+            "family": family,
+            "check": check,
+            "dtype": dtype,
+            "outcome": outcome,
+            "examples": props.get("examples", 0),
+            "worst_error_over_allowed": ratio if ratio != float("inf") else "inf",
+            "seconds": round(report.duration, 3),
+            "test": report.nodeid,
+        }
+        if outcome == "fail":
+            record["failure"] = _failure_text(report)
+        elif _reason(report):
+            record["reason"] = _reason(report)
+        self.records.append(record)
+
+    def run_info(self) -> dict[str, Any]:
+        from hypothesis import settings
+
+        seed = self.config.getoption("hypothesis_seed", None)
+        return {
+            "hypothesis_profile": getattr(settings, "_current_profile", None),
+            "max_examples": settings.default.max_examples,
+            "derandomize": settings.default.derandomize,
+            "seed": seed if seed is not None else ("derandomized" if settings.default.derandomize else "random per test"),
+            "versions": versions(),
+            "device": _device(self.config.getoption("device")),
+            "adapters": sorted({r["adapter"] for r in self.records}),
+            "unmatched_deviations": self.unmatched,
+        }
+
+    def write(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        run = self.run_info()
+        (self.directory / "conformance.json").write_text(json.dumps({"run": run, "results": self.records}, indent=1))
+        (self.directory / "CONFORMANCE.md").write_text(markdown(run, self.records))
+
+
+def _cell(outcomes: dict[str, int]) -> str:
+    if not outcomes:
+        return "-"
+    total = sum(outcomes.values())
+    worst = next(o for o in _ORDER if outcomes.get(o))
+    if worst == "pass":
+        return f"pass ({total})"
+    if worst in ("unsupported", "skipped"):
+        return f"{worst} ({outcomes[worst]})"
+    return f"**{worst.upper() if worst == 'fail' else worst}** {outcomes[worst]}/{total}"
+
+
+def markdown(run: dict[str, Any], records: list[dict[str, Any]]) -> str:
+    """The matrix (worst outcome per cell, tests counted), then failures and deviations with reasons."""
+    cells: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for r in records:
+        cells[(r["component"], r["adapter"])][r["outcome"]] += 1
+    adapters, components = run["adapters"], sorted({c for c, _ in cells})
+    lib = ", ".join(f"{k} {v}" for k, v in run["versions"].items())
+    lines = [
+        "# Conformance matrix",
+        "",
+        f"Generated by `pytest --report` (tests/reporting.py); do not edit by hand. Versions: {lib}.",
+        f"Device: {run['device']}. Hypothesis: {run['max_examples']} examples per test, seed {run['seed']}.",
+        "",
+        "| component | " + " | ".join(adapters) + " |",
+        "|---" * (len(adapters) + 1) + "|",
+    ]
+    lines += [f"| {c} | " + " | ".join(_cell(cells.get((c, a), {})) for a in adapters) + " |" for c in components]
+    for title, wanted, key in (
+        ("Failures", ("fail",), "failure"),
+        ("Declared deviations", ("deviation", "deviation (now conforms)"), "reason"),
+    ):
+        found = [r for r in records if r["outcome"] in wanted]
+        lines += ["", f"## {title} ({len(found)} tests)", ""]
+        grouped: dict[tuple[str, ...], list[str]] = defaultdict(list)  # one line per finding, its dtypes listed
+        for r in found:
+            detail = str(r.get(key, "")).replace("\n", " / ")
+            grouped[(r["adapter"], r["component"], r["check"], r["outcome"], detail)].append(r["dtype"])
+        for (adapter, component, check, outcome, detail), dtypes in grouped.items():
+            lines.append(f"- `{adapter}` {component}.{check} @ {', '.join(dtypes)} ({outcome}): {detail}")
+    unsupported = sorted({(r["adapter"], r["component"]) for r in records if r["outcome"] == "unsupported"})
+    lines += ["", f"## Unsupported ({len(unsupported)} adapter x component pairs with unsupported tests)", ""]
+    lines += [f"- `{a}` {c}" for a, c in unsupported]
+    for adapter, keys in run.get("unmatched_deviations", {}).items():
+        lines += ["", f"Declared by `{adapter}` but matching no test (stale?): " + ", ".join(f"`{k}`" for k in keys)]
+    return "\n".join(lines) + "\n"
