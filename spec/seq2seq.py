@@ -240,7 +240,7 @@ ADDITIVE_ATTENTION_WEIGHTS = Component(
                 _weights_inputs("additive"),
                 params=lambda i: {**i["params"], "w": np.concatenate([i["params"]["w"], i["params"]["w"][:1]])},
             ),
-        )),
+        ),
     ),
 )
 
@@ -267,7 +267,7 @@ MULTIPLICATIVE_ATTENTION_WEIGHTS = Component(
                 lambda d, t, v: _weights_inputs("multiplicative")(d, t, "dot"),
                 h=lambda i: np.concatenate([i["h"], i["h"][..., :1]], axis=-1),
             ),
-        )),
+        ),
     ),
 )
 
@@ -287,7 +287,7 @@ ATTENTION_CONTEXT = Component(
             "h (B, S + 1, Dh)",
             _with(_context_inputs, h=lambda i: np.concatenate([i["h"], i["h"][:, :1]], axis=1)),
         ),
-    )),
+    ),
 )
 
 ATTENTIONAL_HIDDEN = Component(
@@ -336,7 +336,7 @@ FREE_RUNNING_DECODER = Component(
             "s0 (B, N + 1)",
             _with(_free_inputs, s0=lambda i: np.concatenate([i["s0"], i["s0"][:, :1]], axis=1)),
         ),
-    )),
+    ),
 )
 
 # float64 and float32 in the default run, as spec/recurrent.py explains.
