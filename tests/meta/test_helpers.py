@@ -102,3 +102,27 @@ def test_buckets_cover_the_edge_shapes() -> None:
     assert any(s.T == 1 and s.S == 1 for s in ATTENTION_BUCKETS)
     assert any(s.T < s.S for s in ATTENTION_BUCKETS) and any(s.T > s.S for s in ATTENTION_BUCKETS)
     assert any(s.K != s.Kv for s in ATTENTION_BUCKETS)
+
+
+def test_paths_read_and_replace_nested_inputs_without_mutating() -> None:
+    from spec.gradients import get_path, set_path
+
+    inputs = {"x": np.zeros(2), "params": {"w_q": np.ones(3)}}
+    changed = set_path(inputs, "params.w_q", np.full(3, 2.0))
+    assert get_path(changed, "params.w_q")[0] == 2.0 and get_path(inputs, "params.w_q")[0] == 1.0
+    assert changed["x"] is inputs["x"]
+
+
+def test_directional_derivative_matches_the_analytic_softmax_vjp() -> None:
+    """The oracle's central difference along t equals <softmax VJP(c), t>, and its error estimate is small."""
+    from reference import softmax
+    from reference.gradients import softmax_vjp
+    from spec.gradients import directional_derivative
+
+    rng = np.random.default_rng(0)
+    x, c, t = rng.standard_normal((3, 5)), rng.standard_normal((3, 5)), rng.standard_normal((3, 5))
+    oracle = directional_derivative(softmax, {"x": x, "axis": -1}, "x", t, c, e=1e-6, scale=1.0)
+    exact = float((softmax_vjp(x, -1, c)[0]["x"] * t).sum())
+    assert abs(oracle.value - exact) <= oracle.error, (oracle.value, exact, oracle.error)
+    # fine enough to judge float32 gradients: its own error is below one float32 rounding of the answer
+    assert oracle.error < FLOAT32.unit_roundoff * abs(exact), (oracle.error, exact)
