@@ -8,10 +8,10 @@ install:
 
 # Conformance suite against every installed built-in adapter; prints the component x adapter matrix.
 conformance: install
-	$(PYTEST) tests/test_conformance.py -n auto $(ARGS)
+	$(PYTEST) tests/test_conformance.py -n auto --dist worksteal $(ARGS)
 
 # The project's tests: conformance + reference errors + meta-tests of the helpers and planted bugs.
 test: install
-	$(PYTEST) -n auto $(ARGS)
+	$(PYTEST) -n auto --dist worksteal $(ARGS)
 
 .PHONY: install conformance test
