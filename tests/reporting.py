@@ -119,7 +119,8 @@ def _cell(outcomes: dict[str, int]) -> str:
     total = sum(outcomes.values())
     worst = next(o for o in _ORDER if outcomes.get(o))
     if worst == "pass":
-        return f"pass ({total})"
+        rest = outcomes.get("unsupported", 0)
+        return f"pass ({outcomes['pass']})" + (f", {rest} unsupported" if rest else "")
     if worst in ("unsupported", "skipped"):
         return f"{worst} ({outcomes[worst]})"
     return f"**{worst.upper() if worst == 'fail' else worst}** {outcomes[worst]}/{total}"
