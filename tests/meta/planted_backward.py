@@ -107,4 +107,12 @@ _CHECKS = {
 
 CAUGHT_BY = [
     (cls(bug), "scaled_dot_product_attention", *_CHECKS[bug]) for cls in (BrokenTorchBackward, BrokenJaxBackward) for bug in BUGS
+] + [
+    (
+        BrokenTorchBackward("leaks_into_masked_keys"),
+        "scaled_dot_product_attention",
+        "causal_future_gets_no_gradient",
+        None,
+        "float32",
+    )
 ]

@@ -63,6 +63,19 @@ def _free_running_feeds_second_best(memory, s0, params, attention="bahdanau", bo
     return np.stack(out, axis=1)
 
 
+def _encoder_ignores_lengths(x, params, cell="gru", lengths=None):  # noqa: ANN001, ANN202
+    """Runs every sequence over all T steps (the backward direction starts in the padding), then zeros the tail."""
+    out = R.rnn_encoder(x, params, cell, None)
+    if lengths is None:
+        return out
+    return np.where(np.arange(x.shape[1])[None, :, None] < np.asarray(lengths)[:, None, None], out, 0).astype(out.dtype)
+
+
+def _context_unnormalised(weights, h):  # noqa: ANN001, ANN202
+    """Sums the states with the weights doubled: no longer a convex combination."""
+    return R.attention_context((weights * 2).astype(weights.dtype), h)
+
+
 gru_gates_swapped = SimpleNamespace(name="gru_gates_swapped", recurrent_cell=_gru_gates_swapped)
 backward_not_reversed_back = SimpleNamespace(name="backward_not_reversed_back", rnn_encoder=_backward_not_reversed_back)
 context_from_first_state = SimpleNamespace(
@@ -74,7 +87,12 @@ feeds_second_best = SimpleNamespace(
     name="feeds_second_best", free_running_decoder=_free_running_feeds_second_best, attention_decoder=R.attention_decoder
 )
 
+encoder_ignores_lengths = SimpleNamespace(name="encoder_ignores_lengths", rnn_encoder=_encoder_ignores_lengths)
+context_unnormalised = SimpleNamespace(name="context_unnormalised", attention_context=_context_unnormalised)
+
 CAUGHT_BY = [
+    (encoder_ignores_lengths, "rnn_encoder", "padding_does_not_matter", "lstm+bidirectional+lengths", "float32"),
+    (context_unnormalised, "attention_context", "within_range", None, "float64"),
     (gru_gates_swapped, "recurrent_cell", "matches_reference", "gru", "float32"),
     (backward_not_reversed_back, "rnn_encoder", "matches_reference", "gru+bidirectional", "float32"),
     (backward_not_reversed_back, "rnn_encoder", "reversal_swaps_directions", "gru+bidirectional", "float64"),
