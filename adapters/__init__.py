@@ -35,6 +35,8 @@ BUILTINS: dict[str, tuple[str, str]] = {
     "numpy": ("adapters.numpy_adapter", "numpy"),
     "torch": ("adapters.torch_adapter:adapter", "torch"),
     "jax": ("adapters.jax_adapter:adapter", "jax"),
+    # third parties' implementations beyond the built-in routes (pip install -e ".[thirdparty]")
+    "keras": ("adapters.keras_adapter:adapter", "keras"),
 }
 
 

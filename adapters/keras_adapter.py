@@ -1,0 +1,82 @@
+"""keras 3 adapter: keras.layers.MultiHeadAttention, on the backend KERAS_BACKEND names (default jax).
+
+Selectable as `--adapter keras` once `pip install -e ".[thirdparty]"` has installed keras; not part of
+the default run. The canonical MHA weights map onto keras's EinsumDense kernels as they do onto flax's:
+query/key/value (D, H, K), output (H, K, D). keras's attention_mask is (B, T, S), True = may attend:
+a spec mask that differs per head cannot be expressed (Unsupported), nor can a finite additive bias.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+if os.environ["KERAS_BACKEND"] == "jax":
+    import jax
+
+    jax.config.update("jax_enable_x64", True)  # float64 inputs must stay float64
+
+import keras  # noqa: E402
+
+from reference.masks import causal_mask  # noqa: E402
+from spec.core import Unsupported  # noqa: E402
+
+
+class KerasAdapter:
+    name = f"keras-{keras.backend.backend()}"
+    deviations: dict[str, str] = {
+        "multi_head_attention.fully_masked_rows_are_zero": (
+            "keras hands the mask to ops.dot_product_attention (jax.nn.dot_product_attention on the jax backend), "
+            "which averages V over a fully masked row"
+        ),
+        **{
+            f"multi_head_attention.{p}@float64": (
+                "on the jax backend keras attends through jax.nn.dot_product_attention, which casts to float32: "
+                "float64 inputs get float32 accuracy (8e-9 on outputs of 0.1, keras 3.15.1)"
+            )
+            for p in ("matches_reference", "single_head_is_projected_attention", "batch_equals_items")
+        },
+    }
+
+    def _mask(self, mask: np.ndarray | None, causal: str | None, B: int, H: int, T: int, S: int) -> np.ndarray | None:
+        """The spec's mask (and causal alignment) as keras's (B, T, S) boolean attention_mask."""
+        allowed = np.ones((B, H, T, S), dtype=bool)
+        if mask is not None:
+            if mask.dtype != np.bool_:
+                finite = np.isfinite(mask.astype(np.float64))
+                if (mask.astype(np.float64)[finite] != 0).any():
+                    raise Unsupported("keras MultiHeadAttention takes no additive bias, only boolean masks")
+                mask = finite
+            allowed &= mask
+        if causal is not None:
+            allowed &= causal_mask(T, S, causal)
+        if mask is None and causal is None:
+            return None
+        if not (allowed == allowed[:, :1]).all():
+            raise Unsupported("keras's attention_mask has no head axis: a per-head mask cannot be expressed")
+        return allowed[:, 0]  # (B, T, S)
+
+    def multi_head_attention(self, query, key, value, params: Mapping[str, np.ndarray], num_heads: int, mask=None, causal=None):  # noqa: ANN001, ANN201, E501
+        B, T, D = query.shape
+        S = key.shape[1]
+        if D % num_heads:
+            raise ValueError(f"D={D} is not divisible by H={num_heads}")
+        H, K = num_heads, D // num_heads
+        layer = keras.layers.MultiHeadAttention(num_heads=H, key_dim=K, value_dim=K, dtype=np.dtype(query.dtype).name)
+        layer.build(query.shape, value.shape, key.shape)
+        zeros = np.zeros(D, dtype=query.dtype)
+        weights: list[Any] = []
+        for n in ("q", "k", "v"):  # keras's weight order: query, key, value, then the output projection
+            weights += [params[f"w_{n}"].reshape(D, H, K), params.get(f"b_{n}", zeros).reshape(H, K)]
+        weights += [params["w_o"].reshape(H, K, D), params.get("b_o", zeros)]
+        layer.set_weights(weights)  # raises on a shape mismatch
+        attention_mask = self._mask(mask, causal, B, H, T, S)
+        out = layer(query, value, key=key, attention_mask=attention_mask)
+        return np.asarray(keras.ops.convert_to_numpy(out))
+
+
+adapter = KerasAdapter()
