@@ -69,9 +69,13 @@ class Adapter:
         return self.name
 
 
+# The default run's adapters; the third-party ones run when named (--adapter keras).
+DEFAULT = ("numpy", "torch", "jax")
+
+
 def available_builtins() -> list[str]:
-    """The built-in adapters whose library is installed."""
-    return [name for name, (_, lib) in BUILTINS.items() if importlib.util.find_spec(lib) is not None]
+    """The default built-in adapters whose library is installed."""
+    return [name for name in DEFAULT if importlib.util.find_spec(BUILTINS[name][1]) is not None]
 
 
 def _resolve(target: str) -> Any:
