@@ -31,7 +31,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=[],
         metavar="NAME|module:object",
         help="adapter to check: a built-in (numpy, torch, jax) or a third party's module:object; repeatable. "
-        "Default: every built-in whose library is installed.",
+        "Default: numpy, torch and jax, those installed; third-party adapters (keras) run when named.",
     )
     group.addoption("--device", default="cpu", choices=["cpu", "cuda"], help="device the adapters run on (default cpu)")
     group.addoption("--component", action="append", default=[], help="only these components (repeatable)")
