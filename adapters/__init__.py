@@ -37,6 +37,8 @@ BUILTINS: dict[str, tuple[str, str]] = {
     "jax": ("adapters.jax_adapter:adapter", "jax"),
     # third parties' implementations beyond the built-in routes (pip install -e ".[thirdparty]")
     "keras": ("adapters.keras_adapter:adapter", "keras"),
+    "hf-eager": ("adapters.hf_adapter:eager", "transformers"),
+    "hf-sdpa": ("adapters.hf_adapter:sdpa", "transformers"),
 }
 
 
