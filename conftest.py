@@ -148,28 +148,19 @@ _REPORT: list = []  # the --report collector, once configured
 _UNMATCHED: dict[str, list[str]] = {}  # adapter -> declared deviations no collected test can match
 _WORST: dict[str, tuple[float, str]] = defaultdict(lambda: (0.0, ""))  # adapter -> (observed/allowed, test)
 _SPEED: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])  # adapter or "family X" -> [test seconds, examples]
-_ORDER = ("fail", "deviation", "deviation (now conforms)", "pass", "unsupported", "skipped")
 
 
 def format_matrix(outcomes: dict[tuple[str, str], dict[str, int]]) -> str:
-    """component x adapter: the worst outcome of the cell's tests, with counts."""
-    components = sorted({c for c, _ in outcomes}, key=lambda c: c)
+    """component x adapter: the worst outcome of the cell's tests, with counts (tests/reporting.py's cells)."""
+    from tests.reporting import cell_text
+
+    components = sorted({c for c, _ in outcomes})
     adapters = sorted({a for _, a in outcomes})
-
-    def cell(counts: dict[str, int]) -> str:
-        if not counts:
-            return "-"
-        total = sum(counts.values())
-        worst = next(o for o in _ORDER if counts.get(o))
-        if worst in ("pass", "unsupported", "skipped"):
-            return f"{worst} ({counts[worst]})" if worst != "pass" else f"pass ({total})"
-        return f"{worst.upper() if worst == 'fail' else worst} {counts[worst]}/{total}"
-
     width = max([len("component")] + [len(c) for c in components]) + 2
     cols = [max(len(a), 24) for a in adapters]
     lines = ["component".ljust(width) + "".join(a.ljust(w + 2) for a, w in zip(adapters, cols, strict=True))]
     for c in components:
-        cells = (cell(outcomes.get((c, a), {})).ljust(w + 2) for a, w in zip(adapters, cols, strict=True))
+        cells = (cell_text(outcomes.get((c, a), {})).ljust(w + 2) for a, w in zip(adapters, cols, strict=True))
         lines.append(c.ljust(width) + "".join(cells))
     return "\n".join(lines)
 

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 LIBRARIES = ("numpy", "torch", "jax", "jaxlib", "flax", "optax", "keras", "transformers", "ml_dtypes", "hypothesis", "pytest")
-_ORDER = ("fail", "deviation", "deviation (now conforms)", "pass", "unsupported", "skipped")
+ORDER = ("fail", "deviation", "deviation (now conforms)", "pass", "unsupported", "skipped")
 
 
 def versions() -> dict[str, str]:
@@ -114,17 +114,19 @@ class Report:
         (self.directory / "CONFORMANCE.md").write_text(markdown(run, self.records))
 
 
-def _cell(outcomes: dict[str, int]) -> str:
+def cell_text(outcomes: dict[str, int], emphasis: bool = False) -> str:
+    """One matrix cell: the worst outcome of its tests with counts (bold in Markdown when not a pass)."""
     if not outcomes:
         return "-"
     total = sum(outcomes.values())
-    worst = next(o for o in _ORDER if outcomes.get(o))
+    worst = next(o for o in ORDER if outcomes.get(o))
     if worst == "pass":
         rest = outcomes.get("unsupported", 0)
         return f"pass ({outcomes['pass']})" + (f", {rest} unsupported" if rest else "")
     if worst in ("unsupported", "skipped"):
         return f"{worst} ({outcomes[worst]})"
-    return f"**{worst.upper() if worst == 'fail' else worst}** {outcomes[worst]}/{total}"
+    label = worst.upper() if worst == "fail" else worst
+    return f"{'**' + label + '**' if emphasis else label} {outcomes[worst]}/{total}"
 
 
 def markdown(run: dict[str, Any], records: list[dict[str, Any]]) -> str:
@@ -143,7 +145,9 @@ def markdown(run: dict[str, Any], records: list[dict[str, Any]]) -> str:
         "| component | " + " | ".join(adapters) + " |",
         "|---" * (len(adapters) + 1) + "|",
     ]
-    lines += [f"| {c} | " + " | ".join(_cell(cells.get((c, a), {})) for a in adapters) + " |" for c in components]
+    lines += [
+        f"| {c} | " + " | ".join(cell_text(cells.get((c, a), {}), emphasis=True) for a in adapters) + " |" for c in components
+    ]
     for title, wanted, key in (
         ("Failures", ("fail",), "failure"),
         ("Declared deviations", ("deviation", "deviation (now conforms)"), "reason"),
