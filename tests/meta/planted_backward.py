@@ -45,6 +45,30 @@ class _TorchAttention(torch.autograd.Function):
         return (*_torch_backward(q, k, v, allowed, ctx.scale, do, ctx.bug), None, None, None)
 
 
+class _SoftmaxWithoutCentring(torch.autograd.Function):
+    """softmax whose backward forgets the - sum(c * y) term: dx = y * c."""
+
+    @staticmethod
+    def forward(ctx, x, axis):  # noqa: ANN001, ANN205
+        y = torch.softmax(x, dim=axis)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, c):  # noqa: ANN001, ANN205
+        (y,) = ctx.saved_tensors
+        return y * c, None
+
+
+class BrokenSoftmaxBackward(TorchAdapter):
+    def __init__(self) -> None:
+        super().__init__("cpu")
+        self.name = "torch_softmax_backward_not_centred"
+
+    def softmax(self, x, axis=-1):  # noqa: ANN001, ANN201
+        return self._np(_SoftmaxWithoutCentring.apply(self._t(x), axis))
+
+
 class BrokenTorchBackward(TorchAdapter):
     def __init__(self, bug: str):
         super().__init__("cpu")
@@ -114,5 +138,6 @@ CAUGHT_BY = [
         "causal_future_gets_no_gradient",
         None,
         "float32",
-    )
+    ),
+    (BrokenSoftmaxBackward(), "softmax", "gradient_rows_sum_to_zero", None, "float32"),
 ]

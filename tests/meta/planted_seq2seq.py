@@ -76,6 +76,20 @@ def _context_unnormalised(weights, h):  # noqa: ANN001, ANN202
     return R.attention_context((weights * 2).astype(weights.dtype), h)
 
 
+def _scores_scaled_by_state(s_prev, h, params, mask=None):  # noqa: ANN001, ANN202
+    """A "temperature" taken from the decoder state: e_j = (1 + sum |s|) v . tanh(s W + h_j U)."""
+    dt = h.dtype
+    e = np.tanh((s_prev @ params["w"].astype(dt))[:, None, :] + h @ params["u"].astype(dt)) @ params["v"].astype(dt)
+    e = (e * (1 + np.abs(s_prev).sum(-1, keepdims=True))).astype(dt)  # (B, S)
+    return R.softmax(e if mask is None else np.where(mask, e, -np.inf).astype(dt), axis=-1)
+
+
+def _context_is_all_outputs(x, params, cell="gru", lengths=None):  # noqa: ANN001, ANN202
+    """Returns every step's output flattened (B, T dirs N) instead of the final state."""
+    out = R.rnn_encoder(x, params, cell, lengths)
+    return out.reshape(out.shape[0], -1)
+
+
 gru_gates_swapped = SimpleNamespace(name="gru_gates_swapped", recurrent_cell=_gru_gates_swapped)
 backward_not_reversed_back = SimpleNamespace(name="backward_not_reversed_back", rnn_encoder=_backward_not_reversed_back)
 context_from_first_state = SimpleNamespace(
@@ -90,7 +104,17 @@ feeds_second_best = SimpleNamespace(
 encoder_ignores_lengths = SimpleNamespace(name="encoder_ignores_lengths", rnn_encoder=_encoder_ignores_lengths)
 context_unnormalised = SimpleNamespace(name="context_unnormalised", attention_context=_context_unnormalised)
 
+scores_scaled_by_state = SimpleNamespace(name="scores_scaled_by_state", additive_attention_weights=_scores_scaled_by_state)
+context_is_all_outputs = SimpleNamespace(name="context_is_all_outputs", context_vector=_context_is_all_outputs)
+# the encoder is right but its cell has the gates swapped: running the cell by hand disagrees
+cell_disagrees_with_run = SimpleNamespace(
+    name="cell_disagrees_with_run", recurrent_cell=_gru_gates_swapped, rnn_encoder=R.rnn_encoder
+)
+
 CAUGHT_BY = [
+    (scores_scaled_by_state, "additive_attention_weights", "state_blind_scores", None, "float32"),
+    (context_is_all_outputs, "context_vector", "size_independent_of_T", "gru+bidirectional", "float32"),
+    (cell_disagrees_with_run, "rnn_encoder", "run_equals_cell_steps", "gru", "float64"),
     (encoder_ignores_lengths, "rnn_encoder", "padding_does_not_matter", "lstm+bidirectional+lengths", "float32"),
     (context_unnormalised, "attention_context", "within_range", None, "float64"),
     (gru_gates_swapped, "recurrent_cell", "matches_reference", "gru", "float32"),
