@@ -1,5 +1,8 @@
 """keras 3 adapter: keras.layers.MultiHeadAttention, on the backend KERAS_BACKEND names (default jax).
 
+`KERAS_BACKEND=torch pytest --adapter keras` checks the torch backend (keras picks its backend once per
+process, so one run checks one backend; the adapter is named keras-jax or keras-torch accordingly).
+
 Selectable as `--adapter keras` once `pip install -e ".[thirdparty]"` has installed keras; not part of
 the default run. The canonical MHA weights map onto keras's EinsumDense kernels as they do onto flax's:
 query/key/value (D, H, K), output (H, K, D). keras's attention_mask is (B, T, S), True = may attend:
@@ -28,15 +31,17 @@ from spec.core import Unsupported  # noqa: E402
 
 class KerasAdapter:
     name = f"keras-{keras.backend.backend()}"
+    # Both hold on the jax and the torch backend (measured on each, keras 3.15.1).
     deviations: dict[str, str] = {
         "multi_head_attention.fully_masked_rows_are_zero": (
-            "keras hands the mask to ops.dot_product_attention (jax.nn.dot_product_attention on the jax backend), "
-            "which averages V over a fully masked row"
+            "keras turns the boolean mask into a large negative bias before ops.dot_product_attention, "
+            "so a fully masked row averages V (the output is that average projected, not b_o)"
         ),
         **{
             f"multi_head_attention.{p}@float64": (
-                "on the jax backend keras attends through jax.nn.dot_product_attention, which casts to float32: "
-                "float64 inputs get float32 accuracy (8e-9 on outputs of 0.1, keras 3.15.1)"
+                "keras.ops.dot_product_attention casts q, k, v to keras.backend.result_type(q, k, v), which is "
+                "'float32' for float64 inputs: float64 attention gets float32 accuracy (8e-9 on outputs of 0.1). "
+                "Reproduce: keras.ops.dot_product_attention(x, x, x).dtype == float32 for a float64 x"
             )
             for p in ("matches_reference", "single_head_is_projected_attention", "batch_equals_items")
         },
