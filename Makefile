@@ -14,4 +14,12 @@ conformance: install
 test: install
 	$(PYTEST) -n auto --dist worksteal $(ARGS)
 
-.PHONY: install conformance test
+.PHONY: install conformance test thirdparty
+
+# Third-party adapters (issue 6): keras on each backend (one per process) and HuggingFace Marian attention.
+# Not part of `make test` / CI; each writes its report under thirdparty/.
+thirdparty: install
+	$(PYTHON) -m pip install -q -e ".[thirdparty]"
+	KERAS_BACKEND=jax $(PYTEST) tests/test_conformance.py -n auto --adapter keras --report thirdparty/keras-jax $(ARGS)
+	KERAS_BACKEND=torch $(PYTEST) tests/test_conformance.py -n auto --adapter keras --report thirdparty/keras-torch $(ARGS)
+	$(PYTEST) tests/test_conformance.py -n auto --adapter hf-eager --adapter hf-sdpa --report thirdparty/hf $(ARGS)
