@@ -82,7 +82,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     components: set[str] = set()
     for item in items:
         target = getattr(getattr(item, "callspec", None), "params", {}).get("target")
-        if target is not None:
+        if hasattr(target, "adapter"):  # not pytest's NOTSET, which an empty parametrisation leaves
             matched[target.adapter.name].update(target.deviation_keys())
             components.add(target.component.name)
     for adapter in getattr(config, "_tcs_adapters", []):  # a declaration that matches no collected test
@@ -93,7 +93,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 _REPORT[0].unmatched[adapter.name] = stale
     for item in items:
         target = getattr(getattr(item, "callspec", None), "params", {}).get("target")
-        if target is not None:  # carried to the controller under xdist, for the matrix
+        if hasattr(target, "adapter"):  # carried to the controller under xdist, for the matrix
             key = (target.component.name, target.adapter.name, target.component.family, target.property_name, target.dtype.name)
             item.user_properties.append(("tcs", key))
 

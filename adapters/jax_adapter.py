@@ -91,6 +91,15 @@ FLOAT32_SOFTMAX = (
 )
 
 
+@partial(jax.jit, static_argnums=(0, 1, 2, 3))
+def positional_encoding_table(T: int, D: int, base: float, dtype: str) -> jax.Array:
+    """The (T, D) sinusoidal table. Neither jax nor flax has one: user code with jnp, the angle formed in
+    float64. Also what benchmarks/ times."""
+    angle = jnp.arange(T, dtype=jnp.float64)[:, None] / base ** (jnp.arange(0, D, 2, dtype=jnp.float64) / D)  # (T, ceil(D/2))
+    pe = jnp.zeros((T, D), jnp.float64).at[:, 0::2].set(jnp.sin(angle)).at[:, 1::2].set(jnp.cos(angle[:, : D // 2]))
+    return pe.astype(dtype)
+
+
 class JaxAdapter(JaxSeq2Seq):
     name = "jax"
     deviations: dict[str, str] = {
@@ -246,12 +255,9 @@ class JaxAdapter(JaxSeq2Seq):
 
     # --- embeddings -------------------------------------------------------------------------------
     def sinusoidal_positional_encoding(self, T: int, D: int, base: float = 10000.0, dtype: str = "float32") -> np.ndarray:
-        # neither jax nor flax has one: user code with jnp, the angle formed in float64
         if T < 1 or D < 1 or not (base > 1 and np.isfinite(base)):
             raise ValueError(f"need T >= 1, D >= 1, finite base > 1; got T={T}, D={D}, base={base}")
-        angle = jnp.arange(T, dtype=jnp.float64)[:, None] / base ** (jnp.arange(0, D, 2, dtype=jnp.float64) / D)  # (T, ceil(D/2))
-        pe = jnp.zeros((T, D), jnp.float64).at[:, 0::2].set(jnp.sin(angle)).at[:, 1::2].set(jnp.cos(angle[:, : D // 2]))
-        return np.asarray(pe.astype(dtype))
+        return np.asarray(positional_encoding_table(T, D, base, dtype))
 
     def token_embedding(self, tokens: np.ndarray, table: np.ndarray) -> np.ndarray:
         import flax.linen as nn

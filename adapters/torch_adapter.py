@@ -25,6 +25,19 @@ from spec.core import Unsupported
 _CAUSAL = {"top_left": causal_upper_left, "bottom_right": causal_lower_right}
 
 
+def positional_encoding_table(T: int, D: int, base: float, dtype: str, device: torch.device) -> torch.Tensor:
+    """The (T, D) sinusoidal table on ``device``. torch has no sinusoidal encoding: user code with torch
+    ops, the angle formed in float64 (a float32 pos * frequency product is ~1e-3 rad off at pos 1e4; see
+    the spec). Also what benchmarks/ times."""
+    pos = torch.arange(T, dtype=torch.float64, device=device)[:, None]  # (T, 1)
+    freq = base ** (torch.arange(0, D, 2, dtype=torch.float64, device=device) / D)  # (ceil(D/2),)
+    angle = pos / freq  # (T, ceil(D/2))
+    pe = torch.empty(T, D, dtype=torch.float64, device=device)
+    pe[:, 0::2] = torch.sin(angle)
+    pe[:, 1::2] = torch.cos(angle[:, : D // 2])
+    return pe.to(_TORCH_DTYPES[dtype])
+
+
 class TorchAdapter(TorchSeq2Seq):
     name = "torch"
     deviations: dict[str, str] = {
@@ -187,17 +200,9 @@ class TorchAdapter(TorchSeq2Seq):
 
     # --- embeddings -------------------------------------------------------------------------------
     def sinusoidal_positional_encoding(self, T: int, D: int, base: float = 10000.0, dtype: str = "float32") -> np.ndarray:
-        # torch has no sinusoidal encoding: user code with torch ops, the angle formed in float64
-        # (a float32 pos * frequency product is ~1e-3 rad off at pos 1e4; see the spec)
         if T < 1 or D < 1 or not (base > 1 and np.isfinite(base)):
             raise ValueError(f"need T >= 1, D >= 1, finite base > 1; got T={T}, D={D}, base={base}")
-        pos = torch.arange(T, dtype=torch.float64, device=self.device)[:, None]  # (T, 1)
-        freq = base ** (torch.arange(0, D, 2, dtype=torch.float64, device=self.device) / D)  # (ceil(D/2),)
-        angle = pos / freq  # (T, ceil(D/2))
-        pe = torch.empty(T, D, dtype=torch.float64, device=self.device)
-        pe[:, 0::2] = torch.sin(angle)
-        pe[:, 1::2] = torch.cos(angle[:, : D // 2])
-        return self._np(pe.to(_TORCH_DTYPES[dtype]))
+        return self._np(positional_encoding_table(T, D, base, dtype, self.device))
 
     def token_embedding(self, tokens: np.ndarray, table: np.ndarray) -> np.ndarray:
         t = self._t(table)
