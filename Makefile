@@ -14,7 +14,7 @@ conformance: install
 test: install
 	$(PYTEST) -n auto --dist worksteal $(ARGS)
 
-.PHONY: install conformance test thirdparty
+.PHONY: install conformance test thirdparty bench
 
 # Third-party adapters (issue 6): keras on each backend (one per process) and HuggingFace Marian attention.
 # Not part of `make test` / CI; each writes its report under thirdparty/.
@@ -23,3 +23,14 @@ thirdparty: install
 	KERAS_BACKEND=jax $(PYTEST) tests/test_conformance.py -n auto --adapter keras --report thirdparty/keras-jax $(ARGS)
 	KERAS_BACKEND=torch $(PYTEST) tests/test_conformance.py -n auto --adapter keras --report thirdparty/keras-torch $(ARGS)
 	$(PYTEST) tests/test_conformance.py -n auto --adapter hf-eager --adapter hf-sdpa --report thirdparty/hf $(ARGS)
+
+# Benchmarks (issue 7): the CPU sweep anywhere, the GPU sweep too where torch sees a GPU; writes
+# results/<machine>/benchmark.json, BENCHMARKS.md and plots. Never part of `make test` or CI.
+# Installs only what is missing, so a GPU machine's own CUDA torch/jax are kept.
+bench:
+	$(PYTHON) -c "import torch, jax, flax, pytest_benchmark, matplotlib" 2>/dev/null || $(MAKE) install
+	$(eval RESULTS := results/$(shell $(PYTHON) -m benchmarks.machine))
+	mkdir -p $(RESULTS)
+	$(PYTEST) tests/benchmarks -m benchmark -p no:xdist -p no:randomly --benchmark-json=$(RESULTS)/benchmark.json \
+		--benchmark-columns=median,iqr,rounds --benchmark-sort=name $(ARGS)
+	$(PYTHON) -m benchmarks.report $(RESULTS)/benchmark.json

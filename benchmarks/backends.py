@@ -28,7 +28,13 @@ class Unavailable(Exception):
 
 
 # Messages with which the libraries say "no kernel for this here" rather than "this crashed".
-UNAVAILABLE_MESSAGES = ("No viable backend", "No available kernel", "cuDNN is not detected", "out of memory", "RESOURCE_EXHAUSTED")
+UNAVAILABLE_MESSAGES = (
+    "No viable backend",
+    "No available kernel",
+    "cuDNN is not detected",
+    "out of memory",
+    "RESOURCE_EXHAUSTED",
+)
 
 
 @dataclass(frozen=True)
@@ -110,7 +116,7 @@ def _torch(case: Case, inputs: dict[str, Any], sdpa_backend: str | None = None) 
         call = lambda: torch.softmax(t["x"], dim=-1)  # noqa: E731
     elif case.component == "layer_norm":
         D = case.size["D"]
-        call = lambda: F.layer_norm(t["x"], (D,), t["gamma"], t["beta"], 1e-5)  # noqa: E731
+        call = lambda: F.layer_norm(t["x"], (D,), t["gamma"], t["beta"], t["eps"])  # noqa: E731
     elif case.component == "sinusoidal_positional_encoding":
         device = torch.device(dev)
         call = lambda: positional_encoding_table(t["T"], t["D"], 10000.0, case.dtype, device)  # noqa: E731
@@ -153,7 +159,7 @@ def _jax(case: Case, inputs: dict[str, Any], implementation: str | None = None) 
         import flax.linen as nn
 
         x, g, b = put(inputs["x"]), put(inputs["gamma"]), put(inputs["beta"])
-        ln = nn.LayerNorm(epsilon=1e-5, dtype=x.dtype, param_dtype=x.dtype)  # as the jax adapter maps it
+        ln = nn.LayerNorm(epsilon=inputs["eps"], dtype=x.dtype, param_dtype=x.dtype)  # as the jax adapter maps it
         fn = jax.jit(lambda x, g, b: ln.apply({"params": {"scale": g, "bias": b}}, x))
         return Prepared(lambda: fn(x, g, b), sync, np.asarray, "jax")
     if case.component == "sinusoidal_positional_encoding":
@@ -172,16 +178,20 @@ BACKENDS: tuple[Backend, ...] = (
     Backend("numpy", "numpy", (ATTENTION, *_ROW_WISE), ("cpu",), _numpy),
     Backend("torch", "torch", (ATTENTION, *_ROW_WISE), ("cpu", "cuda"), _torch),
     *(
-        Backend(f"torch-sdpa-{b.lower().removesuffix('_attention')}", "torch", (ATTENTION,), ("cpu", "cuda"), partial(_torch, sdpa_backend=b))
+        Backend(
+            f"torch-sdpa-{b.lower().removesuffix('_attention')}",
+            "torch",
+            (ATTENTION,),
+            ("cpu", "cuda"),
+            partial(_torch, sdpa_backend=b),
+        )
         for b in ("MATH", "FLASH_ATTENTION", "EFFICIENT_ATTENTION", "CUDNN_ATTENTION")
     ),
     Backend("jax", "jax", (ATTENTION, *_ROW_WISE), ("cpu", "cuda"), _jax),
     *(Backend(f"jax-dpa-{i}", "jax", (ATTENTION,), ("cpu", "cuda"), partial(_jax, implementation=i)) for i in ("xla", "cudnn")),
 )
 # The probes of the measured peaks run through torch (and jax for its own matmul peak where it runs).
-PEAK_BACKENDS: tuple[Backend, ...] = (
-    Backend("torch", "torch", ("matmul", "copy"), ("cpu", "cuda"), _torch),
-)
+PEAK_BACKENDS: tuple[Backend, ...] = (Backend("torch", "torch", ("matmul", "copy"), ("cpu", "cuda"), _torch),)
 
 
 def for_case(case: Case) -> list[Backend]:

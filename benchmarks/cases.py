@@ -72,7 +72,7 @@ class Case:
         if self.component == "softmax":
             return {"x": draw(n["R"], n["N"])}
         if self.component == "layer_norm":
-            return {"x": draw(n["R"], n["D"]), "gamma": draw(n["D"]), "beta": draw(n["D"])}
+            return {"x": draw(n["R"], n["D"]), "gamma": draw(n["D"]), "beta": draw(n["D"]), "eps": 1e-5}
         if self.component == "sinusoidal_positional_encoding":
             return {"T": n["T"], "D": n["D"], "dtype": self.dtype}
         if self.component == "matmul":
@@ -102,7 +102,9 @@ class Case:
         return sub, got[idx]
 
 
-def _attention(device: str, dtypes: tuple[str, ...], lengths: tuple[int, ...], head_dims: tuple[int, ...], tokens: int, width: int) -> list[Case]:  # noqa: E501
+def _attention(
+    device: str, dtypes: tuple[str, ...], lengths: tuple[int, ...], head_dims: tuple[int, ...], tokens: int, width: int
+) -> list[Case]:  # noqa: E501
     return [
         Case(ATTENTION, device, dt, (("B", max(tokens // T, 1)), ("H", width // K), ("T", T), ("S", T), ("K", K)), causal)
         for dt in dtypes
@@ -121,10 +123,10 @@ def _memory_bound(device: str, dtype: str, rows: tuple[int, ...], width: int) ->
 
 
 def cpu_sweep() -> list[Case]:
-    """A few minutes on 2 cores: float32 attention to T = 2048, memory-bound ops to 4M elements."""
+    """A few minutes on 2 cores: float32 attention to T = 2048, memory-bound ops to 64M elements."""
     return [
         *_attention("cpu", ("float32",), (128, 256, 512, 1024, 2048), (64,), tokens=2048, width=256),
-        *_memory_bound("cpu", "float32", (256, 1024, 4096), width=1024),
+        *_memory_bound("cpu", "float32", (1024, 4096, 16384, 65536), width=1024),  # to 256 MB: past the caches
     ]
 
 
@@ -140,7 +142,10 @@ def gpu_sweep() -> list[Case]:
 def peak_cases(device: str) -> list[Case]:
     """The probes of the measured peaks: a large matmul per dtype, a large device-to-device copy."""
     if device == "cpu":
-        return [Case("matmul", "cpu", "float32", (("M", 2048), ("N", 2048), ("K", 2048))), Case("copy", "cpu", "float32", (("N", 2**26),))]
+        return [
+            Case("matmul", "cpu", "float32", (("M", 2048), ("N", 2048), ("K", 2048))),
+            Case("copy", "cpu", "float32", (("N", 2**26),)),
+        ]
     n = 8192
     return [
         *(Case("matmul", "cuda", dt, (("M", n), ("N", n), ("K", n))) for dt in ("bfloat16", "float16", "float32")),
