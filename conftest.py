@@ -9,7 +9,11 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, Phase, settings
 
-from adapters import available_builtins, load_adapter
+# JAX would take 75% of a GPU's memory when its backend starts, leaving torch (same process, --device cuda,
+# the benchmarks) to run out: allocate on demand instead. Must precede the first jax import.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
+from adapters import available_builtins, load_adapter  # noqa: E402
 
 # Hypothesis profiles. `ci` is derandomized (the same examples every run) and the default under CI;
 # `dev` is quick and random; `thorough` draws many more examples and free shapes as well as buckets.

@@ -164,8 +164,12 @@ def _jax(case: Case, inputs: dict[str, Any], implementation: str | None = None) 
         return Prepared(lambda: fn(x, g, b), sync, np.asarray, "jax")
     if case.component == "sinusoidal_positional_encoding":
         T, D = inputs["T"], inputs["D"]
-        with jax.default_device(device):
-            return Prepared(lambda: positional_encoding_table(T, D, 10000.0, case.dtype), sync, np.asarray, "jax")
+
+        def table() -> Any:
+            with jax.default_device(device):  # no input to follow: the table is placed by the default device
+                return positional_encoding_table(T, D, 10000.0, case.dtype)
+
+        return Prepared(table, sync, np.asarray, "jax")
     if case.component == "matmul":
         a, b = put(inputs["a"]), put(inputs["b"])
         fn = jax.jit(jnp.matmul)
