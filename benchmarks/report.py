@@ -141,7 +141,8 @@ def tables(rows: list[Row], peaks: dict[tuple[str, str], float]) -> list[str]:
         out += [
             f"### {title}",
             "",
-            f"{unit} (% of the measured peak) and median time per call; exponent: time per sequence ~ length^p",
+            f"{unit} (% of the measured peak{'' if unit == 'TFLOP/s' else '; above 100%: the working set fits in a cache'}) "
+            "and median time per call; exponent: time per sequence ~ length^p",
             "",
         ]
         out += ["| size | " + " | ".join(backends) + " |", "|---|" + "---|" * len(backends)]
