@@ -60,10 +60,6 @@ def _numpy(case: Case, inputs: dict[str, Any]) -> Prepared:
     kwargs = dict(inputs)
     if case.component == ATTENTION and case.causal:
         kwargs["causal"] = "top_left"
-    if case.component == "matmul":
-        fn, kwargs = np.matmul, {}
-        args = (inputs["a"], inputs["b"])
-        return Prepared(lambda: fn(*args), lambda out: out, np.asarray, "numpy")
     return Prepared(lambda: fn(**kwargs), lambda out: out, np.asarray, "numpy")
 
 
@@ -83,7 +79,7 @@ def _torch_numpy(t: Any) -> np.ndarray:
     return t.view(torch.int16).numpy().view(ml_dtypes.bfloat16) if t.dtype == torch.bfloat16 else t.numpy()
 
 
-def _torch_sync(device: str) -> Callable[[Any], Any]:
+def torch_sync(device: str) -> Callable[[Any], Any]:
     import torch
 
     if device == "cuda":
@@ -127,7 +123,7 @@ def _torch(case: Case, inputs: dict[str, Any], sdpa_backend: str | None = None) 
         call = lambda: dst.copy_(t["x"])  # noqa: E731
     else:
         raise Unavailable(f"torch: no benchmark of {case.component}")
-    return Prepared(call, _torch_sync(dev), _torch_numpy, "torch")
+    return Prepared(call, torch_sync(dev), _torch_numpy, "torch")
 
 
 # --- jax --------------------------------------------------------------------------------------------

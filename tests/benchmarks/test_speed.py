@@ -13,7 +13,7 @@ import importlib.util
 import pytest
 
 from benchmarks import timing
-from benchmarks.backends import UNAVAILABLE_MESSAGES, Backend, Prepared, Unavailable, for_case
+from benchmarks.backends import UNAVAILABLE_MESSAGES, Backend, Prepared, Unavailable, for_case, torch_sync
 from benchmarks.cases import Case, cpu_sweep, gpu_sweep, peak_cases
 from benchmarks.check import spot_check
 from benchmarks.machine import device_name
@@ -104,24 +104,20 @@ def test_harness_overhead(benchmark, library: str, device: str) -> None:  # noqa
     """What the harness adds per call: a call that does nothing, synchronised as that library's calls are."""
     if library == "numpy" and device == "cuda":
         pytest.skip("numpy has no GPU")
-    case = Case("copy", device, "float32", (("N", 1),))
     if importlib.util.find_spec(library) is None:
         pytest.skip(f"{library} is not installed")
     if device == "cuda" and not _cuda_available():
         pytest.skip("no CUDA device: GPU points run on a GPU machine")
+    done: object = object()
+    sync = lambda out: out  # noqa: E731
     if library == "torch":
-        from benchmarks.backends import _torch_sync
-
-        sync = _torch_sync(device)
+        sync = torch_sync(device)
     elif library == "jax":
         import jax
 
-        sync = jax.block_until_ready
-    else:
-        sync = lambda out: out  # noqa: E731
-    done = object() if library != "jax" else __import__("jax").numpy.zeros(1)
+        sync, done = jax.block_until_ready, jax.numpy.zeros(1)  # an array on the default device, already computed
     prepared = Prepared(lambda: done, sync, lambda out: out, library)
     benchmark.pedantic(lambda: prepared.sync(prepared.call()), rounds=2000, iterations=1, warmup_rounds=timing.WARMUP_ROUNDS)
     benchmark.extra_info.update(
-        component="harness_overhead", backend=library, library=library, device=case.device, device_name=device_name(device)
+        component="harness_overhead", backend=library, library=library, device=device, device_name=device_name(device)
     )
