@@ -17,7 +17,8 @@ import time
 import timeit
 from typing import Any
 
-from benchmarks.backends import Prepared
+from benchmarks.backends import UNAVAILABLE_MESSAGES, Backend, Prepared, Unavailable
+from benchmarks.cases import Case
 
 MIN_ROUNDS = 5
 MAX_ROUNDS = 2000
@@ -30,6 +31,22 @@ def timed_once(prepared: Prepared) -> tuple[float, Any]:
     out = prepared.call()
     prepared.sync(out)
     return time.perf_counter() - t0, out
+
+
+def first_call(backend: Backend, case: Case, inputs: dict[str, Any]) -> tuple[Prepared, float, Any]:
+    """Prepare ``backend`` for ``case`` and make its first call (compilation, autotuning, lazy init), timed
+    apart: (prepared, seconds, output). A library saying it has no kernel for this here (or no memory)
+    raises Unavailable; any other exception propagates, so a crashing backend fails its own test."""
+    try:
+        prepared = backend.prepare(case, inputs)
+        seconds, out = timed_once(prepared)
+    except Unavailable:
+        raise
+    except Exception as e:
+        if any(m in str(e) for m in UNAVAILABLE_MESSAGES) or type(e).__name__ == "OutOfMemoryError":
+            raise Unavailable(f"{backend.name} cannot run {case.id} here: {str(e).splitlines()[0][:200]}") from e
+        raise
+    return prepared, seconds, out
 
 
 def steady_estimate(prepared: Prepared, calls: int = 3) -> float:

@@ -13,7 +13,7 @@ import importlib.util
 import pytest
 
 from benchmarks import timing
-from benchmarks.backends import UNAVAILABLE_MESSAGES, Backend, Prepared, Unavailable, for_case, torch_sync
+from benchmarks.backends import Backend, Prepared, Unavailable, for_case, torch_sync
 from benchmarks.cases import Case, cpu_sweep, gpu_sweep, peak_cases
 from benchmarks.check import spot_check
 from benchmarks.machine import device_name
@@ -48,14 +48,9 @@ def _prepare(case: Case, backend: Backend) -> tuple[Prepared, float, object, dic
         pytest.skip("no CUDA device: GPU points run on a GPU machine")
     inputs = case.inputs()
     try:
-        prepared = backend.prepare(case, inputs)
-        first_s, out = timing.timed_once(prepared)  # compile / autotune / lazy init: excluded
+        prepared, first_s, out = timing.first_call(backend, case, inputs)  # compile / autotune / lazy init: excluded
     except Unavailable as e:
         pytest.skip(str(e))
-    except Exception as e:  # a library saying "no kernel for this here" is a skip; anything else fails
-        if any(m in str(e) for m in UNAVAILABLE_MESSAGES) or type(e).__name__ == "OutOfMemoryError":
-            pytest.skip(f"{backend.name} cannot run {case.id} here: {str(e).splitlines()[0][:200]}")
-        raise
     return prepared, first_s, out, inputs
 
 
