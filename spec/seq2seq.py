@@ -13,7 +13,6 @@ error_scale: weights 1 + the largest |score| bound; context max|h|; decoders (1 
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -21,8 +20,8 @@ from hypothesis import strategies as st
 
 from reference.seq2seq import attention_decoder
 from spec.core import BadInput, Component, Property, Subject, matches_reference
-from spec.dtypes import FLOAT32, FLOAT64, DType
-from spec.recurrent import cell_params
+from spec.dtypes import DType
+from spec.recurrent import DEFAULT_RUN_DTYPES, cell_params
 from spec.strategies import VOCAB, arrays, normal_params, seeds, token_ids
 from spec.tolerance import cast_floats, compare
 
@@ -224,6 +223,7 @@ _wider_s0 = _with(decoder_inputs, s0=lambda i: np.concatenate([i["s0"], i["s0"][
 ADDITIVE_ATTENTION_WEIGHTS = Component(
     name="additive_attention_weights",
     family="seq2seq",
+    dtypes=DEFAULT_RUN_DTYPES,  # as spec/recurrent.py explains
     signature="additive_attention_weights(s_prev, h, params, mask=None) -> alpha",
     shapes="s_prev (B, N), h (B, S, Dh), W (N, A), U (Dh, A), v (A,), mask (B, S) -> (B, S)",
     error_scale=_weights_scale,
@@ -247,6 +247,7 @@ ADDITIVE_ATTENTION_WEIGHTS = Component(
 MULTIPLICATIVE_ATTENTION_WEIGHTS = Component(
     name="multiplicative_attention_weights",
     family="seq2seq",
+    dtypes=DEFAULT_RUN_DTYPES,  # as spec/recurrent.py explains
     signature="multiplicative_attention_weights(s, h, params, score='dot', mask=None) -> alpha",
     shapes="s (B, N), h (B, S, Dh), general W (N, Dh), concat W (N + Dh, A), v (A,) -> (B, S)",
     error_scale=_weights_scale,
@@ -274,6 +275,7 @@ MULTIPLICATIVE_ATTENTION_WEIGHTS = Component(
 ATTENTION_CONTEXT = Component(
     name="attention_context",
     family="seq2seq",
+    dtypes=DEFAULT_RUN_DTYPES,  # as spec/recurrent.py explains
     signature="attention_context(weights, h) -> sum_j alpha_j h_j",
     shapes="weights (B, S), h (B, S, Dh) -> (B, Dh)",
     error_scale=lambda inputs: float(_abs(inputs["h"]).max()),
@@ -293,6 +295,7 @@ ATTENTION_CONTEXT = Component(
 ATTENTIONAL_HIDDEN = Component(
     name="attentional_hidden",
     family="seq2seq",
+    dtypes=DEFAULT_RUN_DTYPES,  # as spec/recurrent.py explains
     signature="attentional_hidden(context, s, w_c) -> tanh([c; s] W_c)",
     shapes="context (B, Dh), s (B, N), W_c (Dh + N, N) -> (B, N)",
     error_scale=lambda i: 1.0 + float((np.concatenate([_abs(i["context"]), _abs(i["s"])], 1) @ _abs(i["w_c"])).max()),
@@ -303,6 +306,7 @@ ATTENTIONAL_HIDDEN = Component(
 ATTENTION_DECODER = Component(
     name="attention_decoder",
     family="seq2seq",
+    dtypes=DEFAULT_RUN_DTYPES,  # as spec/recurrent.py explains
     signature="attention_decoder(tgt_in, memory, s0, params, attention='bahdanau', src_lengths=None) -> logits",
     shapes="tgt_in (B, T) int, memory (B, S, Dh), s0 (B, N) -> (B, T, V)",
     error_scale=_decoder_scale,
@@ -318,6 +322,7 @@ ATTENTION_DECODER = Component(
 FREE_RUNNING_DECODER = Component(
     name="free_running_decoder",
     family="seq2seq",
+    dtypes=DEFAULT_RUN_DTYPES,  # as spec/recurrent.py explains
     signature="free_running_decoder(memory, s0, params, attention='bahdanau', bos=1, steps=1, src_lengths=None) -> logits",
     shapes="memory (B, S, Dh), s0 (B, N) -> (B, steps, V)",
     error_scale=_decoder_scale,
@@ -337,24 +342,4 @@ FREE_RUNNING_DECODER = Component(
             _with(_free_inputs, s0=lambda i: np.concatenate([i["s0"], i["s0"][:, :1]], axis=1)),
         ),
     ),
-)
-
-# float64 and float32 in the default run, as spec/recurrent.py explains.
-(
-    ADDITIVE_ATTENTION_WEIGHTS,
-    MULTIPLICATIVE_ATTENTION_WEIGHTS,
-    ATTENTION_CONTEXT,
-    ATTENTIONAL_HIDDEN,
-    ATTENTION_DECODER,
-    FREE_RUNNING_DECODER,
-) = (
-    replace(c, dtypes=(FLOAT64, FLOAT32))
-    for c in (
-        ADDITIVE_ATTENTION_WEIGHTS,
-        MULTIPLICATIVE_ATTENTION_WEIGHTS,
-        ATTENTION_CONTEXT,
-        ATTENTIONAL_HIDDEN,
-        ATTENTION_DECODER,
-        FREE_RUNNING_DECODER,
-    )
 )
