@@ -31,6 +31,6 @@ bench:
 	$(PYTHON) -c "import torch, jax, flax, pytest_benchmark, matplotlib" 2>/dev/null || $(MAKE) install
 	$(eval RESULTS := results/$(shell $(PYTHON) -m benchmarks.machine))
 	mkdir -p $(RESULTS)
-	$(PYTEST) tests/benchmarks -m benchmark -p no:xdist -p no:randomly --benchmark-json=$(RESULTS)/benchmark.json \
+	$(PYTEST) tests/benchmarks -m benchmark -p no:xdist --benchmark-json=$(RESULTS)/benchmark.json \
 		--benchmark-columns=median,iqr,rounds --benchmark-sort=name $(ARGS)
 	$(PYTHON) -m benchmarks.report $(RESULTS)/benchmark.json
