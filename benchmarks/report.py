@@ -138,11 +138,12 @@ def tables(rows: list[Row], peaks: dict[tuple[str, str], float]) -> list[str]:
             if members[0].component == "scaled_dot_product_attention"
             else f"{key[2]}, {key[0]}, {key[1]}"
         )
+        attention = unit == "TFLOP/s"
         out += [
             f"### {title}",
             "",
-            f"{unit} (% of the measured peak{'' if unit == 'TFLOP/s' else '; above 100%: the working set fits in a cache'}) "
-            "and median time per call; exponent: time per sequence ~ length^p",
+            f"{unit} (% of the measured peak{'' if attention else '; above 100%: the working set fits in a cache'}) "
+            f"and median time per call; exponent: {'time per sequence ~ T^p' if attention else 'time ~ rows^p'}",
             "",
         ]
         out += ["| size | " + " | ".join(backends) + " |", "|---|" + "---|" * len(backends)]
@@ -285,7 +286,7 @@ def _panel(ax: Any, members: list[Row], what: str, peaks: dict, key: tuple, kind
     if what == "time":
         ax.set_yscale("log")
     unit = "TFLOP/s" if sample.bound == "compute" else "GB/s"
-    ax.set_ylabel(unit if what == "throughput" else "seconds per sequence")
+    ax.set_ylabel(unit if what == "throughput" else ("seconds per sequence" if kind == "attention" else "seconds"))
     ax.set_xlabel("sequence length T = S" if kind == "attention" else "rows")
     ax.set_title(f"K = {key[0]}, {'causal' if key[1] else 'not causal'}" if kind == "attention" else str(key[0]))
     ax.grid(True, which="both", alpha=0.3)
