@@ -28,7 +28,7 @@ class HFMarianAdapter:
     deviations: dict[str, str] = {}
 
     def __init__(self, implementation: str = "eager", device: str = "cpu"):
-        torch_adapter = TorchAdapter(device)
+        self._torch = torch_adapter = TorchAdapter(device)
         self.device, self._t, self._np = torch_adapter.device, torch_adapter._t, torch_adapter._np
         self.implementation, self.name = implementation, f"hf-{implementation}"
         if implementation == "eager":
@@ -42,6 +42,10 @@ class HFMarianAdapter:
     def on_device(self, device: str) -> HFMarianAdapter:
         return HFMarianAdapter(self.implementation, device)
 
+    def vjp(self, component: str, inputs: Mapping, cotangent: np.ndarray, wrt: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """torch.autograd through HF's own module (the torch adapter's machinery, HF's forward)."""
+        return self._torch.vjp_of(getattr(self, component), component, inputs, cotangent, wrt)
+
     def multi_head_attention(self, query, key, value, params: Mapping[str, np.ndarray], num_heads: int, mask=None, causal=None):  # noqa: ANN001, ANN201, E501
         B, T, D = query.shape
         if key is not value:
@@ -52,18 +56,15 @@ class HFMarianAdapter:
         dtype = self._t(query[:0]).dtype
         attention = MarianAttention(D, num_heads, dropout=0.0, bias=True, config=config).to(self.device, dtype).eval()
         zeros = np.zeros(D, dtype=query.dtype)
-        with torch.no_grad():
-            for n, layer in (
-                ("q", attention.q_proj),
-                ("k", attention.k_proj),
-                ("v", attention.v_proj),
-                ("o", attention.out_proj),
-            ):
-                layer.weight.copy_(self._t(np.ascontiguousarray(params[f"w_{n}"].T)))  # torch stores W^T
-                layer.bias.copy_(self._t(params.get(f"b_{n}", zeros)))
-            bias = self._bias(mask, causal, T, S, query.dtype)
-            kwargs = {} if key is query else {"key_value_states": self._t(key)}
-            out, _ = attention(self._t(query), attention_mask=bias, **kwargs)
+        # nn.Linear stores W^T; the weights go in through functional_call, so vjp() differentiates them in place
+        weights = {}
+        for n, layer in (("q", "q_proj"), ("k", "k_proj"), ("v", "v_proj"), ("o", "out_proj")):
+            weights[f"{layer}.weight"] = self._t(params[f"w_{n}"]).T  # (D_out, D_in)
+            weights[f"{layer}.bias"] = self._t(params.get(f"b_{n}", zeros))
+        bias = self._bias(mask, causal, T, S, query.dtype)
+        kwargs = {"attention_mask": bias} | ({} if key is query else {"key_value_states": self._t(key)})
+        with self._torch._no_grad():
+            out, _ = torch.func.functional_call(attention, weights, (self._t(query),), kwargs)
         return self._np(out)
 
     def _bias(self, mask: np.ndarray | None, causal: str | None, T: int, S: int, dtype: np.dtype) -> torch.Tensor | None:

@@ -52,7 +52,7 @@ def vjp(component: str, inputs: dict, cotangent: np.ndarray, wrt: tuple[str, ...
     it is checked against (one coordinate vs one random direction), so agreement tests the harness."""
     import reference
     from spec.core import Unsupported
-    from spec.gradients import get_path, set_path
+    from spec.gradients import alias_paths, get_path, set_paths
     from spec.tolerance import cast_floats
 
     if any(get_path(inputs, p).dtype == np.float64 for p in wrt):
@@ -67,6 +67,7 @@ def vjp(component: str, inputs: dict, cotangent: np.ndarray, wrt: tuple[str, ...
     c = np.asarray(cotangent, dtype=wide)
     grads = {}
     for path in wrt:
+        aliases = alias_paths(inputs, path)  # one array used as query, key and value moves in every use
         base = get_path(x, path)
         finite = base[np.isfinite(base)]
         e = np.cbrt(np.finfo(wide).eps / 2) * max(1.0, float(np.abs(finite).max()) if finite.size else 1.0)
@@ -76,7 +77,7 @@ def vjp(component: str, inputs: dict, cotangent: np.ndarray, wrt: tuple[str, ...
                 continue  # a -inf mask entry: no derivative (0)
             step = np.zeros(base.shape, wide)
             step[i] = e
-            plus, minus = fn(**set_path(x, path, base + step)), fn(**set_path(x, path, base - step))
+            plus, minus = fn(**set_paths(x, aliases, base + step)), fn(**set_paths(x, aliases, base - step))
             g[i] = (c * (np.asarray(plus, wide) - np.asarray(minus, wide))).sum() / (2 * e)
         grads[path] = g.astype(get_path(inputs, path).dtype)
     return grads

@@ -80,22 +80,29 @@ class TorchAdapter(TorchSeq2Seq):
     ) -> dict[str, np.ndarray]:
         """torch.autograd: the component's own forward, run with the inputs named in ``wrt`` (paths such as
         "q" or "params.w_q") as leaves, and the gradient of <cotangent, output> with respect to each."""
+        return self.vjp_of(getattr(self, component), component, inputs, cotangent, wrt)
+
+    def vjp_of(
+        self, forward: Any, component: str, inputs: Mapping[str, Any], cotangent: np.ndarray, wrt: tuple[str, ...]
+    ) -> dict[str, np.ndarray]:
+        """vjp() of any forward that converts through this adapter's _t / _np (a third party's torch module
+        too: adapters/hf_adapter.py)."""
         from spec.gradients import get_path
 
         arrays = {path: get_path(inputs, path) for path in wrt}
         self._leaves = {id(a): self._plain(a).requires_grad_() for a in arrays.values()}
         self._output = None
         try:
-            getattr(self, component)(**inputs)
+            forward(**inputs)
             out, leaves = self._output, [self._leaves[id(a)] for a in arrays.values()]
         finally:
             self._leaves = None
         if out is None or not out.requires_grad:
-            raise Unsupported(f"torch adapter's {component} does not carry {wrt} to its output differentiably")
+            raise Unsupported(f"{component} does not carry {wrt} to its output differentiably")
         grads = torch.autograd.grad(out, leaves, grad_outputs=self._plain(cotangent), allow_unused=True)
         missing = [p for p, g in zip(arrays, grads, strict=True) if g is None]
         if missing:
-            raise Unsupported(f"torch adapter's {component} does not carry {missing} to its output differentiably")
+            raise Unsupported(f"{component} does not carry {missing} to its output differentiably")
         return {p: self._np(g) for p, g in zip(arrays, grads, strict=True)}
 
     def _plain(self, a: np.ndarray) -> torch.Tensor:

@@ -108,7 +108,8 @@ def multi_head_attention_vjp(
 ) -> Grads:
     """MultiHead = Concat(heads) W_o + b_o, heads = SDPA(query W_q + b_q, key W_k + b_k, value W_v + b_v):
     the output projection's VJP, then SDPA's (both forms, the larger magnitude), then the input projections'.
-    Gradients for query, key, value and W_q, W_k, W_v, W_o (key and value distinct arrays from query)."""
+    Gradients for query, key, value and W_q, W_k, W_v, W_o, one per use: for self-attention (one array
+    passed three times) the gradient of that array is their sum (spec/gradients.py, alias_paths)."""
     dt, H = query.dtype, num_heads
     w = {n: params[n].astype(dt) for n in ("w_q", "w_k", "w_v", "w_o")}
     proj = {}

@@ -66,7 +66,7 @@ VJP_PROPERTIES: dict[str, Property] = {
         ("none", "additive", "padding", "causal_top_left"),
     ),
     "multi_head_attention": vjp_property(
-        _mha, lambda v: _MHA_WRT if v.startswith("cross") else _MHA_WRT[:1] + _MHA_WRT[3:], ("cross", "cross+padding")
+        _mha, lambda v: _MHA_WRT if v.startswith("cross") else _MHA_WRT[:1] + _MHA_WRT[3:], ("self", "cross", "cross+padding")
     ),
     "layer_norm": vjp_property(_plain(layers._ln_draw_for("layer_norm")), _fixed("x", "gamma", "beta")),
     "position_wise_ffn": vjp_property(

@@ -58,10 +58,25 @@ def get_path(inputs: Mapping[str, Any], path: str) -> Any:
     return value
 
 
+def alias_paths(inputs: Mapping[str, Any], path: str) -> tuple[str, ...]:
+    """path and every top-level input that is the very same array (self-attention passes query as key and
+    value): an adapter differentiates that array once, through every use, so the oracle moves every use."""
+    target = get_path(inputs, path)
+    return (path, *(k for k, v in inputs.items() if k != path and v is target))
+
+
 def set_path(inputs: Mapping[str, Any], path: str, new: Any) -> dict[str, Any]:
     """A copy of inputs with the value at path replaced (dicts along the path copied, the rest shared)."""
     head, _, rest = path.partition(".")
     return {**inputs, head: set_path(inputs[head], rest, new) if rest else new}
+
+
+def set_paths(inputs: Mapping[str, Any], paths: tuple[str, ...], new: Any) -> dict[str, Any]:
+    """set_path for each of paths (an array and its aliases), all to the same new value."""
+    out = dict(inputs)
+    for path in paths:
+        out = set_path(out, path, new)
+    return out
 
 
 @dataclass(frozen=True)
@@ -135,14 +150,16 @@ class Directional:
 def directional_derivative(
     fn: Callable[..., Any], inputs: Mapping[str, Any], path: str, t: np.ndarray, c: np.ndarray, e: float, scale: float
 ) -> Directional:
-    """Central differences of fn along t at steps e, e/2, e/4, in extended precision, contracted with c."""
+    """Central differences of fn along t at steps e, e/2, e/4, in extended precision, contracted with c.
+    Every alias of path (alias_paths) moves with it."""
+    paths = alias_paths(inputs, path)
     x = cast_floats(dict(inputs), WIDE)
     base = get_path(x, path)
     cw = c.astype(WIDE)
 
     def central(h: float) -> np.ndarray:
         with np.errstate(invalid="ignore", over="ignore"):
-            plus, minus = fn(**set_path(x, path, base + h * t)), fn(**set_path(x, path, base - h * t))
+            plus, minus = fn(**set_paths(x, paths, base + h * t)), fn(**set_paths(x, paths, base - h * t))
             return (np.asarray(plus, WIDE) - np.asarray(minus, WIDE)) / (2 * h)
 
     jvps = [central(e / 2**k) for k in range(3)]
@@ -184,12 +201,16 @@ def directional_check(
     )
     floor = GRAD_ULPS * subject.dtype.unit_roundoff * magnitude * amp
     same_err = 0.0
+    aliases = alias_paths(inputs, path)
     for vjp in VJPS.get(subject.component.name, ()):  # same-precision analytic VJPs, as the forward policy measures
         with np.errstate(all="ignore"):
             grads, mags = vjp(**inputs, cotangent=cotangent)
-        same_err = max(same_err, abs(float((grads[path].astype(np.float64) * t64).sum()) - oracle.value))
+        # an aliased array's gradient is the sum over its uses (query + key + value in self-attention)
+        analytic = sum(float((grads[p].astype(np.float64) * t64).sum()) for p in aliases)
+        same_err = max(same_err, abs(analytic - oracle.value))
         # the running error bound of the analytic algorithm: what the backward pass rounds at
-        floor = max(floor, GRAD_ULPS * subject.dtype.unit_roundoff * float((mags[path] * np.abs(t64)).sum()))
+        rounding = sum(float((mags[p] * np.abs(t64)).sum()) for p in aliases)
+        floor = max(floor, GRAD_ULPS * subject.dtype.unit_roundoff * rounding)
     allowed = GRAD_MULTIPLIER * same_err + floor + ORACLE_MULT * oracle.error
     bound = GradBound(allowed, oracle.error, floor, subject.dtype.name, same_err)
     what = f"<vjp wrt {path}, t> vs the oracle's central difference along t"

@@ -123,6 +123,18 @@ class BrokenJaxBackward(JaxAdapter):
         return self._np(attention(self._j(q), self._j(k), self._j(v)))
 
 
+class SelfAttentionGradientViaQueryOnly(TorchAdapter):
+    """Self-attention whose gradient reaches the shared input through its query use only: the forward is
+    right, the key and value uses are cut from the graph (a copy), as a kernel that fuses Q/K/V might."""
+
+    name = "self_attention_gradient_via_query_only"
+
+    def multi_head_attention(self, query, key, value, params, num_heads, mask=None, causal=None):  # noqa: ANN001, ANN201
+        if key is query and value is query and self._leaves is not None:
+            key = value = query.copy()  # the same numbers, no longer the differentiated leaf
+        return super().multi_head_attention(query, key, value, params, num_heads, mask, causal)
+
+
 _CHECKS = {
     "dq_without_scale": ("vjp_matches_finite_differences", "none", "float32"),
     "dk_transposed": ("vjp_matches_finite_differences", "none", "float64"),
@@ -140,4 +152,5 @@ CAUGHT_BY = [
         "float32",
     ),
     (BrokenSoftmaxBackward(), "softmax", "gradient_rows_sum_to_zero", None, "float32"),
+    (SelfAttentionGradientViaQueryOnly(), "multi_head_attention", "vjp_matches_finite_differences", "self", "float32"),
 ]
