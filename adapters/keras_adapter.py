@@ -43,7 +43,12 @@ class KerasAdapter:
                 "'float32' for float64 inputs: float64 attention gets float32 accuracy (8e-9 on outputs of 0.1). "
                 "Reproduce: keras.ops.dot_product_attention(x, x, x).dtype == float32 for a float64 x"
             )
-            for p in ("matches_reference", "single_head_is_projected_attention", "batch_equals_items")
+            for p in (
+                "matches_reference",
+                "single_head_is_projected_attention",
+                "batch_equals_items",
+                "vjp_matches_finite_differences",
+            )
         },
     }
 
@@ -65,23 +70,61 @@ class KerasAdapter:
             raise Unsupported("keras's attention_mask has no head axis: a per-head mask cannot be expressed")
         return allowed[:, 0]  # (B, T, S)
 
-    def multi_head_attention(self, query, key, value, params: Mapping[str, np.ndarray], num_heads: int, mask=None, causal=None):  # noqa: ANN001, ANN201, E501
-        B, T, D = query.shape
-        S = key.shape[1]
+    def _layer(self, query: np.ndarray, key: np.ndarray, value: np.ndarray, num_heads: int) -> Any:
+        D = query.shape[-1]
         if D % num_heads:
             raise ValueError(f"D={D} is not divisible by H={num_heads}")
-        H, K = num_heads, D // num_heads
-        layer = keras.layers.MultiHeadAttention(num_heads=H, key_dim=K, value_dim=K, dtype=np.dtype(query.dtype).name)
+        K = D // num_heads
+        layer = keras.layers.MultiHeadAttention(num_heads=num_heads, key_dim=K, value_dim=K, dtype=np.dtype(query.dtype).name)
         layer.build(query.shape, value.shape, key.shape)
-        zeros = np.zeros(D, dtype=query.dtype)
+        return layer
+
+    @staticmethod
+    def _weights(params: Mapping[str, Any], D: int, H: int, dtype: np.dtype) -> list[Any]:
+        """The canonical weights in keras's order (query, key, value, output), shaped as its EinsumDense kernels."""
+        K, zeros = D // H, np.zeros(D, dtype=dtype)
         weights: list[Any] = []
-        for n in ("q", "k", "v"):  # keras's weight order: query, key, value, then the output projection
+        for n in ("q", "k", "v"):
             weights += [params[f"w_{n}"].reshape(D, H, K), params.get(f"b_{n}", zeros).reshape(H, K)]
-        weights += [params["w_o"].reshape(H, K, D), params.get("b_o", zeros)]
-        layer.set_weights(weights)  # raises on a shape mismatch
-        attention_mask = self._mask(mask, causal, B, H, T, S)
+        return [*weights, params["w_o"].reshape(H, K, D), params.get("b_o", zeros)]
+
+    def multi_head_attention(self, query, key, value, params: Mapping[str, np.ndarray], num_heads: int, mask=None, causal=None):  # noqa: ANN001, ANN201, E501
+        B, T, D = query.shape
+        layer = self._layer(query, key, value, num_heads)
+        layer.set_weights(self._weights(params, D, num_heads, query.dtype))  # raises on a shape mismatch
+        attention_mask = self._mask(mask, causal, B, num_heads, T, key.shape[1])
         out = layer(query, value, key=key, attention_mask=attention_mask)
         return np.asarray(keras.ops.convert_to_numpy(out))
+
+    def vjp(
+        self, component: str, inputs: Mapping[str, Any], cotangent: np.ndarray, wrt: tuple[str, ...]
+    ) -> dict[str, np.ndarray]:
+        """jax.vjp through keras's own layer, called statelessly (Layer.stateless_call) with the weights as
+        traced arguments. jax backend only; an array passed as query, key and value is traced once."""
+        if component != "multi_head_attention" or keras.backend.backend() != "jax":
+            raise Unsupported("keras vjp: multi_head_attention on the jax backend only")
+        import jax
+        import jax.numpy as jnp
+
+        from spec.gradients import get_path
+
+        query, key, value, params, H = (inputs[n] for n in ("query", "key", "value", "params", "num_heads"))
+        B, T, D = query.shape
+        layer = self._layer(query, key, value, H)
+        attention_mask = self._mask(inputs.get("mask"), inputs.get("causal"), B, H, T, key.shape[1])
+
+        def forward(*arrays: Any) -> Any:
+            x = dict(zip(wrt, arrays, strict=True))
+            q = x.get("query", query)
+            k = q if key is query else x.get("key", key)
+            v = k if value is key else x.get("value", value)
+            p = {n: x.get(f"params.{n}", w) for n, w in params.items()}
+            out, _ = layer.stateless_call(self._weights(p, D, H, query.dtype), [], q, v, key=k, attention_mask=attention_mask)
+            return out
+
+        out, pullback = jax.vjp(forward, *(jnp.asarray(get_path(inputs, p)) for p in wrt))
+        grads = pullback(jnp.asarray(cotangent, dtype=out.dtype))
+        return {p: np.asarray(g) for p, g in zip(wrt, grads, strict=True)}
 
 
 adapter = KerasAdapter()
