@@ -49,6 +49,11 @@ class Adapter:
     name: str
     namespace: Any
     deviations: Mapping[str, str] = field(default_factory=dict)
+    key: str = ""  # what --adapter said: a built-in's name or module:object (test ids carry it)
+
+    def __post_init__(self) -> None:
+        if not self.key:
+            object.__setattr__(self, "key", self.name)
 
     def function(self, component: str) -> Callable[..., Any] | None:
         fn = getattr(self.namespace, component, None)
@@ -101,4 +106,4 @@ def load_adapter(spec: str, device: str = "cpu") -> Adapter:
         except Exception as e:  # e.g. --device cuda on a machine without one
             raise ValueError(f"adapter {spec!r} cannot run on {device}: {type(e).__name__}: {e}") from e
     name = getattr(namespace, "name", None) or spec
-    return Adapter(str(name), namespace, dict(getattr(namespace, "deviations", {}) or {}))
+    return Adapter(str(name), namespace, dict(getattr(namespace, "deviations", {}) or {}), key=spec)

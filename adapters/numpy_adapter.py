@@ -47,37 +47,12 @@ deviations: dict[str, str] = {}
 
 
 def vjp(component: str, inputs: dict, cotangent: np.ndarray, wrt: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """The finite-difference self-check: the full gradient by central differences of the reference, one
-    coordinate at a time, in extended precision. It shares no code path with the directional oracle
-    it is checked against (one coordinate vs one random direction), so agreement tests the harness."""
+    """Reverse-mode derivatives of the reference itself in the test dtype (reference/autodiff.py, autograd).
+    Checked against the finite differences of the oracle like any adapter's, this tests the harness:
+    autograd's rules, the oracle's differences and the aliasing of one array used several times."""
     import reference
-    from spec.core import Unsupported
-    from spec.gradients import alias_paths, get_path, set_paths
-    from spec.tolerance import cast_floats
+    from reference import autodiff
+    from spec.gradients import alias_paths
 
-    if any(get_path(inputs, p).dtype == np.float64 for p in wrt):
-        # a central difference in x87 extended precision is good to ~1e-13 relative: coarser than the
-        # float64 gradient bound, so the self-check runs at float32 (differences in extended precision)
-        raise Unsupported("the finite-difference self-check runs at float32 only")
-    if inputs.get("activation") == "relu":
-        raise Unsupported("coordinate-wise differences of a ReLU network can straddle its kinks")
-    wide = np.longdouble
-    fn = getattr(reference, component)
-    x = cast_floats(dict(inputs), np.dtype(wide))
-    c = np.asarray(cotangent, dtype=wide)
-    grads = {}
-    for path in wrt:
-        aliases = alias_paths(inputs, path)  # one array used as query, key and value moves in every use
-        base = get_path(x, path)
-        finite = base[np.isfinite(base)]
-        e = np.cbrt(np.finfo(wide).eps / 2) * max(1.0, float(np.abs(finite).max()) if finite.size else 1.0)
-        g = np.zeros(base.shape, wide)
-        for i in np.ndindex(base.shape):
-            if not np.isfinite(base[i]):
-                continue  # a -inf mask entry: no derivative (0)
-            step = np.zeros(base.shape, wide)
-            step[i] = e
-            plus, minus = fn(**set_paths(x, aliases, base + step)), fn(**set_paths(x, aliases, base - step))
-            g[i] = (c * (np.asarray(plus, wide) - np.asarray(minus, wide))).sum() / (2 * e)
-        grads[path] = g.astype(get_path(inputs, path).dtype)
-    return grads
+    groups = tuple(alias_paths(inputs, p) for p in wrt)
+    return dict(zip(wrt, autodiff.vjp(getattr(reference, component), inputs, cotangent, groups), strict=True))

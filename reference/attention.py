@@ -18,7 +18,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from reference.masks import causal_mask
-from spec.shapes import check_attention, check_multi_head
+from reference.checks import check_attention, check_multi_head, is_array
 
 
 def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -32,7 +32,7 @@ def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     -inf entries are masked and get exactly 0. A row of only -inf gets 0 everywhere (the
     fully-masked-row convention), where a naive softmax returns NaN.
     """
-    if not isinstance(x, np.ndarray) or (x.dtype.kind != "f" and x.dtype.name != "bfloat16"):
+    if not is_array(x) or (x.dtype.kind != "f" and x.dtype.name != "bfloat16"):
         raise ValueError(f"softmax: x must be a floating NumPy array; got {type(x).__name__} {getattr(x, 'dtype', '')}")
     if x.ndim == 0 or not -x.ndim <= axis < x.ndim:
         raise ValueError(f"softmax: axis must index one of x's axes; got axis={axis} for shape {x.shape}")
@@ -125,13 +125,13 @@ def multi_head_attention(
         y = _matmul(x, params[w].astype(x.dtype))  # (B, L, D)
         if params.get(b) is not None:
             y = y + params[b].astype(x.dtype)
-        return y.reshape(B, L, H, K).transpose(0, 2, 1, 3)  # (B, H, L, K)
+        return y.reshape(B, L, H, K).transpose((0, 2, 1, 3))  # (B, H, L, K)
 
     q = project(query, "w_q", "b_q", T)  # (B, H, T, K)
     k = project(key, "w_k", "b_k", S)  # (B, H, S, K)
     v = project(value, "w_v", "b_v", S)  # (B, H, S, K)
     context = scaled_dot_product_attention(q, k, v, mask=mask, causal=causal)  # (B, H, T, K)
-    context = context.transpose(0, 2, 1, 3).reshape(B, T, D)  # (B, T, D): heads concatenated
+    context = context.transpose((0, 2, 1, 3)).reshape(B, T, D)  # (B, T, D): heads concatenated
     out = _matmul(context, params["w_o"].astype(query.dtype))  # (B, T, D)
     if params.get("b_o") is not None:
         out = out + params["b_o"].astype(query.dtype)

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from reference.checks import is_array
+
 
 def _check(component: str, logprobs: np.ndarray, bos: int, eos: int, max_len: int) -> None:
-    if not isinstance(logprobs, np.ndarray) or logprobs.ndim != 2 or logprobs.shape[0] != logprobs.shape[1] or logprobs.size == 0:
+    if not is_array(logprobs) or logprobs.ndim != 2 or logprobs.shape[0] != logprobs.shape[1] or logprobs.size == 0:
         raise ValueError(f"{component}: logprobs must be a square table (V, V); got {getattr(logprobs, 'shape', None)}")
     V = logprobs.shape[0]
     if not (0 <= bos < V and 0 <= eos < V):

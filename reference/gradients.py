@@ -88,12 +88,12 @@ def scaled_dot_product_attention_vjp(
 
 def _heads(x: np.ndarray, H: int) -> np.ndarray:
     B, L, D = x.shape
-    return x.reshape(B, L, H, D // H).transpose(0, 2, 1, 3)  # (B, H, L, K)
+    return x.reshape(B, L, H, D // H).transpose((0, 2, 1, 3))  # (B, H, L, K)
 
 
 def _merge(x: np.ndarray) -> np.ndarray:
     B, H, L, K = x.shape
-    return x.transpose(0, 2, 1, 3).reshape(B, L, H * K)  # (B, L, D)
+    return x.transpose((0, 2, 1, 3)).reshape(B, L, H * K)  # (B, L, D)
 
 
 def multi_head_attention_vjp(

@@ -4,11 +4,12 @@ LayerNorm, Add & Norm, dropout. Small pure functions, computing in their inputs'
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import numpy as np
 
-from spec.shapes import check_float_array
+from reference.checks import check_float_array, is_array
 
 
 def sinusoidal_positional_encoding(T: int, D: int, base: float = 10000.0, dtype: str = "float64") -> np.ndarray:
@@ -36,7 +37,7 @@ def sinusoidal_positional_encoding(T: int, D: int, base: float = 10000.0, dtype:
 
 def _check_tokens(component: str, tokens: np.ndarray, table: np.ndarray) -> None:
     check_float_array(component, "table", table, 2, "(V, D)")
-    if not isinstance(tokens, np.ndarray) or tokens.dtype.kind not in "iu" or tokens.ndim != 2:
+    if not is_array(tokens) or tokens.dtype.kind not in "iu" or tokens.ndim != 2:
         raise ValueError(
             f"{component}: tokens must be an int array (B, T); "
             f"got {getattr(tokens, 'dtype', type(tokens).__name__)} {getattr(tokens, 'shape', '')}"
@@ -74,6 +75,8 @@ def tied_output_logits(h: np.ndarray, table: np.ndarray) -> np.ndarray:
 
 
 ACTIVATIONS = ("relu", "gelu", "gelu_tanh")
+# The error function, elementwise in float64 (math.erf); reference/autodiff.py gives it its derivative.
+erf = np.vectorize(math.erf, otypes=[np.float64])
 
 
 def _activation(x: np.ndarray, name: str) -> np.ndarray:
@@ -82,9 +85,7 @@ def _activation(x: np.ndarray, name: str) -> np.ndarray:
         return np.maximum(x, x.dtype.type(0))
     x64 = x.astype(np.longdouble if x.dtype == np.longdouble else np.float64)
     if name == "gelu":
-        from math import erf
-
-        phi = 0.5 * (1.0 + np.vectorize(erf)(x64 / np.sqrt(2.0)))
+        phi = 0.5 * (1.0 + erf(x64 / np.sqrt(2.0)))
         return (x64 * phi).astype(x.dtype)
     if name == "gelu_tanh":
         return (0.5 * x64 * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x64 + 0.044715 * x64**3)))).astype(x.dtype)
@@ -96,7 +97,7 @@ def position_wise_ffn(x: np.ndarray, params: Mapping[str, np.ndarray], activatio
 
     x (..., D), W1 (D, F), b1 (F,), W2 (F, D), b2 (D,) -> (..., D).
     """
-    if not isinstance(x, np.ndarray) or x.ndim < 1:
+    if not is_array(x) or x.ndim < 1:
         raise ValueError(f"position_wise_ffn: x must be an array (..., D); got {type(x).__name__}")
     D = x.shape[-1]
     w1, w2 = params.get("w1"), params.get("w2")
@@ -118,7 +119,7 @@ def layer_norm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float = 
     var is the biased variance (divide by D, not D - 1) and eps is inside the square root: torch's
     nn.LayerNorm convention, which flax and the paper's tensor2tensor share.
     """
-    check_float_array("layer_norm", "x", x, x.ndim if isinstance(x, np.ndarray) and x.ndim else 1, "(..., D)")
+    check_float_array("layer_norm", "x", x, x.ndim if is_array(x) and x.ndim else 1, "(..., D)")
     D = x.shape[-1]
     if gamma.shape != (D,) or beta.shape != (D,):
         raise ValueError(f"layer_norm: gamma and beta must be (D,)=({D},); got {gamma.shape}, {beta.shape}")
@@ -132,7 +133,7 @@ def layer_norm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float = 
 
 def add_and_norm(x: np.ndarray, sublayer_out: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float = 1e-5) -> np.ndarray:
     """Post-LN Add & Norm: LayerNorm(x + Sublayer(x))  (Vaswani et al. 2017, 3.1)."""
-    if not isinstance(sublayer_out, np.ndarray) or sublayer_out.shape != getattr(x, "shape", None):
+    if not is_array(sublayer_out) or sublayer_out.shape != getattr(x, "shape", None):
         raise ValueError(
             f"add_and_norm: sublayer_out must have x's shape {getattr(x, 'shape', None)}; "
             f"got {getattr(sublayer_out, 'shape', None)}"

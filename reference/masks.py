@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from spec.shapes import CAUSAL_ALIGNMENTS
+from reference.checks import CAUSAL_ALIGNMENTS
 
 
 def causal_mask(T: int, S: int, alignment: str = "top_left") -> np.ndarray:

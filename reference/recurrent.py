@@ -15,6 +15,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from reference.checks import is_array
+
 from reference.attention import _matmul
 
 GATES = {"rnn": ("h",), "gru": ("z", "r", "n"), "lstm": ("i", "f", "g", "o")}
@@ -46,7 +48,7 @@ def _check_cell(component: str, params: Params, cell: str, E: int) -> int:
 
 
 def _check_float(component: str, name: str, x: object, ndim: int, legend: str) -> None:
-    if not isinstance(x, np.ndarray) or (x.dtype.kind != "f" and x.dtype.name != "bfloat16") or x.ndim != ndim or 0 in x.shape:
+    if not is_array(x) or (x.dtype.kind != "f" and x.dtype.name != "bfloat16") or x.ndim != ndim or 0 in x.shape:
         _fail(component, f"{name} must be a non-empty float array {legend}; got {getattr(x, 'shape', type(x).__name__)}")
 
 
@@ -99,12 +101,12 @@ def _run(x: np.ndarray, params: Params, cell: str, lengths: np.ndarray, reverse:
     B, T, _ = x.shape
     N = params["w_h"].shape[0]
     state = np.zeros((B, 2 * N if cell == "lstm" else N), x.dtype)
-    out = np.zeros((B, T, N), x.dtype)
+    out: list[np.ndarray] = [np.zeros((B, N), x.dtype)] * T
     for t in reversed(range(T)) if reverse else range(T):
         active = (t < lengths)[:, None]  # (B, 1)
         state = np.where(active, recurrent_cell(x[:, t], state, params, cell), state)
-        out[:, t] = np.where(active, state[:, :N], 0)
-    return out, state[:, :N]
+        out[t] = np.where(active, state[:, :N], x.dtype.type(0))  # (B, N)
+    return np.stack(out, axis=1), state[:, :N]  # (B, T, N), (B, N)
 
 
 def _encode(component: str, x: np.ndarray, params: Mapping[str, Params], cell: str, lengths: np.ndarray | None) -> list:

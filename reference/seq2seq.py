@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from reference.checks import is_array
+
 from reference.attention import _matmul, softmax
 from reference.recurrent import _check_float, _check_lengths, _fail, recurrent_cell
 
@@ -24,7 +26,7 @@ def _check_attention(component: str, s: np.ndarray, h: np.ndarray, mask: np.ndar
     _check_float(component, "h", h, 3, "(B, S, Dh)")
     if h.shape[0] != s.shape[0]:
         _fail(component, f"h must be (B, S, Dh) with B={s.shape[0]} as s; got {h.shape}")
-    if mask is not None and (not isinstance(mask, np.ndarray) or mask.dtype != np.bool_ or mask.shape != h.shape[:2]):
+    if mask is not None and (not is_array(mask) or mask.dtype != np.bool_ or mask.shape != h.shape[:2]):
         _fail(component, f"mask must be bool (B, S)={h.shape[:2]} (True = real position); got {getattr(mask, 'shape', mask)}")
 
 
@@ -96,7 +98,7 @@ def attentional_hidden(context: np.ndarray, s: np.ndarray, w_c: np.ndarray) -> n
     _check_float("attentional_hidden", "context", context, 2, "(B, Dh)")
     _check_float("attentional_hidden", "s", s, 2, "(B, N)")
     want = (context.shape[1] + s.shape[1], s.shape[1])
-    if context.shape[0] != s.shape[0] or not isinstance(w_c, np.ndarray) or w_c.shape != want:
+    if context.shape[0] != s.shape[0] or not is_array(w_c) or w_c.shape != want:
         _fail("attentional_hidden", f"w_c must be (Dh + N, N)={want} for batch {s.shape[0]}; got {getattr(w_c, 'shape', w_c)}")
     return np.tanh(_matmul(np.concatenate([context, s], axis=1), w_c.astype(s.dtype)))
 

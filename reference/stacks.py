@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from reference.checks import is_array
+
 from reference.attention import _matmul, multi_head_attention, scaled_dot_product_attention
 from reference.layers import layer_norm, position_wise_ffn
 
@@ -33,7 +35,7 @@ def _residual(x: np.ndarray, sublayer: Any, norm: Params, norm_first: bool, eps:
 
 
 def _check_layer(component: str, x: np.ndarray, params: Params, keys: tuple[str, ...], num_heads: int) -> None:
-    if not isinstance(x, np.ndarray) or x.ndim != 3 or 0 in x.shape:
+    if not is_array(x) or x.ndim != 3 or 0 in x.shape:
         raise ValueError(f"{component}: x must be a non-empty array (B, T, D); got {getattr(x, 'shape', type(x).__name__)}")
     if not isinstance(num_heads, (int, np.integer)) or num_heads < 1 or x.shape[-1] % num_heads:
         raise ValueError(f"{component}: D must be divisible by H = num_heads; got D={x.shape[-1]}, H={num_heads!r}")
@@ -43,7 +45,7 @@ def _check_layer(component: str, x: np.ndarray, params: Params, keys: tuple[str,
 
 
 def _check_memory(component: str, y: np.ndarray, memory: np.ndarray) -> None:
-    if not isinstance(memory, np.ndarray) or memory.ndim != 3 or memory.shape[0] != y.shape[0] or memory.shape[2] != y.shape[2]:
+    if not is_array(memory) or memory.ndim != 3 or memory.shape[0] != y.shape[0] or memory.shape[2] != y.shape[2]:
         raise ValueError(
             f"{component}: memory must be (B, S, D)=({y.shape[0]}, S, {y.shape[2]}); got {getattr(memory, 'shape', None)}"
         )
@@ -152,13 +154,13 @@ def _cached_self_attention(h: np.ndarray, params: Params, num_heads: int, cache:
         y = _matmul(h, params[w].astype(h.dtype))  # (B, 1, D)
         if params.get(b) is not None:
             y = y + params[b].astype(h.dtype)
-        return y.reshape(B, 1, H, K).transpose(0, 2, 1, 3)  # (B, H, 1, K)
+        return y.reshape(B, 1, H, K).transpose((0, 2, 1, 3))  # (B, H, 1, K)
 
     cache["k"] = np.concatenate([cache["k"], project("w_k", "b_k")], axis=2)  # (B, H, t + 1, K)
     cache["v"] = np.concatenate([cache["v"], project("w_v", "b_v")], axis=2)  # (B, H, t + 1, K)
     # no mask: the cache holds the past and the present only, which is what causality allows
     context = scaled_dot_product_attention(project("w_q", "b_q"), cache["k"], cache["v"])  # (B, H, 1, K)
-    out = _matmul(context.transpose(0, 2, 1, 3).reshape(B, 1, D), params["w_o"].astype(h.dtype))  # (B, 1, D)
+    out = _matmul(context.transpose((0, 2, 1, 3)).reshape(B, 1, D), params["w_o"].astype(h.dtype))  # (B, 1, D)
     return out if params.get("b_o") is None else out + params["b_o"].astype(h.dtype)
 
 

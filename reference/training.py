@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from reference.checks import is_array
+
 
 def shift_right(targets: np.ndarray, bos: int, pad: int) -> np.ndarray:
     """Decoder input under teacher forcing: [BOS] + target[:-1]  (Vaswani et al. 2017, 3; Williams & Zipser 1989).
@@ -12,7 +14,7 @@ def shift_right(targets: np.ndarray, bos: int, pad: int) -> np.ndarray:
     whose target is padding gets ``pad`` as input too (it is masked out of the loss anyway), so a
     sequence's real tokens are never shifted into its padded tail.
     """
-    if not isinstance(targets, np.ndarray) or targets.ndim != 2 or targets.dtype.kind not in "iu":
+    if not is_array(targets) or targets.ndim != 2 or targets.dtype.kind not in "iu":
         raise ValueError(
             f"shift_right: targets must be an int array (B, T); "
             f"got {getattr(targets, 'dtype', type(targets).__name__)} {getattr(targets, 'shape', '')}"
@@ -38,9 +40,9 @@ def cross_entropy(logits: np.ndarray, targets: np.ndarray, ignore_index: int = -
     positions, which contribute nothing. logits (N, V) or (B, T, V), targets (N,) or (B, T) -> scalar.
     If every position is ignored the mean is over nothing: the spec refuses that (torch returns NaN).
     """
-    if not isinstance(logits, np.ndarray) or logits.ndim < 2:
+    if not is_array(logits) or logits.ndim < 2:
         raise ValueError(f"cross_entropy: logits must be (..., V); got {getattr(logits, 'shape', type(logits).__name__)}")
-    if not isinstance(targets, np.ndarray) or targets.shape != logits.shape[:-1] or targets.dtype.kind not in "iu":
+    if not is_array(targets) or targets.shape != logits.shape[:-1] or targets.dtype.kind not in "iu":
         raise ValueError(
             f"cross_entropy: targets must be ints of shape {logits.shape[:-1]}; "
             f"got {getattr(targets, 'dtype', '')} {getattr(targets, 'shape', '')}"
@@ -57,6 +59,7 @@ def cross_entropy(logits: np.ndarray, targets: np.ndarray, ignore_index: int = -
             f"got {np.unique(targets[keep]).tolist()}"
         )
     logp = log_softmax(logits, axis=-1)  # (..., V)
-    picked = np.take_along_axis(logp, np.where(keep, targets, 0)[..., None], axis=-1)[..., 0]  # (...,)
+    onehot = np.where(keep, targets, 0)[..., None] == np.arange(V)  # (..., V): the target class
+    picked = np.where(onehot, logp, logp.dtype.type(0)).sum(axis=-1)  # (...,): log p(target), exact
     per_position = -(1 - label_smoothing) * picked - label_smoothing * logp.mean(axis=-1)  # (...,)
-    return np.asarray(per_position[keep].mean(), dtype=logits.dtype)
+    return np.reshape(per_position[keep].mean(), ()).astype(logits.dtype)

@@ -29,7 +29,12 @@ class Unsupported(Exception):
 
 
 class ConformanceError(AssertionError):
-    """A conformance failure; the message names component, adapter, dtype, shapes and worst error."""
+    """A conformance failure; the message names component, adapter, dtype, shapes and worst error.
+    ``inputs`` are the example's inputs (saved as .npz with the failure)."""
+
+    def __init__(self, message: str, inputs: Mapping[str, Any] | None = None):
+        super().__init__(message)
+        self.inputs = dict(inputs) if inputs is not None else None
 
 
 Check = Callable[["Subject", st.DataObject, "str | None"], None]
@@ -124,7 +129,7 @@ class Subject:
 
     def fail(self, inputs: Mapping[str, Any], message: str) -> None:
         said = "".join(f"\nthe library warned: {w}" for w in dict.fromkeys(self.warnings))
-        raise ConformanceError(f"{self.label(inputs)}\n{message}{said}")
+        raise ConformanceError(f"{self.label(inputs)}\n{message}{said}", inputs)
 
     def call(self, inputs: Mapping[str, Any], expected: np.ndarray) -> np.ndarray:
         """Call the adapter; refuse exceptions, non-arrays, wrong shape or dtype, and NaN/inf."""

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, Phase, settings
 
 from adapters import Adapter
 from spec.core import ConformanceError, Property
 from spec.dtypes import BY_NAME
 from spec.registry import COMPONENTS
 from tests.meta import planted, planted_layers, planted_seq2seq
-from tests.targets import Target
+from transformer_conformance import runner
+from transformer_conformance.targets import Target
 
 # Enough examples to reach the bug, no shrinking (the meta-test wants "caught", not a minimal example).
 HUNT = settings(
@@ -25,26 +25,19 @@ HUNT = settings(
 
 
 def hunt(target: Target) -> ConformanceError | None:
-    """Run one conformance check like test_conformance does; return the failure it finds, if any."""
+    """Run one conformance check as the conformance tests do (the runner); return the failure it finds."""
     if isinstance(target.check, Property):
-        body = lambda data: target.check.check(target.subject(), data, target.variant)  # noqa: E731
+        body = lambda subject, data: target.check.check(subject, data, target.variant)  # noqa: E731
     else:
-        from tests.test_conformance import test_refuses_bad_input
+        from tests.test_conformance import refuses
 
-        body = lambda data: test_refuses_bad_input.hypothesis.inner_test(target, data)  # noqa: E731
-
-    @HUNT
-    @given(data=st.data())
-    def run(data: st.DataObject) -> None:
-        body(data)
-
+        body = lambda subject, data: refuses(target, subject, data)  # noqa: E731
     try:
-        run()
+        runner.run(target.id, target.subject, body, declared=None, base=HUNT, max_examples=HUNT.max_examples)
     except ConformanceError as e:
         return e
-    except BaseExceptionGroup as group:  # several distinct failures
-        found = group.subgroup(ConformanceError)
-        return found.exceptions[0] if found else None
+    except runner.Outcome:  # unsupported: nothing found
+        return None
     return None
 
 

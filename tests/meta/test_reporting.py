@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.reporting import markdown
+from transformer_conformance.report import markdown
 
 RUN = {"adapters": ["a", "b"], "versions": {"python": "3"}, "device": "cpu", "max_examples": 10, "seed": 1}
 

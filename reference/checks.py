@@ -1,4 +1,5 @@
-"""Executable shape and argument rules. The reference calls these, so its ValueErrors are the spec's.
+"""Executable shape and argument rules. The reference calls these, so its ValueErrors are the spec's;
+the spec (spec/) imports them from here, so the two never import each other in a circle.
 
 Legend, used in every message and comment: B batch, H heads, T query length, S key length,
 D model dim, K head dim (Kv for values when it differs).
@@ -10,18 +11,33 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import Any, NoReturn
 
 import numpy as np
 
 CAUSAL_ALIGNMENTS = ("top_left", "bottom_right")
 
 
-def _fail(component: str, message: str) -> None:
+def _fail(component: str, message: str) -> NoReturn:
     raise ValueError(f"{component}: {message}")
+
+
+def value(x: Any) -> Any:
+    """x itself, or the array inside an autograd box when the reference is being differentiated
+    (reference/autodiff.py): the rules judge values, whichever computation carries them."""
+    while hasattr(x, "_value") and not isinstance(x, np.ndarray):
+        x = x._value
+    return x
+
+
+def is_array(x: object) -> bool:
+    """x is a NumPy array (or an autograd box of one)."""
+    return isinstance(value(x), np.ndarray)
 
 
 def check_float_array(component: str, name: str, x: object, ndim: int, legend: str) -> None:
     """x must be a floating NumPy array with ``ndim`` axes, none of them empty."""
+    x = value(x)
     if not isinstance(x, np.ndarray):
         _fail(component, f"{name} must be a NumPy array {legend}; got {type(x).__name__}")
     if x.dtype.kind != "f" and x.dtype.name != "bfloat16":
@@ -50,6 +66,7 @@ def check_mask(component: str, mask: np.ndarray | None, target: tuple[int, ...])
     """A boolean (True = may attend) or additive float mask broadcastable to (B, H, T, S)."""
     if mask is None:
         return
+    mask = value(mask)
     if not isinstance(mask, np.ndarray):
         _fail(component, f"mask must be a NumPy array or None; got {type(mask).__name__}")
     if mask.dtype != np.bool_ and mask.dtype.kind != "f" and mask.dtype.name != "bfloat16":

@@ -1,10 +1,12 @@
 """The conformance report: ``pytest --report DIR`` writes DIR/conformance.json and DIR/CONFORMANCE.md.
 
 JSON: one record per adapter x component x property[variant] x dtype (and per refused bad input):
-outcome (pass / fail / deviation / deviation (now conforms) / unsupported / skipped), examples run,
-the worst observed error / allowed bound of its comparisons, the declared reason or the failure's
-first lines with Hypothesis's reproduction, plus the run: profile, seed, library versions, device.
-Markdown: the component x adapter matrix at a glance, then every failure and deviation with its reason.
+outcome (pass / fail / deviation / deviation not seen / unsupported / skipped), examples run and how
+many of them the adapter could not express, the observed error / allowed bound of every comparison
+(``ratios``) and the worst, the declared reason or the failure's first lines with the command that
+reruns it, plus the run: profile, seed, library versions, device. Tests collected but never run (a
+run stopped by -x) are counted per cell as "not run". Markdown: the component x adapter matrix at a
+glance, then every failure and deviation with its reason.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import platform
-import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from typing import Any
 import pytest
 
 LIBRARIES = ("numpy", "torch", "jax", "jaxlib", "flax", "optax", "keras", "transformers", "ml_dtypes", "hypothesis", "pytest")
-ORDER = ("fail", "deviation", "deviation (now conforms)", "pass", "unsupported", "skipped")
+ORDER = ("fail", "deviation", "deviation not seen", "pass", "unsupported", "skipped")
 
 
 def versions() -> dict[str, str]:
@@ -48,9 +49,9 @@ def _device(device: str) -> str:
 def _failure_text(report: pytest.TestReport) -> str:
     """The conformance message (the E lines) and Hypothesis's reproduction line, if any."""
     text = report.longreprtext or ""
-    lines = [line[1:].strip() for line in text.splitlines() if line.startswith("E ")][:8]
-    blob = re.search(r"@reproduce_failure\([^)]*\)", text)
-    return "\n".join(lines + ([f"reproduce: {blob.group(0)}"] if blob else []))
+    lines = [line[1:].strip() for line in text.splitlines() if line.startswith("E ")]
+    keep = lines[:8] + [line for line in lines[8:] if line.startswith(("rerun exactly", "failing inputs saved"))]
+    return "\n".join(keep)
 
 
 def _reason(report: pytest.TestReport) -> str:
@@ -68,11 +69,13 @@ class Report:
         self.directory, self.config = directory, config
         self.records: list[dict[str, Any]] = []
         self.unmatched: dict[str, list[str]] = {}  # adapter -> declared deviations that match no test
+        self.collected: dict[tuple[str, str], int] = {}  # (component, adapter) -> tests collected
 
     def add(self, report: pytest.TestReport, outcome: str) -> None:
         props = dict(report.user_properties)
         component, adapter, family, check, dtype = props["tcs"]
-        ratio = props.get("worst_ratio", 0.0)
+        ratios = props.get("tcs_ratios") or []
+        worst = max(ratios, default=0.0)
         record = {
             "adapter": adapter,
             "component": component,
@@ -80,15 +83,20 @@ class Report:
             "check": check,
             "dtype": dtype,
             "outcome": outcome,
-            "examples": props.get("examples", 0),
-            "worst_error_over_allowed": ratio if ratio != float("inf") else "inf",
+            "examples": props.get("tcs_examples", 0),
+            "worst_error_over_allowed": worst if worst != float("inf") else "inf",
+            "ratios": [r if r != float("inf") else "inf" for r in ratios],
             "seconds": round(report.duration, 3),
             "test": report.nodeid,
         }
+        if props.get("tcs_unsupported"):
+            record["unsupported_examples"] = props["tcs_unsupported"]
         if outcome == "fail":
             record["failure"] = _failure_text(report)
-        elif _reason(report):
-            record["reason"] = _reason(report)
+            if props.get("tcs_rerun"):
+                record["rerun"] = props["tcs_rerun"]
+        elif props.get("tcs_reason") or _reason(report):
+            record["reason"] = props.get("tcs_reason") or _reason(report)
         self.records.append(record)
 
     def run_info(self) -> dict[str, Any]:
@@ -110,23 +118,51 @@ class Report:
     def write(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         run = self.run_info()
+        run["not_run"] = not_run(self.collected, self.records)
         (self.directory / "conformance.json").write_text(json.dumps({"run": run, "results": self.records}, indent=1))
         (self.directory / "CONFORMANCE.md").write_text(markdown(run, self.records))
 
 
-def cell_text(outcomes: dict[str, int], emphasis: bool = False) -> str:
-    """One matrix cell: the worst outcome of its tests with counts (bold in Markdown when not a pass)."""
+def not_run(collected: dict[tuple[str, str], int], records: list[dict[str, Any]]) -> dict[str, int]:
+    """'component|adapter' -> tests collected but never reported (a run stopped early, -x)."""
+    ran: dict[tuple[str, str], int] = defaultdict(int)
+    for r in records:
+        ran[(r["component"], r["adapter"])] += 1
+    return {f"{c}|{a}": n - ran[(c, a)] for (c, a), n in collected.items() if n > ran[(c, a)]}
+
+
+def cell_text(outcomes: dict[str, int], emphasis: bool = False, not_run: int = 0) -> str:
+    """One matrix cell: the worst outcome of its tests with counts (bold in Markdown when not a pass),
+    and how many of its tests never ran (a run stopped by -x): a cell is not judged on tests it skipped."""
+    tail = f", {not_run} not run" if not_run else ""
     if not outcomes:
-        return "-"
+        return f"not run ({not_run})" if not_run else "-"
     total = sum(outcomes.values())
     worst = next(o for o in ORDER if outcomes.get(o))
     if worst == "pass":
         rest = outcomes.get("unsupported", 0)
-        return f"pass ({outcomes['pass']})" + (f", {rest} unsupported" if rest else "")
+        return f"pass ({outcomes['pass']})" + (f", {rest} unsupported" if rest else "") + tail
     if worst in ("unsupported", "skipped"):
-        return f"{worst} ({outcomes[worst]})"
+        return f"{worst} ({outcomes[worst]})" + tail
     label = worst.upper() if worst == "fail" else worst
-    return f"{'**' + label + '**' if emphasis else label} {outcomes[worst]}/{total}"
+    return f"{'**' + label + '**' if emphasis else label} {outcomes[worst]}/{total}" + tail
+
+
+def format_matrix(outcomes: dict[tuple[str, str], dict[str, int]], collected: dict[tuple[str, str], int]) -> str:
+    """component x adapter for the terminal: the worst outcome of the cell's tests, with counts."""
+    cells = set(outcomes) | set(collected)
+    components = sorted({c for c, _ in cells})
+    adapters = sorted({a for _, a in cells})
+    width = max([len("component")] + [len(c) for c in components]) + 2
+    cols = [max(len(a), 24) for a in adapters]
+    lines = ["component".ljust(width) + "".join(a.ljust(w + 2) for a, w in zip(adapters, cols, strict=True))]
+    for c in components:
+        cells_text = []
+        for a, w in zip(adapters, cols, strict=True):
+            done = outcomes.get((c, a), {})
+            cells_text.append(cell_text(done, not_run=collected.get((c, a), 0) - sum(done.values())).ljust(w + 2))
+        lines.append(c.ljust(width) + "".join(cells_text))
+    return "\n".join(lines)
 
 
 def markdown(run: dict[str, Any], records: list[dict[str, Any]]) -> str:
@@ -134,23 +170,27 @@ def markdown(run: dict[str, Any], records: list[dict[str, Any]]) -> str:
     cells: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for r in records:
         cells[(r["component"], r["adapter"])][r["outcome"]] += 1
-    adapters, components = run["adapters"], sorted({c for c, _ in cells})
+    skipped_over = {tuple(k.split("|")): n for k, n in run.get("not_run", {}).items()}
+    adapters, components = run["adapters"], sorted({c for c, _ in cells} | {c for c, _ in skipped_over})
     lib = ", ".join(f"{k} {v}" for k, v in run["versions"].items())
     lines = [
         "# Conformance matrix",
         "",
-        f"Generated by `{run.get('command', 'pytest --report DIR')}` (tests/reporting.py); do not edit by hand. Versions: {lib}.",
+        f"Generated by `{run.get('command', 'pytest --report DIR')}` (transformer_conformance/report.py); do not edit by hand. Versions: {lib}.",
         f"Device: {run['device']}. Hypothesis: {run['max_examples']} examples per test, seed {run['seed']}.",
         "",
         "| component | " + " | ".join(adapters) + " |",
         "|---" * (len(adapters) + 1) + "|",
     ]
     lines += [
-        f"| {c} | " + " | ".join(cell_text(cells.get((c, a), {}), emphasis=True) for a in adapters) + " |" for c in components
+        f"| {c} | "
+        + " | ".join(cell_text(cells.get((c, a), {}), emphasis=True, not_run=skipped_over.get((c, a), 0)) for a in adapters)
+        + " |"
+        for c in components
     ]
     for title, wanted, key in (
         ("Failures", ("fail",), "failure"),
-        ("Declared deviations", ("deviation", "deviation (now conforms)"), "reason"),
+        ("Declared deviations", ("deviation", "deviation not seen"), "reason"),
     ):
         found = [r for r in records if r["outcome"] in wanted]
         lines += ["", f"## {title} ({len(found)} tests)", ""]

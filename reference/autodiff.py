@@ -1,0 +1,93 @@
+"""Reverse-mode derivatives of the oracle itself, in any precision, by ``autograd`` (HIPS).
+
+``vjp(fn, inputs, cotangent, paths)`` runs a reference function with NumPy replaced by
+``autograd.numpy`` in every reference module, so the very code of the oracle is differentiated: no
+hand-written backward. Evaluated in the test dtype it is the gradient policy's same-precision
+algorithm for every component (spec/gradients.py), as the plain forward evaluation is for outputs;
+evaluated in extended precision it is a reference the same-precision one is measured against. The
+finite differences of the oracle (spec/gradients.py) stay the oracle an adapter is judged by.
+
+The reference is written so that this works: no in-place writes into arrays that carry derivatives,
+checks that look through autograd's boxes (reference/checks.py), and erf as a primitive whose
+derivative is 2 / sqrt(pi) exp(-x^2).
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import autograd.numpy as anp
+import numpy as np
+from autograd import make_vjp
+from autograd.extend import defvjp, primitive
+
+import reference
+from reference import layers
+
+
+_PLAIN_ERF = layers.erf
+
+
+@primitive
+def _erf(x: np.ndarray) -> np.ndarray:
+    return _PLAIN_ERF(x)
+
+
+defvjp(_erf, lambda ans, x: lambda g: g * (2.0 / np.sqrt(np.pi)) * anp.exp(-x * x))
+
+
+def _modules() -> list[Any]:
+    return [importlib.import_module(f"reference.{m.name}") for m in pkgutil.iter_modules(reference.__path__)]
+
+
+@contextmanager
+def _traced() -> Iterator[None]:
+    """Every reference module computes with autograd.numpy for the duration (not thread-safe)."""
+    modules = [m for m in _modules() if getattr(m, "np", None) is np and m.__name__ != "reference.checks"]
+    for m in modules:
+        m.np = anp
+    layers.erf = _erf
+    try:
+        yield
+    finally:
+        for m in modules:
+            m.np = np
+        layers.erf = _PLAIN_ERF
+
+
+def _get(inputs: Mapping[str, Any], path: str) -> Any:
+    value: Any = inputs
+    for key in path.split("."):
+        value = value[key]
+    return value
+
+
+def _set(inputs: Mapping[str, Any], path: str, new: Any) -> dict[str, Any]:
+    head, _, rest = path.partition(".")
+    return {**inputs, head: _set(inputs[head], rest, new) if rest else new}
+
+
+def vjp(
+    fn: Callable[..., Any], inputs: Mapping[str, Any], cotangent: np.ndarray, paths: tuple[tuple[str, ...], ...]
+) -> list[np.ndarray]:
+    """The gradient of <cotangent, fn(**inputs)> with respect to each group of paths (an array and its
+    aliases: self-attention passes one array as query, key and value, and all of its uses move), in
+    the precision of the inputs. Entries at non-finite inputs (a -inf mask) are 0."""
+    leaves = [_get(inputs, group[0]) for group in paths]
+
+    def forward(*values: Any) -> Any:
+        moved = dict(inputs)
+        for group, value in zip(paths, values, strict=True):
+            for path in group:
+                moved = _set(moved, path, value)
+        with _traced():
+            return fn(**moved)
+
+    with np.errstate(all="ignore"):
+        pullback, out = make_vjp(forward, argnum=tuple(range(len(leaves))))(*leaves)
+        grads = pullback(np.asarray(cotangent, dtype=np.asarray(out).dtype))
+    return [np.where(np.isfinite(x), np.nan_to_num(g), 0).astype(x.dtype) for g, x in zip(grads, leaves, strict=True)]

@@ -1,0 +1,317 @@
+"""The pytest plugin: adapter selection, devices, Hypothesis profiles, the conformance matrix and report.
+
+State lives in one object (``Conformance``) registered with pytest, not in module globals. Under
+pytest-xdist every worker runs tests and the controller, which receives every test report, keeps the
+matrix and writes the report.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import shlex
+import tempfile
+from collections import defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, Phase, settings
+
+# JAX would take 75% of a GPU's memory when its backend starts, leaving torch (same process, --device cuda,
+# the benchmarks) to run out: allocate on demand instead. Must precede the first jax import.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
+# Hypothesis profiles. `ci` is derandomized (the same examples every run) and the default under CI;
+# `dev` is quick and random; `thorough` draws many more examples and free shapes as well as buckets.
+# Deadlines are off: JAX compiles on a shape's first call; hangs are pytest-timeout's job.
+_common: dict[str, Any] = dict(
+    deadline=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
+settings.register_profile("dev", max_examples=10, **_common)
+settings.register_profile("ci", max_examples=10, derandomize=True, database=None, **_common)
+settings.register_profile("thorough", max_examples=200, phases=list(Phase), **_common)
+PROFILE = os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
+if PROFILE == "thorough":
+    os.environ.setdefault("TCS_FREE_SHAPES", "1")
+settings.load_profile(PROFILE)
+
+# Exit codes of a run whose options are wrong (pytest's own usage error is 4).
+USAGE_ERROR, IMPORT_ERROR = 2, 3
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("conformance")
+    group.addoption(
+        "--adapter",
+        action="append",
+        default=[],
+        metavar="NAME|module:object",
+        help="adapter to check: a built-in (numpy, torch, jax) or a third party's module:object; repeatable. "
+        "Default: numpy, torch and jax, those installed; third-party adapters (keras) run when named.",
+    )
+    group.addoption("--device", default="cpu", choices=["cpu", "cuda"], help="device the adapters run on (default cpu)")
+    group.addoption("--component", action="append", default=[], help="only these components (repeatable)")
+    group.addoption("--max-examples", type=int, default=None, help="Hypothesis examples per test (overrides the profile's)")
+    group.addoption(
+        "--report", default=None, metavar="DIR", help="write DIR/conformance.json, DIR/CONFORMANCE.md and DIR/failures/*.npz"
+    )
+    group.addoption(
+        "--reproduce",
+        default=None,
+        metavar="VERSION:BLOB",
+        help="replay one failing example exactly (the blob a failure prints in its rerun command)",
+    )
+
+
+def _close(name: str, known: Iterable[str]) -> str:
+    near = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
+    return f"; did you mean {', '.join(near)}?" if near else ""
+
+
+def _adapters_in_node_ids(args: list[str], components: Iterable[str]) -> list[str]:
+    """The adapter keys named by test ids on the command line ('...::test_property[torch-softmax....]')."""
+    names = "|".join(re.escape(c) for c in sorted(components, key=len, reverse=True))
+    found = []
+    for arg in args:
+        match = re.search(rf"::test_\w+\[(.+?)-({names})\.", arg)
+        if match and match.group(1) not in found:
+            found.append(match.group(1))
+    return found
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from adapters import BUILTINS, available_builtins, load_adapter
+    from spec.registry import COMPONENTS
+
+    if config.getoption("max_examples"):
+        settings.register_profile("cli", settings(settings.default, max_examples=config.getoption("max_examples")))
+        settings.load_profile("cli")
+    for name in config.getoption("component"):
+        if name not in COMPONENTS:
+            pytest.exit(f"--component {name!r} is not a component of the spec{_close(name, COMPONENTS)}", USAGE_ERROR)
+    names = config.getoption("adapter") or _adapters_in_node_ids(config.args, COMPONENTS) or available_builtins()
+    adapters = []
+    for name in names:
+        if ":" not in name and name not in BUILTINS:
+            known = ", ".join(BUILTINS)
+            pytest.exit(f"--adapter {name!r} is neither a built-in ({known}) nor module:object{_close(name, BUILTINS)}", USAGE_ERROR)
+        try:
+            adapters.append(load_adapter(name, config.getoption("device")))
+        except ValueError as e:  # a broken --adapter is a usage error, not 500 test failures
+            pytest.exit(str(e), IMPORT_ERROR)
+    config.pluginmanager.register(Conformance(config, adapters), "transformer-conformance")
+
+
+def conformance(config: pytest.Config) -> Conformance:
+    plugin = config.pluginmanager.get_plugin("transformer-conformance")
+    assert isinstance(plugin, Conformance)
+    return plugin
+
+
+@pytest.fixture
+def tcs(request: pytest.FixtureRequest) -> Conformance:
+    """The run's conformance state (adapters, settings, results): what a conformance test reports to."""
+    return conformance(request.config)
+
+
+class Conformance:
+    """One run's adapters, the tallies of its tests and, on the xdist controller, the matrix and report."""
+
+    def __init__(self, config: pytest.Config, adapters: list[Any]):
+        self.config, self.adapters = config, adapters
+        self.components = config.getoption("component") or None
+        self.report = None
+        if config.getoption("report") and not hasattr(config, "workerinput"):  # the xdist controller writes it
+            from transformer_conformance.report import Report
+
+            self.report = Report(Path(config.getoption("report")), config)
+        self.results: dict[str, dict[str, Any]] = {}  # nodeid -> what its run did (this process)
+        self.outcomes: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        self.collected: dict[tuple[str, str], int] = defaultdict(int)  # cell -> tests collected
+        self.unmatched: dict[str, list[str]] = {}  # adapter -> declared deviations no collected test can match
+        self.worst: dict[str, tuple[float, str]] = defaultdict(lambda: (0.0, ""))  # adapter -> (observed/allowed, test)
+        self.speed: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])  # adapter or "family X" -> [seconds, examples]
+
+    # --- collection ------------------------------------------------------------------------------
+    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        from transformer_conformance.targets import bad_input_targets, property_targets
+
+        if "target" not in metafunc.fixturenames:
+            return
+        name = metafunc.function.__name__
+        if name == "test_refuses_bad_input":
+            targets = bad_input_targets(self.adapters, self.components)
+        else:
+            kind = "gradient" if name == "test_gradient_property" else "forward"
+            targets = property_targets(self.adapters, self.components, kind)
+        metafunc.parametrize("target", [t.param() for t in targets])
+
+    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+        matched: dict[str, set[str]] = defaultdict(set)
+        components: set[str] = set()
+        for item in items:
+            target = _target(item)
+            if target is not None:
+                matched[target.adapter.name].update(target.deviation_keys())
+                components.add(target.component.name)
+                self.collected[target.cell] += 1
+                key = (*target.cell, target.component.family, target.property_name, target.dtype.name)
+                item.user_properties.append(("tcs", key))  # carried to the controller under xdist
+        for adapter in self.adapters:  # a declaration that matches no collected test
+            stale = sorted(k for k in adapter.deviations if k.split(".")[0] in components and k not in matched[adapter.name])
+            if stale:
+                self.unmatched[adapter.name] = stale
+                if self.report is not None:
+                    self.report.unmatched[adapter.name] = stale
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        """Under xdist the controller collects nothing: count the cells from the first worker's test ids."""
+        if self.collected:
+            return
+        from spec.registry import COMPONENTS
+
+        names = {a.key: a.name for a in self.adapters}
+        pattern = re.compile(
+            r"\[(?P<key>.+?)-(?P<component>"
+            + "|".join(re.escape(c) for c in sorted(COMPONENTS, key=len, reverse=True))
+            + r")\."
+        )
+        for nodeid in ids:
+            found = pattern.search(nodeid)
+            if found and found.group("key") in names:
+                self.collected[(found.group("component"), names[found.group("key")])] += 1
+
+    # --- running a target (called by the conformance tests) --------------------------------------
+    def run(self, request: pytest.FixtureRequest, target: Any, body: Any, gradient: bool = False) -> None:
+        """Run one target: pass, or skip (unsupported), xfail (declared deviation seen), or fail with
+        a rerun command and the failing inputs saved."""
+        from transformer_conformance import runner
+
+        base = settings.default
+        # A gradient example costs a backward pass and six extended-precision evaluations of the
+        # reference per input (a jax one also a trace): half the profile's examples.
+        examples = max(2, base.max_examples // 2) if gradient else base.max_examples
+        record: dict[str, Any] = {"examples": 0, "unsupported": "", "ratios": []}
+        self.results[request.node.nodeid] = record
+        tally = runner.Tally()
+        try:
+            tally = runner.run(
+                target.id,
+                target.subject,
+                body,
+                declared=target.declared,
+                base=base,
+                max_examples=examples,
+                reproduce=self.config.getoption("reproduce"),
+            )
+        except runner.Outcome as verdict:
+            record.update(outcome=verdict.kind, reason=verdict.reason)
+            if verdict.kind == "unsupported":
+                pytest.skip(verdict.reason)
+            if verdict.kind == "deviation":
+                pytest.xfail(verdict.reason)
+        except Exception as e:
+            record["rerun"] = self.rerun_command(request.node.nodeid, target, runner.reproduction(e))
+            e.add_note(f"rerun exactly this example: {record['rerun']}")
+            inputs = getattr(e, "inputs", None)
+            if inputs is not None:
+                path = self.save_failure(target.id, inputs, record["rerun"], str(e))
+                e.add_note(f"failing inputs saved: {path} (transformer_conformance.failures.load)")
+            raise
+        finally:
+            record.update(examples=tally.examples, ratios=[float(f"{r:.4g}") for r in tally.ratios])
+            if tally.unsupported:
+                record["unsupported"] = tally.unsupported_text()
+
+    def rerun_command(self, nodeid: str, target: Any, blob: str | None) -> str:
+        parts = ["pytest", nodeid, "--adapter", target.adapter.key, "-p", "no:xdist"]
+        if self.config.getoption("device") != "cpu":
+            parts += ["--device", self.config.getoption("device")]
+        seed = self.config.getoption("hypothesis_seed", None)
+        if seed is not None:
+            parts.append(f"--hypothesis-seed={seed}")
+        if blob:
+            parts += ["--reproduce", blob]
+        env = f"HYPOTHESIS_PROFILE={PROFILE} " if PROFILE not in ("dev", "ci") else ""
+        return env + shlex.join(parts)
+
+    def save_failure(self, test_id: str, inputs: dict[str, Any], rerun: str, message: str) -> Path:
+        from transformer_conformance import failures
+
+        root = Path(self.config.getoption("report") or Path(tempfile.gettempdir()) / "transformer-conformance")
+        path = root / "failures" / failures.file_name(test_id)
+        return failures.save(path, inputs, test=test_id, rerun=rerun, failure=message[:2000])
+
+    # --- reports ---------------------------------------------------------------------------------
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo) -> pytest.TestReport:
+        report = yield
+        record = self.results.pop(item.nodeid, None) if report.when == "call" else None
+        if record is not None:  # plain values only: execnet carries them to the controller
+            report.user_properties.extend(("tcs_" + k, v) for k, v in record.items())
+        return report
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        props = dict(report.user_properties)
+        key = props.get("tcs")
+        if key is None or (report.when == "teardown" and not report.failed):
+            return
+        if report.when == "setup" and report.passed:
+            return
+        outcome = _outcome(report, props)
+        if outcome:
+            self.outcomes[tuple(key[:2])][outcome] += 1
+            if self.report is not None:
+                self.report.add(report, outcome)
+        if report.when == "call":
+            examples = props.get("tcs_examples", 0)
+            for group in (key[1], f"family {key[2]}"):
+                self.speed[group][0] += report.duration
+                self.speed[group][1] += examples
+            ratios = props.get("tcs_ratios") or [0.0]
+            if outcome == "pass" and max(ratios) > self.worst[key[1]][0]:  # how close passing tests came
+                self.worst[key[1]] = (max(ratios), report.nodeid.split("[", 1)[-1].rstrip("]"))
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.report is not None:
+            self.report.collected = dict(self.collected)
+            self.report.write()
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        from transformer_conformance.report import format_matrix
+
+        if not self.outcomes:
+            return
+        terminalreporter.section("conformance matrix (component x adapter; worst outcome, tests)")
+        terminalreporter.write_line(format_matrix(self.outcomes, self.collected))
+        for adapter, (seconds, examples) in sorted(self.speed.items()):
+            rate = examples / seconds if seconds else 0.0
+            terminalreporter.write_line(
+                f"{adapter}: {examples:.0f} examples in {seconds:.1f} s of test time ({rate:.0f} examples/s; summed over workers)"
+            )
+        for adapter, keys in sorted(self.unmatched.items()):
+            terminalreporter.write_line(f"{adapter}: declared deviations that match no test (stale?): {', '.join(keys)}")
+        for adapter, (ratio, test) in sorted(self.worst.items()):
+            terminalreporter.write_line(f"{adapter}: closest a passing test came to its bound: {ratio:.2f} of allowed ({test})")
+
+
+def _target(item: pytest.Item) -> Any:
+    target = getattr(getattr(item, "callspec", None), "params", {}).get("target")
+    return target if hasattr(target, "adapter") else None  # not pytest's NOTSET (an empty parametrisation)
+
+
+def _outcome(report: pytest.TestReport, props: dict[str, Any]) -> str | None:
+    if hasattr(report, "wasxfail"):
+        return "deviation"
+    if report.skipped:
+        reason = str(report.longrepr[-1]) if isinstance(report.longrepr, tuple) else ""
+        return "unsupported" if "unsupported" in reason else "skipped"
+    if report.failed:
+        return "fail"
+    if report.when != "call":
+        return None
+    return "deviation not seen" if props.get("tcs_outcome") == "deviation not seen" else "pass"

@@ -1,0 +1,171 @@
+"""Run one conformance target over Hypothesis examples and say what happened.
+
+A target is one adapter x component x property (or bad input) x variant x dtype (``targets.py``).
+Each example draws inputs, calls the adapter and checks; this module decides what the run as a whole
+means, so that an outcome does not depend on which example happened to come first:
+
+- An example the adapter cannot express (it raised ``Unsupported``) is counted, rejected, and the run
+  goes on with examples it can express; Hypothesis keeps drawing until the profile's number of
+  supported examples is reached. Only a target with fewer than ``MIN_SUPPORTED`` supported examples
+  is reported unsupported, with "N of M examples unsupported" and the reasons.
+- A declared deviation is judged over all examples: the run never stops at the first difference and
+  reports "seen in N of M examples". When no example shows it, a dedicated search (``CONFIRM_FACTOR``
+  times the examples, steered by Hypothesis' targeting towards the largest observed / allowed error)
+  runs before the target is said to conform.
+- A failure carries the command that reruns exactly that example (the test id, the adapter, the
+  Hypothesis reproduction blob) and the path of the failing inputs saved as .npz (``failures.py``).
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from hypothesis import HealthCheck, Phase, given, reject, reproduce_failure, settings
+from hypothesis import strategies as st
+from hypothesis import target as hypothesis_target
+from hypothesis.errors import Unsatisfiable
+
+from spec.core import ConformanceError, Subject, Unsupported
+
+# A target needs this many examples the adapter can express before its verdict counts.
+MIN_SUPPORTED = 3
+# A declared deviation that no example showed gets this many times the examples, targeted, before the
+# target is reported as conforming ("the declaration may be stale").
+CONFIRM_FACTOR = 5
+# Hypothesis' targeting needs a finite score; an infinite observed / allowed (allowed 0) is capped here.
+_SCORE_CAP = 1e9
+
+
+@dataclass
+class Tally:
+    """What the examples of one run did."""
+
+    examples: int = 0  # examples run (unsupported ones included)
+    unsupported: Counter[str] = field(default_factory=Counter)  # reason -> examples
+    deviations: int = 0  # examples in which a declared deviation showed
+    deviation_message: str = ""  # the first such example's failure
+    ratios: list[float] = field(default_factory=list)  # observed / allowed of every comparison
+    failure_inputs: dict[str, Any] | None = None  # the last failing example's inputs
+
+    @property
+    def supported(self) -> int:
+        return self.examples - sum(self.unsupported.values())
+
+    def unsupported_text(self) -> str:
+        reasons = "; ".join(f"{reason} ({n})" for reason, n in self.unsupported.most_common(3))
+        return f"{sum(self.unsupported.values())} of {self.examples} examples unsupported: {reasons}"
+
+
+class Outcome(Exception):  # noqa: N818  (a verdict, raised to leave the run)
+    """The run's verdict when it is not a plain pass or a failure: unsupported, or a deviation seen."""
+
+    def __init__(self, kind: str, reason: str):
+        super().__init__(reason)
+        self.kind, self.reason = kind, reason
+
+
+Body = Callable[[Subject, st.DataObject], None]
+
+
+def _example(
+    tally: Tally, make_subject: Callable[[], Subject], body: Body, declared: bool, give_up: int
+) -> Callable[..., None]:
+    def example(data: st.DataObject) -> None:
+        if tally.supported == 0 and tally.examples >= give_up:
+            reject()  # nothing so far could be expressed: the rest of Hypothesis' attempts cost nothing
+        tally.examples += 1
+        subject = make_subject()
+        try:
+            body(subject, data)
+        except Unsupported as e:
+            tally.unsupported[str(e)] += 1
+            reject()  # not counted as an example: Hypothesis draws another
+        except ConformanceError as e:
+            tally.failure_inputs = e.inputs
+            if not declared:
+                raise
+            tally.deviations += 1
+            tally.deviation_message = tally.deviation_message or str(e)
+        finally:
+            ratios = [c.ratio for c in subject.comparisons]
+            tally.ratios.extend(ratios)
+        if ratios:  # steer generation towards the inputs that come closest to the bound
+            hypothesis_target(min(max(ratios), _SCORE_CAP), label="observed / allowed")
+
+    return example
+
+
+def _run(example: Callable[..., None], config: settings, digest: str, reproduce: str | None) -> None:
+    test = config(given(data=st.data())(example))
+    # Hypothesis keys its example database by the test function; every target shares this one, so
+    # add the target's id as the pytest plugin adds a parametrised test's id.
+    test._hypothesis_internal_add_digest = digest.encode()  # type: ignore[attr-defined]
+    if reproduce:
+        version, _, blob = reproduce.partition(":")
+        test = reproduce_failure(version, blob.encode())(test)
+    test()
+
+
+def run(
+    target_id: str,
+    make_subject: Callable[[], Subject],
+    body: Body,
+    *,
+    declared: str | None,
+    base: settings,
+    max_examples: int,
+    reproduce: str | None = None,
+) -> Tally:
+    """Run ``body`` over Hypothesis examples; return the tally, or raise Outcome or the failure.
+
+    ``declared`` is the adapter's declared reason when this target is a declared deviation.
+    """
+    tally = Tally()
+    config = settings(
+        base,
+        max_examples=max_examples,
+        report_multiple_bugs=False,
+        suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow, HealthCheck.data_too_large],
+        deadline=None,
+        phases=[p for p in base.phases if p != Phase.shrink] if declared else base.phases,
+    )
+    example = _example(tally, make_subject, body, declared is not None, give_up=max(2 * max_examples, 10))
+    try:
+        _run(example, config, target_id, reproduce)
+    except Unsatisfiable:
+        pass  # no example could be expressed: judged below
+    if tally.supported < min(MIN_SUPPORTED, max_examples):
+        raise Outcome("unsupported", f"unsupported: {tally.unsupported_text()}")
+    if declared is None:
+        return tally
+    if not tally.deviations and not reproduce:  # a dedicated search before "conforms" is claimed
+        searched = settings(config, max_examples=CONFIRM_FACTOR * max_examples, phases=[Phase.generate, Phase.target])
+        try:
+            _run(example, searched, target_id + "#confirm", None)
+        except Unsatisfiable:
+            pass
+    seen = f"seen in {tally.deviations} of {tally.supported} examples" if tally.deviations else ""
+    if seen:
+        raise Outcome("deviation", f"declared deviation {seen}: {declared}")
+    raise Outcome(
+        "deviation not seen",
+        f"declared deviation not seen in {tally.supported} examples, a targeted search included: {declared} "
+        "(the declaration may be stale)",
+    )
+
+
+_BLOB = re.compile(r"@reproduce_failure\('([^']+)', (b'[^']*')\)")
+
+
+def reproduction(error: BaseException) -> str | None:
+    """'version:blob' from Hypothesis' note on a failure, for --reproduce."""
+    for note in getattr(error, "__notes__", []):
+        found = _BLOB.search(note)
+        if found:
+            return f"{found.group(1)}:{ast.literal_eval(found.group(2)).decode()}"
+    return None
