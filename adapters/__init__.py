@@ -5,10 +5,16 @@ exactly like the spec's components, taking and returning NumPy arrays. It conver
 tensors, runs the library's own code and converts back. Optional attributes:
 
     name: str                      shown in test ids and the matrix (default: what --adapter said)
-    deviations: dict[str, str]     declared, intentional differences from the spec, with reasons. Keys:
+    deviations: dict[str, str | Deviation]
+                                   declared, intentional differences from the spec, with reasons. Keys:
                                    "component.property", "component.property[variant]",
                                    "component.refuses[bad_input]", any of them with "@dtype"
-                                   appended, and "component.*@dtype" for every property at a dtype
+                                   appended, "component.*@dtype" for every property at a dtype and
+                                   "component.*" for every property.
+                                   A str holds for every example of the tests it names (judged over
+                                   them: "seen in N of M"); a Deviation(reason, when=...) only for the
+                                   examples whose inputs satisfy ``when``, and every other example
+                                   must conform
     on_device(device) -> namespace the same adapter bound to "cpu" or "cuda"
     vjp(component, inputs, cotangent, wrt) -> {path: gradient}
                                    gradients of <cotangent, output> for the inputs named by the
@@ -28,7 +34,7 @@ from typing import Any
 
 from spec.core import Unsupported
 
-__all__ = ["BUILTINS", "Adapter", "Unsupported", "available_builtins", "load_adapter"]
+__all__ = ["BUILTINS", "Adapter", "Deviation", "Unsupported", "available_builtins", "load_adapter"]
 
 # name -> (module:attribute, the library it needs)
 BUILTINS: dict[str, tuple[str, str]] = {
@@ -43,12 +49,29 @@ BUILTINS: dict[str, tuple[str, str]] = {
 
 
 @dataclass(frozen=True)
+class Deviation:
+    """A declared difference from the spec: why, and, with ``when``, on which inputs only (a predicate
+    over the keyword arguments of an adapter call; ``trigger`` says it in words for the report)."""
+
+    reason: str
+    when: Callable[[Mapping[str, Any]], bool] | None = None
+    trigger: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.reason} (when {self.trigger})" if self.trigger else self.reason
+
+    def applies(self, calls: list[Mapping[str, Any]]) -> bool:
+        """Whether the deviation covers an example whose adapter calls had these inputs."""
+        return self.when is None or any(self.when(c) for c in calls)
+
+
+@dataclass(frozen=True)
 class Adapter:
     """A loaded adapter: its display name, namespace and declared deviations."""
 
     name: str
     namespace: Any
-    deviations: Mapping[str, str] = field(default_factory=dict)
+    deviations: Mapping[str, str | Deviation | tuple[Deviation, ...]] = field(default_factory=dict)
     key: str = ""  # what --adapter said: a built-in's name or module:object (test ids carry it)
 
     def __post_init__(self) -> None:
@@ -64,12 +87,28 @@ class Adapter:
         """Every declaration key that applies to component.prop[variant] at dtype, most specific first."""
         names = [f"{component}.{prop}[{variant}]"] if variant else []
         names.append(f"{component}.{prop}")
-        return [f"{n}@{dtype}" for n in names] + [f"{component}.*@{dtype}"] + names
+        return [f"{n}@{dtype}" for n in names] + [f"{component}.*@{dtype}"] + names + [f"{component}.*"]
 
-    def deviation(self, component: str, prop: str, variant: str | None = None, dtype: str | None = None) -> str | None:
-        """The declared reason this adapter differs on component.prop[variant] at dtype, if any."""
-        return next(
-            (self.deviations[k] for k in self.deviation_keys(component, prop, variant, dtype) if k in self.deviations), None
+    def deviation(self, component: str, prop: str, variant: str | None = None, dtype: str | None = None) -> Deviation | None:
+        """The declared deviation of this adapter on component.prop[variant] at dtype, if any: the most
+        specific declaration that covers the whole target, else every triggered one that matches, combined
+        (an example is covered when any of their triggers holds)."""
+        declared: list[Deviation] = []
+        for key in self.deviation_keys(component, prop, variant, dtype):
+            value = self.deviations.get(key)
+            for d in value if isinstance(value, tuple) else (value,) if value is not None else ():
+                declared.append(Deviation(d) if isinstance(d, str) else d)
+        whole = [d for d in declared if d.when is None]
+        if whole:
+            return whole[0]
+        if not declared:
+            return None
+        if len(declared) == 1:
+            return declared[0]
+        return Deviation(
+            "; ".join(d.reason for d in declared),
+            when=lambda inputs: any(d.when(inputs) for d in declared if d.when is not None),
+            trigger=" or ".join(d.trigger for d in declared),
         )
 
     def __str__(self) -> str:

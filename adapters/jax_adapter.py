@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from adapters.jax_seq2seq import JaxSeq2Seq
+from adapters import Deviation
 from spec.core import Unsupported
 
 jax.config.update("jax_enable_x64", True)  # float64 inputs must stay float64
@@ -100,6 +101,14 @@ def positional_encoding_table(T: int, D: int, base: float, dtype: str) -> jax.Ar
     return pe.astype(dtype)
 
 
+FLOAT64_MIN_BIAS = Deviation(
+    "a float64 additive mask holding finfo(float64).min becomes -inf in the float32 softmax, so a row of "
+    "it is NaN: jax.nn.dot_product_attention(q, k, v, bias=np.full((1, 1, 1, 1), np.finfo(np.float64).min))",
+    when=lambda i: getattr(i.get("mask"), "dtype", None) == np.float64 and bool((i["mask"] < -3.4e38).any()),
+    trigger="a float64 mask entry below float32's range",
+)
+
+
 class JaxAdapter(JaxSeq2Seq):
     name = "jax"
     deviations: dict[str, str] = {
@@ -111,6 +120,8 @@ class JaxAdapter(JaxSeq2Seq):
             "jnp indexing clamps an out-of-range id (JAX's documented gather semantics): id V reads row V - 1"
         ),
         "softmax.all_neg_inf_slice_is_zero": "jax.nn.softmax returns NaN for a slice of only -inf",
+        "attention_weights.*": FLOAT64_MIN_BIAS,
+        "scaled_dot_product_attention.*": FLOAT64_MIN_BIAS,
         "attention_weights.fully_masked_rows_are_zero": FULLY_MASKED,
         "scaled_dot_product_attention.fully_masked_rows_are_zero": FULLY_MASKED,
         "attention_weights.fully_masked_rows_are_zero[additive_empty_rows]": NAN_BIAS,

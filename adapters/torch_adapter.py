@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch.nn.attention.bias import causal_lower_right, causal_upper_left
 
 from adapters.torch_seq2seq import TorchSeq2Seq
+from adapters import Deviation
 from spec.core import Unsupported
 
 _CAUSAL = {"top_left": causal_upper_left, "bottom_right": causal_lower_right}
@@ -36,6 +37,21 @@ def positional_encoding_table(T: int, D: int, base: float, dtype: str, device: t
     pe[:, 0::2] = torch.sin(angle)
     pe[:, 1::2] = torch.cos(angle[:, : D // 2])
     return pe.to(_TORCH_DTYPES[dtype])
+
+
+SCALE_ZERO_CAUSAL_NAN = Deviation(
+    "the CPU flash kernel returns NaN for a scale <= 0 under a causal mask (the math backend is right): "
+    "F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=0.0) (or scale=-0.7) is NaN; the kernel "
+    "scales logits already set to -inf, and -inf * 0 = NaN, -inf * -0.7 = +inf (torch 2.13.0)",
+    when=lambda i: i.get("scale") is not None and i["scale"] <= 0 and i.get("causal") is not None,
+    trigger="scale <= 0 with a causal mask",
+)
+MASK_1D_REFUSED = Deviation(
+    "F.scaled_dot_product_attention raises IndexError for a 1-D attn_mask (S,), which broadcasts to (T, S): "
+    "F.scaled_dot_product_attention(q, k, v, attn_mask=torch.ones(S, dtype=torch.bool)) (torch 2.13.0)",
+    when=lambda i: getattr(i.get("mask"), "ndim", 2) == 1,
+    trigger="a 1-D mask",
+)
 
 
 class TorchAdapter(TorchSeq2Seq):
@@ -62,6 +78,7 @@ class TorchAdapter(TorchSeq2Seq):
             for v in ("self+padding_zero_length", "self+bool_empty_rows")
         },
         "causal_mask.refuses[empty_length]": "causal_upper_left(0, S) builds an empty bias instead of refusing T = 0",
+        **{f"{c}.*": (SCALE_ZERO_CAUSAL_NAN, MASK_1D_REFUSED) for c in ("attention_weights", "scaled_dot_product_attention")},
     }
 
     def __init__(self, device: str = "cpu"):

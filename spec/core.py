@@ -111,6 +111,9 @@ class Subject:
     # Every comparison made in this test, for the report: (observed / allowed) ratios.
     comparisons: list[Comparison] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # The inputs of every adapter call this example made (siblings share it): what a declared
+    # deviation's trigger is judged on.
+    calls: list[Mapping[str, Any]] = field(default_factory=list)
 
     def label(self, inputs: Mapping[str, Any]) -> str:
         return f"[{self.component.name} | adapter={self.adapter_name} | dtype={self.dtype}] inputs: {describe_inputs(inputs)}"
@@ -122,7 +125,7 @@ class Subject:
         fn = getattr(self.namespace, name, None)
         if not callable(fn):
             raise Unsupported(f"adapter {self.adapter_name} does not offer {name}, which this property needs")
-        return Subject(self.adapter_name, COMPONENTS[name], self.dtype, fn, self.namespace, self.comparisons)
+        return Subject(self.adapter_name, COMPONENTS[name], self.dtype, fn, self.namespace, self.comparisons, calls=self.calls)
 
     def case(self, inputs: Mapping[str, Any], expected_fn: Callable[..., Any] | None = None) -> Case:
         return Case(self, dict(inputs), expected_fn or self.component.reference)
@@ -136,6 +139,7 @@ class Subject:
         # Library warnings are not failures (the output is judged), but a failure reports them. The
         # test config turns warnings into errors; some libraries warn only once per process, which
         # would make an adapter's result depend on test order.
+        self.calls.append(inputs)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:

@@ -32,6 +32,11 @@ class DType:
         return float(ml_dtypes.finfo(self.np_dtype).max)
 
     @property
+    def min(self) -> float:
+        """The most negative finite value (HuggingFace's fill for masked logits)."""
+        return float(ml_dtypes.finfo(self.np_dtype).min)
+
+    @property
     def significand_bits(self) -> int:
         """p, counting the implicit bit: float16 11, bfloat16 8, float32 24, float64 53."""
         return int(ml_dtypes.finfo(self.np_dtype).nmant) + 1

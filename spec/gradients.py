@@ -109,6 +109,7 @@ def call_vjp(subject: Subject, inputs: Mapping[str, Any], cotangent: np.ndarray,
     fn = getattr(subject.namespace, "vjp", None)
     if not callable(fn):
         raise Unsupported(f"adapter {subject.adapter_name} offers no vjp (gradients)")
+    subject.calls.append(inputs)
     with warnings.catch_warnings(record=True):
         warnings.simplefilter("always")
         try:

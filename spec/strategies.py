@@ -106,19 +106,32 @@ class AttentionInputs(NamedTuple):
     q: np.ndarray
     k: np.ndarray
     v: np.ndarray
+    scale: float | None  # None (1/sqrt(K)) unless the strategy was asked to draw one
+
+
+def attention_scales(K: int) -> st.SearchStrategy[float | None]:
+    """Return a strategy for ``scale`` over its domain (None or any finite real): the default, the default
+    written out, 0 (uniform weights), negative, non-dyadic, large, tiny, and 1/K (the classic slip)."""
+    return st.sampled_from([None, None, 1.0 / np.sqrt(K), 0.5, 0.0, -0.7, 0.3, 4.0, 1e-3, 1.0 / K])
 
 
 @st.composite
-def attention_inputs(draw: Any, dtype: DType, where: ShapeFilter | None = None) -> AttentionInputs:
-    """Return a strategy for q (B, H, T, K), k (B, H, S, K), v (B, H, S, Kv) in dtype."""
+def attention_inputs(draw: Any, dtype: DType, where: ShapeFilter | None = None, scaled: bool = False) -> AttentionInputs:
+    """Return a strategy for q (B, H, T, K), k (B, H, S, K), v (B, H, S, Kv) in dtype (and a scale, if scaled)."""
     s = draw(attention_shapes(where), label="shape")
+    scale = draw(attention_scales(s.K), label="scale") if scaled else None
     kind = draw(value_kinds(), label="qk_kind")
     # "large" aims the logits q.k * scale at large_logit(dtype): q, k ~ N(0, sigma^2), logit ~ sigma^2 sqrt(K)
-    sigma = float(np.sqrt(min(large_logit(dtype), 1e4) / np.sqrt(s.K)))
+    # at the default scale 1/sqrt(K); another scale moves sigma so the logits stay at that magnitude.
+    default = 1.0 / np.sqrt(s.K)
+    effective = abs(scale) if scale else default
+    sigma2 = min(large_logit(dtype), 1e4) / np.sqrt(s.K) * default / effective
+    # but q.k itself (before the scale) must stay finite in the dtype: |q.k| <= K sigma^2
+    sigma = float(np.sqrt(min(sigma2, 0.25 * min(dtype.max, 1e30) / s.K)))
     q = make_values((s.B, s.H, s.T, s.K), kind, draw(seeds(), label="q_seed"), dtype, sigma)
     k = make_values((s.B, s.H, s.S, s.K), kind, draw(seeds(), label="k_seed"), dtype, sigma)
-    v = draw(arrays((s.B, s.H, s.S, s.Kv), dtype, allow_large=False), label="v")
-    return AttentionInputs(s, q, k, v)
+    v = draw(arrays((s.B, s.H, s.S, s.Kv), dtype), label="v")
+    return AttentionInputs(s, q, k, v, scale)
 
 
 # Mask variants, the discrete axis of attention tests. A variant never empties a query row unless
@@ -134,8 +147,13 @@ class MaskDraw(NamedTuple):
 
 
 def _mask_shape(draw: Any, s: AttentionShape) -> tuple[int, ...]:
-    """One of the broadcast forms a real mask comes in."""
-    return draw(st.sampled_from([(s.B, s.H, s.T, s.S), (s.B, 1, s.T, s.S), (s.T, s.S), (s.B, 1, 1, s.S)]), label="mask_shape")
+    """Any shape that broadcasts to (B, H, T, S): each axis full or 1, leading axes dropped (1 to 4 axes),
+    so per-head, per-batch, per-query-row (..., T, 1), key-only (..., 1, S) and 1-D (S,) masks all come."""
+    full = (s.B, s.H, s.T, s.S)
+    kept = draw(st.tuples(*[st.booleans()] * 4), label="mask_full_axes")
+    ndim = draw(st.sampled_from([4, 2, 3, 1]), label="mask_ndim")
+    shape = tuple(n if keep else 1 for n, keep in zip(full, kept, strict=True))
+    return shape[4 - ndim :]
 
 
 def _keep_one_per_row(allowed: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -156,16 +174,19 @@ def masks(draw: Any, s: AttentionShape, variant: str, dtype: DType) -> MaskDraw:
     if variant in ("bool", "bool_empty_rows", "additive", "additive_empty_rows"):
         shape = _mask_shape(draw, s)
         allowed = rng.random(shape) < draw(st.sampled_from([0.3, 0.7]), label="keep_fraction")
-        if variant.endswith("empty_rows"):
-            allowed[..., rng.integers(0, allowed.shape[-2]) if allowed.shape[-2] > 1 else 0, :] = False
-        elif allowed.shape[-2] == s.T:
+        if variant.endswith("empty_rows") and allowed.ndim >= 2:
+            allowed[..., rng.integers(0, allowed.shape[-2]), :] = False
+        elif variant.endswith("empty_rows"):  # a 1-D (S,) mask is every row: all of them empty
+            allowed[:] = False
+        else:  # every row keeps a key: a row of a broadcast mask stands for every row it is broadcast to
             allowed = _keep_one_per_row(allowed, rng)
-        else:  # (B, 1, 1, S): one row stands for all
-            allowed[..., 0] = True
         mask = allowed
         if variant.startswith("additive"):
-            # additive: 0 or a finite bias where allowed, -inf where not
+            # additive: 0, a finite bias (N(0, 1), or the most negative finite value, HuggingFace's
+            # "soft" fill) where allowed, -inf where not
             bias = np.where(rng.random(shape) < 0.5, 0.0, rng.standard_normal(shape))
+            soft = draw(st.booleans(), label="finfo_min_bias")
+            bias = np.where(soft & (rng.random(shape) < 0.3), dtype.min, bias)
             mask = np.where(allowed, bias, -np.inf).astype(dtype.np_dtype)
     elif variant in ("padding", "padding_zero_length"):
         lo = 0 if variant == "padding_zero_length" else 1

@@ -199,7 +199,7 @@ class Conformance:
         self.results[request.node.nodeid] = record
         tally = runner.Tally()
         try:
-            tally = runner.run(
+            runner.run(
                 target.id,
                 target.subject,
                 body,
@@ -207,6 +207,7 @@ class Conformance:
                 base=base,
                 max_examples=examples,
                 reproduce=self.config.getoption("reproduce"),
+                tally=tally,
             )
         except runner.Outcome as verdict:
             record.update(outcome=verdict.kind, reason=verdict.reason)
@@ -226,6 +227,8 @@ class Conformance:
             record.update(examples=tally.examples, ratios=[float(f"{r:.4g}") for r in tally.ratios])
             if tally.unsupported:
                 record["unsupported"] = tally.unsupported_text()
+            if tally.deviations and target.declared is not None and target.declared.when is not None:
+                record["reason"] = f"declared deviation seen in {tally.deviations} of {tally.supported} examples: {target.declared}"
 
     def rerun_command(self, nodeid: str, target: Any, blob: str | None) -> str:
         parts = ["pytest", nodeid, "--adapter", target.adapter.key, "-p", "no:xdist"]

@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 from hypothesis import target as hypothesis_target
 from hypothesis.errors import Unsatisfiable
 
+from adapters import Deviation
 from spec.core import ConformanceError, Subject, Unsupported
 
 # A target needs this many examples the adapter can express before its verdict counts.
@@ -73,7 +74,7 @@ Body = Callable[[Subject, st.DataObject], None]
 
 
 def _example(
-    tally: Tally, make_subject: Callable[[], Subject], body: Body, declared: bool, give_up: int
+    tally: Tally, make_subject: Callable[[], Subject], body: Body, declared: Deviation | None, give_up: int
 ) -> Callable[..., None]:
     def example(data: st.DataObject) -> None:
         if tally.supported == 0 and tally.examples >= give_up:
@@ -87,7 +88,7 @@ def _example(
             reject()  # not counted as an example: Hypothesis draws another
         except ConformanceError as e:
             tally.failure_inputs = e.inputs
-            if not declared:
+            if declared is None or not declared.applies(subject.calls):
                 raise
             tally.deviations += 1
             tally.deviation_message = tally.deviation_message or str(e)
@@ -116,32 +117,36 @@ def run(
     make_subject: Callable[[], Subject],
     body: Body,
     *,
-    declared: str | None,
+    declared: Deviation | None,
     base: settings,
     max_examples: int,
     reproduce: str | None = None,
+    tally: Tally | None = None,
 ) -> Tally:
     """Run ``body`` over Hypothesis examples; return the tally, or raise Outcome or the failure.
 
-    ``declared`` is the adapter's declared reason when this target is a declared deviation.
+    ``declared`` is the adapter's declared deviation for this target. One without a trigger covers the
+    whole target, and the verdict is the deviation's (seen, or not seen after a targeted search). One
+    with a trigger covers only the examples it names: any other example's failure is a failure, and
+    the target passes with the count of examples that showed the deviation in its tally.
     """
-    tally = Tally()
+    tally = Tally() if tally is None else tally  # the caller's, to read even when the run raises
     config = settings(
         base,
         max_examples=max_examples,
         report_multiple_bugs=False,
         suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow, HealthCheck.data_too_large],
         deadline=None,
-        phases=[p for p in base.phases if p != Phase.shrink] if declared else base.phases,
+        phases=[p for p in base.phases if p != Phase.shrink] if declared and declared.when is None else base.phases,
     )
-    example = _example(tally, make_subject, body, declared is not None, give_up=max(2 * max_examples, 10))
+    example = _example(tally, make_subject, body, declared, give_up=max(2 * max_examples, 10))
     try:
         _run(example, config, target_id, reproduce)
     except Unsatisfiable:
         pass  # no example could be expressed: judged below
     if tally.supported < min(MIN_SUPPORTED, max_examples):
         raise Outcome("unsupported", f"unsupported: {tally.unsupported_text()}")
-    if declared is None:
+    if declared is None or declared.when is not None:
         return tally
     if not tally.deviations and not reproduce:  # a dedicated search before "conforms" is claimed
         searched = settings(config, max_examples=CONFIRM_FACTOR * max_examples, phases=[Phase.generate, Phase.target])
