@@ -78,6 +78,7 @@ class TorchAdapter(TorchSeq2Seq):
             for v in ("self+padding_zero_length", "self+bool_empty_rows")
         },
         "causal_mask.refuses[empty_length]": "causal_upper_left(0, S) builds an empty bias instead of refusing T = 0",
+        "causal_mask.refuses[no_keys]": "causal_upper_left(T, 0) builds an empty bias instead of refusing S = 0",
         **{f"{c}.*": (SCALE_ZERO_CAUSAL_NAN, MASK_1D_REFUSED) for c in ("attention_weights", "scaled_dot_product_attention")},
     }
 

@@ -62,4 +62,4 @@ def cross_entropy(logits: np.ndarray, targets: np.ndarray, ignore_index: int = -
     onehot = np.where(keep, targets, 0)[..., None] == np.arange(V)  # (..., V): the target class
     picked = np.where(onehot, logp, logp.dtype.type(0)).sum(axis=-1)  # (...,): log p(target), exact
     per_position = -(1 - label_smoothing) * picked - label_smoothing * logp.mean(axis=-1)  # (...,)
-    return np.reshape(per_position[keep].mean(), ()).astype(logits.dtype)
+    return per_position[keep].mean(axis=0, keepdims=True).reshape(()).astype(logits.dtype)  # () as an array

@@ -23,6 +23,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from spec.core import BadInput, Component, Property, Subject
+from spec.domains import Arg, region
 from spec.dtypes import DType
 from spec.strategies import EMPTY_ROW_VARIANTS, MASK_VARIANTS, attention_inputs, masks, seeds
 from spec.tolerance import compare
@@ -196,6 +197,110 @@ def _batch_item(key: str, value: Any, b: int) -> Any:
     return value[b : b + 1]
 
 
+# Argument domains (spec/domains.py): what each argument may be and the regions every run draws.
+def _dims(i: Any) -> tuple[int, int, int, int, int]:
+    B, H, T, K = i["q"].shape
+    return B, H, T, i["k"].shape[2], K
+
+
+def _logits(i: Any) -> float:
+    return logit_magnitude(i)
+
+
+def _bias(i: Any) -> np.ndarray:
+    m = i.get("mask")
+    return m.astype(np.float64) if m is not None and m.dtype != np.bool_ else np.zeros(0)
+
+
+def _rows(i: Any) -> np.ndarray:
+    """(B, H, T) whether a query row sees at least one key under mask and causal."""
+    from reference.attention import _allowed
+
+    B, H, T, S, _ = _dims(i)
+    allowed = _allowed(B, H, T, S, i.get("mask") if i.get("mask") is None or i["mask"].dtype == np.bool_ else None, i.get("causal"))
+    bias = i.get("mask")
+    if bias is not None and bias.dtype != np.bool_:
+        allowed = allowed & np.isfinite(np.broadcast_to(bias.astype(np.float64), allowed.shape))
+    return allowed.any(-1)
+
+
+Q_ARG = Arg(
+    "q",
+    "float array (B, H, T, K), every axis >= 1; finite values",
+    regions=(
+        region("T = 1 (one query, a decoding step)", lambda v, i: _dims(i)[2] == 1),
+        region("T < S", lambda v, i: _dims(i)[2] < _dims(i)[3]),
+        region("T > S", lambda v, i: _dims(i)[2] > _dims(i)[3]),
+        region("B > 1 and H > 1", lambda v, i: _dims(i)[0] > 1 and _dims(i)[1] > 1),
+        region("large logits (|scale q.k| >= 1e3)", lambda v, i: _logits(i) >= 1e3),
+        region("ties (equal logits in a row)", lambda v, i: bool(np.isin(v.astype(np.float64), [-2, -1, 0, 1, 2]).all())),
+        region("tiny logits (|scale q.k| < 1e-3)", lambda v, i: _logits(i) < 1e-3),
+    ),
+)
+K_ARG = Arg(
+    "k",
+    "float array (B, H, S, K) like q's B, H, K; S >= 1",
+    regions=(region("S = 1", lambda v, i: v.shape[2] == 1), region("K = 2", lambda v, i: v.shape[3] == 2)),
+)
+V_ARG = Arg(
+    "v",
+    "float array (B, H, S, Kv), Kv >= 1 may differ from K; finite values",
+    regions=(
+        region("Kv != K", lambda v, i: v.shape[3] != i["q"].shape[3]),
+        region("large values (|v| >= 1e3)", lambda v, i: float(np.abs(v.astype(np.float64)).max()) >= 1e3),
+    ),
+)
+MASK_ARG = Arg(
+    "mask",
+    "None, bool (True = may attend) or additive float (-inf masks a key), any shape that broadcasts to "
+    "(B, H, T, S) with at most 4 axes",
+    kind="mask",
+    default=None,
+    regions=(
+        region("None", lambda v, i: v is None),
+        region("bool", lambda v, i: v is not None and v.dtype == np.bool_),
+        region("additive with finite biases", lambda v, i: bool((np.isfinite(_bias(i)) & (_bias(i) != 0)).any())),
+        region("additive with -inf", lambda v, i: bool(np.isneginf(_bias(i)).any())),
+        region("additive with the dtype's most negative value", lambda v, i: bool((_bias(i) < -6e4).any())),
+        region("4-D per head (B, H, T, S)", lambda v, i: v is not None and v.ndim == 4 and v.shape[1] > 1 and v.shape[2] > 1),
+        region("key padding (B, 1, 1, S)", lambda v, i: v is not None and v.ndim == 4 and v.shape[1:3] == (1, 1)),
+        region("2-D (T, S)", lambda v, i: v is not None and v.ndim == 2 and v.shape[0] > 1),
+        region("1-D (S,)", lambda v, i: v is not None and v.ndim == 1),
+        region("per-query rows (..., T, 1)", lambda v, i: v is not None and v.ndim >= 2 and v.shape[-1] == 1 and v.shape[-2] > 1),
+        region("a fully masked query row", lambda v, i: not _rows(i).all()),
+    ),
+)
+SCALE_ARG = Arg(
+    "scale",
+    "None (1/sqrt(K)) or any finite real: 0 gives uniform weights, a negative scale prefers dissimilar keys",
+    kind="number",
+    default=None,
+    regions=(
+        region("None", lambda v, i: v is None),
+        region("1/sqrt(K) written out", lambda v, i: v is not None and np.isclose(v, 1 / np.sqrt(i["q"].shape[-1]))),
+        region("0", lambda v, i: v == 0),
+        region("negative", lambda v, i: v is not None and v < 0),
+        region("non-dyadic (0.3)", lambda v, i: v == 0.3),
+        region("large (4)", lambda v, i: v is not None and v >= 4),
+        region("tiny (1e-3)", lambda v, i: v is not None and 0 < v <= 1e-3),
+    ),
+)
+CAUSAL_ARG = Arg(
+    "causal",
+    "None, 'top_left' (s <= t) or 'bottom_right' (s <= t + S - T); ANDed with the mask",
+    kind="choice",
+    default=None,
+    choices=(None, "top_left", "bottom_right"),
+    regions=(
+        region("None", lambda v, i: v is None),
+        region("top_left with T < S", lambda v, i: v == "top_left" and _dims(i)[2] < _dims(i)[3]),
+        region("top_left with T > S", lambda v, i: v == "top_left" and _dims(i)[2] > _dims(i)[3]),
+        region("bottom_right with T < S", lambda v, i: v == "bottom_right" and _dims(i)[2] < _dims(i)[3]),
+        region("bottom_right with T > S (first rows empty)", lambda v, i: v == "bottom_right" and _dims(i)[2] > _dims(i)[3]),
+    ),
+)
+
+
 # Bad inputs: each starts from valid inputs and breaks one rule.
 def _valid(data: st.DataObject, dtype: DType) -> dict[str, Any]:
     x = data.draw(attention_inputs(dtype), label="qkv")
@@ -250,6 +355,7 @@ ATTENTION_WEIGHTS = Component(
     signature="attention_weights(q, k, mask=None, scale=None, causal=None) -> A",
     shapes="q (B, H, T, K), k (B, H, S, K) -> A (B, H, T, S)",
     error_scale=weights_error_scale,
+    args=(Q_ARG, K_ARG, MASK_ARG, SCALE_ARG, CAUSAL_ARG),
     properties=SHARED
     + (Property("weights_are_distributions", weights_are_distributions.__doc__, weights_are_distributions, MASK_VARIANTS),),
     bad_inputs=tuple(_without_v(b) for b in ATTENTION_BAD_INPUTS if b.name != "kv_length_mismatch"),
@@ -261,6 +367,7 @@ SCALED_DOT_PRODUCT_ATTENTION = Component(
     signature="scaled_dot_product_attention(q, k, v, mask=None, scale=None, causal=None) -> context",
     shapes="q (B, H, T, K), k (B, H, S, K), v (B, H, S, Kv) -> context (B, H, T, Kv)",
     error_scale=context_error_scale,
+    args=(Q_ARG, K_ARG, V_ARG, MASK_ARG, SCALE_ARG, CAUSAL_ARG),
     properties=SHARED
     + (
         Property(

@@ -11,12 +11,13 @@ import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 from hypothesis import strategies as st
 
 import reference
+from spec.domains import Arg
 from spec.dtypes import ALL_DTYPES, DType
 from spec.tolerance import Bound, Comparison, bound_for, compare, oracle
 
@@ -74,11 +75,19 @@ class Component:
     bad_inputs: tuple[BadInput, ...] = ()
     dtypes: tuple[DType, ...] = ALL_DTYPES
     notes: str = ""
+    # every argument of the signature with its domain (spec/domains.py), in the reference's order
+    args: tuple[Arg, ...] = ()
 
     @property
     def reference(self) -> Callable[..., Any]:
         """The oracle function of the same name (STYLE 1: the test looks the oracle up by name)."""
         return getattr(reference, self.name)
+
+
+def _is_default(value: Any, default: Any) -> bool:
+    if default is None or value is None:
+        return value is default
+    return not isinstance(value, np.ndarray) and type(value) is type(default) and value == default
 
 
 def describe_inputs(inputs: Mapping[str, Any]) -> str:
@@ -114,6 +123,8 @@ class Subject:
     # The inputs of every adapter call this example made (siblings share it): what a declared
     # deviation's trigger is judged on.
     calls: list[Mapping[str, Any]] = field(default_factory=list)
+    # Arguments left out of a call because they held the spec's default (see ``call``).
+    omitted: set[str] = field(default_factory=set)
 
     def label(self, inputs: Mapping[str, Any]) -> str:
         return f"[{self.component.name} | adapter={self.adapter_name} | dtype={self.dtype}] inputs: {describe_inputs(inputs)}"
@@ -125,14 +136,28 @@ class Subject:
         fn = getattr(self.namespace, name, None)
         if not callable(fn):
             raise Unsupported(f"adapter {self.adapter_name} does not offer {name}, which this property needs")
-        return Subject(self.adapter_name, COMPONENTS[name], self.dtype, fn, self.namespace, self.comparisons, calls=self.calls)
+        return Subject(
+            self.adapter_name, COMPONENTS[name], self.dtype, fn, self.namespace, self.comparisons, calls=self.calls, omitted=self.omitted
+        )
 
     def case(self, inputs: Mapping[str, Any], expected_fn: Callable[..., Any] | None = None) -> Case:
         return Case(self, dict(inputs), expected_fn or self.component.reference)
 
-    def fail(self, inputs: Mapping[str, Any], message: str) -> None:
+    def fail(self, inputs: Mapping[str, Any], message: str) -> NoReturn:
         said = "".join(f"\nthe library warned: {w}" for w in dict.fromkeys(self.warnings))
+        if self.omitted:
+            said += f"\nsome calls left out {sorted(self.omitted)}, which held the spec's defaults (the adapter's own defaults ran)"
         raise ConformanceError(f"{self.label(inputs)}\n{message}{said}", inputs)
+
+    def _with_defaults_left_out(self, inputs: Mapping[str, Any]) -> Mapping[str, Any]:
+        """Every other call of an example leaves out the arguments that hold the spec's default, so the
+        adapter's own defaults are exercised too (an adapter whose eps defaults to 1e-6 is caught);
+        the next call passes them, so a property comparing two calls compares both ways."""
+        if len(self.calls) % 2 == 0:
+            return inputs
+        left = {a.name for a in self.component.args if a.has_default and a.name in inputs and _is_default(inputs[a.name], a.default)}
+        self.omitted |= left
+        return {k: v for k, v in inputs.items() if k not in left}
 
     def call(self, inputs: Mapping[str, Any], expected: np.ndarray) -> np.ndarray:
         """Call the adapter; refuse exceptions, non-arrays, wrong shape or dtype, and NaN/inf."""
@@ -143,7 +168,7 @@ class Subject:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                got = self.fn(**inputs)
+                got = self.fn(**self._with_defaults_left_out(inputs))
             except Unsupported:
                 raise
             except Exception as e:  # an adapter that crashes fails its own test, and the run goes on

@@ -135,6 +135,26 @@ class Mutant:
     change: Callable[[Inputs], dict[str, Any]]
     why_invisible: str | None = None
 
+    @property
+    def is_swap(self) -> bool:
+        return self.name.endswith(": swapped")
+
+    def applies(self, inputs: Inputs) -> bool:
+        """Whether the mutant changes these inputs at all."""
+        return differs(self.change(inputs), inputs)
+
+
+def differs(a: Any, b: Any) -> bool:
+    """Whether two inputs differ in any value (arrays by value, the rest by equality)."""
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return a.keys() != b.keys() or any(differs(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) != len(b) or any(differs(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return not (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.shape == b.shape and a.dtype == b.dtype
+                    and np.array_equal(a, b, equal_nan=True))
+    return bool(a != b) if not (a is None or b is None) else a is not b
+
     def __str__(self) -> str:
         return f"{self.component}: {self.name}"
 
@@ -177,7 +197,8 @@ def mutants(component: str, args: tuple[Arg, ...]) -> list[Mutant]:
             found.append(Mutant(component, f"{path}: perturbed slightly", perturbed, arg.invisible.get("perturbed")))
     for i, (path_a, a) in enumerate(flat):
         for path_b, b in flat[i + 1 :]:
-            if a.kind != b.kind or a.kind in ("params", "other"):
+            # siblings only: two top-level arguments, or two entries of one params argument
+            if a.kind != b.kind or a.kind in ("params", "other") or path_a.rpartition(".")[0] != path_b.rpartition(".")[0]:
                 continue
 
             def swapped(inputs: Inputs, pa: str = path_a, pb: str = path_b) -> dict[str, Any]:

@@ -65,8 +65,11 @@ VJP_PROPERTIES: dict[str, Property] = {
         lambda v: ("q", "k", "v", "mask") if v == "additive" else ("q", "k", "v"),
         ("none", "additive", "padding", "causal_top_left"),
     ),
+    # self: one array (query is key is value); memory: key is value; cross: three arrays
     "multi_head_attention": vjp_property(
-        _mha, lambda v: _MHA_WRT if v.startswith("cross") else _MHA_WRT[:1] + _MHA_WRT[3:], ("self", "cross", "cross+padding")
+        _mha,
+        lambda v: _MHA_WRT if v.startswith("cross") else _MHA_WRT[:2] + _MHA_WRT[3:] if v.startswith("memory") else _MHA_WRT[:1] + _MHA_WRT[3:],
+        ("self", "cross", "cross+padding", "memory+padding"),
     ),
     "layer_norm": vjp_property(_plain(layers._ln_draw_for("layer_norm")), _fixed("x", "gamma", "beta")),
     "position_wise_ffn": vjp_property(

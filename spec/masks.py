@@ -15,9 +15,43 @@ import numpy as np
 from hypothesis import strategies as st
 
 from spec.core import BadInput, Component, Property, Subject
+from spec.domains import Arg, region
 from spec.dtypes import EXACT, DType
 
 lengths_1_to_9 = st.integers(1, 9)
+
+CAUSAL_ARGS = (
+    Arg(
+        "T",
+        "int >= 1, the number of queries",
+        kind="int",
+        regions=(region("T = 1", lambda v, i: v == 1), region("T < S", lambda v, i: v < i["S"]), region("T > S", lambda v, i: v > i["S"])),
+    ),
+    Arg("S", "int >= 1, the number of keys", kind="int", regions=(region("S = 1", lambda v, i: v == 1), region("T = S", lambda v, i: v == i["T"]))),
+    Arg(
+        "alignment",
+        "'top_left' (s <= t) or 'bottom_right' (s <= t + S - T)",
+        kind="choice",
+        default="top_left",
+        choices=("top_left", "bottom_right"),
+        regions=(region("top_left", lambda v, i: v == "top_left"), region("bottom_right", lambda v, i: v == "bottom_right")),
+    ),
+)
+PADDING_ARGS = (
+    Arg(
+        "lengths",
+        "int array (B,), each in [0, S]: 0 masks every key of that item",
+        kind="int",
+        perturb=lambda v, i: np.maximum(v - 1, 0) if (v > 0).any() else None,  # one key fewer
+        regions=(
+            region("a length of 0", lambda v, i: bool((v == 0).any())),
+            region("a length of S", lambda v, i: bool((v == i["S"]).any())),
+            region("a length strictly between", lambda v, i: bool(((v > 0) & (v < i["S"])).any())),
+            region("B = 1", lambda v, i: v.shape == (1,)),
+        ),
+    ),
+    Arg("S", "int >= 1", kind="int", regions=(region("S = 1", lambda v, i: v == 1),)),
+)
 
 
 def _draw_causal(data: st.DataObject, variant: str | None) -> dict[str, Any]:
@@ -78,6 +112,7 @@ CAUSAL_MASK = Component(
     shapes="-> (T, S) bool",
     error_scale=lambda inputs: 0.0,
     dtypes=(EXACT,),
+    args=CAUSAL_ARGS,
     properties=(
         Property("matches_reference", matches_reference.__doc__, matches_reference, ("top_left", "bottom_right"), (EXACT,)),
         Property(
@@ -91,6 +126,7 @@ CAUSAL_MASK = Component(
     bad_inputs=(
         BadInput("unknown_alignment", "alignment='bottom-right' (a typo)", _bad_causal({"alignment": "bottom-right"})),
         BadInput("empty_length", "T = 0", _bad_causal({"T": 0})),
+        BadInput("no_keys", "S = 0", _bad_causal({"S": 0})),
     ),
 )
 
@@ -101,9 +137,13 @@ KEY_PADDING_MASK = Component(
     shapes="lengths (B,) int -> (B, 1, 1, S) bool",
     error_scale=lambda inputs: 0.0,
     dtypes=(EXACT,),
+    args=PADDING_ARGS,
     properties=(
         Property("matches_reference", matches_reference.__doc__, matches_reference, (None,), (EXACT,)),
         Property("counts_lengths", padding_counts_lengths.__doc__, padding_counts_lengths, (None,), (EXACT,)),
     ),
-    bad_inputs=(BadInput("length_beyond_S", "lengths[b] > S", _bad_padding),),
+    bad_inputs=(
+        BadInput("length_beyond_S", "lengths[b] > S", _bad_padding),
+        BadInput("negative_length", "lengths[b] = -1", lambda data, dtype: {**_draw_padding(data), "lengths": np.array([-1])}),
+    ),
 )

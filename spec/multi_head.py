@@ -7,8 +7,9 @@ Head h owns columns h*K:(h+1)*K of W_q, W_k, W_v and rows h*K:(h+1)*K of W_o.
 torch's nn.MultiheadAttention stores the transposes (in_proj_weight = [W_q; W_k; W_v]^T stacked,
 y = x W^T); flax stores kernels (D, H, K) and (H, K, D). Adapters map; the spec does not move.
 mask and causal as in scaled_dot_product_attention, the mask broadcastable to (B, H, T, S).
-error_scale: (1 + L) max|V W_v| * max_j sum_d |W_o[d, j]| + the projections' own sums of |x_d W_dj|,
-with L the logit magnitude of the projected queries and keys.
+error_scale: (1 + L) max|V W_v + b_v| * max_j sum_d |W_o[d, j]| + the projections' own sums of
+|x_d W_dj| + |b| + max|b_o|, with L the logit magnitude of the projected queries and keys (the seed
+sweep found the output bias missing: a bias-dominated output rounds at |b_o|).
 """
 
 from __future__ import annotations
@@ -22,10 +23,25 @@ from hypothesis import strategies as st
 from reference.attention import scaled_dot_product_attention
 from spec.attention import logit_magnitude
 from spec.core import BadInput, Component, Property, Subject
+from spec.domains import Arg, region
 from spec.dtypes import DType
 from spec.strategies import MHA_BUCKETS, AttentionShape, MhaShape, arrays, masks, mha_params
 
-MHA_VARIANTS = ("self", "cross", "self+causal_top_left", "cross+padding", "self+bool", "cross+additive")
+# self: query is key is value; cross: distinct key and value; memory: cross-attention over one encoder
+# memory (key is value, as encoder-decoder models call it); "+mask variant" as for attention.
+MHA_VARIANTS = (
+    "self",
+    "cross",
+    "memory",
+    "self+causal_top_left",
+    "self+padding",
+    "cross+padding",
+    "memory+padding",
+    "self+bool",
+    "cross+additive",
+    "cross+causal_top_left",
+    "cross+causal_bottom_right",
+)
 
 
 def _project(x: np.ndarray, params: Mapping[str, Any], w: str, b: str, H: int) -> np.ndarray:
@@ -44,22 +60,31 @@ def mha_error_scale(inputs: Mapping[str, Any]) -> float:
     v = _project(inputs["value"], p, "w_v", "b_v", H)
     L = logit_magnitude({"q": q, "k": k, "mask": inputs.get("mask")})
     w_o = np.abs(p["w_o"].astype(np.float64))
+
+    def bias(name: str) -> float:
+        return float(np.abs(p[name].astype(np.float64)).max()) if p.get(name) is not None else 0.0
+
+    # each projection rounds at |x| |W| + |b|; the output adds b_o, so it rounds at |context W_o| + |b_o|
     proj = max(
-        float((np.abs(inputs[x].astype(np.float64)) @ np.abs(p[w].astype(np.float64))).max())
-        for x, w in (("query", "w_q"), ("key", "w_k"), ("value", "w_v"))
+        float((np.abs(inputs[x].astype(np.float64)) @ np.abs(p[w].astype(np.float64))).max()) + bias(b)
+        for x, w, b in (("query", "w_q", "b_q"), ("key", "w_k", "b_k"), ("value", "w_v", "b_v"))
     )
-    return (1.0 + L) * float(np.abs(v).max()) * float(w_o.sum(0).max()) + proj
+    return (1.0 + L) * float(np.abs(v).max()) * float(w_o.sum(0).max()) + proj + bias("b_o")
 
 
 def draw_mha(data: st.DataObject, dtype: DType, variant: str, H: int | None = None) -> tuple[dict[str, Any], np.ndarray]:
     """Kwargs for multi_head_attention under a variant "self|cross[+mask variant]", and where queries may attend."""
     kind, _, mask_variant = variant.partition("+")
-    buckets = [b for b in MHA_BUCKETS if (kind == "cross" or b.T == b.S) and (H is None or b.H == H or H == 1)]
+    # bottom-right causality with T > S would empty the first rows: that has its own property
+    fits = (lambda b: b.T <= b.S) if mask_variant == "causal_bottom_right" else (lambda b: True)
+    buckets = [b for b in MHA_BUCKETS if (kind != "self" or b.T == b.S) and (H is None or b.H == H or H == 1) and fits(b)]
     s: MhaShape = data.draw(st.sampled_from(buckets), label="shape")
     heads = H or s.H
     query = data.draw(arrays((s.B, s.T, s.D), dtype, allow_large=False), label="query")
     if kind == "self":
         key = value = query  # the same array object: libraries take their self-attention path
+    elif kind == "memory":
+        key = value = data.draw(arrays((s.B, s.S, s.D), dtype, allow_large=False), label="memory")
     else:
         key = data.draw(arrays((s.B, s.S, s.D), dtype, allow_large=False), label="key")
         value = data.draw(arrays((s.B, s.S, s.D), dtype, allow_large=False), label="value")
@@ -102,7 +127,13 @@ def batch_equals_items(subject: Subject, data: st.DataObject, variant: str | Non
         item = dict(inputs)
         item["query"] = inputs["query"][b : b + 1]
         item["key"] = item["query"] if inputs["key"] is inputs["query"] else inputs["key"][b : b + 1]
-        item["value"] = item["query"] if inputs["value"] is inputs["query"] else inputs["value"][b : b + 1]
+        item["value"] = (
+            item["query"]
+            if inputs["value"] is inputs["query"]
+            else item["key"]
+            if inputs["value"] is inputs["key"]
+            else inputs["value"][b : b + 1]
+        )
         mask = inputs["mask"]
         if mask is not None and mask.ndim == 4 and mask.shape[0] > 1:
             item["mask"] = mask[b : b + 1]
@@ -117,6 +148,96 @@ def fully_masked_rows_are_zero(subject: Subject, data: st.DataObject, variant: s
     case.assert_matches_oracle("output (fully masked rows give b_o)")
     if not empty.any():
         subject.fail(inputs, "strategy produced no fully masked row")
+
+
+# Argument domains (spec/domains.py).
+def _next_divisor(H: int, inputs: Any) -> int | None:
+    """Another head count that divides D: the nearest one above H, else below (None if D has only H)."""
+    D = inputs["query"].shape[-1]
+    others = [h for h in range(1, D + 1) if D % h == 0 and h != H]
+    above = [h for h in others if h > H]
+    return above[0] if above else (others[-1] if others else None)
+
+
+def _is(a: str, b: str) -> Any:
+    return lambda v, i: i[a] is i[b]
+
+
+# The key bias adds q . b_k to every logit of a query's row: softmax is shift-invariant, so no output
+# (and no gradient but b_k's own, which is 0) depends on it.
+_KEY_BIAS = {
+    kind: "the key bias shifts every logit of a row by the same q . b_k; softmax is invariant to that shift"
+    for kind in ("default", "perturbed")
+}
+_WEIGHT = "float array (D, D), acting on the right (y = x W + b); head h owns columns h K .. (h + 1) K - 1"
+_BIAS = "float array (D,), or absent (0)"
+MHA_ARGS = (
+    Arg(
+        "query",
+        "float array (B, T, D), every axis >= 1",
+        regions=(
+            region("self-attention (query is key is value)", lambda v, i: i["key"] is v and i["value"] is v),
+            region("T = 1", lambda v, i: v.shape[1] == 1),
+            region("T != S", lambda v, i: v.shape[1] != i["key"].shape[1]),
+        ),
+    ),
+    Arg(
+        "key",
+        "float array (B, S, D), S >= 1; may be the very array passed as query (self-attention) or as value",
+        regions=(
+            region("one memory (key is value, not query)", lambda v, i: i["value"] is v and i["query"] is not v),
+            region("distinct key and value", lambda v, i: i["value"] is not v and i["query"] is not v),
+        ),
+    ),
+    Arg("value", "float array (B, S, D) like key"),
+    Arg(
+        "params",
+        "dict of the canonical weights w_q, w_k, w_v, w_o and optional biases b_q, b_k, b_v, b_o",
+        kind="params",
+        regions=(
+            region("every bias present", lambda v, i: all(b in v for b in ("b_q", "b_k", "b_v", "b_o"))),
+            region("no bias", lambda v, i: not any(b in v for b in ("b_q", "b_k", "b_v", "b_o"))),
+            region("some biases", lambda v, i: 0 < sum(b in v for b in ("b_q", "b_k", "b_v", "b_o")) < 4),
+        ),
+        entries=tuple(Arg(w, _WEIGHT) for w in ("w_q", "w_k", "w_v", "w_o"))
+        + tuple(Arg(b, _BIAS, default=None, invisible=_KEY_BIAS if b == "b_k" else {}) for b in ("b_q", "b_k", "b_v", "b_o")),
+    ),
+    Arg(
+        "num_heads",
+        "int H >= 1 dividing D",
+        kind="int",
+        perturb=_next_divisor,
+        regions=(
+            region("H = 1", lambda v, i: v == 1),
+            region("H = D (K = 1)", lambda v, i: v == i["query"].shape[-1]),
+            region("1 < H < D", lambda v, i: 1 < v < i["query"].shape[-1]),
+        ),
+    ),
+    Arg(
+        "mask",
+        "None, bool (True = may attend) or additive float, broadcastable to (B, H, T, S)",
+        kind="mask",
+        default=None,
+        regions=(
+            region("None", lambda v, i: v is None),
+            region("bool", lambda v, i: v is not None and v.dtype == np.bool_),
+            region("additive", lambda v, i: v is not None and v.dtype != np.bool_),
+            region("key padding (B, 1, 1, S)", lambda v, i: v is not None and v.ndim == 4 and v.shape[1:3] == (1, 1)),
+        ),
+    ),
+    Arg(
+        "causal",
+        "None, 'top_left' or 'bottom_right' (as in scaled_dot_product_attention)",
+        kind="choice",
+        default=None,
+        choices=(None, "top_left", "bottom_right"),
+        regions=(
+            region("top_left with T = S", lambda v, i: v == "top_left" and i["query"].shape[1] == i["key"].shape[1]),
+            region("top_left with T != S", lambda v, i: v == "top_left" and i["query"].shape[1] != i["key"].shape[1]),
+            region("bottom_right with T < S", lambda v, i: v == "bottom_right" and i["query"].shape[1] < i["key"].shape[1]),
+        ),
+    ),
+)
 
 
 def _bad(change: Any) -> Any:
@@ -137,20 +258,21 @@ MULTI_HEAD_ATTENTION = Component(
     signature="multi_head_attention(query, key, value, params, num_heads, mask=None, causal=None) -> out",
     shapes="query (B, T, D), key/value (B, S, D), W_* (D, D), b_* (D,) -> out (B, T, D)",
     error_scale=mha_error_scale,
+    args=MHA_ARGS,
     properties=(
         Property("matches_reference", matches_reference.__doc__, matches_reference, MHA_VARIANTS),
         Property(
             "single_head_is_projected_attention",
             single_head_is_projected_attention.__doc__,
             single_head_is_projected_attention,
-            ("self", "cross"),
+            ("self", "cross", "memory+causal_bottom_right"),
         ),
-        Property("batch_equals_items", batch_equals_items.__doc__, batch_equals_items, ("self", "cross+padding")),
+        Property("batch_equals_items", batch_equals_items.__doc__, batch_equals_items, ("self", "cross+padding", "memory+padding")),
         Property(
             "fully_masked_rows_are_zero",
             fully_masked_rows_are_zero.__doc__,
             fully_masked_rows_are_zero,
-            ("cross+padding_zero_length", "self+padding_zero_length", "self+bool_empty_rows"),
+            ("cross+padding_zero_length", "memory+padding_zero_length", "self+padding_zero_length", "self+bool_empty_rows"),
         ),
     ),
     bad_inputs=(

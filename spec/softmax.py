@@ -14,22 +14,26 @@ import numpy as np
 from hypothesis import strategies as st
 
 from spec.core import BadInput, Component, Property, Subject
+from spec.domains import Arg, region
 from spec.dtypes import DType
 from spec.strategies import large_logit, make_values, seeds, value_kinds
 from spec.tolerance import compare
 
-SOFTMAX_SHAPES = ((1, 1), (3, 5), (2, 4, 16), (4, 1, 7), (2, 33))
+SOFTMAX_SHAPES = ((1, 1), (3, 5), (2, 4, 16), (4, 1, 7), (2, 33), (6,), (2, 3, 1, 5))
+EMPTY_SHAPE = (3, 0)  # a softmax over nothing is nothing: only the differential property draws it
 
 
 @st.composite
-def softmax_inputs(draw: Any, dtype: DType, kind: str | None = None, neg_inf: bool | None = None) -> dict[str, Any]:
+def softmax_inputs(
+    draw: Any, dtype: DType, kind: str | None = None, neg_inf: bool | None = None, empty: bool = False
+) -> dict[str, Any]:
     """Return a strategy for softmax kwargs: x from a named distribution, sometimes with -inf entries."""
-    shape = draw(st.sampled_from(SOFTMAX_SHAPES), label="shape")
-    axis = draw(st.sampled_from([-1] + list(range(len(shape)))), label="axis")
+    shape = draw(st.sampled_from(SOFTMAX_SHAPES + ((EMPTY_SHAPE,) if empty else ())), label="shape")
+    axis = draw(st.sampled_from([-1] + list(range(-len(shape), len(shape)))), label="axis")
     kind = kind or draw(value_kinds(), label="kind")
     seed = draw(seeds(), label="seed")
     x = make_values(shape, kind, seed, dtype, large_logit(dtype))
-    if neg_inf if neg_inf is not None else draw(st.booleans(), label="neg_inf"):
+    if (neg_inf if neg_inf is not None else draw(st.booleans(), label="neg_inf")) and x.size:
         rng = np.random.default_rng(seed + 1)
         hole = np.moveaxis(rng.random(shape) < 0.3, axis, -1)  # (..., N)
         keep = rng.integers(0, shape[axis], hole.shape[:-1])  # one finite entry per slice
@@ -40,7 +44,7 @@ def softmax_inputs(draw: Any, dtype: DType, kind: str | None = None, neg_inf: bo
 
 def matches_reference(subject: Subject, data: st.DataObject, variant: str | None) -> None:
     """The adapter agrees with the float64 oracle within the tolerance policy."""
-    subject.case(data.draw(softmax_inputs(subject.dtype), label="inputs")).assert_matches_oracle()
+    subject.case(data.draw(softmax_inputs(subject.dtype, empty=True), label="inputs")).assert_matches_oracle()
 
 
 def in_unit_interval_and_sums_to_one(subject: Subject, data: st.DataObject, variant: str | None) -> None:
@@ -104,7 +108,46 @@ def all_neg_inf_slice_is_zero(subject: Subject, data: st.DataObject, variant: st
 
 def _bad_axis(data: st.DataObject, dtype: DType) -> dict[str, Any]:
     x = data.draw(softmax_inputs(dtype, neg_inf=False), label="inputs")["x"]
-    return {"x": x, "axis": x.ndim}
+    return {"x": x, "axis": data.draw(st.sampled_from([x.ndim, -x.ndim - 1]), label="axis")}
+
+
+def _slices(i: Any) -> np.ndarray:
+    """x with the softmax axis last."""
+    return np.moveaxis(i["x"].astype(np.float64), i["axis"], -1)
+
+
+SOFTMAX_ARGS = (
+    Arg(
+        "x",
+        "floating array of any shape with at least one axis; entries finite or -inf (masked); an empty softmax "
+        "axis gives an empty output",
+        regions=(
+            region("1-D", lambda v, i: v.ndim == 1),
+            region("4-D", lambda v, i: v.ndim == 4),
+            region("size-1 softmax axis", lambda v, i: v.shape[i["axis"]] == 1),
+            region("empty softmax axis", lambda v, i: v.shape[i["axis"]] == 0),
+            region("ties in a slice", lambda v, i: v.size > 0 and v.shape[i["axis"]] > 1 and bool(
+                (np.diff(np.sort(_slices(i), -1), axis=-1) == 0).any())),
+            region("large logits (|x| >= 1e3)", lambda v, i: bool((np.abs(_slices(i)[np.isfinite(_slices(i))]) >= 1e3).any())),
+            region("tiny logits (|x| < 1e-2)", lambda v, i: v.size > 0 and bool((np.abs(_slices(i)) < 1e-2).all())),
+            region("-inf entries", lambda v, i: bool(np.isneginf(_slices(i)).any())),
+            region("a slice of only -inf", lambda v, i: v.size > 0 and bool(np.isneginf(_slices(i)).all(-1).any())),
+        ),
+    ),
+    Arg(
+        "axis",
+        "int in [-x.ndim, x.ndim)",
+        kind="int",
+        default=-1,
+        perturb=lambda v, i: None if i["x"].ndim < 2 else (v + 1) % i["x"].ndim,
+        regions=(
+            region("-1", lambda v, i: v == -1),
+            region("negative, not -1", lambda v, i: v < -1),
+            region("0", lambda v, i: v == 0),
+            region("the last axis as a positive index", lambda v, i: v == i["x"].ndim - 1),
+        ),
+    ),
+)
 
 
 SOFTMAX = Component(
@@ -113,6 +156,7 @@ SOFTMAX = Component(
     signature="softmax(x, axis=-1) -> y",
     shapes="x (...), y like x",
     error_scale=lambda inputs: 1.0,
+    args=SOFTMAX_ARGS,
     properties=(
         Property("matches_reference", matches_reference.__doc__, matches_reference),
         Property("in_unit_interval_and_sums_to_one", in_unit_interval_and_sums_to_one.__doc__, in_unit_interval_and_sums_to_one),
@@ -121,5 +165,5 @@ SOFTMAX = Component(
         Property("monotone", monotone.__doc__, monotone),
         Property("all_neg_inf_slice_is_zero", all_neg_inf_slice_is_zero.__doc__, all_neg_inf_slice_is_zero),
     ),
-    bad_inputs=(BadInput("axis_out_of_range", "axis = x.ndim", _bad_axis),),
+    bad_inputs=(BadInput("axis_out_of_range", "axis = x.ndim or -x.ndim - 1", _bad_axis),),
 )

@@ -225,6 +225,7 @@ MHA_BUCKETS = (
     MhaShape(B=1, T=4, S=4, D=12, H=3),
     MhaShape(B=2, T=5, S=5, D=8, H=4),
     MhaShape(B=2, T=6, S=2, D=6, H=1),
+    MhaShape(B=1, T=3, S=3, D=4, H=4),  # H = D: one dimension per head
 )
 
 
@@ -232,11 +233,14 @@ MHA_BUCKETS = (
 def mha_params(draw: Any, D: int, dtype: DType, biases: bool | None = None) -> dict[str, np.ndarray]:
     """Return a strategy for the canonical MHA weights: W_* (D, D) ~ N(0, 1/D), biases (D,) or absent."""
     rng = np.random.default_rng(draw(seeds(), label="params_seed"))
-    if biases is None:
-        biases = draw(st.booleans(), label="biases")
+    names = ("b_q", "b_k", "b_v", "b_o")
+    if biases is None:  # all, none, or some of the biases (absent = 0)
+        present = draw(st.sampled_from(["all", "none", "some"]), label="biases")
+        chosen = names if present == "all" else () if present == "none" else tuple(b for b in names if rng.random() < 0.5)
+    else:
+        chosen = names if biases else ()
     params = {w: (rng.standard_normal((D, D)) / np.sqrt(D)).astype(dtype.np_dtype) for w in ("w_q", "w_k", "w_v", "w_o")}
-    if biases:
-        params.update({b: (0.1 * rng.standard_normal(D)).astype(dtype.np_dtype) for b in ("b_q", "b_k", "b_v", "b_o")})
+    params.update({b: (0.1 * rng.standard_normal(D)).astype(dtype.np_dtype) for b in chosen})
     return params
 
 

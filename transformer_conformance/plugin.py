@@ -208,6 +208,7 @@ class Conformance:
                 max_examples=examples,
                 reproduce=self.config.getoption("reproduce"),
                 tally=tally,
+                seed=self.config.getoption("hypothesis_seed", None),
             )
         except runner.Outcome as verdict:
             record.update(outcome=verdict.kind, reason=verdict.reason)

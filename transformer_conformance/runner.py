@@ -6,7 +6,7 @@ means, so that an outcome does not depend on which example happened to come firs
 
 - An example the adapter cannot express (it raised ``Unsupported``) is counted, rejected, and the run
   goes on with examples it can express; Hypothesis keeps drawing until the profile's number of
-  supported examples is reached. Only a target with fewer than ``MIN_SUPPORTED`` supported examples
+  supported examples is reached (or it has tried ten times as many). Only a target with fewer than ``MIN_SUPPORTED`` supported examples
   is reported unsupported, with "N of M examples unsupported" and the reasons.
 - A declared deviation is judged over all examples: the run never stops at the first difference and
   reports "seen in N of M examples". When no example shows it, a dedicated search (``CONFIRM_FACTOR``
@@ -19,6 +19,7 @@ means, so that an outcome does not depend on which example happened to come firs
 from __future__ import annotations
 
 import ast
+import hashlib
 import re
 from collections import Counter
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hypothesis import HealthCheck, Phase, given, reject, reproduce_failure, settings
+from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 from hypothesis import target as hypothesis_target
 from hypothesis.errors import Unsatisfiable
@@ -73,12 +75,8 @@ class Outcome(Exception):  # noqa: N818  (a verdict, raised to leave the run)
 Body = Callable[[Subject, st.DataObject], None]
 
 
-def _example(
-    tally: Tally, make_subject: Callable[[], Subject], body: Body, declared: Deviation | None, give_up: int
-) -> Callable[..., None]:
+def _example(tally: Tally, make_subject: Callable[[], Subject], body: Body, declared: Deviation | None) -> Callable[..., None]:
     def example(data: st.DataObject) -> None:
-        if tally.supported == 0 and tally.examples >= give_up:
-            reject()  # nothing so far could be expressed: the rest of Hypothesis' attempts cost nothing
         tally.examples += 1
         subject = make_subject()
         try:
@@ -101,11 +99,13 @@ def _example(
     return example
 
 
-def _run(example: Callable[..., None], config: settings, digest: str, reproduce: str | None) -> None:
+def _run(example: Callable[..., None], config: settings, digest: str, reproduce: str | None, seed: int | None) -> None:
     test = config(given(data=st.data())(example))
-    # Hypothesis keys its example database by the test function; every target shares this one, so
-    # add the target's id as the pytest plugin adds a parametrised test's id.
-    test._hypothesis_internal_add_digest = digest.encode()  # type: ignore[attr-defined]
+    # Hypothesis derives a derandomized run's examples and its database key from the test function;
+    # every target shares this one, so add the target's id, as the pytest plugin adds a parametrised id.
+    test.hypothesis.inner_test._hypothesis_internal_add_digest = digest.encode()  # type: ignore[attr-defined]
+    if seed is not None:  # --hypothesis-seed: one seed for the run, its own stream for every target
+        test = hypothesis_seed(int.from_bytes(hashlib.sha256(f"{seed}:{digest}".encode()).digest()[:8], "little"))(test)
     if reproduce:
         version, _, blob = reproduce.partition(":")
         test = reproduce_failure(version, blob.encode())(test)
@@ -122,6 +122,7 @@ def run(
     max_examples: int,
     reproduce: str | None = None,
     tally: Tally | None = None,
+    seed: int | None = None,
 ) -> Tally:
     """Run ``body`` over Hypothesis examples; return the tally, or raise Outcome or the failure.
 
@@ -139,9 +140,9 @@ def run(
         deadline=None,
         phases=[p for p in base.phases if p != Phase.shrink] if declared and declared.when is None else base.phases,
     )
-    example = _example(tally, make_subject, body, declared, give_up=max(2 * max_examples, 10))
+    example = _example(tally, make_subject, body, declared)
     try:
-        _run(example, config, target_id, reproduce)
+        _run(example, config, target_id, reproduce, seed)
     except Unsatisfiable:
         pass  # no example could be expressed: judged below
     if tally.supported < min(MIN_SUPPORTED, max_examples):
@@ -151,7 +152,7 @@ def run(
     if not tally.deviations and not reproduce:  # a dedicated search before "conforms" is claimed
         searched = settings(config, max_examples=CONFIRM_FACTOR * max_examples, phases=[Phase.generate, Phase.target])
         try:
-            _run(example, searched, target_id + "#confirm", None)
+            _run(example, searched, target_id + "#confirm", None, seed)
         except Unsatisfiable:
             pass
     seen = f"seen in {tally.deviations} of {tally.supported} examples" if tally.deviations else ""
