@@ -21,7 +21,7 @@ from hypothesis import settings
 
 import reference
 from adapters import Adapter
-from spec.core import Component, ConformanceError, Property
+from spec.core import Component, ConformanceError
 from spec.domains import Mutant, mutants
 from spec.registry import COMPONENTS
 from transformer_conformance import runner
@@ -46,11 +46,6 @@ def forward_targets(component: Component, namespace: Any) -> Iterator[Target]:
                 yield Target(adapter, component, prop, variant, dtype)
 
 
-def _body(target: Target) -> Callable[..., None]:
-    assert isinstance(target.check, Property)
-    return lambda subject, data: target.check.check(subject, data, target.variant)  # type: ignore[union-attr]
-
-
 class _Recorded(Exception):  # noqa: N818
     """Raised by the recording adapter once it holds an example's inputs: the example goes no further."""
 
@@ -68,7 +63,7 @@ def drawn_inputs(component: Component) -> list[Mapping[str, Any]]:
 
     namespace = _namespace("recorder", **{component.name: record})
     for target in forward_targets(component, namespace):
-        body = _body(target)
+        body = target.body()
 
         def drawn(subject: Any, data: Any, body: Callable[..., None] = body) -> None:
             try:
@@ -137,7 +132,7 @@ def hunt(mutant: Mutant, drawn: list[Mapping[str, Any]] | None = None) -> Verdic
 
     for target in forward_targets(component, _namespace("mutant", **{component.name: mutated})):
         try:
-            runner.run(target.id, target.subject, _body(target), declared=None, base=PROFILE, max_examples=10)
+            runner.run(target.id, target.subject, target.body(), declared=None, base=PROFILE, max_examples=10)
         except ConformanceError as e:
             lines = [line for line in str(e).splitlines()[1:] if line.strip()]
             return Verdict(mutant, target.property_name + f"@{target.dtype}", lines[0][:160] if lines else "")

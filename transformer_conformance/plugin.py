@@ -1,5 +1,11 @@
 """The pytest plugin: adapter selection, devices, Hypothesis profiles, the conformance matrix and report.
 
+Installed, it is the ``pytest11`` entry point ``transformer_conformance`` and loads with every pytest
+run, inert until asked: it becomes active when ``--adapter`` is given (the conformance tests are then
+added to the run, beside the user's own), when ``--conformance`` is, or when the run collects the
+conformance tests (transformer_conformance/conformance/). Inactive, it changes nothing: no profile is
+loaded, no library imported, no environment variable set.
+
 State lives in one object (``Conformance``) registered with pytest, not in module globals. Under
 pytest-xdist every worker runs tests and the controller, which receives every test report, keeps the
 matrix and writes the report.
@@ -20,30 +26,31 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, Phase, settings
 
-# JAX would take 75% of a GPU's memory when its backend starts, leaving torch (same process, --device cuda,
-# the benchmarks) to run out: allocate on demand instead. Must precede the first jax import.
-os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-
-# Hypothesis profiles. `ci` is derandomized (the same examples every run) and the default under CI;
-# `dev` is quick and random; `thorough` draws many more examples and free shapes as well as buckets.
-# Deadlines are off: JAX compiles on a shape's first call; hangs are pytest-timeout's job.
-_common: dict[str, Any] = dict(
-    deadline=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
-)
-settings.register_profile("dev", max_examples=10, **_common)
-settings.register_profile("ci", max_examples=10, derandomize=True, database=None, **_common)
-settings.register_profile("thorough", max_examples=200, phases=list(Phase), **_common)
-PROFILE = os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
-if PROFILE == "thorough":
-    os.environ.setdefault("TCS_FREE_SHAPES", "1")
-settings.load_profile(PROFILE)
-
 # Exit codes of a run whose options are wrong (pytest's own usage error is 4).
 USAGE_ERROR, IMPORT_ERROR = 2, 3
+# Where the conformance tests live: added to a run that names an adapter.
+TESTS = Path(__file__).parent / "conformance"
+
+# Hypothesis profiles, as settings objects (the user's own profiles and loaded profile are left alone).
+# `ci` is derandomized (the same examples every run) and the default under CI; `dev` is quick and
+# random; `thorough` draws many more examples and free shapes as well as buckets. Deadlines are off:
+# JAX compiles on a shape's first call; hangs are pytest-timeout's job.
+_COMMON: dict[str, Any] = dict(
+    deadline=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
+PROFILES = {
+    "dev": dict(max_examples=10),
+    "ci": dict(max_examples=10, derandomize=True, database=None),
+    "thorough": dict(max_examples=200, phases=list(Phase)),
+}
+
+
+def default_profile() -> str:
+    return os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("conformance")
+    group = parser.getgroup("conformance", "transformer-conformance (spec conformance of Transformer components)")
     group.addoption(
         "--adapter",
         action="append",
@@ -52,8 +59,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="adapter to check: a built-in (numpy, torch, jax) or a third party's module:object; repeatable. "
         "Default: numpy, torch and jax, those installed; third-party adapters (keras) run when named.",
     )
+    group.addoption("--conformance", action="store_true", help="run the conformance tests (implied by --adapter)")
     group.addoption("--device", default="cpu", choices=["cpu", "cuda"], help="device the adapters run on (default cpu)")
     group.addoption("--component", action="append", default=[], help="only these components (repeatable)")
+    group.addoption(
+        "--profile",
+        default=None,
+        choices=sorted(PROFILES),
+        help="Hypothesis profile of the conformance tests (default: $HYPOTHESIS_PROFILE, ci under $CI, else dev)",
+    )
     group.addoption("--max-examples", type=int, default=None, help="Hypothesis examples per test (overrides the profile's)")
     group.addoption(
         "--report", default=None, metavar="DIR", help="write DIR/conformance.json, DIR/CONFORMANCE.md and DIR/failures/*.npz"
@@ -82,13 +96,41 @@ def _adapters_in_node_ids(args: list[str], components: Iterable[str]) -> list[st
     return found
 
 
+def _collects_conformance(config: pytest.Config) -> bool:
+    """Whether the run's paths (its arguments, or testpaths without any) reach the conformance tests."""
+    args = [a.split("::")[0] for a in config.args] or [str(config.rootpath)]
+    for arg in args:
+        path = Path(arg) if Path(arg).is_absolute() else Path(config.invocation_params.dir) / arg
+        try:
+            path = path.resolve()
+        except OSError:
+            continue
+        if path == TESTS or TESTS in path.parents or path in TESTS.parents:
+            return True
+    return False
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    requested = bool(config.getoption("adapter") or config.getoption("conformance"))
+    if not (requested or _collects_conformance(config)):
+        return  # another project's pytest run: stay out of its way
+    if requested and not _collects_conformance(config):
+        config.args.append(str(TESTS))  # the conformance tests join the user's own
+    # JAX would take 75% of a GPU's memory when its backend starts, leaving torch (same process, --device
+    # cuda, the benchmarks) to run out: allocate on demand instead. Must precede the first jax import.
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    profile = config.getoption("profile") or default_profile()
+    if profile == "thorough":  # read by spec/strategies.py at import
+        os.environ.setdefault("TCS_FREE_SHAPES", "1")
+    if profile not in PROFILES:
+        pytest.exit(f"Hypothesis profile {profile!r} is not one of {sorted(PROFILES)}", USAGE_ERROR)
+    chosen = settings(**{**_COMMON, **PROFILES[profile]})
+    if config.getoption("max_examples"):
+        chosen = settings(chosen, max_examples=config.getoption("max_examples"))
+
     from adapters import BUILTINS, available_builtins, load_adapter
     from spec.registry import COMPONENTS
 
-    if config.getoption("max_examples"):
-        settings.register_profile("cli", settings(settings.default, max_examples=config.getoption("max_examples")))
-        settings.load_profile("cli")
     for name in config.getoption("component"):
         if name not in COMPONENTS:
             pytest.exit(f"--component {name!r} is not a component of the spec{_close(name, COMPONENTS)}", USAGE_ERROR)
@@ -102,12 +144,13 @@ def pytest_configure(config: pytest.Config) -> None:
             adapters.append(load_adapter(name, config.getoption("device")))
         except ValueError as e:  # a broken --adapter is a usage error, not 500 test failures
             pytest.exit(str(e), IMPORT_ERROR)
-    config.pluginmanager.register(Conformance(config, adapters), "transformer-conformance")
+    config.pluginmanager.register(Conformance(config, adapters, profile, chosen), "transformer-conformance")
 
 
 def conformance(config: pytest.Config) -> Conformance:
     plugin = config.pluginmanager.get_plugin("transformer-conformance")
-    assert isinstance(plugin, Conformance)
+    if not isinstance(plugin, Conformance):
+        pytest.skip("the conformance plugin is not active in this run (pass --adapter or --conformance)")
     return plugin
 
 
@@ -120,14 +163,15 @@ def tcs(request: pytest.FixtureRequest) -> Conformance:
 class Conformance:
     """One run's adapters, the tallies of its tests and, on the xdist controller, the matrix and report."""
 
-    def __init__(self, config: pytest.Config, adapters: list[Any]):
+    def __init__(self, config: pytest.Config, adapters: list[Any], profile: str, chosen: settings):
         self.config, self.adapters = config, adapters
+        self.profile, self.settings = profile, chosen
         self.components = config.getoption("component") or None
         self.report = None
         if config.getoption("report") and not hasattr(config, "workerinput"):  # the xdist controller writes it
             from transformer_conformance.report import Report
 
-            self.report = Report(Path(config.getoption("report")), config)
+            self.report = Report(Path(config.getoption("report")), config, profile, chosen)
         self.results: dict[str, dict[str, Any]] = {}  # nodeid -> what its run did (this process)
         self.outcomes: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self.collected: dict[tuple[str, str], int] = defaultdict(int)  # cell -> tests collected
@@ -186,12 +230,12 @@ class Conformance:
                 self.collected[(found.group("component"), names[found.group("key")])] += 1
 
     # --- running a target (called by the conformance tests) --------------------------------------
-    def run(self, request: pytest.FixtureRequest, target: Any, body: Any, gradient: bool = False) -> None:
+    def run(self, request: pytest.FixtureRequest, target: Any, gradient: bool = False) -> None:
         """Run one target: pass, or skip (unsupported), xfail (declared deviation seen), or fail with
         a rerun command and the failing inputs saved."""
         from transformer_conformance import runner
 
-        base = settings.default
+        base = self.settings
         # A gradient example costs a backward pass and six extended-precision evaluations of the
         # reference per input (a jax one also a trace): half the profile's examples.
         examples = max(2, base.max_examples // 2) if gradient else base.max_examples
@@ -202,7 +246,7 @@ class Conformance:
             runner.run(
                 target.id,
                 target.subject,
-                body,
+                target.body(),
                 declared=target.declared,
                 base=base,
                 max_examples=examples,
@@ -240,8 +284,9 @@ class Conformance:
             parts.append(f"--hypothesis-seed={seed}")
         if blob:
             parts += ["--reproduce", blob]
-        env = f"HYPOTHESIS_PROFILE={PROFILE} " if PROFILE not in ("dev", "ci") else ""
-        return env + shlex.join(parts)
+        if self.profile not in ("dev", "ci"):  # the strategies differ (free shapes): the blob needs them
+            parts += ["--profile", self.profile]
+        return shlex.join(parts)
 
     def save_failure(self, test_id: str, inputs: dict[str, Any], rerun: str, message: str) -> Path:
         from transformer_conformance import failures

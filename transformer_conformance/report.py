@@ -65,8 +65,9 @@ def _reason(report: pytest.TestReport) -> str:
 class Report:
     """Collects the controller's test reports; writes the files at the end of the session."""
 
-    def __init__(self, directory: Path, config: pytest.Config):
+    def __init__(self, directory: Path, config: pytest.Config, profile: str, chosen: Any):
         self.directory, self.config = directory, config
+        self.profile, self.settings = profile, chosen
         self.records: list[dict[str, Any]] = []
         self.unmatched: dict[str, list[str]] = {}  # adapter -> declared deviations that match no test
         self.collected: dict[tuple[str, str], int] = {}  # (component, adapter) -> tests collected
@@ -100,14 +101,12 @@ class Report:
         self.records.append(record)
 
     def run_info(self) -> dict[str, Any]:
-        from hypothesis import settings
-
         seed = self.config.getoption("hypothesis_seed", None)
         return {
-            "hypothesis_profile": getattr(settings, "_current_profile", None),
-            "max_examples": settings.default.max_examples,
-            "derandomize": settings.default.derandomize,
-            "seed": seed if seed is not None else ("derandomized" if settings.default.derandomize else "random per test"),
+            "hypothesis_profile": self.profile,
+            "max_examples": self.settings.max_examples,
+            "derandomize": self.settings.derandomize,
+            "seed": seed if seed is not None else ("derandomized" if self.settings.derandomize else "random per test"),
             "versions": versions(),
             "device": _device(self.config.getoption("device")),
             "adapters": sorted({r["adapter"] for r in self.records}),
@@ -206,3 +205,30 @@ def markdown(run: dict[str, Any], records: list[dict[str, Any]]) -> str:
     for adapter, keys in run.get("unmatched_deviations", {}).items():
         lines += ["", f"Declared by `{adapter}` but matching no test (stale?): " + ", ".join(f"`{k}`" for k in keys)]
     return "\n".join(lines) + "\n"
+
+
+def merge(directories: list[Path], out: Path) -> bool:
+    """One report from shard reports (a CI matrix or a job array, each shard run with --report): every
+    test's record once (a test two shards ran keeps its worst outcome), the runs' information side by
+    side. Returns whether any test failed."""
+    runs, by_test = [], {}
+    for directory in directories:
+        data = json.loads((Path(directory) / "conformance.json").read_text())
+        runs.append(data["run"])
+        for record in data["results"]:
+            kept = by_test.get(record["test"])
+            if kept is None or ORDER.index(record["outcome"]) < ORDER.index(kept["outcome"]):
+                by_test[record["test"]] = record
+    records = list(by_test.values())
+    run = {
+        **runs[0],
+        "adapters": sorted({r["adapter"] for r in records}),
+        "command": " ; ".join(str(r.get("command", "")) for r in runs),
+        "shards": [{"command": r.get("command"), "seed": r.get("seed"), "versions": r.get("versions")} for r in runs],
+        "unmatched_deviations": {k: v for r in runs for k, v in r.get("unmatched_deviations", {}).items()},
+        "not_run": {k: v for r in runs for k, v in r.get("not_run", {}).items()},
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "conformance.json").write_text(json.dumps({"run": run, "results": records}, indent=1))
+    (out / "CONFORMANCE.md").write_text(markdown(run, records))
+    return any(r["outcome"] == "fail" for r in records)

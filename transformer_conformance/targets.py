@@ -7,13 +7,16 @@ examples (runner.py), not by an xfail mark that flips with the first example.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import pytest
+from hypothesis import strategies as st
 
-from adapters import Adapter
-from spec.core import BadInput, Component, Property, Subject
+from adapters import Adapter, Deviation
+from spec.core import BadInput, Component, ConformanceError, Property, Subject, Unsupported
 from spec.dtypes import FLOAT32, DType
 from spec.registry import COMPONENTS
 
@@ -53,8 +56,15 @@ class Target:
         assert fn is not None, "unsupported targets are skipped at collection"
         return Subject(self.adapter.name, self.component, self.dtype, fn, self.adapter.namespace)
 
+    def body(self) -> Callable[[Subject, st.DataObject], None]:
+        """What one example runs: the property's check, or the refusal of the bad input."""
+        check = self.check
+        if isinstance(check, Property):
+            return lambda subject, data: check.check(subject, data, self.variant)
+        return lambda subject, data: refuses(check, self.dtype, subject, data)
+
     @property
-    def declared(self) -> str | None:
+    def declared(self) -> Deviation | None:
         """The adapter's declared reason for differing here, if it declared one."""
         prop = self.check.name if isinstance(self.check, Property) else f"refuses[{self.check.name}]"
         variant = self.variant if isinstance(self.check, Property) else None
@@ -71,7 +81,30 @@ class Target:
             marks.append(
                 pytest.mark.skip(reason=f"unsupported: adapter {self.adapter.name} does not offer {self.component.name}")
             )
+        elif isinstance(self.check, Property) and self.check.kind == "gradient" and not callable(
+            getattr(self.adapter.namespace, "vjp", None)
+        ):
+            marks.append(pytest.mark.skip(reason=f"unsupported: adapter {self.adapter.name} offers no vjp (gradients)"))
         return pytest.param(self, id=self.id, marks=marks)
+
+
+def refuses(bad: BadInput, dtype: Any, subject: Subject, data: st.DataObject) -> None:
+    """The adapter raises (any exception) on input the spec refuses, instead of broadcasting or returning garbage."""
+    inputs = bad.draw(data, dtype)
+    subject.calls.append(inputs)
+    try:
+        out = subject.fn(**inputs)
+    except Unsupported:
+        raise  # cannot express the input at all: counted as unsupported, not as refused
+    except Exception:
+        return
+    shape = getattr(out, "shape", type(out).__name__)
+    finite = bool(np.isfinite(np.asarray(out, dtype=np.float64)).all()) if isinstance(out, np.ndarray) else "?"
+    raise ConformanceError(
+        f"{subject.label(inputs)}\naccepted bad input {bad.name!r} ({bad.doc}) and returned "
+        f"{shape} (all finite: {finite}) instead of raising",
+        inputs,
+    )
 
 
 def property_targets(adapters: list[Adapter], components: list[str] | None = None, kind: str = "forward") -> Iterator[Target]:
