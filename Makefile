@@ -1,33 +1,64 @@
-# The two commands the README starts with. PYTHON may name a virtualenv's interpreter.
-PYTHON ?= python3
+# The README's two commands (`make conformance`, `make test`) create a virtual environment in .venv and
+# install into it, never into the system interpreter. VENV=... picks another one.
+VENV ?= .venv
+PYTHON = $(VENV)/bin/python
 PYTEST = $(PYTHON) -m pytest
+STAMP = $(VENV)/.installed
+
 # torch 2.13.0 first: on these machines that pin is a quick CPU build; an unpinned torch pulls GB of CUDA packages.
-install:
+$(STAMP): pyproject.toml
+	test -x $(PYTHON) || python3 -m venv $(VENV)
+	$(PYTHON) -m pip install -q --upgrade pip
 	$(PYTHON) -m pip install -q "torch==2.13.0"
 	$(PYTHON) -m pip install -q -e ".[all]"
+	touch $(STAMP)
 
-# Conformance suite against every installed built-in adapter; prints the component x adapter matrix.
+install: $(STAMP)
+
+# The conformance suite (the installed `transformer-conformance` command) against every installed
+# built-in adapter; prints the component x adapter matrix.
 conformance: install
-	$(PYTEST) tests/test_conformance.py -n auto --dist worksteal $(ARGS)
+	$(VENV)/bin/transformer-conformance -n auto --dist worksteal $(ARGS)
 
-# The project's tests: conformance + reference errors + meta-tests of the helpers and planted bugs.
+# The project's tests: the conformance suite + meta-tests (helpers, planted bugs, domains, mutants).
 test: install
 	$(PYTEST) -n auto --dist worksteal $(ARGS)
 
-.PHONY: install conformance test thirdparty bench
+# ruff (lint with RUF100, so dead noqa go; format) and mypy on the library code.
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy spec reference adapters transformer_conformance
+
+# Not CI: long measurements, each from frozen clones or on its own.
+# 50 random seeds of the dev profile, two clones in parallel (one pytest per core): results/sweep/SWEEP.md.
+sweep: install
+	$(PYTHON) -m transformer_conformance.sweep --seeds $(or $(SEEDS),1-50) --workers 2 --out results/sweep $(ARGS)
+
+# The mechanical mutants of the reference and which property catches each: docs/MUTANTS.md.
+mutants: install
+	$(PYTHON) -m transformer_conformance.meta mutants $(ARGS) > docs/MUTANTS.md; status=$$?; tail -n 2 docs/MUTANTS.md; exit $$status
+
+# A wheel and an sdist in dist/, what `pip install transformer-conformance` installs.
+dist: install
+	$(PYTHON) -m pip install -q build
+	$(PYTHON) -m build --outdir dist .
+
+.PHONY: install conformance test lint sweep mutants mutation dist thirdparty bench
 
 # Third-party adapters (issue 6): keras on each backend (one per process) and HuggingFace Marian attention.
 # Not part of `make test` / CI; each writes its report under thirdparty/.
 thirdparty: install
 	$(PYTHON) -m pip install -q -e ".[thirdparty]"
-	KERAS_BACKEND=jax $(PYTEST) tests/test_conformance.py -n auto --adapter keras --report thirdparty/keras-jax $(ARGS)
-	KERAS_BACKEND=torch $(PYTEST) tests/test_conformance.py -n auto --adapter keras --report thirdparty/keras-torch $(ARGS)
-	$(PYTEST) tests/test_conformance.py -n auto --adapter hf-eager --adapter hf-sdpa --report thirdparty/hf $(ARGS)
+	KERAS_BACKEND=jax $(VENV)/bin/transformer-conformance -n auto --adapter keras --report thirdparty/keras-jax $(ARGS)
+	KERAS_BACKEND=torch $(VENV)/bin/transformer-conformance -n auto --adapter keras --report thirdparty/keras-torch $(ARGS)
+	$(VENV)/bin/transformer-conformance -n auto --adapter hf-eager --adapter hf-sdpa --report thirdparty/hf $(ARGS)
 
 # Benchmarks (issue 7): the CPU sweep anywhere, the GPU sweep too where torch sees a GPU; writes
 # results/<machine>/benchmark.json, BENCHMARKS.md and plots. Never part of `make test` or CI.
 # Installs only what is missing, so a GPU machine's own CUDA torch/jax are kept.
 bench:
+	test -x $(PYTHON) || python3 -m venv --system-site-packages $(VENV)
 	$(PYTHON) -c "import torch, jax, flax, pytest_benchmark, matplotlib" 2>/dev/null || $(MAKE) install
 	$(eval RESULTS := results/$(shell $(PYTHON) -m benchmarks.machine))
 	mkdir -p $(RESULTS)

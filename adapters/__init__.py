@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -73,6 +74,7 @@ class Adapter:
     namespace: Any
     deviations: Mapping[str, str | Deviation | tuple[Deviation, ...]] = field(default_factory=dict)
     key: str = ""  # what --adapter said: a built-in's name or module:object (test ids carry it)
+    import_warnings: tuple[str, ...] = ()  # what its libraries warned while it was imported
 
     def __post_init__(self) -> None:
         if not self.key:
@@ -136,7 +138,11 @@ def load_adapter(spec: str, device: str = "cpu") -> Adapter:
     """Load a built-in by name ("torch") or a third party's by "package.module:object"."""
     target = BUILTINS[spec][0] if spec in BUILTINS else spec
     try:
-        namespace = _resolve(target)
+        # A library's warning at import (a DeprecationWarning, say) is the adapter's, not an abort of
+        # the run, even where the run's filterwarnings turn warnings into errors: recorded, then shown.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            namespace = _resolve(target)
     except (ImportError, AttributeError) as e:
         raise ValueError(f"cannot load adapter {spec!r} ({target}): {type(e).__name__}: {e}") from e
     if callable(getattr(namespace, "on_device", None)):
@@ -145,4 +151,5 @@ def load_adapter(spec: str, device: str = "cpu") -> Adapter:
         except Exception as e:  # e.g. --device cuda on a machine without one
             raise ValueError(f"adapter {spec!r} cannot run on {device}: {type(e).__name__}: {e}") from e
     name = getattr(namespace, "name", None) or spec
-    return Adapter(str(name), namespace, dict(getattr(namespace, "deviations", {}) or {}), key=spec)
+    said = tuple(dict.fromkeys(f"{w.category.__name__}: {w.message} ({w.filename}:{w.lineno})" for w in caught))
+    return Adapter(str(name), namespace, dict(getattr(namespace, "deviations", {}) or {}), key=spec, import_warnings=said)

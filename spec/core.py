@@ -173,7 +173,7 @@ class Subject:
                 raise
             except Exception as e:  # an adapter that crashes fails its own test, and the run goes on
                 self.fail(inputs, f"adapter raised {type(e).__name__}: {e}")
-        self.warnings = [f"{w.category.__name__}: {w.message}" for w in caught]
+        self.warnings += [f"{w.category.__name__}: {w.message}" for w in caught]
         if not isinstance(got, np.ndarray):
             self.fail(inputs, f"adapter returned {type(got).__name__}; expected a NumPy array")
         want_dtype = expected.dtype if expected.dtype.kind in "biu" else self.dtype.np_dtype

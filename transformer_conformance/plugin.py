@@ -18,7 +18,7 @@ import os
 import re
 import shlex
 import tempfile
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -178,6 +178,7 @@ class Conformance:
         self.unmatched: dict[str, list[str]] = {}  # adapter -> declared deviations no collected test can match
         self.worst: dict[str, tuple[float, str]] = defaultdict(lambda: (0.0, ""))  # adapter -> (observed/allowed, test)
         self.speed: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])  # adapter or "family X" -> [seconds, examples]
+        self.warned: dict[str, Counter[str]] = defaultdict(Counter)  # adapter -> warning -> tests
 
     # --- collection ------------------------------------------------------------------------------
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
@@ -272,6 +273,8 @@ class Conformance:
             record.update(examples=tally.examples, ratios=[float(f"{r:.4g}") for r in tally.ratios])
             if tally.unsupported:
                 record["unsupported"] = tally.unsupported_text()
+            if tally.warnings:
+                record["warnings"] = [f"{w} ({n} examples)" for w, n in tally.warnings.most_common(5)]
             if tally.deviations and target.declared is not None and target.declared.when is not None:
                 record["reason"] = f"declared deviation seen in {tally.deviations} of {tally.supported} examples: {target.declared}"
 
@@ -321,6 +324,8 @@ class Conformance:
             for group in (key[1], f"family {key[2]}"):
                 self.speed[group][0] += report.duration
                 self.speed[group][1] += examples
+            for said in props.get("tcs_warnings") or []:
+                self.warned[key[1]][said.rsplit(" (", 1)[0]] += 1
             ratios = props.get("tcs_ratios") or [0.0]
             if outcome == "pass" and max(ratios) > self.worst[key[1]][0]:  # how close passing tests came
                 self.worst[key[1]] = (max(ratios), report.nodeid.split("[", 1)[-1].rstrip("]"))
@@ -342,6 +347,12 @@ class Conformance:
             terminalreporter.write_line(
                 f"{adapter}: {examples:.0f} examples in {seconds:.1f} s of test time ({rate:.0f} examples/s; summed over workers)"
             )
+        for adapter in self.adapters:
+            for said in adapter.import_warnings:
+                terminalreporter.write_line(f"{adapter.name}: warned when imported (not a failure): {said}")
+        for adapter, said in sorted(self.warned.items()):
+            text = "; ".join(f"{w} ({n} tests)" for w, n in said.most_common(3))
+            terminalreporter.write_line(f"{adapter}: its libraries warned during tests (not failures): {text}")
         for adapter, keys in sorted(self.unmatched.items()):
             terminalreporter.write_line(f"{adapter}: declared deviations that match no test (stale?): {', '.join(keys)}")
         for adapter, (ratio, test) in sorted(self.worst.items()):

@@ -53,6 +53,7 @@ class Tally:
     deviations: int = 0  # examples in which a declared deviation showed
     deviation_message: str = ""  # the first such example's failure
     ratios: list[float] = field(default_factory=list)  # observed / allowed of every comparison
+    warnings: Counter[str] = field(default_factory=Counter)  # what the adapter's libraries warned, per example
     failure_inputs: dict[str, Any] | None = None  # the last failing example's inputs
 
     @property
@@ -93,6 +94,7 @@ def _example(tally: Tally, make_subject: Callable[[], Subject], body: Body, decl
         finally:
             ratios = [c.ratio for c in subject.comparisons]
             tally.ratios.extend(ratios)
+            tally.warnings.update(set(subject.warnings))
         if ratios:  # steer generation towards the inputs that come closest to the bound
             hypothesis_target(min(max(ratios), _SCORE_CAP), label="observed / allowed")
 
