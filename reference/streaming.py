@@ -1,0 +1,87 @@
+"""Attention over long rows, block by block: the oracle where the plain reference's (B, H, T, S) logits
+would not fit in memory.
+
+``streaming_attention`` computes scaled_dot_product_attention's context and each query row's maximum
+logit and log-sum-exp, visiting the keys a block at a time with exact rescaling (the online softmax
+of Milakov & Gimelshein 2018, the loop of FlashAttention, Dao et al. 2022): for each key block j
+
+    m_j = max(m_{j-1}, rowmax(L_j)),   l_j = l_{j-1} exp(m_{j-1} - m_j) + rowsum(exp(L_j - m_j)),
+    acc_j = acc_{j-1} exp(m_{j-1} - m_j) + exp(L_j - m_j) V_j,   context = acc / l,   lse = m + log l
+
+with L_j the block's scaled, masked logits. In exact arithmetic it equals the plain reference (a property
+in tests/meta/test_streaming.py); in float64 its rounding is of the same order. Memory is O(T_block x
+S_block) per step, the queries visited in blocks too, so T = S = 16384 runs in seconds. The same masks
+and conventions as reference.attention: boolean True = may attend, additive float masks added, -inf
+masks a key, causal "top_left" / "bottom_right", and a row that sees no key gets a zero context, max
+-inf and log-sum-exp -inf.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from reference.checks import check_attention
+from reference.masks import causal_mask
+
+
+def _block_mask(mask: np.ndarray | None, shape: tuple[int, int, int, int], t: slice, s: slice) -> np.ndarray | None:
+    """The mask's (B, H, t, s) block, broadcast (size-1 axes stay size 1)."""
+    if mask is None:
+        return None
+    m = mask.reshape((1,) * (4 - mask.ndim) + mask.shape)  # (B|1, H|1, T|1, S|1)
+    return m[:, :, t if m.shape[2] > 1 else slice(None), s if m.shape[3] > 1 else slice(None)]
+
+
+def streaming_attention(
+    q: np.ndarray,
+    k: np.ndarray,
+    v: np.ndarray,
+    mask: np.ndarray | None = None,
+    scale: float | None = None,
+    causal: str | None = None,
+    block: int = 1024,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(context (B, H, T, Kv), row max (B, H, T), log-sum-exp (B, H, T)) of softmax(scale Q K^T + M) V,
+    computed in the inputs' dtype, ``block`` queries by ``block`` keys at a time."""
+    check_attention("streaming_attention", q, k, v, mask, scale, causal)
+    B, H, T, K = q.shape
+    S, Kv = k.shape[2], v.shape[3]
+    dt = q.dtype
+    scale = dt.type(1.0 / np.sqrt(K) if scale is None else scale)
+    allowed = causal_mask(T, S, causal) if causal is not None else None  # (T, S) bool: small next to the logits
+    context = np.empty((B, H, T, Kv), dt)
+    row_max = np.empty((B, H, T), dt)
+    lse = np.empty((B, H, T), dt)
+    kt = np.swapaxes(k, -1, -2)  # (B, H, K, S)
+    for t0 in range(0, T, block):
+        t = slice(t0, min(t0 + block, T))
+        qt = q[:, :, t] * scale  # (B, H, t, K): the scale folded into the queries, one product per logit
+        m = np.full(qt.shape[:3] + (1,), -np.inf, dt)  # (B, H, t, 1)
+        l = np.zeros_like(m)  # (B, H, t, 1)
+        acc = np.zeros(qt.shape[:3] + (Kv,), dt)  # (B, H, t, Kv)
+        for s0 in range(0, S, block):
+            s = slice(s0, min(s0 + block, S))
+            logits = np.matmul(qt, kt[..., s]).astype(dt, copy=False)  # (B, H, t, s)
+            blk = _block_mask(mask, (B, H, T, S), t, s)
+            if blk is not None and blk.dtype != np.bool_:
+                logits += blk.astype(dt)  # an additive mask (-inf masks a key)
+            keep = None if blk is None or blk.dtype != np.bool_ else blk
+            if allowed is not None:
+                keep = allowed[t, s] if keep is None else keep & allowed[t, s]
+            if keep is not None:
+                logits = np.where(keep, logits, dt.type(-np.inf))
+            m_new = np.maximum(m, logits.max(-1, keepdims=True))  # (B, H, t, 1)
+            seen = np.isfinite(m_new)  # rows that have met a key: the others stay at -inf, l = 0
+            shift = np.where(seen, m_new, dt.type(0))
+            correction = np.exp(np.where(seen, m - shift, dt.type(-np.inf)))  # exp(-inf) = 0 at the start
+            np.subtract(logits, shift, out=logits)
+            np.exp(logits, out=logits)  # p = exp(L - m), in place: the block is the largest array here
+            l = l * correction + logits.sum(-1, keepdims=True)
+            acc = acc * correction + np.matmul(logits, v[:, :, s]).astype(dt, copy=False)
+            m = m_new
+        empty = l == 0  # (B, H, t, 1): no visible key
+        context[:, :, t] = np.where(empty, dt.type(0), acc / np.where(empty, dt.type(1), l))
+        row_max[:, :, t] = m[..., 0]
+        with np.errstate(divide="ignore"):
+            lse[:, :, t] = np.where(empty, dt.type(-np.inf), m + np.log(np.where(empty, dt.type(1), l)))[..., 0]
+    return context, row_max, lse
