@@ -1,71 +1,38 @@
-"""Every component of the spec, by name. Tests are generated from this table."""
+"""Every component of the spec, by name: collected from the spec's modules, not listed by hand.
+
+A spec module states its components as ``Component`` records at module level; importing the module is
+what makes them part of the spec. Gradient properties (spec/gradient_checks.py) join the forward ones of
+the components they cover.
+"""
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from dataclasses import replace
 
-from spec.attention import ATTENTION_WEIGHTS, SCALED_DOT_PRODUCT_ATTENTION
+import spec
 from spec.core import Component
-from spec.decoding import BEAM_SEARCH, GREEDY_DECODE
-from spec.embeddings import EMBED_WITH_POSITIONS, SINUSOIDAL_POSITIONAL_ENCODING, TIED_OUTPUT_LOGITS, TOKEN_EMBEDDING
 from spec.gradient_checks import gradient_properties
-from spec.layers import ADD_AND_NORM, DROPOUT, LAYER_NORM, POSITION_WISE_FFN
-from spec.masks import CAUSAL_MASK, KEY_PADDING_MASK
-from spec.model import ENCODER_DECODER
-from spec.multi_head import MULTI_HEAD_ATTENTION
-from spec.recurrent import CONTEXT_VECTOR, RECURRENT_CELL, RNN_ENCODER
-from spec.seq2seq import (
-    ADDITIVE_ATTENTION_WEIGHTS,
-    ATTENTION_CONTEXT,
-    ATTENTION_DECODER,
-    ATTENTIONAL_HIDDEN,
-    FREE_RUNNING_DECODER,
-    MULTIPLICATIVE_ATTENTION_WEIGHTS,
-)
-from spec.softmax import SOFTMAX
-from spec.stacks import DECODER, DECODER_LAYER, ENCODER, ENCODER_LAYER, INCREMENTAL_DECODER
-from spec.training import CROSS_ENTROPY, SHIFT_RIGHT
 
-_FORWARD: dict[str, Component] = {
-    c.name: c
-    for c in (
-        SOFTMAX,
-        ATTENTION_WEIGHTS,
-        SCALED_DOT_PRODUCT_ATTENTION,
-        MULTI_HEAD_ATTENTION,
-        CAUSAL_MASK,
-        KEY_PADDING_MASK,
-        SINUSOIDAL_POSITIONAL_ENCODING,
-        TOKEN_EMBEDDING,
-        EMBED_WITH_POSITIONS,
-        TIED_OUTPUT_LOGITS,
-        POSITION_WISE_FFN,
-        LAYER_NORM,
-        ADD_AND_NORM,
-        DROPOUT,
-        SHIFT_RIGHT,
-        CROSS_ENTROPY,
-        ENCODER_LAYER,
-        DECODER_LAYER,
-        ENCODER,
-        DECODER,
-        INCREMENTAL_DECODER,
-        ENCODER_DECODER,
-        GREEDY_DECODE,
-        BEAM_SEARCH,
-        RECURRENT_CELL,
-        RNN_ENCODER,
-        CONTEXT_VECTOR,
-        ADDITIVE_ATTENTION_WEIGHTS,
-        MULTIPLICATIVE_ATTENTION_WEIGHTS,
-        ATTENTION_CONTEXT,
-        ATTENTIONAL_HIDDEN,
-        ATTENTION_DECODER,
-        FREE_RUNNING_DECODER,
-    )
-}
+# The order components are reported and parametrised in: the paper's, from the core outwards.
+FAMILIES = ("attention", "masks", "embeddings", "layers", "training", "stacks", "model", "decoding", "recurrent", "seq2seq")
 
-# Gradient properties (spec/gradients.py) join the forward ones of the components they cover.
+
+def _collect() -> dict[str, Component]:
+    found: dict[str, Component] = {}
+    for module in pkgutil.iter_modules(spec.__path__):
+        for value in vars(importlib.import_module(f"spec.{module.name}")).values():
+            if isinstance(value, Component):
+                if value.name in found and found[value.name] is not value:
+                    raise ValueError(f"two spec records are named {value.name!r}")
+                found[value.name] = value
+    unknown = {c.family for c in found.values()} - set(FAMILIES)
+    if unknown:
+        raise ValueError(f"components of unknown families {sorted(unknown)}: add them to spec/registry.py FAMILIES")
+    return dict(sorted(found.items(), key=lambda kv: (FAMILIES.index(kv[1].family), kv[0])))
+
+
 COMPONENTS: dict[str, Component] = {
-    name: replace(c, properties=c.properties + gradient_properties(name)) for name, c in _FORWARD.items()
+    name: replace(c, properties=c.properties + gradient_properties(name)) for name, c in _collect().items()
 }

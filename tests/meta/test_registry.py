@@ -1,0 +1,18 @@
+"""One name per component everywhere: the spec's records, the reference's functions, the numpy adapter's."""
+
+from __future__ import annotations
+
+import inspect
+
+import adapters.numpy_adapter as numpy_adapter
+import reference
+from spec.registry import COMPONENTS
+
+
+def test_registry_reference_and_numpy_adapter_name_the_same_components() -> None:
+    public = {n for n, f in vars(reference).items() if inspect.isfunction(f) and not n.startswith("_") and f.__module__.startswith("reference.")}
+    offered = {n for n in COMPONENTS if callable(getattr(numpy_adapter, n, None))}
+    assert set(COMPONENTS) == set(reference.__all__) == public, (
+        f"spec only: {set(COMPONENTS) - public}; reference only: {public - set(COMPONENTS)}"
+    )
+    assert offered == set(COMPONENTS), f"the numpy adapter lacks {set(COMPONENTS) - offered}"
