@@ -39,7 +39,7 @@ __all__ = ["BUILTINS", "Adapter", "Deviation", "Unsupported", "available_builtin
 
 # name -> (module:attribute, the library it needs)
 BUILTINS: dict[str, tuple[str, str]] = {
-    "numpy": ("adapters.numpy_adapter", "numpy"),
+    "numpy": ("reference", "numpy"),  # the oracle itself
     "torch": ("adapters.torch_adapter:adapter", "torch"),
     "jax": ("adapters.jax_adapter:adapter", "jax"),
     # third parties' implementations beyond the built-in routes (pip install -e ".[thirdparty]")

@@ -1,4 +1,10 @@
-"""The NumPy oracle: one small pure function per component, named exactly as in the spec."""
+"""The NumPy oracle: one small pure function per component, named exactly as in the spec.
+
+This module is also the built-in ``numpy`` adapter (``--adapter numpy``): the oracle checked against its
+own spec, in the test dtype, which is the "plain same-precision evaluation" the tolerance policy
+measures, so it must pass with room to spare. Its ``vjp`` is reverse-mode differentiation of these very
+functions (reference/autodiff.py), judged against the finite differences of the oracle like any adapter's.
+"""
 
 from reference.attention import (
     attention_weights,
@@ -66,3 +72,15 @@ __all__ = [
     "tied_output_logits",
     "token_embedding",
 ]
+
+# The adapter interface (adapters/__init__.py): the reference is the built-in numpy adapter.
+name = "numpy"
+deviations: dict[str, str] = {}
+
+
+def vjp(component: str, inputs: dict, cotangent, wrt: tuple[str, ...]) -> dict:  # noqa: ANN001
+    """Gradients of <cotangent, component(**inputs)> for the inputs at the paths in wrt, in their dtype."""
+    from reference import autodiff
+
+    groups = tuple(autodiff.alias_paths(inputs, p) for p in wrt)
+    return dict(zip(wrt, autodiff.vjp(globals()[component], inputs, cotangent, groups), strict=True))

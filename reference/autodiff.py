@@ -59,16 +59,33 @@ def _traced() -> Iterator[None]:
         layers.erf = _PLAIN_ERF
 
 
-def _get(inputs: Mapping[str, Any], path: str) -> Any:
+def get_path(inputs: Mapping[str, Any], path: str) -> Any:
+    """inputs["params"]["w_q"] for "params.w_q"."""
     value: Any = inputs
     for key in path.split("."):
         value = value[key]
     return value
 
 
-def _set(inputs: Mapping[str, Any], path: str, new: Any) -> dict[str, Any]:
+def set_path(inputs: Mapping[str, Any], path: str, new: Any) -> dict[str, Any]:
+    """A copy of inputs with the value at path replaced (dicts along the path copied, the rest shared)."""
     head, _, rest = path.partition(".")
-    return {**inputs, head: _set(inputs[head], rest, new) if rest else new}
+    return {**inputs, head: set_path(inputs[head], rest, new) if rest else new}
+
+
+def set_paths(inputs: Mapping[str, Any], paths: tuple[str, ...], new: Any) -> dict[str, Any]:
+    """set_path for each of paths (an array and its aliases), all to the same new value."""
+    out = dict(inputs)
+    for path in paths:
+        out = set_path(out, path, new)
+    return out
+
+
+def alias_paths(inputs: Mapping[str, Any], path: str) -> tuple[str, ...]:
+    """path and every top-level input that is the very same array (self-attention passes query as key and
+    value): an adapter differentiates that array once, through every use, so the oracle moves every use."""
+    target = get_path(inputs, path)
+    return (path, *(k for k, v in inputs.items() if k != path and v is target))
 
 
 def vjp(
@@ -77,13 +94,12 @@ def vjp(
     """The gradient of <cotangent, fn(**inputs)> with respect to each group of paths (an array and its
     aliases: self-attention passes one array as query, key and value, and all of its uses move), in
     the precision of the inputs. Entries at non-finite inputs (a -inf mask) are 0."""
-    leaves = [_get(inputs, group[0]) for group in paths]
+    leaves = [get_path(inputs, group[0]) for group in paths]
 
     def forward(*values: Any) -> Any:
         moved = dict(inputs)
         for group, value in zip(paths, values, strict=True):
-            for path in group:
-                moved = _set(moved, path, value)
+            moved = set_paths(moved, group, value)
         with _traced():
             return fn(**moved)
 

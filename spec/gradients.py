@@ -37,6 +37,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from reference import autodiff
+from reference.autodiff import alias_paths, get_path, set_path, set_paths
 from reference.gradients import VJPS
 from spec.core import Property, Subject, Unsupported
 from spec.dtypes import FLOAT32, FLOAT64
@@ -49,35 +50,6 @@ GRAD_ULPS = 32.0
 GRAD_MULTIPLIER = 4.0
 ORACLE_MULT = 4.0
 GRAD_DTYPES = (FLOAT64, FLOAT32)
-
-
-def get_path(inputs: Mapping[str, Any], path: str) -> Any:
-    """inputs["params"]["w_q"] for "params.w_q"."""
-    value: Any = inputs
-    for key in path.split("."):
-        value = value[key]
-    return value
-
-
-def alias_paths(inputs: Mapping[str, Any], path: str) -> tuple[str, ...]:
-    """path and every top-level input that is the very same array (self-attention passes query as key and
-    value): an adapter differentiates that array once, through every use, so the oracle moves every use."""
-    target = get_path(inputs, path)
-    return (path, *(k for k, v in inputs.items() if k != path and v is target))
-
-
-def set_path(inputs: Mapping[str, Any], path: str, new: Any) -> dict[str, Any]:
-    """A copy of inputs with the value at path replaced (dicts along the path copied, the rest shared)."""
-    head, _, rest = path.partition(".")
-    return {**inputs, head: set_path(inputs[head], rest, new) if rest else new}
-
-
-def set_paths(inputs: Mapping[str, Any], paths: tuple[str, ...], new: Any) -> dict[str, Any]:
-    """set_path for each of paths (an array and its aliases), all to the same new value."""
-    out = dict(inputs)
-    for path in paths:
-        out = set_path(out, path, new)
-    return out
 
 
 @dataclass(frozen=True)

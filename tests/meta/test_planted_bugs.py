@@ -70,6 +70,6 @@ def test_planted_bug_is_caught(namespace: object, component: str, check: str, va
 )
 def test_reference_passes_the_same_hunt(namespace: object, component: str, check: str, variant: str | None, dtype: str) -> None:
     """Control: the same hunt on the correct reference finds nothing (the check is not just failing everything)."""
-    import adapters.numpy_adapter as ref
+    import reference as ref
 
     assert hunt(_target(ref, component, check, variant, dtype)) is None
