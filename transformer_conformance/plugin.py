@@ -186,13 +186,14 @@ class Conformance:
 
         if "target" not in metafunc.fixturenames:
             return
+        family = getattr(metafunc.module, "FAMILY", None)  # each test_<family>.py names its family
         name = metafunc.function.__name__
         if name == "test_refuses_bad_input":
             targets = bad_input_targets(self.adapters, self.components)
         else:
             kind = "gradient" if name == "test_gradient_property" else "forward"
             targets = property_targets(self.adapters, self.components, kind)
-        metafunc.parametrize("target", [t.param() for t in targets])
+        metafunc.parametrize("target", [t.param() for t in targets if family is None or t.component.family == family])
 
     def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
         matched: dict[str, set[str]] = defaultdict(set)

@@ -18,3 +18,15 @@ def test_registry_reference_and_numpy_adapter_name_the_same_components() -> None
         f"spec only: {set(COMPONENTS) - public}; reference only: {public - set(COMPONENTS)}"
     )
     assert offered == set(COMPONENTS), f"the numpy adapter lacks {set(COMPONENTS) - offered}"
+
+
+def test_every_family_has_its_conformance_test_file() -> None:
+    from pathlib import Path
+
+    from spec.registry import FAMILIES
+    from transformer_conformance.plugin import TESTS
+
+    families = {c.family for c in COMPONENTS.values()}
+    assert families <= set(FAMILIES)
+    missing = [f for f in families if not (Path(TESTS) / f"test_{f}.py").exists()]
+    assert not missing, f"families without transformer_conformance/conformance/test_<family>.py: {missing}"

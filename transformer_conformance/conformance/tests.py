@@ -1,4 +1,5 @@
-"""Conformance tests, generated from the spec's records (spec/registry.py).
+"""The conformance tests' bodies, shared by the one thin file per family (test_<family>.py), so that a
+test id names the file of its family.
 
 Each test reads: draw inputs -> call the adapter -> check shape and dtype -> check the property ->
 compare with the oracle under the tolerance policy. Parametrised over adapter x component x

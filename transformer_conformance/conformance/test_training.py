@@ -1,0 +1,10 @@
+"""Conformance of the training family (shift-right (teacher forcing) and cross-entropy): spec/ records of family "training".
+
+Generated from the records: the plugin parametrises these over adapter x component x property x variant
+x dtype (or bad input); transformer_conformance/conformance/tests.py holds the test bodies.
+"""
+
+from transformer_conformance.conformance.tests import test_gradient_property, test_property, test_refuses_bad_input
+
+FAMILY = "training"
+__all__ = ["test_gradient_property", "test_property", "test_refuses_bad_input"]
