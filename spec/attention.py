@@ -22,10 +22,11 @@ import ml_dtypes
 import numpy as np
 from hypothesis import strategies as st
 
-from spec.core import BadInput, Component, Property, Subject
+from reference.masks import causal_mask
+from spec.core import BadInput, Component, Subject, prop
 from spec.domains import Arg, region
 from spec.dtypes import DType
-from spec.strategies import EMPTY_ROW_VARIANTS, MASK_VARIANTS, attention_inputs, masks, seeds
+from spec.strategies import EMPTY_ROW_VARIANTS, MASK_VARIANTS, Masking, attention_inputs, masks, seeds
 from spec.tolerance import compare
 
 
@@ -53,148 +54,35 @@ def context_error_scale(inputs: Mapping[str, Any]) -> float:
     return float(np.abs(inputs["v"].astype(np.float64)).max()) * (1.0 + logit_magnitude(inputs))
 
 
-def draw_attention(data: st.DataObject, subject: Subject, variant: str | None) -> tuple[dict[str, Any], np.ndarray]:
-    """Kwargs for the subject's component (q, k[, v], mask, scale, causal) and where queries may attend."""
-    # T > S would empty the first rows under bottom-right causality; that case has its own property
-    where = (lambda s: s.T <= s.S) if variant == "causal_bottom_right" else None
-    x = data.draw(attention_inputs(subject.dtype, where, scaled=True), label="qkv")
-    m = data.draw(masks(x.shape, variant or "none", subject.dtype), label="mask")
-    inputs: dict[str, Any] = {"q": x.q, "k": x.k}
-    if subject.component.name == "scaled_dot_product_attention":
-        inputs["v"] = x.v
-    inputs.update(mask=m.mask, scale=x.scale, causal=m.causal)
-    return inputs, m.allowed
-
-
-def matches_reference(subject: Subject, data: st.DataObject, variant: str | None) -> None:
-    """The adapter agrees with the float64 oracle within the tolerance policy."""
-    inputs, _ = draw_attention(data, subject, variant)
-    subject.case(inputs).assert_matches_oracle()
-
-
-def weights_are_distributions(subject: Subject, data: st.DataObject, variant: str | None) -> None:
-    """Weights lie in [0, 1], every row with a visible key sums to 1, masked keys get exactly 0."""
-    inputs, allowed = draw_attention(data, subject, variant)
-    case = subject.case(inputs)
-    w = case.got.astype(np.float64)
-    if (w < 0).any() or (w > 1).any():
-        subject.fail(inputs, f"weights outside [0, 1]: min {w.min():.6g}, max {w.max():.6g}")
-    leaked = (w != 0) & ~allowed
-    if leaked.any():
-        i = tuple(int(t) for t in np.argwhere(leaked)[0])
-        subject.fail(inputs, f"masked key has weight {w[i]:.6g} at {i}; expected exactly 0")
-    sums = w.sum(-1, keepdims=True)  # (B, H, T, 1)
-    subject.check(compare(sums, np.ones_like(sums), case.bound.times(w.shape[-1]), "row sums vs 1"), inputs)
-
-
-def fully_masked_rows_are_zero(subject: Subject, data: st.DataObject, variant: str | None) -> None:
-    """A query row that sees no key gets zero weights / a zero context (ONNX, flash-attention)."""
-    where = (lambda s: s.T > s.S) if variant == "causal_bottom_right_T>S" else None
-    x = data.draw(attention_inputs(subject.dtype, where, scaled=True), label="qkv")
-    m = data.draw(masks(x.shape, variant or "none", subject.dtype), label="mask")
-    inputs: dict[str, Any] = {"q": x.q, "k": x.k}
-    if subject.component.name == "scaled_dot_product_attention":
-        inputs["v"] = x.v
-    inputs.update(mask=m.mask, scale=x.scale, causal=m.causal)
-    empty = ~m.allowed.any(-1, keepdims=True)  # (B, H, T, 1)
-    case = subject.case(inputs)
-    got = case.got.astype(np.float64)
-    if (np.broadcast_to(empty, got.shape) & (got != 0)).any():
-        i = tuple(int(t) for t in np.argwhere(np.broadcast_to(empty, got.shape) & (got != 0))[0])
-        subject.fail(inputs, f"fully masked query row {i[:3]} returned {got[i]:.6g} at {i}; the spec says exactly 0")
-    case.assert_matches_oracle("rows with visible keys", select=~empty)
-
-
-def context_is_weighted_sum(subject: Subject, data: st.DataObject, variant: str | None) -> None:
-    """context == (the adapter's own attention_weights) @ V, and lies in the per-coordinate range of the attended values."""
-    inputs, allowed = draw_attention(data, subject, variant)
-    case = subject.case(inputs)
-    v = inputs["v"].astype(np.float64)  # (B, H, S, Kv)
-    lo = np.where(allowed[..., None], v[:, :, None], np.inf).min(-2)  # (B, H, T, Kv)
-    hi = np.where(allowed[..., None], v[:, :, None], -np.inf).max(-2)  # (B, H, T, Kv)
-    got = case.got.astype(np.float64)
-    slack = case.bound.allowed
-    outside = (got < lo - slack) | (got > hi + slack)
-    if outside.any():
-        i = tuple(int(t) for t in np.argwhere(outside)[0])
-        subject.fail(
-            inputs,
-            f"context {got[i]:.6g} at {i} outside the attended values' range [{lo[i]:.6g}, {hi[i]:.6g}] (slack {slack:.3g})",
-        )
-    weights = subject.sibling("attention_weights").case({k: v_ for k, v_ in inputs.items() if k != "v"})
-    combined = weights.got.astype(np.float64) @ v  # (B, H, T, Kv)
-    # |A_got V - A V| <= S max|v| bound(A); |ctx - A V| <= bound(ctx)
-    bound = case.bound + weights.bound.times(v.shape[2] * float(np.abs(v).max()))
-    subject.check(compare(case.got, combined, bound, "context vs own weights @ V"), inputs)
-
-
-def _permute(inputs: dict[str, Any], axis_name: str, perm: np.ndarray) -> dict[str, Any]:
-    """Permute keys (axis_name='S': k, v, mask columns) or queries ('T': q, mask rows)."""
-    out = dict(inputs)
-    if axis_name == "S":
-        out["k"] = inputs["k"][:, :, perm]
-        if "v" in inputs:
-            out["v"] = inputs["v"][:, :, perm]
-        mask_axis = -1
-    else:
-        out["q"] = inputs["q"][:, :, perm]
-        mask_axis = -2
-    mask = inputs.get("mask")
-    if mask is not None and mask.ndim >= -mask_axis and mask.shape[mask_axis] == len(perm):
-        out["mask"] = np.take(mask, perm, axis=mask_axis)
-    return out
-
-
-def permutation_equivariant(subject: Subject, data: st.DataObject, variant: str | None) -> None:
-    """Permuting key/value pairs together leaves the context unchanged (permutes the weights);
-    permuting queries permutes the output rows."""
-    inputs, _ = draw_attention(data, subject, variant)
-    axis_name = data.draw(st.sampled_from(["S", "T"]), label="permuted_axis")
-    n = inputs["k"].shape[2] if axis_name == "S" else inputs["q"].shape[2]
-    perm = np.random.default_rng(data.draw(seeds(), label="perm_seed")).permutation(n)
-    base, permuted = subject.case(inputs), subject.case(_permute(inputs, axis_name, perm))
-    if axis_name == "T":
-        expected = base.got[:, :, perm]
-    elif subject.component.name == "attention_weights":
-        expected = base.got[..., perm]
-    else:
-        expected = base.got
-    base.assert_equivalent(expected, permuted, f"output after permuting axis {axis_name} by {perm.tolist()}")
-
-
-def hidden_keys_do_not_matter(subject: Subject, data: st.DataObject, variant: str | None) -> None:
-    """Changing keys and values a query cannot see (masked, or in its future under causality)
-    leaves that query's output unchanged."""
-    inputs, allowed = draw_attention(data, subject, variant)
+def visible(inputs: Mapping[str, Any]) -> np.ndarray:
+    """(B, H, T, S) bool: where each query may attend under the mask and the causal alignment together."""
+    B, H, T, _ = inputs["q"].shape
     S = inputs["k"].shape[2]
-    rng = np.random.default_rng(data.draw(seeds(), label="change_seed"))
-    changed = rng.random(S) < 0.5  # (S,) key positions to rewrite
-    unaffected = ~(allowed & changed).any(-1, keepdims=True)  # (B, H, T, 1): rows that see none of them
-    other = dict(inputs)
-    for name in ("k", "v"):
-        if name in inputs:
-            noise = (10 * rng.standard_normal(inputs[name].shape)).astype(inputs[name].dtype)
-            other[name] = np.where(changed[:, None], noise, inputs[name])  # (B, H, S, K)
-    base, moved = subject.case(inputs), subject.case(other)
-    base.assert_equivalent(
-        base.got, moved, f"rows that cannot see changed keys {np.flatnonzero(changed).tolist()}", select=unaffected
-    )
+    allowed = np.ones((B, H, T, S), dtype=bool)
+    mask = inputs.get("mask")
+    if mask is not None:
+        allowed &= mask if mask.dtype == np.bool_ else np.isfinite(mask.astype(np.float64))
+    if inputs.get("causal") is not None:
+        allowed &= causal_mask(T, S, inputs["causal"])
+    return allowed
 
 
-def batch_equals_items(subject: Subject, data: st.DataObject, variant: str | None) -> None:
-    """A batch equals its items computed one at a time."""
-    inputs, _ = draw_attention(data, subject, variant)
-    whole = subject.case(inputs)
-    for b in range(inputs["q"].shape[0]):
-        item = {key: _batch_item(key, value, b) for key, value in inputs.items()}
-        whole.assert_equivalent(whole.got[b : b + 1], subject.case(item), f"batch item {b} alone vs in the batch")
+def _draw(values: bool) -> Any:
+    def draw(data: st.DataObject, dtype: DType, variant: Masking | str | None) -> dict[str, Any]:
+        """q, k[, v], mask, scale, causal for one mask variant."""
+        v = Masking.parse(variant)
+        # bottom-right causality with T > S empties the first rows: only its empty-row variant draws that
+        where = None if v.causal != "bottom_right" else (lambda s: s.T > s.S) if v.empty else (lambda s: s.T <= s.S)
+        x = data.draw(attention_inputs(dtype, where, scaled=True), label="qkv")
+        m = data.draw(masks(x.shape, v, dtype), label="mask")
+        inputs: dict[str, Any] = {"q": x.q, "k": x.k} | ({"v": x.v} if values else {})
+        inputs.update(mask=m.mask, scale=x.scale, causal=m.causal)
+        return inputs
+
+    return draw
 
 
-def _batch_item(key: str, value: Any, b: int) -> Any:
-    """Item b of a batched argument; a mask without a batch axis (or with batch 1) is shared."""
-    if not isinstance(value, np.ndarray) or (key == "mask" and (value.ndim < 4 or value.shape[0] == 1)):
-        return value
-    return value[b : b + 1]
+draw_weights, draw_sdpa = _draw(values=False), _draw(values=True)
 
 
 # Argument domains (spec/domains.py): what each argument may be and the regions every run draws.
@@ -336,46 +224,157 @@ def _without_v(bad: BadInput) -> BadInput:
     return BadInput(bad.name, bad.doc, lambda data, dtype: {k: v for k, v in bad.draw(data, dtype).items() if k != "v"})
 
 
-SHARED = (
-    Property("matches_reference", matches_reference.__doc__, matches_reference, MASK_VARIANTS),
-    Property("fully_masked_rows_are_zero", fully_masked_rows_are_zero.__doc__, fully_masked_rows_are_zero, EMPTY_ROW_VARIANTS),
-    Property("permutation_equivariant", permutation_equivariant.__doc__, permutation_equivariant, ("none", "bool", "additive")),
-    Property(
-        "hidden_keys_do_not_matter",
-        hidden_keys_do_not_matter.__doc__,
-        hidden_keys_do_not_matter,
-        ("bool", "additive", "padding", "causal_top_left", "causal_bottom_right"),
-    ),
-    Property("batch_equals_items", batch_equals_items.__doc__, batch_equals_items, ("none", "padding", "bool")),
-)
-
 ATTENTION_WEIGHTS = Component(
     name="attention_weights",
     family="attention",
-    signature="attention_weights(q, k, mask=None, scale=None, causal=None) -> A",
     shapes="q (B, H, T, K), k (B, H, S, K) -> A (B, H, T, S)",
     error_scale=weights_error_scale,
     args=(Q_ARG, K_ARG, MASK_ARG, SCALE_ARG, CAUSAL_ARG),
-    properties=SHARED
-    + (Property("weights_are_distributions", weights_are_distributions.__doc__, weights_are_distributions, MASK_VARIANTS),),
+    draw=draw_weights,
+    variants=MASK_VARIANTS,
     bad_inputs=tuple(_without_v(b) for b in ATTENTION_BAD_INPUTS if b.name != "kv_length_mismatch"),
 )
 
 SCALED_DOT_PRODUCT_ATTENTION = Component(
     name="scaled_dot_product_attention",
     family="attention",
-    signature="scaled_dot_product_attention(q, k, v, mask=None, scale=None, causal=None) -> context",
     shapes="q (B, H, T, K), k (B, H, S, K), v (B, H, S, Kv) -> context (B, H, T, Kv)",
     error_scale=context_error_scale,
     args=(Q_ARG, K_ARG, V_ARG, MASK_ARG, SCALE_ARG, CAUSAL_ARG),
-    properties=SHARED
-    + (
-        Property(
-            "context_is_weighted_sum",
-            context_is_weighted_sum.__doc__,
-            context_is_weighted_sum,
-            ("none", "bool", "causal_top_left"),
-        ),
-    ),
+    draw=draw_sdpa,
+    variants=MASK_VARIANTS,
     bad_inputs=ATTENTION_BAD_INPUTS,
 )
+# the variants that hide keys from some query: masks and causality
+HIDING = (Masking("bool"), Masking("additive"), Masking("padding"), Masking(causal="top_left"), Masking(causal="bottom_right"))
+
+
+# Properties beside the differential one (the record's draw gives it): each registers itself.
+@prop(ATTENTION_WEIGHTS, variants=MASK_VARIANTS)
+def weights_are_distributions(subject: Subject, data: st.DataObject, variant: Masking) -> None:
+    """Weights lie in [0, 1], every row with a visible key sums to 1, masked keys get exactly 0."""
+    inputs = subject.component.draw(data, subject.dtype, variant)
+    allowed = visible(inputs)
+    case = subject.case(inputs)
+    w = case.got.astype(np.float64)
+    if (w < 0).any() or (w > 1).any():
+        subject.fail(inputs, f"weights outside [0, 1]: min {w.min():.6g}, max {w.max():.6g}")
+    leaked = (w != 0) & ~allowed
+    if leaked.any():
+        i = tuple(int(t) for t in np.argwhere(leaked)[0])
+        subject.fail(inputs, f"masked key has weight {w[i]:.6g} at {i}; expected exactly 0")
+    sums = w.sum(-1, keepdims=True)  # (B, H, T, 1)
+    subject.check(compare(sums, np.ones_like(sums), case.bound.times(w.shape[-1]), "row sums vs 1"), inputs)
+
+
+@prop(ATTENTION_WEIGHTS, SCALED_DOT_PRODUCT_ATTENTION, variants=EMPTY_ROW_VARIANTS)
+def fully_masked_rows_are_zero(subject: Subject, data: st.DataObject, variant: Masking) -> None:
+    """A query row that sees no key gets zero weights / a zero context (ONNX, flash-attention)."""
+    inputs = subject.component.draw(data, subject.dtype, variant)
+    empty = ~visible(inputs).any(-1, keepdims=True)  # (B, H, T, 1)
+    case = subject.case(inputs)
+    got = case.got.astype(np.float64)
+    if (np.broadcast_to(empty, got.shape) & (got != 0)).any():
+        i = tuple(int(t) for t in np.argwhere(np.broadcast_to(empty, got.shape) & (got != 0))[0])
+        subject.fail(inputs, f"fully masked query row {i[:3]} returned {got[i]:.6g} at {i}; the spec says exactly 0")
+    case.assert_matches_oracle("rows with visible keys", select=~empty)
+
+
+@prop(SCALED_DOT_PRODUCT_ATTENTION, variants=(Masking(), Masking("bool"), Masking(causal="top_left")))
+def context_is_weighted_sum(subject: Subject, data: st.DataObject, variant: Masking) -> None:
+    """context == (the adapter's own attention_weights) @ V, and lies in the per-coordinate range of the attended values."""
+    inputs = subject.component.draw(data, subject.dtype, variant)
+    allowed = visible(inputs)
+    case = subject.case(inputs)
+    v = inputs["v"].astype(np.float64)  # (B, H, S, Kv)
+    lo = np.where(allowed[..., None], v[:, :, None], np.inf).min(-2)  # (B, H, T, Kv)
+    hi = np.where(allowed[..., None], v[:, :, None], -np.inf).max(-2)  # (B, H, T, Kv)
+    got = case.got.astype(np.float64)
+    slack = case.bound.allowed
+    outside = (got < lo - slack) | (got > hi + slack)
+    if outside.any():
+        i = tuple(int(t) for t in np.argwhere(outside)[0])
+        subject.fail(
+            inputs,
+            f"context {got[i]:.6g} at {i} outside the attended values' range [{lo[i]:.6g}, {hi[i]:.6g}] (slack {slack:.3g})",
+        )
+    weights = subject.sibling("attention_weights").case({k: v_ for k, v_ in inputs.items() if k != "v"})
+    combined = weights.got.astype(np.float64) @ v  # (B, H, T, Kv)
+    # |A_got V - A V| <= S max|v| bound(A); |ctx - A V| <= bound(ctx)
+    bound = case.bound + weights.bound.times(v.shape[2] * float(np.abs(v).max()))
+    subject.check(compare(case.got, combined, bound, "context vs own weights @ V"), inputs)
+
+
+def _permute(inputs: dict[str, Any], axis_name: str, perm: np.ndarray) -> dict[str, Any]:
+    """Permute keys (axis_name='S': k, v, mask columns) or queries ('T': q, mask rows)."""
+    out = dict(inputs)
+    if axis_name == "S":
+        out["k"] = inputs["k"][:, :, perm]
+        if "v" in inputs:
+            out["v"] = inputs["v"][:, :, perm]
+        mask_axis = -1
+    else:
+        out["q"] = inputs["q"][:, :, perm]
+        mask_axis = -2
+    mask = inputs.get("mask")
+    if mask is not None and mask.ndim >= -mask_axis and mask.shape[mask_axis] == len(perm):
+        out["mask"] = np.take(mask, perm, axis=mask_axis)
+    return out
+
+
+@prop(ATTENTION_WEIGHTS, SCALED_DOT_PRODUCT_ATTENTION, variants=(Masking(), Masking("bool"), Masking("additive")))
+def permutation_equivariant(subject: Subject, data: st.DataObject, variant: Masking) -> None:
+    """Permuting key/value pairs together leaves the context unchanged (permutes the weights);
+    permuting queries permutes the output rows."""
+    inputs = subject.component.draw(data, subject.dtype, variant)
+    axis_name = data.draw(st.sampled_from(["S", "T"]), label="permuted_axis")
+    n = inputs["k"].shape[2] if axis_name == "S" else inputs["q"].shape[2]
+    perm = np.random.default_rng(data.draw(seeds(), label="perm_seed")).permutation(n)
+    base, permuted = subject.case(inputs), subject.case(_permute(inputs, axis_name, perm))
+    if axis_name == "T":
+        expected = base.got[:, :, perm]
+    elif "v" not in inputs:  # the weights: their key axis moves with the keys
+        expected = base.got[..., perm]
+    else:
+        expected = base.got
+    base.assert_equivalent(expected, permuted, f"output after permuting axis {axis_name} by {perm.tolist()}")
+
+
+@prop(ATTENTION_WEIGHTS, SCALED_DOT_PRODUCT_ATTENTION, variants=HIDING)
+def hidden_keys_do_not_matter(subject: Subject, data: st.DataObject, variant: Masking) -> None:
+    """Changing keys and values a query cannot see (masked, or in its future under causality)
+    leaves that query's output unchanged."""
+    inputs = subject.component.draw(data, subject.dtype, variant)
+    allowed = visible(inputs)
+    S = inputs["k"].shape[2]
+    rng = np.random.default_rng(data.draw(seeds(), label="change_seed"))
+    changed = rng.random(S) < 0.5  # (S,) key positions to rewrite
+    unaffected = ~(allowed & changed).any(-1, keepdims=True)  # (B, H, T, 1): rows that see none of them
+    other = dict(inputs)
+    for name in ("k", "v"):
+        if name in inputs:
+            noise = (10 * rng.standard_normal(inputs[name].shape)).astype(inputs[name].dtype)
+            other[name] = np.where(changed[:, None], noise, inputs[name])  # (B, H, S, K)
+    base, moved = subject.case(inputs), subject.case(other)
+    base.assert_equivalent(
+        base.got, moved, f"rows that cannot see changed keys {np.flatnonzero(changed).tolist()}", select=unaffected
+    )
+
+
+@prop(ATTENTION_WEIGHTS, SCALED_DOT_PRODUCT_ATTENTION, variants=(Masking(), Masking("padding"), Masking("bool")))
+def batch_equals_items(subject: Subject, data: st.DataObject, variant: Masking) -> None:
+    """A batch equals its items computed one at a time."""
+    inputs = subject.component.draw(data, subject.dtype, variant)
+    whole = subject.case(inputs)
+    for b in range(inputs["q"].shape[0]):
+        item = {key: _batch_item(key, value, b) for key, value in inputs.items()}
+        whole.assert_equivalent(whole.got[b : b + 1], subject.case(item), f"batch item {b} alone vs in the batch")
+
+
+def _batch_item(key: str, value: Any, b: int) -> Any:
+    """Item b of a batched argument; a mask without a batch axis (or with batch 1) is shared."""
+    if not isinstance(value, np.ndarray) or (key == "mask" and (value.ndim < 4 or value.shape[0] == 1)):
+        return value
+    return value[b : b + 1]
+
+

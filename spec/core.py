@@ -7,6 +7,7 @@ generated from these records; nothing is written per component.
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -62,21 +63,31 @@ class BadInput:
     draw: Callable[[st.DataObject, DType], dict[str, Any]]
 
 
+Draw = Callable[[st.DataObject, DType, Any], dict[str, Any]]
+
+
 @dataclass(frozen=True)
 class Component:
-    """One spec entry."""
+    """One spec entry: what the component is (its reference function of the same name is the oracle and
+    the source of the signature), its arguments' domains, how its inputs are drawn, and how wrong an
+    implementation may be (``error_scale``, for the tolerance policy). A component with a ``draw`` has
+    the differential property ``matches_reference`` over its ``variants``; its other properties register
+    themselves with ``@prop(COMPONENT, ...)``, and the registry (spec/registry.py) collects the record."""
 
     name: str
     family: str
-    signature: str
     shapes: str
     error_scale: Callable[[Mapping[str, Any]], float]
-    properties: tuple[Property, ...]
+    properties: tuple[Property, ...] = ()
     bad_inputs: tuple[BadInput, ...] = ()
     dtypes: tuple[DType, ...] = ALL_DTYPES
     notes: str = ""
     # every argument of the signature with its domain (spec/domains.py), in the reference's order
     args: tuple[Arg, ...] = ()
+    # the one draw protocol: (data, dtype, variant) -> the component's keyword arguments
+    draw: Draw | None = None
+    variants: tuple[Any, ...] = (None,)
+    signature: str = ""  # derived from the reference when empty
 
     @property
     def reference(self) -> Callable[..., Any]:
@@ -222,9 +233,6 @@ class Case:
         self.subject.check(compare(got, other.got, self.bound + other.bound, what, select), self.inputs)
 
 
-Draw = Callable[[st.DataObject, DType, "str | None"], dict[str, Any]]
-
-
 def matches_reference(draw: Draw, variants: tuple[str | None, ...] = (None,), dtypes: tuple[DType, ...] = ALL_DTYPES) -> Property:
     """The differential property of a component whose inputs come from ``draw``."""
 
@@ -234,3 +242,32 @@ def matches_reference(draw: Draw, variants: tuple[str | None, ...] = (None,), dt
     return Property(
         "matches_reference", "The adapter agrees with the float64 oracle within the tolerance policy.", check, variants, dtypes
     )
+
+
+# Properties registered by decorator: component name -> its properties, in the order they were declared.
+REGISTERED: dict[str, list[Property]] = {}
+
+
+def prop(
+    *components: Component,
+    variants: tuple[Any, ...] = (None,),
+    dtypes: tuple[DType, ...] = ALL_DTYPES,
+    kind: str = "forward",
+    name: str | None = None,
+) -> Callable[[Check], Check]:
+    """Register the decorated check as a property of each component; its name and doc are the function's."""
+
+    def register(check: Check) -> Check:
+        found = Property(name or check.__name__, inspect.getdoc(check) or "", check, variants, dtypes, kind)
+        for component in components:
+            REGISTERED.setdefault(component.name, []).append(found)
+        return check
+
+    return register
+
+
+def differential(component: Component) -> tuple[Property, ...]:
+    """matches_reference over the component's draw and variants, if it has a draw."""
+    if component.draw is None:
+        return ()
+    return (matches_reference(component.draw, component.variants, component.dtypes),)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from reference.gradients import softmax_vjp
 from spec import layers, multi_head, recurrent, seq2seq, stacks, training
-from spec.attention import draw_attention
+from spec.attention import SCALED_DOT_PRODUCT_ATTENTION
 from spec.core import Property, Subject
 from spec.gradients import GRAD_DTYPES, GRAD_ULPS, GradBound, call_vjp, vjp_property
 from spec.softmax import softmax_inputs
@@ -25,16 +25,16 @@ def _plain(draw: Any) -> Any:
     return lambda data, subject, variant: draw(data, subject.dtype, variant)
 
 
-def _sdpa(data: st.DataObject, subject: Subject, variant: str | None) -> dict[str, Any]:
-    return draw_attention(data, subject, variant)[0]
+def _sdpa(data: st.DataObject, subject: Subject, variant: Any) -> dict[str, Any]:
+    return SCALED_DOT_PRODUCT_ATTENTION.draw(data, subject.dtype, variant)
 
 
 def _softmax(data: st.DataObject, subject: Subject, variant: str | None) -> dict[str, Any]:
     return data.draw(softmax_inputs(subject.dtype), label="inputs")
 
 
-def _mha(data: st.DataObject, subject: Subject, variant: str | None) -> dict[str, Any]:
-    return multi_head.draw_mha(data, subject.dtype, variant or "cross")[0]
+def _mha(data: st.DataObject, subject: Subject, variant: Any) -> dict[str, Any]:
+    return multi_head.draw_mha(data, subject.dtype, variant or "cross")
 
 
 def _relu_step(inputs: dict[str, Any], path: str, t: np.ndarray, u: float) -> float | None:
@@ -68,7 +68,7 @@ VJP_PROPERTIES: dict[str, Property] = {
     # self: one array (query is key is value); memory: key is value; cross: three arrays
     "multi_head_attention": vjp_property(
         _mha,
-        lambda v: _MHA_WRT if v.startswith("cross") else _MHA_WRT[:2] + _MHA_WRT[3:] if v.startswith("memory") else _MHA_WRT[:1] + _MHA_WRT[3:],
+        lambda v: _MHA_WRT if str(v).startswith("cross") else _MHA_WRT[:2] + _MHA_WRT[3:] if str(v).startswith("memory") else _MHA_WRT[:1] + _MHA_WRT[3:],
         ("self", "cross", "cross+padding", "memory+padding"),
     ),
     "layer_norm": vjp_property(_plain(layers._ln_draw_for("layer_norm")), _fixed("x", "gamma", "beta")),

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
-from spec.core import BadInput, Component, Property, Subject
+from spec.core import BadInput, Component, Subject, prop
 from spec.domains import Arg, region
 from spec.dtypes import EXACT, DType
 
@@ -54,27 +54,23 @@ PADDING_ARGS = (
 )
 
 
-def _draw_causal(data: st.DataObject, variant: str | None) -> dict[str, Any]:
+def _draw_causal(data: st.DataObject, dtype: DType, variant: str | None) -> dict[str, Any]:
+    """T and S from 1 to 9, the variant's alignment."""
     T, S = data.draw(lengths_1_to_9, label="T"), data.draw(lengths_1_to_9, label="S")
     return {"T": T, "S": S, "alignment": variant}
 
 
-def _draw_padding(data: st.DataObject) -> dict[str, Any]:
+def _draw_padding(data: st.DataObject, dtype: DType = EXACT, variant: None = None) -> dict[str, Any]:
+    """S from 1 to 9 and one to four lengths in [0, S]."""
     S = data.draw(lengths_1_to_9, label="S")
     lengths = data.draw(st.lists(st.integers(0, S), min_size=1, max_size=4), label="lengths")
     return {"lengths": np.array(lengths, dtype=np.int64), "S": S}
 
 
-def matches_reference(subject: Subject, data: st.DataObject, variant: str | None) -> None:
-    """The adapter's mask equals the reference's exactly."""
-    inputs = _draw_causal(data, variant) if subject.component.name == "causal_mask" else _draw_padding(data)
-    subject.case(inputs).assert_matches_oracle()
-
-
 def causal_rows_are_growing_prefixes(subject: Subject, data: st.DataObject, variant: str | None) -> None:
     """Each row allows a prefix of the keys, one key longer than the row before (capped at 0 and S);
     top-left's row 0 sees key 0, bottom-right's last row sees every key."""
-    inputs = _draw_causal(data, variant)
+    inputs = _draw_causal(data, subject.dtype, variant)
     got = subject.case(inputs).got
     T, S = inputs["T"], inputs["S"]
     counts = got.sum(-1)
@@ -97,53 +93,44 @@ def padding_counts_lengths(subject: Subject, data: st.DataObject, variant: str |
 
 
 def _bad_causal(change: dict[str, Any]) -> Any:
-    return lambda data, dtype: {**_draw_causal(data, "top_left"), **change}
+    return lambda data, dtype: {**_draw_causal(data, dtype, "top_left"), **change}
 
 
 def _bad_padding(data: st.DataObject, dtype: DType) -> dict[str, Any]:
-    inputs = _draw_padding(data)
+    inputs = _draw_padding(data, dtype)
     return {**inputs, "lengths": inputs["lengths"] + inputs["S"] + 1}
 
 
 CAUSAL_MASK = Component(
     name="causal_mask",
     family="masks",
-    signature="causal_mask(T, S, alignment='top_left') -> allowed",
     shapes="-> (T, S) bool",
     error_scale=lambda inputs: 0.0,
     dtypes=(EXACT,),
     args=CAUSAL_ARGS,
-    properties=(
-        Property("matches_reference", matches_reference.__doc__, matches_reference, ("top_left", "bottom_right"), (EXACT,)),
-        Property(
-            "rows_are_growing_prefixes",
-            causal_rows_are_growing_prefixes.__doc__,
-            causal_rows_are_growing_prefixes,
-            ("top_left", "bottom_right"),
-            (EXACT,),
-        ),
-    ),
+    draw=_draw_causal,
+    variants=("top_left", "bottom_right"),
     bad_inputs=(
         BadInput("unknown_alignment", "alignment='bottom-right' (a typo)", _bad_causal({"alignment": "bottom-right"})),
         BadInput("empty_length", "T = 0", _bad_causal({"T": 0})),
         BadInput("no_keys", "S = 0", _bad_causal({"S": 0})),
     ),
 )
+prop(CAUSAL_MASK, variants=("top_left", "bottom_right"), dtypes=(EXACT,), name="rows_are_growing_prefixes")(
+    causal_rows_are_growing_prefixes
+)
 
 KEY_PADDING_MASK = Component(
     name="key_padding_mask",
     family="masks",
-    signature="key_padding_mask(lengths, S) -> allowed",
     shapes="lengths (B,) int -> (B, 1, 1, S) bool",
     error_scale=lambda inputs: 0.0,
     dtypes=(EXACT,),
     args=PADDING_ARGS,
-    properties=(
-        Property("matches_reference", matches_reference.__doc__, matches_reference, (None,), (EXACT,)),
-        Property("counts_lengths", padding_counts_lengths.__doc__, padding_counts_lengths, (None,), (EXACT,)),
-    ),
+    draw=_draw_padding,
     bad_inputs=(
         BadInput("length_beyond_S", "lengths[b] > S", _bad_padding),
         BadInput("negative_length", "lengths[b] = -1", lambda data, dtype: {**_draw_padding(data), "lengths": np.array([-1])}),
     ),
 )
+prop(KEY_PADDING_MASK, dtypes=(EXACT,), name="counts_lengths")(padding_counts_lengths)

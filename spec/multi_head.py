@@ -15,21 +15,46 @@ sweep found the output bias missing: a bias-dominated output rounds at |b_o|).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 from hypothesis import strategies as st
 
 from reference.attention import scaled_dot_product_attention
-from spec.attention import logit_magnitude
-from spec.core import BadInput, Component, Property, Subject
+from spec.attention import logit_magnitude, visible
+from spec.core import BadInput, Component, Subject, prop
 from spec.domains import Arg, region
 from spec.dtypes import DType
-from spec.strategies import MHA_BUCKETS, AttentionShape, MhaShape, arrays, masks, mha_params
+from spec.strategies import MHA_BUCKETS, AttentionShape, Masking, MhaShape, arrays, masks, mha_params
 
-# self: query is key is value; cross: distinct key and value; memory: cross-attention over one encoder
-# memory (key is value, as encoder-decoder models call it); "+mask variant" as for attention.
-MHA_VARIANTS = (
+@dataclass(frozen=True)
+class Attending:
+    """A multi-head attention variant: which arrays the query, key and value are (``self``: one array;
+    ``memory``: cross-attention over one encoder memory, key is value, as encoder-decoder models call
+    it; ``cross``: three arrays), the mask variant, and whether H is forced to 1. Its str is the test
+    id's ("self+causal_top_left", "memory+padding")."""
+
+    kind: str = "self"
+    masking: Masking = Masking()
+    single_head: bool = False
+
+    def __str__(self) -> str:
+        return self.kind if self.masking == Masking() else f"{self.kind}+{self.masking}"
+
+    @classmethod
+    def parse(cls, text: Attending | str | None) -> Attending:
+        if isinstance(text, Attending):
+            return text
+        kind, _, masking = (text or "self").partition("+")
+        return cls(kind, Masking.parse(masking or "none"))
+
+
+def _variants(*names: str) -> tuple[Attending, ...]:
+    return tuple(Attending.parse(n) for n in names)
+
+
+MHA_VARIANTS = _variants(
     "self",
     "cross",
     "memory",
@@ -72,33 +97,34 @@ def mha_error_scale(inputs: Mapping[str, Any]) -> float:
     return (1.0 + L) * float(np.abs(v).max()) * float(w_o.sum(0).max()) + proj + bias("b_o")
 
 
-def draw_mha(data: st.DataObject, dtype: DType, variant: str, H: int | None = None) -> tuple[dict[str, Any], np.ndarray]:
-    """Kwargs for multi_head_attention under a variant "self|cross[+mask variant]", and where queries may attend."""
-    kind, _, mask_variant = variant.partition("+")
+def draw_mha(data: st.DataObject, dtype: DType, variant: Attending | str | None) -> dict[str, Any]:
+    """Kwargs for multi_head_attention under one variant."""
+    v = Attending.parse(variant)
     # bottom-right causality with T > S would empty the first rows: that has its own property
-    fits = (lambda b: b.T <= b.S) if mask_variant == "causal_bottom_right" else (lambda b: True)
-    buckets = [b for b in MHA_BUCKETS if (kind != "self" or b.T == b.S) and (H is None or b.H == H or H == 1) and fits(b)]
+    fits = (lambda b: b.T <= b.S) if v.masking == Masking(causal="bottom_right") else (lambda b: True)
+    buckets = [b for b in MHA_BUCKETS if (v.kind != "self" or b.T == b.S) and fits(b)]
     s: MhaShape = data.draw(st.sampled_from(buckets), label="shape")
-    heads = H or s.H
+    heads = 1 if v.single_head else s.H
     query = data.draw(arrays((s.B, s.T, s.D), dtype, allow_large=False), label="query")
-    if kind == "self":
+    if v.kind == "self":
         key = value = query  # the same array object: libraries take their self-attention path
-    elif kind == "memory":
+    elif v.kind == "memory":
         key = value = data.draw(arrays((s.B, s.S, s.D), dtype, allow_large=False), label="memory")
     else:
         key = data.draw(arrays((s.B, s.S, s.D), dtype, allow_large=False), label="key")
         value = data.draw(arrays((s.B, s.S, s.D), dtype, allow_large=False), label="value")
     shape = AttentionShape(s.B, heads, s.T, s.S, s.D // heads, s.D // heads)
-    m = data.draw(masks(shape, mask_variant or "none", dtype), label="mask")
+    m = data.draw(masks(shape, v.masking, dtype), label="mask")
     params = data.draw(mha_params(s.D, dtype), label="params")
-    inputs = dict(query=query, key=key, value=value, params=params, num_heads=heads, mask=m.mask, causal=m.causal)
-    return inputs, m.allowed
+    return dict(query=query, key=key, value=value, params=params, num_heads=heads, mask=m.mask, causal=m.causal)
 
 
-def matches_reference(subject: Subject, data: st.DataObject, variant: str | None) -> None:
-    """The adapter agrees with the float64 oracle within the tolerance policy."""
-    inputs, _ = draw_mha(data, subject.dtype, variant or "self")
-    subject.case(inputs).assert_matches_oracle()
+def _visible(inputs: Mapping[str, Any]) -> np.ndarray:
+    """(B, H, T, S) bool: where each query may attend."""
+    B, T, _ = inputs["query"].shape
+    q = np.zeros((B, inputs["num_heads"], T, 1))
+    k = np.zeros((B, inputs["num_heads"], inputs["key"].shape[1], 1))
+    return visible({"q": q, "k": k, "mask": inputs["mask"], "causal": inputs["causal"]})
 
 
 def _projected_single_head(query, key, value, params, num_heads, mask=None, causal=None):  # noqa: ANN001, ANN202
@@ -113,15 +139,15 @@ def _projected_single_head(query, key, value, params, num_heads, mask=None, caus
     return out + params["b_o"].astype(dtype) if params.get("b_o") is not None else out
 
 
-def single_head_is_projected_attention(subject: Subject, data: st.DataObject, variant: str | None) -> None:
+def single_head_is_projected_attention(subject: Subject, data: st.DataObject, variant: Attending) -> None:
     """H = 1 multi-head attention equals single-head attention on the projected inputs, then W_o."""
-    inputs, _ = draw_mha(data, subject.dtype, variant or "self", H=1)
+    inputs = draw_mha(data, subject.dtype, replace(Attending.parse(variant), single_head=True))
     subject.case(inputs, expected_fn=_projected_single_head).assert_matches_oracle("H=1 vs projected single-head attention")
 
 
-def batch_equals_items(subject: Subject, data: st.DataObject, variant: str | None) -> None:
+def batch_equals_items(subject: Subject, data: st.DataObject, variant: Attending) -> None:
     """A batch equals its items computed one at a time."""
-    inputs, _ = draw_mha(data, subject.dtype, variant or "self")
+    inputs = draw_mha(data, subject.dtype, variant)
     whole = subject.case(inputs)
     for b in range(inputs["query"].shape[0]):
         item = dict(inputs)
@@ -140,10 +166,10 @@ def batch_equals_items(subject: Subject, data: st.DataObject, variant: str | Non
         whole.assert_equivalent(whole.got[b : b + 1], subject.case(item), f"batch item {b} alone vs in the batch")
 
 
-def fully_masked_rows_are_zero(subject: Subject, data: st.DataObject, variant: str | None) -> None:
+def fully_masked_rows_are_zero(subject: Subject, data: st.DataObject, variant: Attending) -> None:
     """A query row that sees no key gets a zero context, so its output is b_o (0 without biases)."""
-    inputs, allowed = draw_mha(data, subject.dtype, variant or "cross+padding_zero_length")
-    empty = ~allowed.any(-1).any(1)  # (B, T): rows no head can see anything from
+    inputs = draw_mha(data, subject.dtype, variant)
+    empty = ~_visible(inputs).any(-1).any(1)  # (B, T): rows no head can see anything from
     case = subject.case(inputs)
     case.assert_matches_oracle("output (fully masked rows give b_o)")
     if not empty.any():
@@ -242,8 +268,7 @@ MHA_ARGS = (
 
 def _bad(change: Any) -> Any:
     def draw(data: st.DataObject, dtype: DType) -> dict[str, Any]:
-        inputs, _ = draw_mha(data, dtype, "cross")
-        return change(inputs)
+        return change(draw_mha(data, dtype, Attending("cross")))
 
     return draw
 
@@ -255,26 +280,11 @@ def _heads_not_dividing(inputs: dict[str, Any]) -> dict[str, Any]:
 MULTI_HEAD_ATTENTION = Component(
     name="multi_head_attention",
     family="attention",
-    signature="multi_head_attention(query, key, value, params, num_heads, mask=None, causal=None) -> out",
     shapes="query (B, T, D), key/value (B, S, D), W_* (D, D), b_* (D,) -> out (B, T, D)",
     error_scale=mha_error_scale,
     args=MHA_ARGS,
-    properties=(
-        Property("matches_reference", matches_reference.__doc__, matches_reference, MHA_VARIANTS),
-        Property(
-            "single_head_is_projected_attention",
-            single_head_is_projected_attention.__doc__,
-            single_head_is_projected_attention,
-            ("self", "cross", "memory+causal_bottom_right"),
-        ),
-        Property("batch_equals_items", batch_equals_items.__doc__, batch_equals_items, ("self", "cross+padding", "memory+padding")),
-        Property(
-            "fully_masked_rows_are_zero",
-            fully_masked_rows_are_zero.__doc__,
-            fully_masked_rows_are_zero,
-            ("cross+padding_zero_length", "memory+padding_zero_length", "self+padding_zero_length", "self+bool_empty_rows"),
-        ),
-    ),
+    draw=draw_mha,
+    variants=MHA_VARIANTS,
     bad_inputs=(
         BadInput("heads_do_not_divide_D", "D % H != 0", _bad(_heads_not_dividing)),
         BadInput(
@@ -299,3 +309,11 @@ MULTI_HEAD_ATTENTION = Component(
         ),
     ),
 )
+
+# Properties beside the differential one, registered once the record they belong to exists.
+prop(MULTI_HEAD_ATTENTION, variants=_variants("self", "cross", "memory+causal_bottom_right"))(single_head_is_projected_attention)
+prop(MULTI_HEAD_ATTENTION, variants=_variants("self", "cross+padding", "memory+padding"))(batch_equals_items)
+prop(
+    MULTI_HEAD_ATTENTION,
+    variants=_variants("cross+padding_zero_length", "memory+padding_zero_length", "self+padding_zero_length", "self+bool_empty_rows"),
+)(fully_masked_rows_are_zero)

@@ -12,7 +12,7 @@ import pkgutil
 from dataclasses import replace
 
 import spec
-from spec.core import Component
+from spec.core import REGISTERED, Component, differential
 from spec.gradient_checks import gradient_properties
 
 # The order components are reported and parametrised in: the paper's, from the core outwards.
@@ -33,6 +33,11 @@ def _collect() -> dict[str, Component]:
     return dict(sorted(found.items(), key=lambda kv: (FAMILIES.index(kv[1].family), kv[0])))
 
 
-COMPONENTS: dict[str, Component] = {
-    name: replace(c, properties=c.properties + gradient_properties(name)) for name, c in _collect().items()
-}
+def _complete(c: Component) -> Component:
+    """The record with every property it has: its differential one, those it lists, those registered
+    by decorator, and its gradient properties."""
+    listed = differential(c) + c.properties + tuple(REGISTERED.get(c.name, ())) + gradient_properties(c.name)
+    return replace(c, properties=listed)
+
+
+COMPONENTS: dict[str, Component] = {name: _complete(c) for name, c in _collect().items()}

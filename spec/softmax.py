@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
-from spec.core import BadInput, Component, Property, Subject
+from spec.core import BadInput, Component, Subject, prop
 from spec.domains import Arg, region
 from spec.dtypes import DType
 from spec.strategies import large_logit, make_values, seeds, value_kinds
@@ -42,68 +42,9 @@ def softmax_inputs(
     return {"x": x, "axis": axis}
 
 
-def matches_reference(subject: Subject, data: st.DataObject, variant: str | None) -> None:
-    """The adapter agrees with the float64 oracle within the tolerance policy."""
-    subject.case(data.draw(softmax_inputs(subject.dtype, empty=True), label="inputs")).assert_matches_oracle()
-
-
-def in_unit_interval_and_sums_to_one(subject: Subject, data: st.DataObject, variant: str | None) -> None:
-    """Every output lies in [0, 1] and every slice along the axis sums to 1."""
-    case = subject.case(data.draw(softmax_inputs(subject.dtype), label="inputs"))
-    got, axis = case.got.astype(np.float64), case.inputs["axis"]
-    if (got < 0).any() or (got > 1).any():
-        subject.fail(case.inputs, f"outputs outside [0, 1]: min {got.min():.6g}, max {got.max():.6g}")
-    sums = got.sum(axis=axis, keepdims=True)
-    # each output is within the bound of the truth, and the true sum is 1: n bounds for a sum of n
-    subject.check(compare(sums, np.ones_like(sums), case.bound.times(got.shape[axis]), "sum along the axis vs 1"), case.inputs)
-
-
-def _shift_exact_inputs(data: st.DataObject, dtype: DType) -> tuple[dict[str, Any], dict[str, Any]]:
-    """x on a grid and an integer row shift c such that x + c is exact in dtype."""
-    shape = data.draw(st.sampled_from(SOFTMAX_SHAPES), label="shape")
-    rng = np.random.default_rng(data.draw(seeds(), label="seed"))
-    p = dtype.significand_bits
-    g = max(p // 3, 1)  # grid 2^-g; |x|, |c| < 2^(p-g-2) so that |x + c| needs at most p bits
-    limit = 2.0 ** (p - g - 2)
-    x = np.round(rng.uniform(-limit, limit, shape) * 2**g) / 2**g
-    c = np.round(rng.uniform(-limit, limit, shape[:-1] + (1,)))  # one constant per row
-    x = np.clip(x, -limit + 1, limit - 1)
-    return {"x": x.astype(dtype.np_dtype), "axis": -1}, {"x": (x + c).astype(dtype.np_dtype), "axis": -1}
-
-
-def shift_invariant(subject: Subject, data: st.DataObject, variant: str | None) -> None:
-    """softmax(x + c) == softmax(x) for a constant c per row (x + c exact in the dtype)."""
-    base, shifted = _shift_exact_inputs(data, subject.dtype)
-    a, b = subject.case(base), subject.case(shifted)
-    a.assert_equivalent(a.got, b, "softmax(x) vs softmax(x + c)")
-
-
-def finite_for_large_logits(subject: Subject, data: st.DataObject, variant: str | None) -> None:
-    """Logits of 1e4 (near the float16 range in float16) give finite outputs equal to the oracle's."""
-    subject.case(data.draw(softmax_inputs(subject.dtype, kind="large"), label="inputs")).assert_matches_oracle()
-
-
-def monotone(subject: Subject, data: st.DataObject, variant: str | None) -> None:
-    """Within a slice, x_i < x_j implies y_i <= y_j, and x_i == x_j implies y_i == y_j (within the bound)."""
-    case = subject.case(data.draw(softmax_inputs(subject.dtype, kind="ties", neg_inf=False), label="inputs"))
-    x = np.moveaxis(case.inputs["x"].astype(np.float64), case.inputs["axis"], -1)[..., :, None]  # (..., N, 1)
-    y = np.moveaxis(case.got.astype(np.float64), case.inputs["axis"], -1)[..., :, None]  # (..., N, 1)
-    dx, dy = x - np.swapaxes(x, -1, -2), y - np.swapaxes(y, -1, -2)  # (..., N, N): x_i - x_j
-    tol = 2 * case.bound.allowed
-    wrong = ((dx < 0) & (dy > tol)) | ((dx == 0) & (np.abs(dy) > tol))
-    if wrong.any():
-        i = tuple(int(t) for t in np.argwhere(wrong)[0])
-        subject.fail(case.inputs, f"not monotone at {i}: x_i - x_j = {dx[i]:.6g} but y_i - y_j = {dy[i]:.6g} (allowed {tol:.3g})")
-
-
-def all_neg_inf_slice_is_zero(subject: Subject, data: st.DataObject, variant: str | None) -> None:
-    """A slice of only -inf (every key masked) returns zeros, not NaN."""
-    inputs = data.draw(softmax_inputs(subject.dtype, neg_inf=False), label="inputs")
-    x, axis = inputs["x"].copy(), inputs["axis"]
-    index = [slice(None)] * x.ndim
-    index[(axis + 1) % x.ndim if x.ndim > 1 else 0] = 0
-    x[tuple(index)] = -np.inf
-    subject.case({"x": x, "axis": axis}).assert_matches_oracle("output with all -inf slices")
+def draw_softmax(data: st.DataObject, dtype: DType, variant: None) -> dict[str, Any]:
+    """x and axis over their whole domains, an empty softmax axis included."""
+    return data.draw(softmax_inputs(dtype, empty=True), label="inputs")
 
 
 def _bad_axis(data: st.DataObject, dtype: DType) -> dict[str, Any]:
@@ -153,17 +94,74 @@ SOFTMAX_ARGS = (
 SOFTMAX = Component(
     name="softmax",
     family="attention",
-    signature="softmax(x, axis=-1) -> y",
     shapes="x (...), y like x",
     error_scale=lambda inputs: 1.0,
     args=SOFTMAX_ARGS,
-    properties=(
-        Property("matches_reference", matches_reference.__doc__, matches_reference),
-        Property("in_unit_interval_and_sums_to_one", in_unit_interval_and_sums_to_one.__doc__, in_unit_interval_and_sums_to_one),
-        Property("shift_invariant", shift_invariant.__doc__, shift_invariant),
-        Property("finite_for_large_logits", finite_for_large_logits.__doc__, finite_for_large_logits),
-        Property("monotone", monotone.__doc__, monotone),
-        Property("all_neg_inf_slice_is_zero", all_neg_inf_slice_is_zero.__doc__, all_neg_inf_slice_is_zero),
-    ),
+    draw=draw_softmax,
     bad_inputs=(BadInput("axis_out_of_range", "axis = x.ndim or -x.ndim - 1", _bad_axis),),
 )
+
+
+# Properties beside the differential one (the record's draw gives it): each registers itself.
+@prop(SOFTMAX)
+def in_unit_interval_and_sums_to_one(subject: Subject, data: st.DataObject, variant: str | None) -> None:
+    """Every output lies in [0, 1] and every slice along the axis sums to 1."""
+    case = subject.case(data.draw(softmax_inputs(subject.dtype), label="inputs"))
+    got, axis = case.got.astype(np.float64), case.inputs["axis"]
+    if (got < 0).any() or (got > 1).any():
+        subject.fail(case.inputs, f"outputs outside [0, 1]: min {got.min():.6g}, max {got.max():.6g}")
+    sums = got.sum(axis=axis, keepdims=True)
+    # each output is within the bound of the truth, and the true sum is 1: n bounds for a sum of n
+    subject.check(compare(sums, np.ones_like(sums), case.bound.times(got.shape[axis]), "sum along the axis vs 1"), case.inputs)
+
+
+def _shift_exact_inputs(data: st.DataObject, dtype: DType) -> tuple[dict[str, Any], dict[str, Any]]:
+    """x on a grid and an integer row shift c such that x + c is exact in dtype."""
+    shape = data.draw(st.sampled_from(SOFTMAX_SHAPES), label="shape")
+    rng = np.random.default_rng(data.draw(seeds(), label="seed"))
+    p = dtype.significand_bits
+    g = max(p // 3, 1)  # grid 2^-g; |x|, |c| < 2^(p-g-2) so that |x + c| needs at most p bits
+    limit = 2.0 ** (p - g - 2)
+    x = np.round(rng.uniform(-limit, limit, shape) * 2**g) / 2**g
+    c = np.round(rng.uniform(-limit, limit, shape[:-1] + (1,)))  # one constant per row
+    x = np.clip(x, -limit + 1, limit - 1)
+    return {"x": x.astype(dtype.np_dtype), "axis": -1}, {"x": (x + c).astype(dtype.np_dtype), "axis": -1}
+
+
+@prop(SOFTMAX)
+def shift_invariant(subject: Subject, data: st.DataObject, variant: str | None) -> None:
+    """softmax(x + c) == softmax(x) for a constant c per row (x + c exact in the dtype)."""
+    base, shifted = _shift_exact_inputs(data, subject.dtype)
+    a, b = subject.case(base), subject.case(shifted)
+    a.assert_equivalent(a.got, b, "softmax(x) vs softmax(x + c)")
+
+
+@prop(SOFTMAX)
+def finite_for_large_logits(subject: Subject, data: st.DataObject, variant: str | None) -> None:
+    """Logits of 1e4 (near the float16 range in float16) give finite outputs equal to the oracle's."""
+    subject.case(data.draw(softmax_inputs(subject.dtype, kind="large"), label="inputs")).assert_matches_oracle()
+
+
+@prop(SOFTMAX)
+def monotone(subject: Subject, data: st.DataObject, variant: str | None) -> None:
+    """Within a slice, x_i < x_j implies y_i <= y_j, and x_i == x_j implies y_i == y_j (within the bound)."""
+    case = subject.case(data.draw(softmax_inputs(subject.dtype, kind="ties", neg_inf=False), label="inputs"))
+    x = np.moveaxis(case.inputs["x"].astype(np.float64), case.inputs["axis"], -1)[..., :, None]  # (..., N, 1)
+    y = np.moveaxis(case.got.astype(np.float64), case.inputs["axis"], -1)[..., :, None]  # (..., N, 1)
+    dx, dy = x - np.swapaxes(x, -1, -2), y - np.swapaxes(y, -1, -2)  # (..., N, N): x_i - x_j
+    tol = 2 * case.bound.allowed
+    wrong = ((dx < 0) & (dy > tol)) | ((dx == 0) & (np.abs(dy) > tol))
+    if wrong.any():
+        i = tuple(int(t) for t in np.argwhere(wrong)[0])
+        subject.fail(case.inputs, f"not monotone at {i}: x_i - x_j = {dx[i]:.6g} but y_i - y_j = {dy[i]:.6g} (allowed {tol:.3g})")
+
+
+@prop(SOFTMAX)
+def all_neg_inf_slice_is_zero(subject: Subject, data: st.DataObject, variant: str | None) -> None:
+    """A slice of only -inf (every key masked) returns zeros, not NaN."""
+    inputs = data.draw(softmax_inputs(subject.dtype, neg_inf=False), label="inputs")
+    x, axis = inputs["x"].copy(), inputs["axis"]
+    index = [slice(None)] * x.ndim
+    index[(axis + 1) % x.ndim if x.ndim > 1 else 0] = 0
+    x[tuple(index)] = -np.inf
+    subject.case({"x": x, "axis": axis}).assert_matches_oracle("output with all -inf slices")

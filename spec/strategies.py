@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -134,10 +135,49 @@ def attention_inputs(draw: Any, dtype: DType, where: ShapeFilter | None = None, 
     return AttentionInputs(s, q, k, v, scale)
 
 
-# Mask variants, the discrete axis of attention tests. A variant never empties a query row unless
-# it says so (the fully-masked-row convention has a property of its own).
-MASK_VARIANTS = ("none", "bool", "additive", "padding", "causal_top_left", "causal_bottom_right", "bool+causal_top_left")
-EMPTY_ROW_VARIANTS = ("bool_empty_rows", "additive_empty_rows", "padding_zero_length", "causal_bottom_right_T>S")
+@dataclass(frozen=True)
+class Masking:
+    """A mask variant, the discrete axis of attention tests: the mask's kind ("none", "bool",
+    "additive", "padding"), the causal alignment, and whether some query row sees no key (``empty``).
+    Its str is the test id's ("bool+causal_top_left", "padding_zero_length", "causal_bottom_right_T>S").
+    A variant never empties a query row unless it says so (that convention has a property of its own)."""
+
+    mask: str = "none"
+    causal: str | None = None
+    empty: bool = False
+
+    def __str__(self) -> str:
+        if self.mask == "none":
+            return f"causal_{self.causal}" + ("_T>S" if self.empty else "") if self.causal else "none"
+        base = ("padding_zero_length" if self.mask == "padding" else f"{self.mask}_empty_rows") if self.empty else self.mask
+        return f"{base}+causal_{self.causal}" if self.causal else base
+
+    @classmethod
+    def parse(cls, text: str | Masking | None) -> Masking:
+        """The variant a test id names (the strings of earlier versions and deviation keys)."""
+        if isinstance(text, Masking):
+            return text
+        known = {str(v): v for v in MASK_VARIANTS + EMPTY_ROW_VARIANTS}
+        if (text or "none") not in known:
+            raise ValueError(f"unknown mask variant {text!r}; expected one of {sorted(known)}")
+        return known[text or "none"]
+
+
+MASK_VARIANTS = (
+    Masking(),
+    Masking("bool"),
+    Masking("additive"),
+    Masking("padding"),
+    Masking(causal="top_left"),
+    Masking(causal="bottom_right"),
+    Masking("bool", causal="top_left"),
+)
+EMPTY_ROW_VARIANTS = (
+    Masking("bool", empty=True),
+    Masking("additive", empty=True),
+    Masking("padding", empty=True),
+    Masking(causal="bottom_right", empty=True),  # T > S: the first rows see no key
+)
 
 
 class MaskDraw(NamedTuple):
@@ -165,49 +205,44 @@ def _keep_one_per_row(allowed: np.ndarray, rng: np.random.Generator) -> np.ndarr
 
 
 @st.composite
-def masks(draw: Any, s: AttentionShape, variant: str, dtype: DType) -> MaskDraw:
-    """Return a strategy for a mask of the named variant for attention of shape s."""
+def masks(draw: Any, s: AttentionShape, variant: Masking | str, dtype: DType) -> MaskDraw:
+    """Return a strategy for a mask of the given variant for attention of shape s."""
+    v = Masking.parse(variant)
     rng = np.random.default_rng(draw(seeds(), label="mask_seed"))
     full = (s.B, s.H, s.T, s.S)
     mask: np.ndarray | None = None
-    causal: str | None = None
-    if variant in ("bool", "bool_empty_rows", "additive", "additive_empty_rows"):
+    if v.mask in ("bool", "additive") and v.causal is None:
         shape = _mask_shape(draw, s)
         allowed = rng.random(shape) < draw(st.sampled_from([0.3, 0.7]), label="keep_fraction")
-        if variant.endswith("empty_rows") and allowed.ndim >= 2:
+        if v.empty and allowed.ndim >= 2:
             allowed[..., rng.integers(0, allowed.shape[-2]), :] = False
-        elif variant.endswith("empty_rows"):  # a 1-D (S,) mask is every row: all of them empty
+        elif v.empty:  # a 1-D (S,) mask is every row: all of them empty
             allowed[:] = False
         else:  # every row keeps a key: a row of a broadcast mask stands for every row it is broadcast to
             allowed = _keep_one_per_row(allowed, rng)
         mask = allowed
-        if variant.startswith("additive"):
+        if v.mask == "additive":
             # additive: 0, a finite bias (N(0, 1), or the most negative finite value, HuggingFace's
             # "soft" fill) where allowed, -inf where not
             bias = np.where(rng.random(shape) < 0.5, 0.0, rng.standard_normal(shape))
             soft = draw(st.booleans(), label="finfo_min_bias")
             bias = np.where(soft & (rng.random(shape) < 0.3), dtype.min, bias)
             mask = np.where(allowed, bias, -np.inf).astype(dtype.np_dtype)
-    elif variant in ("padding", "padding_zero_length"):
-        lo = 0 if variant == "padding_zero_length" else 1
-        lengths = rng.integers(lo, s.S + 1, s.B)
-        if variant == "padding_zero_length":
+    elif v.mask == "padding":
+        lengths = rng.integers(0 if v.empty else 1, s.S + 1, s.B)
+        if v.empty:
             lengths[rng.integers(0, s.B)] = 0
         mask = key_padding_mask(lengths, s.S)  # (B, 1, 1, S)
-    elif variant in ("causal_top_left", "causal_bottom_right", "causal_bottom_right_T>S"):
-        causal = variant.removeprefix("causal_").removesuffix("_T>S")
-    elif variant == "bool+causal_top_left":
+    elif v.mask == "bool":  # with a causal alignment: a full per-head mask
         allowed = rng.random(full) < 0.6
         allowed[..., 0] = True  # key 0 is visible to every query under top-left causality
-        mask, causal = allowed, "top_left"
-    elif variant != "none":
-        raise ValueError(f"unknown mask variant {variant!r}; expected one of {MASK_VARIANTS + EMPTY_ROW_VARIANTS}")
+        mask = allowed
     allowed_all = np.ones(full, dtype=bool)
     if mask is not None:
         allowed_all &= mask if mask.dtype == np.bool_ else np.isfinite(mask.astype(np.float64))
-    if causal is not None:
-        allowed_all &= causal_mask(s.T, s.S, causal)
-    return MaskDraw(mask, causal, allowed_all)
+    if v.causal is not None:
+        allowed_all &= causal_mask(s.T, s.S, v.causal)
+    return MaskDraw(mask, v.causal, allowed_all)
 
 
 class MhaShape(NamedTuple):

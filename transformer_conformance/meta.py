@@ -12,11 +12,13 @@ reference whose one argument is changed before it computes.
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 from hypothesis import settings
 
 import reference
@@ -98,7 +100,9 @@ def _value(inputs: Mapping[str, Any], path: str) -> Any:
 
 def _holds(predicate: Callable[..., bool], value: Any, inputs: Mapping[str, Any]) -> bool:
     try:
-        return bool(predicate(value, inputs))
+        with warnings.catch_warnings(), np.errstate(all="ignore"):  # -inf - -inf in a predicate is no error
+            warnings.simplefilter("ignore")
+            return bool(predicate(value, inputs))
     except (AttributeError, KeyError, TypeError, IndexError, ValueError):
         return False  # the region does not apply to these inputs (an absent argument)
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 import reference as R
 from adapters import BUILTINS, available_builtins, load_adapter
 from spec.dtypes import ALL_DTYPES, FLOAT32, FLOAT64
-from spec.strategies import ATTENTION_BUCKETS, EMPTY_ROW_VARIANTS, MASK_VARIANTS, attention_inputs, masks
+from spec.strategies import ATTENTION_BUCKETS, EMPTY_ROW_VARIANTS, MASK_VARIANTS, Masking, attention_inputs, masks
 from spec.tolerance import FLOOR_ULPS, MULTIPLIER, bound_for, compare, oracle
 
 
@@ -77,25 +77,21 @@ def test_deviation_keys_match_most_specific_first() -> None:
     assert a.deviation("d", "p", None, "float32") is None
 
 
-@pytest.mark.parametrize("variant", MASK_VARIANTS + EMPTY_ROW_VARIANTS)
+@pytest.mark.parametrize("variant", MASK_VARIANTS + EMPTY_ROW_VARIANTS, ids=str)
 @given(data=st.data())
-def test_mask_strategies_keep_or_empty_rows_as_named(variant: str, data: st.DataObject) -> None:
-    where = (
-        (lambda s: s.T > s.S)
-        if variant == "causal_bottom_right_T>S"
-        else (lambda s: s.T <= s.S)
-        if variant == "causal_bottom_right"
-        else None
-    )
+def test_mask_strategies_keep_or_empty_rows_as_named(variant, data: st.DataObject) -> None:  # noqa: ANN001
+    bottom_right = variant.causal == "bottom_right"
+    where = (lambda s: s.T > s.S) if bottom_right and variant.empty else (lambda s: s.T <= s.S) if bottom_right else None
     x = data.draw(attention_inputs(FLOAT32, where), label="qkv")
     m = data.draw(masks(x.shape, variant, FLOAT32), label="mask")
     rows_with_keys = m.allowed.any(-1)
-    if variant in EMPTY_ROW_VARIANTS:
+    if variant.empty:
         assert not rows_with_keys.all(), "an empty-row variant must produce a fully masked row"
     else:
         assert rows_with_keys.all(), "a normal variant must leave every row a visible key"
     weights = R.attention_weights(x.q, x.k, mask=m.mask, causal=m.causal)
     assert ((weights > 0) <= m.allowed).all()
+    assert Masking.parse(str(variant)) == variant, "a variant's test id names it"
 
 
 def test_buckets_cover_the_edge_shapes() -> None:
