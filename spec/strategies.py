@@ -41,21 +41,42 @@ ATTENTION_BUCKETS = (
     AttentionShape(B=1, H=2, T=8, S=8, K=2, Kv=2),
 )
 
+# Shapes past the tiles kernels cut the problem into (16 to 256 rows or keys, head dims specialised up
+# to 64, 128 or 256): the last partial key block, a running maximum carried across blocks, a causal
+# boundary inside a block, head dims past a specialisation, one past a power of two. Drawn in a share
+# of the examples (TILE_SHARE), so the default run reaches them within its time budget.
+TILE_BUCKETS = (
+    AttentionShape(B=1, H=1, T=65, S=129, K=80, Kv=80),  # one past 64 and 128; K = 80
+    AttentionShape(B=1, H=2, T=1, S=257, K=96, Kv=96),  # a decoding step over one past 256 keys; K = 96
+    AttentionShape(B=2, H=1, T=127, S=33, K=16, Kv=16),  # T > S, one below 128 queries, one past 32 keys
+    AttentionShape(B=1, H=1, T=33, S=1025, K=128, Kv=128),  # one past 1024 keys; K = 128
+    AttentionShape(B=1, H=1, T=17, S=255, K=160, Kv=64),  # one below 256 keys; K = 160 past a 128 specialisation
+    AttentionShape(B=1, H=1, T=113, S=113, K=192, Kv=192),  # T = S, odd; K = 192
+    AttentionShape(B=1, H=4, T=16, S=16, K=256, Kv=256),  # exact tiles; K = 256, the largest specialisation
+)
+TILE_SHARE = 5  # one example in TILE_SHARE draws a tile shape
+
 FREE_SHAPES = os.environ.get("TCS_FREE_SHAPES") == "1"  # the `thorough` profile adds free shapes
 
 
 ShapeFilter = Callable[[AttentionShape], bool]
 
 
-def attention_shapes(where: ShapeFilter | None = None) -> st.SearchStrategy[AttentionShape]:
-    """Return a strategy for (B, H, T, S, K, Kv), from the buckets (and free sizes when thorough)."""
+@st.composite
+def attention_shapes(draw: Any, where: ShapeFilter | None = None) -> AttentionShape:
+    """Return a strategy for (B, H, T, S, K, Kv): the small buckets, a share of tile shapes (and free sizes
+    when thorough)."""
     keep = where or (lambda s: True)
+    tiles = [s for s in TILE_BUCKETS if keep(s)]
+    # the last choice of the index means a tile shape: Hypothesis starts from, and shrinks to, small ones
+    if tiles and draw(st.integers(0, TILE_SHARE - 1), label="tile") == TILE_SHARE - 1:
+        return draw(st.sampled_from(tiles), label="tile_shape")
     strategy = st.sampled_from([s for s in ATTENTION_BUCKETS if keep(s)])
     if FREE_SHAPES:
         dim = st.integers(1, 9)
         free = st.builds(AttentionShape, B=dim, H=dim, T=dim, S=dim, K=dim, Kv=dim)
         strategy = st.one_of(strategy, free.filter(keep))
-    return strategy
+    return draw(strategy, label="bucket")
 
 
 # Named value distributions. "large" reaches logits of ~1e4 (~6e4 in float16 for softmax).

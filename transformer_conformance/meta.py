@@ -118,6 +118,18 @@ class Verdict:
         return self.caught_by is not None or self.mutant.why_invisible is not None
 
 
+def first_failure(component: str, namespace: Any) -> str | None:
+    """The first of the component's forward targets (ci profile) that a namespace's function fails, or None."""
+    for target in forward_targets(COMPONENTS[component], namespace):
+        try:
+            runner.run(target.id, target.subject, target.body(), declared=None, base=PROFILE, max_examples=10)
+        except ConformanceError:
+            return target.id
+        except runner.Outcome:
+            continue
+    return None
+
+
 def hunt(mutant: Mutant, drawn: list[Mapping[str, Any]] | None = None) -> Verdict | None:
     """Run the component's properties against the mutant until one fails. A mutant that changes none of
     the drawn inputs is not hunted: a swap of two arguments never of one shape does not apply (None);

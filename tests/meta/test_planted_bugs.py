@@ -9,7 +9,7 @@ from adapters import Adapter
 from spec.core import ConformanceError, Property
 from spec.dtypes import BY_NAME
 from spec.registry import COMPONENTS
-from tests.meta import planted, planted_layers, planted_seq2seq
+from tests.meta import planted, planted_layers, planted_seq2seq, planted_tiled
 from transformer_conformance import runner
 from transformer_conformance.targets import Target
 
@@ -73,3 +73,16 @@ def test_reference_passes_the_same_hunt(namespace: object, component: str, check
     import reference as ref
 
     assert hunt(_target(ref, component, check, variant, dtype)) is None
+
+@pytest.mark.parametrize("bug", [None, *planted_tiled.BUGS], ids=lambda b: b or "correct")
+def test_tiled_kernel_bugs_are_caught_and_the_correct_kernel_conforms(bug: str | None) -> None:
+    """The tiled kernels of tests/meta/planted_tiled.py against scaled_dot_product_attention's whole default
+    run (every property, variant and dtype; ci profile): the correct one passes, each planted bug fails."""
+    from transformer_conformance.meta import first_failure
+
+    kernel = planted_tiled.correct_tiled if bug is None else planted_tiled.PLANTED[bug]
+    failed = first_failure("scaled_dot_product_attention", kernel)
+    if bug is None:
+        assert failed is None, f"the correct tiled kernel fails {failed}"
+    else:
+        assert failed is not None, f"planted tiled bug {bug} is not caught by the default run"
