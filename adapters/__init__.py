@@ -85,13 +85,22 @@ class Adapter:
         return fn if callable(fn) else None
 
     @staticmethod
-    def deviation_keys(component: str, prop: str, variant: str | None = None, dtype: str | None = None) -> list[str]:
+    def deviation_keys(
+        component: str, prop: str, variant: str | None = None, dtype: str | None = None
+    ) -> list[str]:
         """Every declaration key that applies to component.prop[variant] at dtype, most specific first."""
         names = [f"{component}.{prop}[{variant}]"] if variant else []
         names.append(f"{component}.{prop}")
-        return [f"{n}@{dtype}" for n in names] + [f"{component}.*@{dtype}"] + names + [f"{component}.*"]
+        return (
+            [f"{n}@{dtype}" for n in names]
+            + [f"{component}.*@{dtype}"]
+            + names
+            + [f"{component}.*"]
+        )
 
-    def deviation(self, component: str, prop: str, variant: str | None = None, dtype: str | None = None) -> Deviation | None:
+    def deviation(
+        self, component: str, prop: str, variant: str | None = None, dtype: str | None = None
+    ) -> Deviation | None:
         """The declared deviation of this adapter on component.prop[variant] at dtype, if any: the most
         specific declaration that covers the whole target, else every triggered one that matches, combined
         (an example is covered when any of their triggers holds)."""
@@ -149,7 +158,19 @@ def load_adapter(spec: str, device: str = "cpu") -> Adapter:
         try:
             namespace = namespace.on_device(device)
         except Exception as e:  # e.g. --device cuda on a machine without one
-            raise ValueError(f"adapter {spec!r} cannot run on {device}: {type(e).__name__}: {e}") from e
+            raise ValueError(
+                f"adapter {spec!r} cannot run on {device}: {type(e).__name__}: {e}"
+            ) from e
     name = getattr(namespace, "name", None) or spec
-    said = tuple(dict.fromkeys(f"{w.category.__name__}: {w.message} ({w.filename}:{w.lineno})" for w in caught))
-    return Adapter(str(name), namespace, dict(getattr(namespace, "deviations", {}) or {}), key=spec, import_warnings=said)
+    said = tuple(
+        dict.fromkeys(
+            f"{w.category.__name__}: {w.message} ({w.filename}:{w.lineno})" for w in caught
+        )
+    )
+    return Adapter(
+        str(name),
+        namespace,
+        dict(getattr(namespace, "deviations", {}) or {}),
+        key=spec,
+        import_warnings=said,
+    )

@@ -78,9 +78,11 @@ name = "numpy"
 deviations: dict[str, str] = {}
 
 
-def vjp(component: str, inputs: dict, cotangent, wrt: tuple[str, ...]) -> dict:  # noqa: ANN001
+def vjp(component: str, inputs: dict, cotangent, wrt: tuple[str, ...]) -> dict:
     """Gradients of <cotangent, component(**inputs)> for the inputs at the paths in wrt, in their dtype."""
     from reference import autodiff
 
     groups = tuple(autodiff.alias_paths(inputs, p) for p in wrt)
-    return dict(zip(wrt, autodiff.vjp(globals()[component], inputs, cotangent, groups), strict=True))
+    return dict(
+        zip(wrt, autodiff.vjp(globals()[component], inputs, cotangent, groups), strict=True)
+    )

@@ -17,8 +17,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from reference.masks import causal_mask
 from reference.checks import check_attention, check_multi_head, is_array
+from reference.masks import causal_mask
 
 
 def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -33,21 +33,29 @@ def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     fully-masked-row convention), where a naive softmax returns NaN.
     """
     if not is_array(x) or (x.dtype.kind != "f" and x.dtype.name != "bfloat16"):
-        raise ValueError(f"softmax: x must be a floating NumPy array; got {type(x).__name__} {getattr(x, 'dtype', '')}")
+        raise ValueError(
+            f"softmax: x must be a floating NumPy array; got {type(x).__name__} {getattr(x, 'dtype', '')}"
+        )
     if x.ndim == 0 or not -x.ndim <= axis < x.ndim:
-        raise ValueError(f"softmax: axis must index one of x's axes; got axis={axis} for shape {x.shape}")
+        raise ValueError(
+            f"softmax: axis must index one of x's axes; got axis={axis} for shape {x.shape}"
+        )
     if x.size == 0:
         return x.copy()  # softmax over nothing is nothing
     m = np.max(x, axis=axis, keepdims=True)
     m = np.where(np.isfinite(m), m, np.zeros_like(m))  # all -inf row: exp(-inf - 0) = 0, not NaN
-    with np.errstate(over="ignore"):  # float16: x - m below -65504 rounds to -inf, and exp(-inf) = 0 is right
+    with np.errstate(
+        over="ignore"
+    ):  # float16: x - m below -65504 rounds to -inf, and exp(-inf) = 0 is right
         e = np.exp(x - m)
     z = np.sum(e, axis=axis, keepdims=True)
     safe_z = np.where(z > 0, z, np.ones_like(z))
     return np.where(z > 0, e / safe_z, np.zeros_like(e)).astype(x.dtype, copy=False)
 
 
-def _allowed(B: int, H: int, T: int, S: int, mask: np.ndarray | None, causal: str | None) -> np.ndarray:
+def _allowed(
+    B: int, H: int, T: int, S: int, mask: np.ndarray | None, causal: str | None
+) -> np.ndarray:
     """Where a query may attend, (B, H, T, S): the boolean mask AND the causal mask."""
     allowed = np.ones((B, H, T, S), dtype=bool)
     if mask is not None and mask.dtype == np.bool_:

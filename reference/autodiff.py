@@ -28,7 +28,6 @@ from autograd.extend import defvjp, primitive
 import reference
 from reference import layers
 
-
 _PLAIN_ERF = layers.erf
 
 
@@ -41,13 +40,18 @@ defvjp(_erf, lambda ans, x: lambda g: g * (2.0 / np.sqrt(np.pi)) * anp.exp(-x * 
 
 
 def _modules() -> list[Any]:
-    return [importlib.import_module(f"reference.{m.name}") for m in pkgutil.iter_modules(reference.__path__)]
+    return [
+        importlib.import_module(f"reference.{m.name}")
+        for m in pkgutil.iter_modules(reference.__path__)
+    ]
 
 
 @contextmanager
 def _traced() -> Iterator[None]:
     """Every reference module computes with autograd.numpy for the duration (not thread-safe)."""
-    modules = [m for m in _modules() if getattr(m, "np", None) is np and m.__name__ != "reference.checks"]
+    modules = [
+        m for m in _modules() if getattr(m, "np", None) is np and m.__name__ != "reference.checks"
+    ]
     for m in modules:
         m.np = anp
     layers.erf = _erf
@@ -89,7 +93,10 @@ def alias_paths(inputs: Mapping[str, Any], path: str) -> tuple[str, ...]:
 
 
 def vjp(
-    fn: Callable[..., Any], inputs: Mapping[str, Any], cotangent: np.ndarray, paths: tuple[tuple[str, ...], ...]
+    fn: Callable[..., Any],
+    inputs: Mapping[str, Any],
+    cotangent: np.ndarray,
+    paths: tuple[tuple[str, ...], ...],
 ) -> list[np.ndarray]:
     """The gradient of <cotangent, fn(**inputs)> with respect to each group of paths (an array and its
     aliases: self-attention passes one array as query, key and value, and all of its uses move), in
@@ -106,4 +113,7 @@ def vjp(
     with np.errstate(all="ignore"):
         pullback, out = make_vjp(forward, argnum=tuple(range(len(leaves))))(*leaves)
         grads = pullback(np.asarray(cotangent, dtype=np.asarray(out).dtype))
-    return [np.where(np.isfinite(x), np.nan_to_num(g), 0).astype(x.dtype) for g, x in zip(grads, leaves, strict=True)]
+    return [
+        np.where(np.isfinite(x), np.nan_to_num(g), 0).astype(x.dtype)
+        for g, x in zip(grads, leaves, strict=True)
+    ]

@@ -70,7 +70,10 @@ def check_mask(component: str, mask: np.ndarray | None, target: tuple[int, ...])
     if not isinstance(mask, np.ndarray):
         _fail(component, f"mask must be a NumPy array or None; got {type(mask).__name__}")
     if mask.dtype != np.bool_ and mask.dtype.kind != "f" and mask.dtype.name != "bfloat16":
-        _fail(component, f"mask must be bool (True = may attend) or float (additive); got {mask.dtype}")
+        _fail(
+            component,
+            f"mask must be bool (True = may attend) or float (additive); got {mask.dtype}",
+        )
     if mask.ndim > 4:
         _fail(component, f"mask must broadcast to (B, H, T, S)={target}; got {mask.shape}")
     try:
@@ -102,9 +105,14 @@ def check_attention(
     if v is not None:
         check_float_array(component, "v", v, 4, "(B, H, S, Kv)")
         if v.shape[:3] != (B, H, S):
-            _fail(component, f"v must be (B, H, S, Kv)=({B}, {H}, {S}, Kv) to match k; got {v.shape}")
+            _fail(
+                component, f"v must be (B, H, S, Kv)=({B}, {H}, {S}, Kv) to match k; got {v.shape}"
+            )
     if not (q.dtype == k.dtype and (v is None or v.dtype == q.dtype)):
-        _fail(component, f"q, k, v must share one dtype; got {q.dtype}, {k.dtype}, {None if v is None else v.dtype}")
+        _fail(
+            component,
+            f"q, k, v must share one dtype; got {q.dtype}, {k.dtype}, {None if v is None else v.dtype}",
+        )
     check_mask(component, mask, (B, H, T, S))
     check_scale(component, scale)
     check_causal(component, causal)
@@ -140,13 +148,22 @@ def check_multi_head(
     for name in MHA_WEIGHTS:
         w = params.get(name)
         if w is None or getattr(w, "shape", None) != (D, D):
-            _fail(component, f"params[{name!r}] must be (D, D)=({D}, {D}); got {getattr(w, 'shape', w)}")
+            _fail(
+                component,
+                f"params[{name!r}] must be (D, D)=({D}, {D}); got {getattr(w, 'shape', w)}",
+            )
     for name in MHA_BIASES:
         b = params.get(name)
         if b is not None and getattr(b, "shape", None) != (D,):
-            _fail(component, f"params[{name!r}] must be (D,)=({D},) or absent; got {getattr(b, 'shape', b)}")
+            _fail(
+                component,
+                f"params[{name!r}] must be (D,)=({D},) or absent; got {getattr(b, 'shape', b)}",
+            )
     unknown = set(params) - set(MHA_WEIGHTS) - set(MHA_BIASES)
     if unknown:
-        _fail(component, f"params has unknown keys {sorted(unknown)}; expected {MHA_WEIGHTS + MHA_BIASES}")
+        _fail(
+            component,
+            f"params has unknown keys {sorted(unknown)}; expected {MHA_WEIGHTS + MHA_BIASES}",
+        )
     check_mask(component, mask, (B, num_heads, T, key.shape[1]))
     check_causal(component, causal)

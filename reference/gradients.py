@@ -39,7 +39,9 @@ def _sum_to(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """Sum a broadcast gradient back to the shape of the input that was broadcast."""
     while g.ndim > len(shape):
         g = g.sum(0)
-    return g.sum(axis=tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1), keepdims=True)
+    return g.sum(
+        axis=tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1), keepdims=True
+    )
 
 
 def scaled_dot_product_attention_vjp(
@@ -82,7 +84,10 @@ def scaled_dot_product_attention_vjp(
         "v": np.swapaxes(_abs(p), -1, -2) @ _abs(do),
     }
     if mask is not None and mask.dtype != np.bool_:
-        grads["mask"], mags["mask"] = _sum_to(ds, mask.shape).astype(dt), _sum_to(mag_ds, mask.shape)
+        grads["mask"], mags["mask"] = (
+            _sum_to(ds, mask.shape).astype(dt),
+            _sum_to(mag_ds, mask.shape),
+        )
     return grads, mags
 
 
@@ -115,12 +120,20 @@ def multi_head_attention_vjp(
     proj = {}
     for name, x in (("q", query), ("k", key), ("v", value)):
         y = _matmul(x, w[f"w_{name}"])
-        proj[name] = _heads(y if params.get(f"b_{name}") is None else (y + params[f"b_{name}"].astype(dt)), H)  # (B, H, L, K)
-    context = _merge(scaled_dot_product_attention(proj["q"], proj["k"], proj["v"], mask=mask, causal=causal))  # (B, T, D)
+        proj[name] = _heads(
+            y if params.get(f"b_{name}") is None else (y + params[f"b_{name}"].astype(dt)), H
+        )  # (B, H, L, K)
+    context = _merge(
+        scaled_dot_product_attention(proj["q"], proj["k"], proj["v"], mask=mask, causal=causal)
+    )  # (B, T, D)
     c = cotangent.astype(dt)
     dctx = _heads(_matmul(c, w["w_o"].T), H)  # (B, H, T, K)
-    g, m = scaled_dot_product_attention_vjp(proj["q"], proj["k"], proj["v"], dctx, mask=mask, causal=causal)
-    grads: dict[str, Any] = {"params.w_o": _matmul(np.swapaxes(context, -1, -2), c).sum(0).astype(dt)}
+    g, m = scaled_dot_product_attention_vjp(
+        proj["q"], proj["k"], proj["v"], dctx, mask=mask, causal=causal
+    )
+    grads: dict[str, Any] = {
+        "params.w_o": _matmul(np.swapaxes(context, -1, -2), c).sum(0).astype(dt)
+    }
     mags: dict[str, Any] = {"params.w_o": (np.swapaxes(_abs(context), -1, -2) @ _abs(c)).sum(0)}
     for name, x, xname in (("q", query, "query"), ("k", key, "key"), ("v", value, "value")):
         dy, my = _merge(g[name]), _merge(m[name])  # (B, L, D)
@@ -131,7 +144,11 @@ def multi_head_attention_vjp(
 
 
 def additive_attention_weights_vjp(
-    s_prev: np.ndarray, h: np.ndarray, params: Mapping[str, np.ndarray], cotangent: np.ndarray, mask: np.ndarray | None = None
+    s_prev: np.ndarray,
+    h: np.ndarray,
+    params: Mapping[str, np.ndarray],
+    cotangent: np.ndarray,
+    mask: np.ndarray | None = None,
 ) -> Grads:
     """alpha = softmax(e), e_j = v . tanh(z_j), z_j = s W + h_j U (Bahdanau):
 

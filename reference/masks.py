@@ -18,10 +18,14 @@ def causal_mask(T: int, S: int, alignment: str = "top_left") -> np.ndarray:
     The two agree when T == S. Bottom-right aligns the LAST query with the last key, as in
     decoding with a key/value cache; with T > S its first T - S rows see no key at all.
     """
-    if not (isinstance(T, (int, np.integer)) and isinstance(S, (int, np.integer)) and T >= 1 and S >= 1):
+    if not (
+        isinstance(T, (int, np.integer)) and isinstance(S, (int, np.integer)) and T >= 1 and S >= 1
+    ):
         raise ValueError(f"causal_mask: T and S must be positive ints; got T={T!r}, S={S!r}")
     if alignment not in CAUSAL_ALIGNMENTS:
-        raise ValueError(f"causal_mask: alignment must be one of {CAUSAL_ALIGNMENTS}; got {alignment!r}")
+        raise ValueError(
+            f"causal_mask: alignment must be one of {CAUSAL_ALIGNMENTS}; got {alignment!r}"
+        )
     offset = 0 if alignment == "top_left" else S - T
     t = np.arange(T)[:, None]  # (T, 1)
     s = np.arange(S)[None, :]  # (1, S)
@@ -35,10 +39,14 @@ def key_padding_mask(lengths: np.ndarray, S: int) -> np.ndarray:
     """
     lengths = np.asarray(lengths)
     if lengths.ndim != 1 or lengths.dtype.kind not in "iu" or lengths.size == 0:
-        raise ValueError(f"key_padding_mask: lengths must be a non-empty 1-D int array (B,); got {lengths.dtype} {lengths.shape}")
+        raise ValueError(
+            f"key_padding_mask: lengths must be a non-empty 1-D int array (B,); got {lengths.dtype} {lengths.shape}"
+        )
     if not isinstance(S, (int, np.integer)) or S < 1:
         raise ValueError(f"key_padding_mask: S must be a positive int; got {S!r}")
     if (lengths < 0).any() or (lengths > S).any():
-        raise ValueError(f"key_padding_mask: lengths must lie in [0, S={S}]; got {lengths.tolist()}")
+        raise ValueError(
+            f"key_padding_mask: lengths must lie in [0, S={S}]; got {lengths.tolist()}"
+        )
     allowed = np.arange(S)[None, :] < lengths[:, None]  # (B, S)
     return allowed[:, None, None, :]  # (B, 1, 1, S)

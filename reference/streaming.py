@@ -24,7 +24,9 @@ from reference.checks import check_attention
 from reference.masks import causal_mask
 
 
-def _block_mask(mask: np.ndarray | None, shape: tuple[int, int, int, int], t: slice, s: slice) -> np.ndarray | None:
+def _block_mask(
+    mask: np.ndarray | None, shape: tuple[int, int, int, int], t: slice, s: slice
+) -> np.ndarray | None:
     """The mask's (B, H, t, s) block, broadcast (size-1 axes stay size 1)."""
     if mask is None:
         return None
@@ -48,14 +50,18 @@ def streaming_attention(
     S, Kv = k.shape[2], v.shape[3]
     dt = q.dtype
     scale = dt.type(1.0 / np.sqrt(K) if scale is None else scale)
-    allowed = causal_mask(T, S, causal) if causal is not None else None  # (T, S) bool: small next to the logits
+    allowed = (
+        causal_mask(T, S, causal) if causal is not None else None
+    )  # (T, S) bool: small next to the logits
     context = np.empty((B, H, T, Kv), dt)
     row_max = np.empty((B, H, T), dt)
     lse = np.empty((B, H, T), dt)
     kt = np.swapaxes(k, -1, -2)  # (B, H, K, S)
     for t0 in range(0, T, block):
         t = slice(t0, min(t0 + block, T))
-        qt = q[:, :, t] * scale  # (B, H, t, K): the scale folded into the queries, one product per logit
+        qt = (
+            q[:, :, t] * scale
+        )  # (B, H, t, K): the scale folded into the queries, one product per logit
         m = np.full(qt.shape[:3] + (1,), -np.inf, dt)  # (B, H, t, 1)
         l = np.zeros_like(m)  # (B, H, t, 1)
         acc = np.zeros(qt.shape[:3] + (Kv,), dt)  # (B, H, t, Kv)
@@ -73,9 +79,13 @@ def streaming_attention(
             m_new = np.maximum(m, logits.max(-1, keepdims=True))  # (B, H, t, 1)
             seen = np.isfinite(m_new)  # rows that have met a key: the others stay at -inf, l = 0
             shift = np.where(seen, m_new, dt.type(0))
-            correction = np.exp(np.where(seen, m - shift, dt.type(-np.inf)))  # exp(-inf) = 0 at the start
+            correction = np.exp(
+                np.where(seen, m - shift, dt.type(-np.inf))
+            )  # exp(-inf) = 0 at the start
             np.subtract(logits, shift, out=logits)
-            np.exp(logits, out=logits)  # p = exp(L - m), in place: the block is the largest array here
+            np.exp(
+                logits, out=logits
+            )  # p = exp(L - m), in place: the block is the largest array here
             l = l * correction + logits.sum(-1, keepdims=True)
             acc = acc * correction + np.matmul(logits, v[:, :, s]).astype(dt, copy=False)
             m = m_new
@@ -83,5 +93,7 @@ def streaming_attention(
         context[:, :, t] = np.where(empty, dt.type(0), acc / np.where(empty, dt.type(1), l))
         row_max[:, :, t] = m[..., 0]
         with np.errstate(divide="ignore"):
-            lse[:, :, t] = np.where(empty, dt.type(-np.inf), m + np.log(np.where(empty, dt.type(1), l)))[..., 0]
+            lse[:, :, t] = np.where(
+                empty, dt.type(-np.inf), m + np.log(np.where(empty, dt.type(1), l))
+            )[..., 0]
     return context, row_max, lse

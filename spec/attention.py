@@ -26,7 +26,14 @@ from reference.masks import causal_mask
 from spec.core import BadInput, Component, Subject, prop
 from spec.domains import Arg, region
 from spec.dtypes import DType
-from spec.strategies import EMPTY_ROW_VARIANTS, MASK_VARIANTS, Masking, attention_inputs, masks, seeds
+from spec.strategies import (
+    EMPTY_ROW_VARIANTS,
+    MASK_VARIANTS,
+    Masking,
+    attention_inputs,
+    masks,
+    seeds,
+)
 from spec.tolerance import compare
 
 
@@ -72,7 +79,13 @@ def _draw(values: bool) -> Any:
         """q, k[, v], mask, scale, causal for one mask variant."""
         v = Masking.parse(variant)
         # bottom-right causality with T > S empties the first rows: only its empty-row variant draws that
-        where = None if v.causal != "bottom_right" else (lambda s: s.T > s.S) if v.empty else (lambda s: s.T <= s.S)
+        where = (
+            None
+            if v.causal != "bottom_right"
+            else (lambda s: s.T > s.S)
+            if v.empty
+            else (lambda s: s.T <= s.S)
+        )
         x = data.draw(attention_inputs(dtype, where, scaled=True), label="qkv")
         m = data.draw(masks(x.shape, v, dtype), label="mask")
         inputs: dict[str, Any] = {"q": x.q, "k": x.k} | ({"v": x.v} if values else {})
@@ -105,7 +118,14 @@ def _rows(i: Any) -> np.ndarray:
     from reference.attention import _allowed
 
     B, H, T, S, _ = _dims(i)
-    allowed = _allowed(B, H, T, S, i.get("mask") if i.get("mask") is None or i["mask"].dtype == np.bool_ else None, i.get("causal"))
+    allowed = _allowed(
+        B,
+        H,
+        T,
+        S,
+        i.get("mask") if i.get("mask") is None or i["mask"].dtype == np.bool_ else None,
+        i.get("causal"),
+    )
     bias = i.get("mask")
     if bias is not None and bias.dtype != np.bool_:
         allowed = allowed & np.isfinite(np.broadcast_to(bias.astype(np.float64), allowed.shape))
@@ -121,21 +141,30 @@ Q_ARG = Arg(
         region("T > S", lambda v, i: _dims(i)[2] > _dims(i)[3]),
         region("B > 1 and H > 1", lambda v, i: _dims(i)[0] > 1 and _dims(i)[1] > 1),
         region("large logits (|scale q.k| >= 1e3)", lambda v, i: _logits(i) >= 1e3),
-        region("ties (equal logits in a row)", lambda v, i: bool(np.isin(v.astype(np.float64), [-2, -1, 0, 1, 2]).all())),
+        region(
+            "ties (equal logits in a row)",
+            lambda v, i: bool(np.isin(v.astype(np.float64), [-2, -1, 0, 1, 2]).all()),
+        ),
         region("tiny logits (|scale q.k| < 1e-3)", lambda v, i: _logits(i) < 1e-3),
     ),
 )
 K_ARG = Arg(
     "k",
     "float array (B, H, S, K) like q's B, H, K; S >= 1",
-    regions=(region("S = 1", lambda v, i: v.shape[2] == 1), region("K = 2", lambda v, i: v.shape[3] == 2)),
+    regions=(
+        region("S = 1", lambda v, i: v.shape[2] == 1),
+        region("K = 2", lambda v, i: v.shape[3] == 2),
+    ),
 )
 V_ARG = Arg(
     "v",
     "float array (B, H, S, Kv), Kv >= 1 may differ from K; finite values",
     regions=(
         region("Kv != K", lambda v, i: v.shape[3] != i["q"].shape[3]),
-        region("large values (|v| >= 1e3)", lambda v, i: float(np.abs(v.astype(np.float64)).max()) >= 1e3),
+        region(
+            "large values (|v| >= 1e3)",
+            lambda v, i: float(np.abs(v.astype(np.float64)).max()) >= 1e3,
+        ),
     ),
 )
 MASK_ARG = Arg(
@@ -147,14 +176,29 @@ MASK_ARG = Arg(
     regions=(
         region("None", lambda v, i: v is None),
         region("bool", lambda v, i: v is not None and v.dtype == np.bool_),
-        region("additive with finite biases", lambda v, i: bool((np.isfinite(_bias(i)) & (_bias(i) != 0)).any())),
+        region(
+            "additive with finite biases",
+            lambda v, i: bool((np.isfinite(_bias(i)) & (_bias(i) != 0)).any()),
+        ),
         region("additive with -inf", lambda v, i: bool(np.isneginf(_bias(i)).any())),
-        region("additive with the dtype's most negative value", lambda v, i: bool((_bias(i) < -6e4).any())),
-        region("4-D per head (B, H, T, S)", lambda v, i: v is not None and v.ndim == 4 and v.shape[1] > 1 and v.shape[2] > 1),
-        region("key padding (B, 1, 1, S)", lambda v, i: v is not None and v.ndim == 4 and v.shape[1:3] == (1, 1)),
+        region(
+            "additive with the dtype's most negative value",
+            lambda v, i: bool((_bias(i) < -6e4).any()),
+        ),
+        region(
+            "4-D per head (B, H, T, S)",
+            lambda v, i: v is not None and v.ndim == 4 and v.shape[1] > 1 and v.shape[2] > 1,
+        ),
+        region(
+            "key padding (B, 1, 1, S)",
+            lambda v, i: v is not None and v.ndim == 4 and v.shape[1:3] == (1, 1),
+        ),
         region("2-D (T, S)", lambda v, i: v is not None and v.ndim == 2 and v.shape[0] > 1),
         region("1-D (S,)", lambda v, i: v is not None and v.ndim == 1),
-        region("per-query rows (..., T, 1)", lambda v, i: v is not None and v.ndim >= 2 and v.shape[-1] == 1 and v.shape[-2] > 1),
+        region(
+            "per-query rows (..., T, 1)",
+            lambda v, i: v is not None and v.ndim >= 2 and v.shape[-1] == 1 and v.shape[-2] > 1,
+        ),
         region("a fully masked query row", lambda v, i: not _rows(i).all()),
     ),
 )
@@ -165,7 +209,10 @@ SCALE_ARG = Arg(
     default=None,
     regions=(
         region("None", lambda v, i: v is None),
-        region("1/sqrt(K) written out", lambda v, i: v is not None and np.isclose(v, 1 / np.sqrt(i["q"].shape[-1]))),
+        region(
+            "1/sqrt(K) written out",
+            lambda v, i: v is not None and np.isclose(v, 1 / np.sqrt(i["q"].shape[-1])),
+        ),
         region("0", lambda v, i: v == 0),
         region("negative", lambda v, i: v is not None and v < 0),
         region("non-dyadic (0.3)", lambda v, i: v == 0.3),
@@ -183,8 +230,14 @@ CAUSAL_ARG = Arg(
         region("None", lambda v, i: v is None),
         region("top_left with T < S", lambda v, i: v == "top_left" and _dims(i)[2] < _dims(i)[3]),
         region("top_left with T > S", lambda v, i: v == "top_left" and _dims(i)[2] > _dims(i)[3]),
-        region("bottom_right with T < S", lambda v, i: v == "bottom_right" and _dims(i)[2] < _dims(i)[3]),
-        region("bottom_right with T > S (first rows empty)", lambda v, i: v == "bottom_right" and _dims(i)[2] > _dims(i)[3]),
+        region(
+            "bottom_right with T < S",
+            lambda v, i: v == "bottom_right" and _dims(i)[2] < _dims(i)[3],
+        ),
+        region(
+            "bottom_right with T > S (first rows empty)",
+            lambda v, i: v == "bottom_right" and _dims(i)[2] > _dims(i)[3],
+        ),
     ),
 )
 
@@ -207,21 +260,33 @@ def _grow(a: np.ndarray, axis: int) -> np.ndarray:
 
 
 ATTENTION_BAD_INPUTS = (
-    BadInput("head_dim_mismatch", "k's K differs from q's", _bad(lambda i: {**i, "k": _grow(i["k"], -1)})),
-    BadInput("kv_length_mismatch", "v's S differs from k's", _bad(lambda i: {**i, "v": _grow(i["v"], 2)})),
+    BadInput(
+        "head_dim_mismatch", "k's K differs from q's", _bad(lambda i: {**i, "k": _grow(i["k"], -1)})
+    ),
+    BadInput(
+        "kv_length_mismatch", "v's S differs from k's", _bad(lambda i: {**i, "v": _grow(i["v"], 2)})
+    ),
     BadInput(
         "mask_not_broadcastable",
         "mask (T, S + 1)",
         _bad(lambda i: {**i, "mask": np.ones((i["q"].shape[2], i["k"].shape[2] + 1), bool)}),
     ),
     BadInput("nan_scale", "scale = NaN", _bad(lambda i: {**i, "scale": float("nan")})),
-    BadInput("empty_keys", "S = 0", _bad(lambda i: {**i, "k": i["k"][:, :, :0], "v": i["v"][:, :, :0]})),
-    BadInput("empty_head_dim", "K = 0", _bad(lambda i: {**i, "q": i["q"][..., :0], "k": i["k"][..., :0]})),
+    BadInput(
+        "empty_keys", "S = 0", _bad(lambda i: {**i, "k": i["k"][:, :, :0], "v": i["v"][:, :, :0]})
+    ),
+    BadInput(
+        "empty_head_dim", "K = 0", _bad(lambda i: {**i, "q": i["q"][..., :0], "k": i["k"][..., :0]})
+    ),
 )
 
 
 def _without_v(bad: BadInput) -> BadInput:
-    return BadInput(bad.name, bad.doc, lambda data, dtype: {k: v for k, v in bad.draw(data, dtype).items() if k != "v"})
+    return BadInput(
+        bad.name,
+        bad.doc,
+        lambda data, dtype: {k: v for k, v in bad.draw(data, dtype).items() if k != "v"},
+    )
 
 
 ATTENTION_WEIGHTS = Component(
@@ -246,7 +311,13 @@ SCALED_DOT_PRODUCT_ATTENTION = Component(
     bad_inputs=ATTENTION_BAD_INPUTS,
 )
 # the variants that hide keys from some query: masks and causality
-HIDING = (Masking("bool"), Masking("additive"), Masking("padding"), Masking(causal="top_left"), Masking(causal="bottom_right"))
+HIDING = (
+    Masking("bool"),
+    Masking("additive"),
+    Masking("padding"),
+    Masking(causal="top_left"),
+    Masking(causal="bottom_right"),
+)
 
 
 # Properties beside the differential one (the record's draw gives it): each registers itself.
@@ -264,7 +335,9 @@ def weights_are_distributions(subject: Subject, data: st.DataObject, variant: Ma
         i = tuple(int(t) for t in np.argwhere(leaked)[0])
         subject.fail(inputs, f"masked key has weight {w[i]:.6g} at {i}; expected exactly 0")
     sums = w.sum(-1, keepdims=True)  # (B, H, T, 1)
-    subject.check(compare(sums, np.ones_like(sums), case.bound.times(w.shape[-1]), "row sums vs 1"), inputs)
+    subject.check(
+        compare(sums, np.ones_like(sums), case.bound.times(w.shape[-1]), "row sums vs 1"), inputs
+    )
 
 
 @prop(ATTENTION_WEIGHTS, SCALED_DOT_PRODUCT_ATTENTION, variants=EMPTY_ROW_VARIANTS)
@@ -276,11 +349,16 @@ def fully_masked_rows_are_zero(subject: Subject, data: st.DataObject, variant: M
     got = case.got.astype(np.float64)
     if (np.broadcast_to(empty, got.shape) & (got != 0)).any():
         i = tuple(int(t) for t in np.argwhere(np.broadcast_to(empty, got.shape) & (got != 0))[0])
-        subject.fail(inputs, f"fully masked query row {i[:3]} returned {got[i]:.6g} at {i}; the spec says exactly 0")
+        subject.fail(
+            inputs,
+            f"fully masked query row {i[:3]} returned {got[i]:.6g} at {i}; the spec says exactly 0",
+        )
     case.assert_matches_oracle("rows with visible keys", select=~empty)
 
 
-@prop(SCALED_DOT_PRODUCT_ATTENTION, variants=(Masking(), Masking("bool"), Masking(causal="top_left")))
+@prop(
+    SCALED_DOT_PRODUCT_ATTENTION, variants=(Masking(), Masking("bool"), Masking(causal="top_left"))
+)
 def context_is_weighted_sum(subject: Subject, data: st.DataObject, variant: Masking) -> None:
     """context == (the adapter's own attention_weights) @ V, and lies in the per-coordinate range of the attended values."""
     inputs = subject.component.draw(data, subject.dtype, variant)
@@ -298,7 +376,9 @@ def context_is_weighted_sum(subject: Subject, data: st.DataObject, variant: Mask
             inputs,
             f"context {got[i]:.6g} at {i} outside the attended values' range [{lo[i]:.6g}, {hi[i]:.6g}] (slack {slack:.3g})",
         )
-    weights = subject.sibling("attention_weights").case({k: v_ for k, v_ in inputs.items() if k != "v"})
+    weights = subject.sibling("attention_weights").case(
+        {k: v_ for k, v_ in inputs.items() if k != "v"}
+    )
     combined = weights.got.astype(np.float64) @ v  # (B, H, T, Kv)
     # |A_got V - A V| <= S max|v| bound(A); |ctx - A V| <= bound(ctx)
     bound = case.bound + weights.bound.times(v.shape[2] * float(np.abs(v).max()))
@@ -322,7 +402,11 @@ def _permute(inputs: dict[str, Any], axis_name: str, perm: np.ndarray) -> dict[s
     return out
 
 
-@prop(ATTENTION_WEIGHTS, SCALED_DOT_PRODUCT_ATTENTION, variants=(Masking(), Masking("bool"), Masking("additive")))
+@prop(
+    ATTENTION_WEIGHTS,
+    SCALED_DOT_PRODUCT_ATTENTION,
+    variants=(Masking(), Masking("bool"), Masking("additive")),
+)
 def permutation_equivariant(subject: Subject, data: st.DataObject, variant: Masking) -> None:
     """Permuting key/value pairs together leaves the context unchanged (permutes the weights);
     permuting queries permutes the output rows."""
@@ -337,7 +421,9 @@ def permutation_equivariant(subject: Subject, data: st.DataObject, variant: Mask
         expected = base.got[..., perm]
     else:
         expected = base.got
-    base.assert_equivalent(expected, permuted, f"output after permuting axis {axis_name} by {perm.tolist()}")
+    base.assert_equivalent(
+        expected, permuted, f"output after permuting axis {axis_name} by {perm.tolist()}"
+    )
 
 
 @prop(ATTENTION_WEIGHTS, SCALED_DOT_PRODUCT_ATTENTION, variants=HIDING)
@@ -349,7 +435,9 @@ def hidden_keys_do_not_matter(subject: Subject, data: st.DataObject, variant: Ma
     S = inputs["k"].shape[2]
     rng = np.random.default_rng(data.draw(seeds(), label="change_seed"))
     changed = rng.random(S) < 0.5  # (S,) key positions to rewrite
-    unaffected = ~(allowed & changed).any(-1, keepdims=True)  # (B, H, T, 1): rows that see none of them
+    unaffected = ~(allowed & changed).any(
+        -1, keepdims=True
+    )  # (B, H, T, 1): rows that see none of them
     other = dict(inputs)
     for name in ("k", "v"):
         if name in inputs:
@@ -357,24 +445,33 @@ def hidden_keys_do_not_matter(subject: Subject, data: st.DataObject, variant: Ma
             other[name] = np.where(changed[:, None], noise, inputs[name])  # (B, H, S, K)
     base, moved = subject.case(inputs), subject.case(other)
     base.assert_equivalent(
-        base.got, moved, f"rows that cannot see changed keys {np.flatnonzero(changed).tolist()}", select=unaffected
+        base.got,
+        moved,
+        f"rows that cannot see changed keys {np.flatnonzero(changed).tolist()}",
+        select=unaffected,
     )
 
 
-@prop(ATTENTION_WEIGHTS, SCALED_DOT_PRODUCT_ATTENTION, variants=(Masking(), Masking("padding"), Masking("bool")))
+@prop(
+    ATTENTION_WEIGHTS,
+    SCALED_DOT_PRODUCT_ATTENTION,
+    variants=(Masking(), Masking("padding"), Masking("bool")),
+)
 def batch_equals_items(subject: Subject, data: st.DataObject, variant: Masking) -> None:
     """A batch equals its items computed one at a time."""
     inputs = subject.component.draw(data, subject.dtype, variant)
     whole = subject.case(inputs)
     for b in range(inputs["q"].shape[0]):
         item = {key: _batch_item(key, value, b) for key, value in inputs.items()}
-        whole.assert_equivalent(whole.got[b : b + 1], subject.case(item), f"batch item {b} alone vs in the batch")
+        whole.assert_equivalent(
+            whole.got[b : b + 1], subject.case(item), f"batch item {b} alone vs in the batch"
+        )
 
 
 def _batch_item(key: str, value: Any, b: int) -> Any:
     """Item b of a batched argument; a mask without a batch axis (or with batch 1) is shared."""
-    if not isinstance(value, np.ndarray) or (key == "mask" and (value.ndim < 4 or value.shape[0] == 1)):
+    if not isinstance(value, np.ndarray) or (
+        key == "mask" and (value.ndim < 4 or value.shape[0] == 1)
+    ):
         return value
     return value[b : b + 1]
-
-

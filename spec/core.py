@@ -109,7 +109,9 @@ def describe_inputs(inputs: Mapping[str, Any]) -> str:
             parts.append(f"{key}={value.shape} {value.dtype}")
         elif isinstance(value, (list, tuple)) and value and isinstance(value[0], Mapping):
             parts.append(f"{key}=[{len(value)} x {{{', '.join(value[0])}}}]")
-        elif isinstance(value, Mapping) and any(isinstance(v, (Mapping, list)) for v in value.values()):
+        elif isinstance(value, Mapping) and any(
+            isinstance(v, (Mapping, list)) for v in value.values()
+        ):
             parts.append(f"{key}={{{', '.join(value)}}}")
         elif isinstance(value, Mapping):
             inner = ", ".join(f"{k}: {getattr(v, 'shape', v)}" for k, v in value.items())
@@ -146,12 +148,23 @@ class Subject:
 
         fn = getattr(self.namespace, name, None)
         if not callable(fn):
-            raise Unsupported(f"adapter {self.adapter_name} does not offer {name}, which this property needs")
+            raise Unsupported(
+                f"adapter {self.adapter_name} does not offer {name}, which this property needs"
+            )
         return Subject(
-            self.adapter_name, COMPONENTS[name], self.dtype, fn, self.namespace, self.comparisons, calls=self.calls, omitted=self.omitted
+            self.adapter_name,
+            COMPONENTS[name],
+            self.dtype,
+            fn,
+            self.namespace,
+            self.comparisons,
+            calls=self.calls,
+            omitted=self.omitted,
         )
 
-    def case(self, inputs: Mapping[str, Any], expected_fn: Callable[..., Any] | None = None) -> Case:
+    def case(
+        self, inputs: Mapping[str, Any], expected_fn: Callable[..., Any] | None = None
+    ) -> Case:
         return Case(self, dict(inputs), expected_fn or self.component.reference)
 
     def fail(self, inputs: Mapping[str, Any], message: str) -> NoReturn:
@@ -166,7 +179,11 @@ class Subject:
         the next call passes them, so a property comparing two calls compares both ways."""
         if len(self.calls) % 2 == 0:
             return inputs
-        left = {a.name for a in self.component.args if a.has_default and a.name in inputs and _is_default(inputs[a.name], a.default)}
+        left = {
+            a.name
+            for a in self.component.args
+            if a.has_default and a.name in inputs and _is_default(inputs[a.name], a.default)
+        }
         self.omitted |= left
         return {k: v for k, v in inputs.items() if k not in left}
 
@@ -182,14 +199,19 @@ class Subject:
                 got = self.fn(**self._with_defaults_left_out(inputs))
             except Unsupported:
                 raise
-            except Exception as e:  # an adapter that crashes fails its own test, and the run goes on
+            except (
+                Exception
+            ) as e:  # an adapter that crashes fails its own test, and the run goes on
                 self.fail(inputs, f"adapter raised {type(e).__name__}: {e}")
         self.warnings += [f"{w.category.__name__}: {w.message}" for w in caught]
         if not isinstance(got, np.ndarray):
             self.fail(inputs, f"adapter returned {type(got).__name__}; expected a NumPy array")
         want_dtype = expected.dtype if expected.dtype.kind in "biu" else self.dtype.np_dtype
         if got.shape != expected.shape or got.dtype != want_dtype:
-            self.fail(inputs, f"adapter returned {got.shape} {got.dtype}; expected {expected.shape} {want_dtype}")
+            self.fail(
+                inputs,
+                f"adapter returned {got.shape} {got.dtype}; expected {expected.shape} {want_dtype}",
+            )
         if got.dtype.kind not in "biu" and not np.isfinite(got.astype(np.float64)).all():
             bad = tuple(int(i) for i in np.argwhere(~np.isfinite(got.astype(np.float64)))[0])
             self.fail(inputs, f"adapter returned non-finite values, first at {bad}: {got[bad]}")
@@ -227,20 +249,30 @@ class Case:
         """got agrees with the oracle within the policy's bound (optionally on ``select`` only)."""
         self.subject.check(compare(self.got, self.expected, self.bound, what, select), self.inputs)
 
-    def assert_equivalent(self, got: np.ndarray, other: Case, what: str, select: np.ndarray | None = None) -> None:
+    def assert_equivalent(
+        self, got: np.ndarray, other: Case, what: str, select: np.ndarray | None = None
+    ) -> None:
         """A metamorphic check: ``got`` (derived from this case's output) equals ``other``'s output,
         within the sum of both bounds, because both inputs have the same exact answer there."""
-        self.subject.check(compare(got, other.got, self.bound + other.bound, what, select), self.inputs)
+        self.subject.check(
+            compare(got, other.got, self.bound + other.bound, what, select), self.inputs
+        )
 
 
-def matches_reference(draw: Draw, variants: tuple[str | None, ...] = (None,), dtypes: tuple[DType, ...] = ALL_DTYPES) -> Property:
+def matches_reference(
+    draw: Draw, variants: tuple[str | None, ...] = (None,), dtypes: tuple[DType, ...] = ALL_DTYPES
+) -> Property:
     """The differential property of a component whose inputs come from ``draw``."""
 
     def check(subject: Subject, data: st.DataObject, variant: str | None) -> None:
         subject.case(draw(data, subject.dtype, variant)).assert_matches_oracle()
 
     return Property(
-        "matches_reference", "The adapter agrees with the float64 oracle within the tolerance policy.", check, variants, dtypes
+        "matches_reference",
+        "The adapter agrees with the float64 oracle within the tolerance policy.",
+        check,
+        variants,
+        dtypes,
     )
 
 
@@ -258,7 +290,9 @@ def prop(
     """Register the decorated check as a property of each component; its name and doc are the function's."""
 
     def register(check: Check) -> Check:
-        found = Property(name or check.__name__, inspect.getdoc(check) or "", check, variants, dtypes, kind)
+        found = Property(
+            name or check.__name__, inspect.getdoc(check) or "", check, variants, dtypes, kind
+        )
         for component in components:
             REGISTERED.setdefault(component.name, []).append(found)
         return check

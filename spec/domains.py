@@ -151,8 +151,13 @@ def differs(a: Any, b: Any) -> bool:
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
         return len(a) != len(b) or any(differs(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        return not (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.shape == b.shape and a.dtype == b.dtype
-                    and np.array_equal(a, b, equal_nan=True))
+        return not (
+            isinstance(a, np.ndarray)
+            and isinstance(b, np.ndarray)
+            and a.shape == b.shape
+            and a.dtype == b.dtype
+            and np.array_equal(a, b, equal_nan=True)
+        )
     return bool(a != b) if not (a is None or b is None) else a is not b
 
     def __str__(self) -> str:
@@ -182,7 +187,11 @@ def mutants(component: str, args: tuple[Arg, ...]) -> list[Mutant]:
                 if "." in path:  # an entry of a params dict: absent means the default
                     if _get(inputs, path) is None:
                         return dict(inputs)
-                    return _drop(inputs, path) if arg.default is None else _set(inputs, path, arg.default)
+                    return (
+                        _drop(inputs, path)
+                        if arg.default is None
+                        else _set(inputs, path, arg.default)
+                    )
                 return _set(inputs, path, arg.default)
 
             name = f"{path}: replaced by its default ({arg.default!r})"
@@ -194,21 +203,38 @@ def mutants(component: str, args: tuple[Arg, ...]) -> list[Mutant]:
             return dict(inputs) if new is None else _set(inputs, path, new)
 
         if arg.kind != "other":
-            found.append(Mutant(component, f"{path}: perturbed slightly", perturbed, arg.invisible.get("perturbed")))
+            found.append(
+                Mutant(
+                    component,
+                    f"{path}: perturbed slightly",
+                    perturbed,
+                    arg.invisible.get("perturbed"),
+                )
+            )
     for i, (path_a, a) in enumerate(flat):
         for path_b, b in flat[i + 1 :]:
             # siblings only: two top-level arguments, or two entries of one params argument
-            if a.kind != b.kind or a.kind in ("params", "other") or path_a.rpartition(".")[0] != path_b.rpartition(".")[0]:
+            if (
+                a.kind != b.kind
+                or a.kind in ("params", "other")
+                or path_a.rpartition(".")[0] != path_b.rpartition(".")[0]
+            ):
                 continue
 
             def swapped(inputs: Inputs, pa: str = path_a, pb: str = path_b) -> dict[str, Any]:
                 va, vb = _get(inputs, pa), _get(inputs, pb)
-                if va is None or vb is None or getattr(va, "shape", None) != getattr(vb, "shape", None):
+                if (
+                    va is None
+                    or vb is None
+                    or getattr(va, "shape", None) != getattr(vb, "shape", None)
+                ):
                     return dict(inputs)
                 if isinstance(va, np.ndarray) and (va.dtype != vb.dtype):
                     return dict(inputs)
                 return _set(_set(inputs, pa, vb), pb, va)
 
-            why = a.invisible.get(f"swapped with {b.name}") or b.invisible.get(f"swapped with {a.name}")
+            why = a.invisible.get(f"swapped with {b.name}") or b.invisible.get(
+                f"swapped with {a.name}"
+            )
             found.append(Mutant(component, f"{path_a} <-> {path_b}: swapped", swapped, why))
     return found

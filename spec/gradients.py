@@ -37,7 +37,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from reference import autodiff
-from reference.autodiff import alias_paths, get_path, set_path, set_paths
+from reference.autodiff import alias_paths, get_path, set_paths
 from reference.gradients import VJPS
 from spec.core import Property, Subject, Unsupported
 from spec.dtypes import FLOAT32, FLOAT64
@@ -76,7 +76,9 @@ class GradBound(Bound):
         )
 
 
-def call_vjp(subject: Subject, inputs: Mapping[str, Any], cotangent: np.ndarray, wrt: tuple[str, ...]) -> dict[str, np.ndarray]:
+def call_vjp(
+    subject: Subject, inputs: Mapping[str, Any], cotangent: np.ndarray, wrt: tuple[str, ...]
+) -> dict[str, np.ndarray]:
     """The adapter's gradients, checked for presence, shape, dtype and finiteness."""
     fn = getattr(subject.namespace, "vjp", None)
     if not callable(fn):
@@ -122,7 +124,13 @@ class Directional:
 
 
 def directional_derivative(
-    fn: Callable[..., Any], inputs: Mapping[str, Any], path: str, t: np.ndarray, c: np.ndarray, e: float, scale: float
+    fn: Callable[..., Any],
+    inputs: Mapping[str, Any],
+    path: str,
+    t: np.ndarray,
+    c: np.ndarray,
+    e: float,
+    scale: float,
 ) -> Directional:
     """Central differences of fn along t at steps e, e/2, e/4, in extended precision, contracted with c.
     Every alias of path (alias_paths) moves with it."""
@@ -133,7 +141,10 @@ def directional_derivative(
 
     def central(h: float) -> np.ndarray:
         with np.errstate(invalid="ignore", over="ignore"):
-            plus, minus = fn(**set_paths(x, paths, base + h * t)), fn(**set_paths(x, paths, base - h * t))
+            plus, minus = (
+                fn(**set_paths(x, paths, base + h * t)),
+                fn(**set_paths(x, paths, base - h * t)),
+            )
             return (np.asarray(plus, WIDE) - np.asarray(minus, WIDE)) / (2 * h)
 
     jvps = [central(e / 2**k) for k in range(3)]
@@ -164,17 +175,30 @@ class SamePrecision:
     rounding: dict[str, np.ndarray]
 
     @classmethod
-    def of(cls, subject: Subject, inputs: Mapping[str, Any], cotangent: np.ndarray, paths: tuple[str, ...]) -> SamePrecision:
+    def of(
+        cls,
+        subject: Subject,
+        inputs: Mapping[str, Any],
+        cotangent: np.ndarray,
+        paths: tuple[str, ...],
+    ) -> SamePrecision:
         fn = subject.component.reference
         groups = tuple(alias_paths(inputs, p) for p in paths)
         same = dict(zip(paths, autodiff.vjp(fn, inputs, cotangent, groups), strict=True))
         wide_inputs = cast_floats(dict(inputs), WIDE)
-        wide = dict(zip(paths, autodiff.vjp(fn, wide_inputs, cotangent.astype(WIDE), groups), strict=True))
+        wide = dict(
+            zip(paths, autodiff.vjp(fn, wide_inputs, cotangent.astype(WIDE), groups), strict=True)
+        )
         algorithms, rounding = [same], {}
         for vjp in VJPS.get(subject.component.name, ()):
             with np.errstate(all="ignore"):
                 grads, mags = vjp(**inputs, cotangent=cotangent)
-            algorithms.append({p: sum(grads[a].astype(np.float64) for a in g) for p, g in zip(paths, groups, strict=True)})
+            algorithms.append(
+                {
+                    p: sum(grads[a].astype(np.float64) for a in g)
+                    for p, g in zip(paths, groups, strict=True)
+                }
+            )
             for p, g in zip(paths, groups, strict=True):
                 rounding[p] = np.maximum(rounding.get(p, 0.0), sum(mags[a] for a in g))
         return cls(tuple(algorithms), wide, rounding)
@@ -187,7 +211,11 @@ class SamePrecision:
         worst = 0.0
         for grads in self.gradients:
             g = np.asarray(grads[path], np.float64)
-            worst = max(worst, float((np.abs(g - wide) * np.abs(t)).sum()), abs(float((g * t).sum()) - oracle))
+            worst = max(
+                worst,
+                float((np.abs(g - wide) * np.abs(t)).sum()),
+                abs(float((g * t).sum()) - oracle),
+            )
         return worst
 
 
@@ -208,7 +236,11 @@ def directional_check(
     t[~np.isfinite(base.astype(np.float64))] = 0  # a -inf mask entry has no derivative
     finite = _finite(base)
     e = np.cbrt(U_WIDE) * max(1.0, float(np.abs(finite).max()) if finite.size else 1.0)
-    limit = max_step(inputs, path, t.astype(np.float64), subject.dtype.unit_roundoff) if max_step else None
+    limit = (
+        max_step(inputs, path, t.astype(np.float64), subject.dtype.unit_roundoff)
+        if max_step
+        else None
+    )
     e = min(e, limit) if limit else e
     scale_c = subject.component.error_scale(inputs)
     oracle = directional_derivative(fn, inputs, path, t, cotangent, e, scale_c)
@@ -220,8 +252,15 @@ def directional_check(
         (np.abs(g.astype(np.float64)) * np.abs(t64)).sum()
     )
     floor = GRAD_ULPS * subject.dtype.unit_roundoff * magnitude * amp
-    if path in same.rounding:  # the running error bound of the analytic algorithm: what the backward pass rounds at
-        floor = max(floor, GRAD_ULPS * subject.dtype.unit_roundoff * float((same.rounding[path] * np.abs(t64)).sum()))
+    if (
+        path in same.rounding
+    ):  # the running error bound of the analytic algorithm: what the backward pass rounds at
+        floor = max(
+            floor,
+            GRAD_ULPS
+            * subject.dtype.unit_roundoff
+            * float((same.rounding[path] * np.abs(t64)).sum()),
+        )
     same_err = same.error(path, t64, oracle.value)
     allowed = GRAD_MULTIPLIER * same_err + floor + ORACLE_MULT * oracle.error
     bound = GradBound(allowed, oracle.error, floor, subject.dtype.name, same_err)
@@ -233,7 +272,10 @@ Draw = Callable[[st.DataObject, Subject, "str | None"], dict[str, Any]]
 
 
 def vjp_property(
-    draw: Draw, wrt: Callable[[Any], tuple[str, ...]], variants: tuple[str | None, ...] = (None,), max_step: MaxStep | None = None
+    draw: Draw,
+    wrt: Callable[[Any], tuple[str, ...]],
+    variants: tuple[str | None, ...] = (None,),
+    max_step: MaxStep | None = None,
 ) -> Property:
     """The differential gradient property of a component: every path in wrt(variant) checked. A
     piecewise-smooth component (ReLU) gives max_step, so no difference straddles a kink."""
@@ -247,7 +289,16 @@ def vjp_property(
         grads = call_vjp(subject, inputs, cotangent, paths)
         same = SamePrecision.of(subject, inputs, cotangent, paths)
         for i, path in enumerate(paths):
-            directional_check(subject, inputs, cotangent, path, grads[path], int(rng.integers(2**31)) + i, same, max_step)
+            directional_check(
+                subject,
+                inputs,
+                cotangent,
+                path,
+                grads[path],
+                int(rng.integers(2**31)) + i,
+                same,
+                max_step,
+            )
 
     return Property(
         "vjp_matches_finite_differences",

@@ -25,16 +25,28 @@ CAUSAL_ARGS = (
         "T",
         "int >= 1, the number of queries",
         kind="int",
-        regions=(region("T = 1", lambda v, i: v == 1), region("T < S", lambda v, i: v < i["S"]), region("T > S", lambda v, i: v > i["S"])),
+        regions=(
+            region("T = 1", lambda v, i: v == 1),
+            region("T < S", lambda v, i: v < i["S"]),
+            region("T > S", lambda v, i: v > i["S"]),
+        ),
     ),
-    Arg("S", "int >= 1, the number of keys", kind="int", regions=(region("S = 1", lambda v, i: v == 1), region("T = S", lambda v, i: v == i["T"]))),
+    Arg(
+        "S",
+        "int >= 1, the number of keys",
+        kind="int",
+        regions=(region("S = 1", lambda v, i: v == 1), region("T = S", lambda v, i: v == i["T"])),
+    ),
     Arg(
         "alignment",
         "'top_left' (s <= t) or 'bottom_right' (s <= t + S - T)",
         kind="choice",
         default="top_left",
         choices=("top_left", "bottom_right"),
-        regions=(region("top_left", lambda v, i: v == "top_left"), region("bottom_right", lambda v, i: v == "bottom_right")),
+        regions=(
+            region("top_left", lambda v, i: v == "top_left"),
+            region("bottom_right", lambda v, i: v == "bottom_right"),
+        ),
     ),
 )
 PADDING_ARGS = (
@@ -60,14 +72,18 @@ def _draw_causal(data: st.DataObject, dtype: DType, variant: str | None) -> dict
     return {"T": T, "S": S, "alignment": variant}
 
 
-def _draw_padding(data: st.DataObject, dtype: DType = EXACT, variant: None = None) -> dict[str, Any]:
+def _draw_padding(
+    data: st.DataObject, dtype: DType = EXACT, variant: None = None
+) -> dict[str, Any]:
     """S from 1 to 9 and one to four lengths in [0, S]."""
     S = data.draw(lengths_1_to_9, label="S")
     lengths = data.draw(st.lists(st.integers(0, S), min_size=1, max_size=4), label="lengths")
     return {"lengths": np.array(lengths, dtype=np.int64), "S": S}
 
 
-def causal_rows_are_growing_prefixes(subject: Subject, data: st.DataObject, variant: str | None) -> None:
+def causal_rows_are_growing_prefixes(
+    subject: Subject, data: st.DataObject, variant: str | None
+) -> None:
     """Each row allows a prefix of the keys, one key longer than the row before (capped at 0 and S);
     top-left's row 0 sees key 0, bottom-right's last row sees every key."""
     inputs = _draw_causal(data, subject.dtype, variant)
@@ -79,7 +95,8 @@ def causal_rows_are_growing_prefixes(subject: Subject, data: st.DataObject, vari
     prefix = got == (np.arange(S)[None, :] < counts[:, None])
     if not prefix.all() or not (counts == want).all():
         subject.fail(
-            inputs, f"rows allow {counts.tolist()} keys (prefixes: {bool(prefix.all())}); expected prefixes of {want.tolist()}"
+            inputs,
+            f"rows allow {counts.tolist()} keys (prefixes: {bool(prefix.all())}); expected prefixes of {want.tolist()}",
         )
 
 
@@ -88,8 +105,14 @@ def padding_counts_lengths(subject: Subject, data: st.DataObject, variant: str |
     inputs = _draw_padding(data)
     got = subject.case(inputs).got
     counts = got.reshape(got.shape[0], -1).sum(-1)
-    if not (counts == inputs["lengths"]).all() or not got[..., 0].any() == (inputs["lengths"] > 0).any():
-        subject.fail(inputs, f"allowed keys per item {counts.tolist()}; expected lengths {inputs['lengths'].tolist()}")
+    if (
+        not (counts == inputs["lengths"]).all()
+        or not got[..., 0].any() == (inputs["lengths"] > 0).any()
+    ):
+        subject.fail(
+            inputs,
+            f"allowed keys per item {counts.tolist()}; expected lengths {inputs['lengths'].tolist()}",
+        )
 
 
 def _bad_causal(change: dict[str, Any]) -> Any:
@@ -111,14 +134,21 @@ CAUSAL_MASK = Component(
     draw=_draw_causal,
     variants=("top_left", "bottom_right"),
     bad_inputs=(
-        BadInput("unknown_alignment", "alignment='bottom-right' (a typo)", _bad_causal({"alignment": "bottom-right"})),
+        BadInput(
+            "unknown_alignment",
+            "alignment='bottom-right' (a typo)",
+            _bad_causal({"alignment": "bottom-right"}),
+        ),
         BadInput("empty_length", "T = 0", _bad_causal({"T": 0})),
         BadInput("no_keys", "S = 0", _bad_causal({"S": 0})),
     ),
 )
-prop(CAUSAL_MASK, variants=("top_left", "bottom_right"), dtypes=(EXACT,), name="rows_are_growing_prefixes")(
-    causal_rows_are_growing_prefixes
-)
+prop(
+    CAUSAL_MASK,
+    variants=("top_left", "bottom_right"),
+    dtypes=(EXACT,),
+    name="rows_are_growing_prefixes",
+)(causal_rows_are_growing_prefixes)
 
 KEY_PADDING_MASK = Component(
     name="key_padding_mask",
@@ -130,7 +160,11 @@ KEY_PADDING_MASK = Component(
     draw=_draw_padding,
     bad_inputs=(
         BadInput("length_beyond_S", "lengths[b] > S", _bad_padding),
-        BadInput("negative_length", "lengths[b] = -1", lambda data, dtype: {**_draw_padding(data), "lengths": np.array([-1])}),
+        BadInput(
+            "negative_length",
+            "lengths[b] = -1",
+            lambda data, dtype: {**_draw_padding(data), "lengths": np.array([-1])},
+        ),
     ),
 )
 prop(KEY_PADDING_MASK, dtypes=(EXACT,), name="counts_lengths")(padding_counts_lengths)

@@ -26,7 +26,16 @@ from spec.attention import logit_magnitude, visible
 from spec.core import BadInput, Component, Subject, prop
 from spec.domains import Arg, region
 from spec.dtypes import DType
-from spec.strategies import MHA_BUCKETS, AttentionShape, Masking, MhaShape, arrays, masks, mha_params
+from spec.strategies import (
+    MHA_BUCKETS,
+    AttentionShape,
+    Masking,
+    MhaShape,
+    arrays,
+    masks,
+    mha_params,
+)
+
 
 @dataclass(frozen=True)
 class Attending:
@@ -91,7 +100,8 @@ def mha_error_scale(inputs: Mapping[str, Any]) -> float:
 
     # each projection rounds at |x| |W| + |b|; the output adds b_o, so it rounds at |context W_o| + |b_o|
     proj = max(
-        float((np.abs(inputs[x].astype(np.float64)) @ np.abs(p[w].astype(np.float64))).max()) + bias(b)
+        float((np.abs(inputs[x].astype(np.float64)) @ np.abs(p[w].astype(np.float64))).max())
+        + bias(b)
         for x, w, b in (("query", "w_q", "b_q"), ("key", "w_k", "b_k"), ("value", "w_v", "b_v"))
     )
     return (1.0 + L) * float(np.abs(v).max()) * float(w_o.sum(0).max()) + proj + bias("b_o")
@@ -101,7 +111,9 @@ def draw_mha(data: st.DataObject, dtype: DType, variant: Attending | str | None)
     """Kwargs for multi_head_attention under one variant."""
     v = Attending.parse(variant)
     # bottom-right causality with T > S would empty the first rows: that has its own property
-    fits = (lambda b: b.T <= b.S) if v.masking == Masking(causal="bottom_right") else (lambda b: True)
+    fits = (
+        (lambda b: b.T <= b.S) if v.masking == Masking(causal="bottom_right") else (lambda b: True)
+    )
     buckets = [b for b in MHA_BUCKETS if (v.kind != "self" or b.T == b.S) and fits(b)]
     s: MhaShape = data.draw(st.sampled_from(buckets), label="shape")
     heads = 1 if v.single_head else s.H
@@ -116,7 +128,15 @@ def draw_mha(data: st.DataObject, dtype: DType, variant: Attending | str | None)
     shape = AttentionShape(s.B, heads, s.T, s.S, s.D // heads, s.D // heads)
     m = data.draw(masks(shape, v.masking, dtype), label="mask")
     params = data.draw(mha_params(s.D, dtype), label="params")
-    return dict(query=query, key=key, value=value, params=params, num_heads=heads, mask=m.mask, causal=m.causal)
+    return dict(
+        query=query,
+        key=key,
+        value=value,
+        params=params,
+        num_heads=heads,
+        mask=m.mask,
+        causal=m.causal,
+    )
 
 
 def _visible(inputs: Mapping[str, Any]) -> np.ndarray:
@@ -127,7 +147,7 @@ def _visible(inputs: Mapping[str, Any]) -> np.ndarray:
     return visible({"q": q, "k": k, "mask": inputs["mask"], "causal": inputs["causal"]})
 
 
-def _projected_single_head(query, key, value, params, num_heads, mask=None, causal=None):  # noqa: ANN001, ANN202
+def _projected_single_head(query, key, value, params, num_heads, mask=None, causal=None):
     """H = 1 multi-head attention written as single-head attention with the projections applied."""
     dtype = query.dtype
     q, k, v = (
@@ -139,10 +159,14 @@ def _projected_single_head(query, key, value, params, num_heads, mask=None, caus
     return out + params["b_o"].astype(dtype) if params.get("b_o") is not None else out
 
 
-def single_head_is_projected_attention(subject: Subject, data: st.DataObject, variant: Attending) -> None:
+def single_head_is_projected_attention(
+    subject: Subject, data: st.DataObject, variant: Attending
+) -> None:
     """H = 1 multi-head attention equals single-head attention on the projected inputs, then W_o."""
     inputs = draw_mha(data, subject.dtype, replace(Attending.parse(variant), single_head=True))
-    subject.case(inputs, expected_fn=_projected_single_head).assert_matches_oracle("H=1 vs projected single-head attention")
+    subject.case(inputs, expected_fn=_projected_single_head).assert_matches_oracle(
+        "H=1 vs projected single-head attention"
+    )
 
 
 def batch_equals_items(subject: Subject, data: st.DataObject, variant: Attending) -> None:
@@ -152,7 +176,9 @@ def batch_equals_items(subject: Subject, data: st.DataObject, variant: Attending
     for b in range(inputs["query"].shape[0]):
         item = dict(inputs)
         item["query"] = inputs["query"][b : b + 1]
-        item["key"] = item["query"] if inputs["key"] is inputs["query"] else inputs["key"][b : b + 1]
+        item["key"] = (
+            item["query"] if inputs["key"] is inputs["query"] else inputs["key"][b : b + 1]
+        )
         item["value"] = (
             item["query"]
             if inputs["value"] is inputs["query"]
@@ -163,7 +189,9 @@ def batch_equals_items(subject: Subject, data: st.DataObject, variant: Attending
         mask = inputs["mask"]
         if mask is not None and mask.ndim == 4 and mask.shape[0] > 1:
             item["mask"] = mask[b : b + 1]
-        whole.assert_equivalent(whole.got[b : b + 1], subject.case(item), f"batch item {b} alone vs in the batch")
+        whole.assert_equivalent(
+            whole.got[b : b + 1], subject.case(item), f"batch item {b} alone vs in the batch"
+        )
 
 
 def fully_masked_rows_are_zero(subject: Subject, data: st.DataObject, variant: Attending) -> None:
@@ -202,7 +230,10 @@ MHA_ARGS = (
         "query",
         "float array (B, T, D), every axis >= 1",
         regions=(
-            region("self-attention (query is key is value)", lambda v, i: i["key"] is v and i["value"] is v),
+            region(
+                "self-attention (query is key is value)",
+                lambda v, i: i["key"] is v and i["value"] is v,
+            ),
             region("T = 1", lambda v, i: v.shape[1] == 1),
             region("T != S", lambda v, i: v.shape[1] != i["key"].shape[1]),
         ),
@@ -211,8 +242,13 @@ MHA_ARGS = (
         "key",
         "float array (B, S, D), S >= 1; may be the very array passed as query (self-attention) or as value",
         regions=(
-            region("one memory (key is value, not query)", lambda v, i: i["value"] is v and i["query"] is not v),
-            region("distinct key and value", lambda v, i: i["value"] is not v and i["query"] is not v),
+            region(
+                "one memory (key is value, not query)",
+                lambda v, i: i["value"] is v and i["query"] is not v,
+            ),
+            region(
+                "distinct key and value", lambda v, i: i["value"] is not v and i["query"] is not v
+            ),
         ),
     ),
     Arg("value", "float array (B, S, D) like key"),
@@ -221,12 +257,20 @@ MHA_ARGS = (
         "dict of the canonical weights w_q, w_k, w_v, w_o and optional biases b_q, b_k, b_v, b_o",
         kind="params",
         regions=(
-            region("every bias present", lambda v, i: all(b in v for b in ("b_q", "b_k", "b_v", "b_o"))),
+            region(
+                "every bias present", lambda v, i: all(b in v for b in ("b_q", "b_k", "b_v", "b_o"))
+            ),
             region("no bias", lambda v, i: not any(b in v for b in ("b_q", "b_k", "b_v", "b_o"))),
-            region("some biases", lambda v, i: 0 < sum(b in v for b in ("b_q", "b_k", "b_v", "b_o")) < 4),
+            region(
+                "some biases",
+                lambda v, i: 0 < sum(b in v for b in ("b_q", "b_k", "b_v", "b_o")) < 4,
+            ),
         ),
         entries=tuple(Arg(w, _WEIGHT) for w in ("w_q", "w_k", "w_v", "w_o"))
-        + tuple(Arg(b, _BIAS, default=None, invisible=_KEY_BIAS if b == "b_k" else {}) for b in ("b_q", "b_k", "b_v", "b_o")),
+        + tuple(
+            Arg(b, _BIAS, default=None, invisible=_KEY_BIAS if b == "b_k" else {})
+            for b in ("b_q", "b_k", "b_v", "b_o")
+        ),
     ),
     Arg(
         "num_heads",
@@ -248,7 +292,10 @@ MHA_ARGS = (
             region("None", lambda v, i: v is None),
             region("bool", lambda v, i: v is not None and v.dtype == np.bool_),
             region("additive", lambda v, i: v is not None and v.dtype != np.bool_),
-            region("key padding (B, 1, 1, S)", lambda v, i: v is not None and v.ndim == 4 and v.shape[1:3] == (1, 1)),
+            region(
+                "key padding (B, 1, 1, S)",
+                lambda v, i: v is not None and v.ndim == 4 and v.shape[1:3] == (1, 1),
+            ),
         ),
     ),
     Arg(
@@ -258,9 +305,18 @@ MHA_ARGS = (
         default=None,
         choices=(None, "top_left", "bottom_right"),
         regions=(
-            region("top_left with T = S", lambda v, i: v == "top_left" and i["query"].shape[1] == i["key"].shape[1]),
-            region("top_left with T != S", lambda v, i: v == "top_left" and i["query"].shape[1] != i["key"].shape[1]),
-            region("bottom_right with T < S", lambda v, i: v == "bottom_right" and i["query"].shape[1] < i["key"].shape[1]),
+            region(
+                "top_left with T = S",
+                lambda v, i: v == "top_left" and i["query"].shape[1] == i["key"].shape[1],
+            ),
+            region(
+                "top_left with T != S",
+                lambda v, i: v == "top_left" and i["query"].shape[1] != i["key"].shape[1],
+            ),
+            region(
+                "bottom_right with T < S",
+                lambda v, i: v == "bottom_right" and i["query"].shape[1] < i["key"].shape[1],
+            ),
         ),
     ),
 )
@@ -293,7 +349,10 @@ MULTI_HEAD_ATTENTION = Component(
             _bad(
                 lambda i: {
                     **i,
-                    "params": {**i["params"], "w_q": np.concatenate([i["params"]["w_q"], i["params"]["w_q"][:, :1]], 1)},
+                    "params": {
+                        **i["params"],
+                        "w_q": np.concatenate([i["params"]["w_q"], i["params"]["w_q"][:, :1]], 1),
+                    },
                 }
             ),
         ),
@@ -305,15 +364,26 @@ MULTI_HEAD_ATTENTION = Component(
         BadInput(
             "mask_not_broadcastable",
             "mask (T, S + 1)",
-            _bad(lambda i: {**i, "mask": np.ones((i["query"].shape[1], i["key"].shape[1] + 1), bool)}),
+            _bad(
+                lambda i: {**i, "mask": np.ones((i["query"].shape[1], i["key"].shape[1] + 1), bool)}
+            ),
         ),
     ),
 )
 
 # Properties beside the differential one, registered once the record they belong to exists.
-prop(MULTI_HEAD_ATTENTION, variants=_variants("self", "cross", "memory+causal_bottom_right"))(single_head_is_projected_attention)
-prop(MULTI_HEAD_ATTENTION, variants=_variants("self", "cross+padding", "memory+padding"))(batch_equals_items)
+prop(MULTI_HEAD_ATTENTION, variants=_variants("self", "cross", "memory+causal_bottom_right"))(
+    single_head_is_projected_attention
+)
+prop(MULTI_HEAD_ATTENTION, variants=_variants("self", "cross+padding", "memory+padding"))(
+    batch_equals_items
+)
 prop(
     MULTI_HEAD_ATTENTION,
-    variants=_variants("cross+padding_zero_length", "memory+padding_zero_length", "self+padding_zero_length", "self+bool_empty_rows"),
+    variants=_variants(
+        "cross+padding_zero_length",
+        "memory+padding_zero_length",
+        "self+padding_zero_length",
+        "self+bool_empty_rows",
+    ),
 )(fully_masked_rows_are_zero)

@@ -16,7 +16,18 @@ from spec.core import REGISTERED, Component, differential
 from spec.gradient_checks import gradient_properties
 
 # The order components are reported and parametrised in: the paper's, from the core outwards.
-FAMILIES = ("attention", "masks", "embeddings", "layers", "training", "stacks", "model", "decoding", "recurrent", "seq2seq")
+FAMILIES = (
+    "attention",
+    "masks",
+    "embeddings",
+    "layers",
+    "training",
+    "stacks",
+    "model",
+    "decoding",
+    "recurrent",
+    "seq2seq",
+)
 
 
 def _collect() -> dict[str, Component]:
@@ -29,14 +40,21 @@ def _collect() -> dict[str, Component]:
                 found[value.name] = value
     unknown = {c.family for c in found.values()} - set(FAMILIES)
     if unknown:
-        raise ValueError(f"components of unknown families {sorted(unknown)}: add them to spec/registry.py FAMILIES")
+        raise ValueError(
+            f"components of unknown families {sorted(unknown)}: add them to spec/registry.py FAMILIES"
+        )
     return dict(sorted(found.items(), key=lambda kv: (FAMILIES.index(kv[1].family), kv[0])))
 
 
 def _complete(c: Component) -> Component:
     """The record with every property it has: its differential one, those it lists, those registered
     by decorator, and its gradient properties."""
-    listed = differential(c) + c.properties + tuple(REGISTERED.get(c.name, ())) + gradient_properties(c.name)
+    listed = (
+        differential(c)
+        + c.properties
+        + tuple(REGISTERED.get(c.name, ()))
+        + gradient_properties(c.name)
+    )
     return replace(c, properties=listed)
 
 

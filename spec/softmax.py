@@ -25,7 +25,11 @@ EMPTY_SHAPE = (3, 0)  # a softmax over nothing is nothing: only the differential
 
 @st.composite
 def softmax_inputs(
-    draw: Any, dtype: DType, kind: str | None = None, neg_inf: bool | None = None, empty: bool = False
+    draw: Any,
+    dtype: DType,
+    kind: str | None = None,
+    neg_inf: bool | None = None,
+    empty: bool = False,
 ) -> dict[str, Any]:
     """Return a strategy for softmax kwargs: x from a named distribution, sometimes with -inf entries."""
     shape = draw(st.sampled_from(SOFTMAX_SHAPES + ((EMPTY_SHAPE,) if empty else ())), label="shape")
@@ -67,12 +71,27 @@ SOFTMAX_ARGS = (
             region("4-D", lambda v, i: v.ndim == 4),
             region("size-1 softmax axis", lambda v, i: v.shape[i["axis"]] == 1),
             region("empty softmax axis", lambda v, i: v.shape[i["axis"]] == 0),
-            region("ties in a slice", lambda v, i: v.size > 0 and v.shape[i["axis"]] > 1 and bool(
-                (np.diff(np.sort(_slices(i), -1), axis=-1) == 0).any())),
-            region("large logits (|x| >= 1e3)", lambda v, i: bool((np.abs(_slices(i)[np.isfinite(_slices(i))]) >= 1e3).any())),
-            region("tiny logits (|x| < 1e-2)", lambda v, i: v.size > 0 and bool((np.abs(_slices(i)) < 1e-2).all())),
+            region(
+                "ties in a slice",
+                lambda v, i: (
+                    v.size > 0
+                    and v.shape[i["axis"]] > 1
+                    and bool((np.diff(np.sort(_slices(i), -1), axis=-1) == 0).any())
+                ),
+            ),
+            region(
+                "large logits (|x| >= 1e3)",
+                lambda v, i: bool((np.abs(_slices(i)[np.isfinite(_slices(i))]) >= 1e3).any()),
+            ),
+            region(
+                "tiny logits (|x| < 1e-2)",
+                lambda v, i: v.size > 0 and bool((np.abs(_slices(i)) < 1e-2).all()),
+            ),
             region("-inf entries", lambda v, i: bool(np.isneginf(_slices(i)).any())),
-            region("a slice of only -inf", lambda v, i: v.size > 0 and bool(np.isneginf(_slices(i)).all(-1).any())),
+            region(
+                "a slice of only -inf",
+                lambda v, i: v.size > 0 and bool(np.isneginf(_slices(i)).all(-1).any()),
+            ),
         ),
     ),
     Arg(
@@ -104,15 +123,24 @@ SOFTMAX = Component(
 
 # Properties beside the differential one (the record's draw gives it): each registers itself.
 @prop(SOFTMAX)
-def in_unit_interval_and_sums_to_one(subject: Subject, data: st.DataObject, variant: str | None) -> None:
+def in_unit_interval_and_sums_to_one(
+    subject: Subject, data: st.DataObject, variant: str | None
+) -> None:
     """Every output lies in [0, 1] and every slice along the axis sums to 1."""
     case = subject.case(data.draw(softmax_inputs(subject.dtype), label="inputs"))
     got, axis = case.got.astype(np.float64), case.inputs["axis"]
     if (got < 0).any() or (got > 1).any():
-        subject.fail(case.inputs, f"outputs outside [0, 1]: min {got.min():.6g}, max {got.max():.6g}")
+        subject.fail(
+            case.inputs, f"outputs outside [0, 1]: min {got.min():.6g}, max {got.max():.6g}"
+        )
     sums = got.sum(axis=axis, keepdims=True)
     # each output is within the bound of the truth, and the true sum is 1: n bounds for a sum of n
-    subject.check(compare(sums, np.ones_like(sums), case.bound.times(got.shape[axis]), "sum along the axis vs 1"), case.inputs)
+    subject.check(
+        compare(
+            sums, np.ones_like(sums), case.bound.times(got.shape[axis]), "sum along the axis vs 1"
+        ),
+        case.inputs,
+    )
 
 
 def _shift_exact_inputs(data: st.DataObject, dtype: DType) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -125,7 +153,10 @@ def _shift_exact_inputs(data: st.DataObject, dtype: DType) -> tuple[dict[str, An
     x = np.round(rng.uniform(-limit, limit, shape) * 2**g) / 2**g
     c = np.round(rng.uniform(-limit, limit, shape[:-1] + (1,)))  # one constant per row
     x = np.clip(x, -limit + 1, limit - 1)
-    return {"x": x.astype(dtype.np_dtype), "axis": -1}, {"x": (x + c).astype(dtype.np_dtype), "axis": -1}
+    return {"x": x.astype(dtype.np_dtype), "axis": -1}, {
+        "x": (x + c).astype(dtype.np_dtype),
+        "axis": -1,
+    }
 
 
 @prop(SOFTMAX)
@@ -139,21 +170,32 @@ def shift_invariant(subject: Subject, data: st.DataObject, variant: str | None) 
 @prop(SOFTMAX)
 def finite_for_large_logits(subject: Subject, data: st.DataObject, variant: str | None) -> None:
     """Logits of 1e4 (near the float16 range in float16) give finite outputs equal to the oracle's."""
-    subject.case(data.draw(softmax_inputs(subject.dtype, kind="large"), label="inputs")).assert_matches_oracle()
+    subject.case(
+        data.draw(softmax_inputs(subject.dtype, kind="large"), label="inputs")
+    ).assert_matches_oracle()
 
 
 @prop(SOFTMAX)
 def monotone(subject: Subject, data: st.DataObject, variant: str | None) -> None:
     """Within a slice, x_i < x_j implies y_i <= y_j, and x_i == x_j implies y_i == y_j (within the bound)."""
-    case = subject.case(data.draw(softmax_inputs(subject.dtype, kind="ties", neg_inf=False), label="inputs"))
-    x = np.moveaxis(case.inputs["x"].astype(np.float64), case.inputs["axis"], -1)[..., :, None]  # (..., N, 1)
-    y = np.moveaxis(case.got.astype(np.float64), case.inputs["axis"], -1)[..., :, None]  # (..., N, 1)
+    case = subject.case(
+        data.draw(softmax_inputs(subject.dtype, kind="ties", neg_inf=False), label="inputs")
+    )
+    x = np.moveaxis(case.inputs["x"].astype(np.float64), case.inputs["axis"], -1)[
+        ..., :, None
+    ]  # (..., N, 1)
+    y = np.moveaxis(case.got.astype(np.float64), case.inputs["axis"], -1)[
+        ..., :, None
+    ]  # (..., N, 1)
     dx, dy = x - np.swapaxes(x, -1, -2), y - np.swapaxes(y, -1, -2)  # (..., N, N): x_i - x_j
     tol = 2 * case.bound.allowed
     wrong = ((dx < 0) & (dy > tol)) | ((dx == 0) & (np.abs(dy) > tol))
     if wrong.any():
         i = tuple(int(t) for t in np.argwhere(wrong)[0])
-        subject.fail(case.inputs, f"not monotone at {i}: x_i - x_j = {dx[i]:.6g} but y_i - y_j = {dy[i]:.6g} (allowed {tol:.3g})")
+        subject.fail(
+            case.inputs,
+            f"not monotone at {i}: x_i - x_j = {dx[i]:.6g} but y_i - y_j = {dy[i]:.6g} (allowed {tol:.3g})",
+        )
 
 
 @prop(SOFTMAX)

@@ -41,7 +41,10 @@ def cast_floats(value: Any, dtype: np.dtype) -> Any:
     A ``dtype`` argument (a component with no float input names its output precision so) is raised too.
     """
     if isinstance(value, Mapping) and isinstance(value.get("dtype"), str):
-        return {**{k: cast_floats(v, dtype) for k, v in value.items()}, "dtype": np.dtype(dtype).name}
+        return {
+            **{k: cast_floats(v, dtype) for k, v in value.items()},
+            "dtype": np.dtype(dtype).name,
+        }
     if isinstance(value, np.ndarray):
         if value.dtype.kind == "f" or value.dtype.name == "bfloat16":
             return value.astype(dtype)
@@ -88,7 +91,12 @@ class Bound:
 
     def times(self, factor: float) -> Bound:
         """The bound on a sum of ``factor`` quantities each within this bound."""
-        return Bound(self.allowed * factor, self.same_precision_error * factor, self.floor * factor, self.dtype)
+        return Bound(
+            self.allowed * factor,
+            self.same_precision_error * factor,
+            self.floor * factor,
+            self.dtype,
+        )
 
 
 def oracle(fn: Callable[..., np.ndarray], inputs: Mapping[str, Any], dtype: DType) -> np.ndarray:
@@ -164,4 +172,11 @@ def compare(
     flat = int(np.argmax(nan)) if nan.any() else int(np.argmax(err))
     where = tuple(int(i) for i in np.unravel_index(flat, err.shape))
     max_error = float("inf") if nan.any() else float(err[where])
-    return Comparison(max_error, where, float(np.asarray(got)[where]), float(np.asarray(expected)[where]), bound, what)
+    return Comparison(
+        max_error,
+        where,
+        float(np.asarray(got)[where]),
+        float(np.asarray(expected)[where]),
+        bound,
+        what,
+    )

@@ -53,8 +53,16 @@ def explain(name: str) -> str:
     import importlib
 
     c = _components()[name]
-    wrap = lambda text, indent="    ": textwrap.fill(" ".join(str(text).split()), 100, initial_indent=indent, subsequent_indent=indent)  # noqa: E731
-    lines = [signature(c), "", f"family: {c.family}    shapes: {c.shapes}", f"dtypes: {', '.join(d.name for d in c.dtypes)}", ""]
+    wrap = lambda text, indent="    ": textwrap.fill(
+        " ".join(str(text).split()), 100, initial_indent=indent, subsequent_indent=indent
+    )
+    lines = [
+        signature(c),
+        "",
+        f"family: {c.family}    shapes: {c.shapes}",
+        f"dtypes: {', '.join(d.name for d in c.dtypes)}",
+        "",
+    ]
     doc = inspect.getdoc(c.reference) or ""
     lines += ["The oracle (reference):", wrap(doc), ""]
     if c.args:
@@ -73,13 +81,19 @@ def explain(name: str) -> str:
     for p in c.properties:
         variants = ", ".join(str(v) for v in p.variants if v is not None)
         dtypes = ", ".join(d.name for d in p.dtypes if d in c.dtypes)
-        lines.append(f"  {p.name}{f' [{variants}]' if variants else ''} @ {dtypes}{' (gradient: the vjp)' if p.kind == 'gradient' else ''}")
+        lines.append(
+            f"  {p.name}{f' [{variants}]' if variants else ''} @ {dtypes}{' (gradient: the vjp)' if p.kind == 'gradient' else ''}"
+        )
         lines.append(wrap(p.doc or "", "      "))
     lines += ["", "Bad inputs (the reference raises ValueError; an adapter must raise too):"]
     lines += [f"  {b.name}: {b.doc}" for b in c.bad_inputs] or ["  (none)"]
     module = importlib.import_module(c.properties[0].check.__module__) if c.properties else None
     if module is not None and module.__doc__:
-        lines += ["", f"From the spec ({module.__name__}):", textwrap.indent(module.__doc__.strip(), "    ")]
+        lines += [
+            "",
+            f"From the spec ({module.__name__}):",
+            textwrap.indent(module.__doc__.strip(), "    "),
+        ]
     return "\n".join(lines)
 
 
@@ -99,7 +113,9 @@ def run(argv: list[str]) -> int:
     """The conformance suite through pytest, with this command's options in front."""
     import pytest
 
-    tests = Path(__file__).parent / "conformance"  # not imported from the plugin: pytest must import it first
+    tests = (
+        Path(__file__).parent / "conformance"
+    )  # not imported from the plugin: pytest must import it first
     parser = argparse.ArgumentParser(prog="transformer-conformance", add_help=False)
     parser.add_argument("-n", dest="workers", default=None)
     known, rest = parser.parse_known_args(argv)
@@ -128,8 +144,14 @@ def main(argv: list[str] | None = None) -> int:
         if not names or unknown:
             import difflib
 
-            near = [m for n in unknown for m in difflib.get_close_matches(n, list(_components()), n=3)]
-            print(f"explain needs a component name; unknown {unknown}" + (f"; did you mean {', '.join(near)}?" if near else ""), file=sys.stderr)
+            near = [
+                m for n in unknown for m in difflib.get_close_matches(n, list(_components()), n=3)
+            ]
+            print(
+                f"explain needs a component name; unknown {unknown}"
+                + (f"; did you mean {', '.join(near)}?" if near else ""),
+                file=sys.stderr,
+            )
             return USAGE
         print("\n\n".join(explain(n) for n in names))
         return OK
@@ -137,7 +159,9 @@ def main(argv: list[str] | None = None) -> int:
         from transformer_conformance.report import merge
 
         parser = argparse.ArgumentParser(prog="transformer-conformance merge")
-        parser.add_argument("dirs", nargs="+", type=Path, help="report directories (each with conformance.json)")
+        parser.add_argument(
+            "dirs", nargs="+", type=Path, help="report directories (each with conformance.json)"
+        )
         parser.add_argument("--out", type=Path, required=True, help="where the merged report goes")
         parsed = parser.parse_args(argv[1:])
         missing = [d for d in parsed.dirs if not (d / "conformance.json").exists()]
@@ -145,7 +169,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"no conformance.json in {', '.join(map(str, missing))}", file=sys.stderr)
             return USAGE
         failed = merge(parsed.dirs, parsed.out)
-        print(f"merged {len(parsed.dirs)} reports into {parsed.out}/conformance.json and CONFORMANCE.md")
+        print(
+            f"merged {len(parsed.dirs)} reports into {parsed.out}/conformance.json and CONFORMANCE.md"
+        )
         return NONCONFORMANCE if failed else OK
     return run(argv)
 

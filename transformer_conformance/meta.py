@@ -41,14 +41,17 @@ def _namespace(name: str, **override: Callable[..., Any]) -> SimpleNamespace:
 def forward_targets(component: Component, namespace: Any) -> Iterator[Target]:
     """Every forward property x variant x dtype of the component, matches_reference first."""
     adapter = Adapter(namespace.name, namespace)
-    props = sorted((p for p in component.properties if p.kind == "forward"), key=lambda p: p.name != "matches_reference")
+    props = sorted(
+        (p for p in component.properties if p.kind == "forward"),
+        key=lambda p: p.name != "matches_reference",
+    )
     for prop in props:
         for variant in prop.variants:
             for dtype in (d for d in prop.dtypes if d in component.dtypes):
                 yield Target(adapter, component, prop, variant, dtype)
 
 
-class _Recorded(Exception):  # noqa: N818
+class _Recorded(Exception):
     """Raised by the recording adapter once it holds an example's inputs: the example goes no further."""
 
 
@@ -60,7 +63,9 @@ def drawn_inputs(component: Component) -> list[Mapping[str, Any]]:
     defaults = {a.name: a.default for a in component.args if a.has_default}
 
     def record(**inputs: Any) -> Any:
-        seen.append({**defaults, **inputs})  # the harness leaves out arguments that hold their default
+        seen.append(
+            {**defaults, **inputs}
+        )  # the harness leaves out arguments that hold their default
         raise _Recorded
 
     namespace = _namespace("recorder", **{component.name: record})
@@ -70,7 +75,9 @@ def drawn_inputs(component: Component) -> list[Mapping[str, Any]]:
         def drawn(subject: Any, data: Any, body: Callable[..., None] = body) -> None:
             try:
                 body(subject, data)
-            except ConformanceError as e:  # the harness reports the adapter's exception as a failure
+            except (
+                ConformanceError
+            ) as e:  # the harness reports the adapter's exception as a failure
                 if not isinstance(e.__context__, _Recorded):
                     raise
 
@@ -100,7 +107,10 @@ def _value(inputs: Mapping[str, Any], path: str) -> Any:
 
 def _holds(predicate: Callable[..., bool], value: Any, inputs: Mapping[str, Any]) -> bool:
     try:
-        with warnings.catch_warnings(), np.errstate(all="ignore"):  # -inf - -inf in a predicate is no error
+        with (
+            warnings.catch_warnings(),
+            np.errstate(all="ignore"),
+        ):  # -inf - -inf in a predicate is no error
             warnings.simplefilter("ignore")
             return bool(predicate(value, inputs))
     except (AttributeError, KeyError, TypeError, IndexError, ValueError):
@@ -122,7 +132,14 @@ def first_failure(component: str, namespace: Any) -> str | None:
     """The first of the component's forward targets (ci profile) that a namespace's function fails, or None."""
     for target in forward_targets(COMPONENTS[component], namespace):
         try:
-            runner.run(target.id, target.subject, target.body(), declared=None, base=PROFILE, max_examples=10)
+            runner.run(
+                target.id,
+                target.subject,
+                target.body(),
+                declared=None,
+                base=PROFILE,
+                max_examples=10,
+            )
         except ConformanceError:
             return target.id
         except runner.Outcome:
@@ -138,20 +155,35 @@ def hunt(mutant: Mutant, drawn: list[Mapping[str, Any]] | None = None) -> Verdic
     if drawn is not None and not any(mutant.applies(i) for i in drawn):
         if mutant.is_swap:
             return None
-        return Verdict(mutant, None, mutant.why_invisible or "NOT CAUGHT: changes no drawn input (its domain is not drawn)")
+        return Verdict(
+            mutant,
+            None,
+            mutant.why_invisible or "NOT CAUGHT: changes no drawn input (its domain is not drawn)",
+        )
     fn = component.reference
 
     defaults = {a.name: a.default for a in component.args if a.has_default}
 
     def mutated(**inputs: Any) -> Any:
-        return fn(**mutant.change({**defaults, **inputs}))  # the harness leaves out arguments at their default
+        return fn(
+            **mutant.change({**defaults, **inputs})
+        )  # the harness leaves out arguments at their default
 
     for target in forward_targets(component, _namespace("mutant", **{component.name: mutated})):
         try:
-            runner.run(target.id, target.subject, target.body(), declared=None, base=PROFILE, max_examples=10)
+            runner.run(
+                target.id,
+                target.subject,
+                target.body(),
+                declared=None,
+                base=PROFILE,
+                max_examples=10,
+            )
         except ConformanceError as e:
             lines = [line for line in str(e).splitlines()[1:] if line.strip()]
-            return Verdict(mutant, target.property_name + f"@{target.dtype}", lines[0][:160] if lines else "")
+            return Verdict(
+                mutant, target.property_name + f"@{target.dtype}", lines[0][:160] if lines else ""
+            )
         except runner.Outcome:
             continue
     return Verdict(mutant, None, mutant.why_invisible or "NOT CAUGHT")
@@ -174,8 +206,14 @@ def table(rows: list[Verdict]) -> str:
         "|---|---|---|---|",
     ]
     for v in rows:
-        caught = f"`{v.caught_by}`" if v.caught_by else ("invisible" if v.mutant.why_invisible else "**NOT CAUGHT**")
-        lines.append(f"| {v.mutant.component} | {v.mutant.name} | {caught} | {v.how.replace('|', '/')} |")
+        caught = (
+            f"`{v.caught_by}`"
+            if v.caught_by
+            else ("invisible" if v.mutant.why_invisible else "**NOT CAUGHT**")
+        )
+        lines.append(
+            f"| {v.mutant.component} | {v.mutant.name} | {caught} | {v.how.replace('|', '/')} |"
+        )
     return "\n".join(lines)
 
 
@@ -191,7 +229,9 @@ def main(argv: list[str]) -> int:
     print(table(rows))
     caught = sum(v.caught_by is not None for v in rows)
     invisible = sum(v.caught_by is None and v.mutant.why_invisible is not None for v in rows)
-    print(f"\n{len(rows)} mutants: {caught} caught, {invisible} explained as invisible, {len(rows) - caught - invisible} not caught")
+    print(
+        f"\n{len(rows)} mutants: {caught} caught, {invisible} explained as invisible, {len(rows) - caught - invisible} not caught"
+    )
     return 0 if all(v.ok for v in rows) else 1
 
 

@@ -36,7 +36,9 @@ TESTS = Path(__file__).parent / "conformance"
 # random; `thorough` draws many more examples and free shapes as well as buckets. Deadlines are off:
 # JAX compiles on a shape's first call; hangs are pytest-timeout's job.
 _COMMON: dict[str, Any] = dict(
-    deadline=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 PROFILES = {
     "dev": dict(max_examples=10),
@@ -50,7 +52,9 @@ def default_profile() -> str:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("conformance", "transformer-conformance (spec conformance of Transformer components)")
+    group = parser.getgroup(
+        "conformance", "transformer-conformance (spec conformance of Transformer components)"
+    )
     group.addoption(
         "--adapter",
         action="append",
@@ -59,18 +63,37 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="adapter to check: a built-in (numpy, torch, jax) or a third party's module:object; repeatable. "
         "Default: numpy, torch and jax, those installed; third-party adapters (keras) run when named.",
     )
-    group.addoption("--conformance", action="store_true", help="run the conformance tests (implied by --adapter)")
-    group.addoption("--device", default="cpu", choices=["cpu", "cuda"], help="device the adapters run on (default cpu)")
-    group.addoption("--component", action="append", default=[], help="only these components (repeatable)")
+    group.addoption(
+        "--conformance",
+        action="store_true",
+        help="run the conformance tests (implied by --adapter)",
+    )
+    group.addoption(
+        "--device",
+        default="cpu",
+        choices=["cpu", "cuda"],
+        help="device the adapters run on (default cpu)",
+    )
+    group.addoption(
+        "--component", action="append", default=[], help="only these components (repeatable)"
+    )
     group.addoption(
         "--profile",
         default=None,
         choices=sorted(PROFILES),
         help="Hypothesis profile of the conformance tests (default: $HYPOTHESIS_PROFILE, ci under $CI, else dev)",
     )
-    group.addoption("--max-examples", type=int, default=None, help="Hypothesis examples per test (overrides the profile's)")
     group.addoption(
-        "--report", default=None, metavar="DIR", help="write DIR/conformance.json, DIR/CONFORMANCE.md and DIR/failures/*.npz"
+        "--max-examples",
+        type=int,
+        default=None,
+        help="Hypothesis examples per test (overrides the profile's)",
+    )
+    group.addoption(
+        "--report",
+        default=None,
+        metavar="DIR",
+        help="write DIR/conformance.json, DIR/CONFORMANCE.md and DIR/failures/*.npz",
     )
     group.addoption(
         "--reproduce",
@@ -133,24 +156,38 @@ def pytest_configure(config: pytest.Config) -> None:
 
     for name in config.getoption("component"):
         if name not in COMPONENTS:
-            pytest.exit(f"--component {name!r} is not a component of the spec{_close(name, COMPONENTS)}", USAGE_ERROR)
-    names = config.getoption("adapter") or _adapters_in_node_ids(config.args, COMPONENTS) or available_builtins()
+            pytest.exit(
+                f"--component {name!r} is not a component of the spec{_close(name, COMPONENTS)}",
+                USAGE_ERROR,
+            )
+    names = (
+        config.getoption("adapter")
+        or _adapters_in_node_ids(config.args, COMPONENTS)
+        or available_builtins()
+    )
     adapters = []
     for name in names:
         if ":" not in name and name not in BUILTINS:
             known = ", ".join(BUILTINS)
-            pytest.exit(f"--adapter {name!r} is neither a built-in ({known}) nor module:object{_close(name, BUILTINS)}", USAGE_ERROR)
+            pytest.exit(
+                f"--adapter {name!r} is neither a built-in ({known}) nor module:object{_close(name, BUILTINS)}",
+                USAGE_ERROR,
+            )
         try:
             adapters.append(load_adapter(name, config.getoption("device")))
         except ValueError as e:  # a broken --adapter is a usage error, not 500 test failures
             pytest.exit(str(e), IMPORT_ERROR)
-    config.pluginmanager.register(Conformance(config, adapters, profile, chosen), "transformer-conformance")
+    config.pluginmanager.register(
+        Conformance(config, adapters, profile, chosen), "transformer-conformance"
+    )
 
 
 def conformance(config: pytest.Config) -> Conformance:
     plugin = config.pluginmanager.get_plugin("transformer-conformance")
     if not isinstance(plugin, Conformance):
-        pytest.skip("the conformance plugin is not active in this run (pass --adapter or --conformance)")
+        pytest.skip(
+            "the conformance plugin is not active in this run (pass --adapter or --conformance)"
+        )
     return plugin
 
 
@@ -168,16 +205,24 @@ class Conformance:
         self.profile, self.settings = profile, chosen
         self.components = config.getoption("component") or None
         self.report = None
-        if config.getoption("report") and not hasattr(config, "workerinput"):  # the xdist controller writes it
+        if config.getoption("report") and not hasattr(
+            config, "workerinput"
+        ):  # the xdist controller writes it
             from transformer_conformance.report import Report
 
             self.report = Report(Path(config.getoption("report")), config, profile, chosen)
         self.results: dict[str, dict[str, Any]] = {}  # nodeid -> what its run did (this process)
         self.outcomes: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self.collected: dict[tuple[str, str], int] = defaultdict(int)  # cell -> tests collected
-        self.unmatched: dict[str, list[str]] = {}  # adapter -> declared deviations no collected test can match
-        self.worst: dict[str, tuple[float, str]] = defaultdict(lambda: (0.0, ""))  # adapter -> (observed/allowed, test)
-        self.speed: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])  # adapter or "family X" -> [seconds, examples]
+        self.unmatched: dict[
+            str, list[str]
+        ] = {}  # adapter -> declared deviations no collected test can match
+        self.worst: dict[str, tuple[float, str]] = defaultdict(
+            lambda: (0.0, "")
+        )  # adapter -> (observed/allowed, test)
+        self.speed: dict[str, list[float]] = defaultdict(
+            lambda: [0.0, 0]
+        )  # adapter or "family X" -> [seconds, examples]
         self.warned: dict[str, Counter[str]] = defaultdict(Counter)  # adapter -> warning -> tests
 
     # --- collection ------------------------------------------------------------------------------
@@ -193,9 +238,13 @@ class Conformance:
         else:
             kind = "gradient" if name == "test_gradient_property" else "forward"
             targets = property_targets(self.adapters, self.components, kind)
-        metafunc.parametrize("target", [t.param() for t in targets if family is None or t.component.family == family])
+        metafunc.parametrize(
+            "target", [t.param() for t in targets if family is None or t.component.family == family]
+        )
 
-    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+    def pytest_collection_modifyitems(
+        self, config: pytest.Config, items: list[pytest.Item]
+    ) -> None:
         matched: dict[str, set[str]] = defaultdict(set)
         components: set[str] = set()
         for item in items:
@@ -204,10 +253,19 @@ class Conformance:
                 matched[target.adapter.name].update(target.deviation_keys())
                 components.add(target.component.name)
                 self.collected[target.cell] += 1
-                key = (*target.cell, target.component.family, target.property_name, target.dtype.name)
+                key = (
+                    *target.cell,
+                    target.component.family,
+                    target.property_name,
+                    target.dtype.name,
+                )
                 item.user_properties.append(("tcs", key))  # carried to the controller under xdist
         for adapter in self.adapters:  # a declaration that matches no collected test
-            stale = sorted(k for k in adapter.deviations if k.split(".")[0] in components and k not in matched[adapter.name])
+            stale = sorted(
+                k
+                for k in adapter.deviations
+                if k.split(".")[0] in components and k not in matched[adapter.name]
+            )
             if stale:
                 self.unmatched[adapter.name] = stale
                 if self.report is not None:
@@ -263,7 +321,9 @@ class Conformance:
             if verdict.kind == "deviation":
                 pytest.xfail(verdict.reason)
         except Exception as e:
-            record["rerun"] = self.rerun_command(request.node.nodeid, target, runner.reproduction(e))
+            record["rerun"] = self.rerun_command(
+                request.node.nodeid, target, runner.reproduction(e)
+            )
             e.add_note(f"rerun exactly this example: {record['rerun']}")
             inputs = getattr(e, "inputs", None)
             if inputs is not None:
@@ -275,9 +335,17 @@ class Conformance:
             if tally.unsupported:
                 record["unsupported"] = tally.unsupported_text()
             if tally.warnings:
-                record["warnings"] = [f"{w} ({n} examples)" for w, n in tally.warnings.most_common(5)]
-            if tally.deviations and target.declared is not None and target.declared.when is not None:
-                record["reason"] = f"declared deviation seen in {tally.deviations} of {tally.supported} examples: {target.declared}"
+                record["warnings"] = [
+                    f"{w} ({n} examples)" for w, n in tally.warnings.most_common(5)
+                ]
+            if (
+                tally.deviations
+                and target.declared is not None
+                and target.declared.when is not None
+            ):
+                record["reason"] = (
+                    f"declared deviation seen in {tally.deviations} of {tally.supported} examples: {target.declared}"
+                )
 
     def rerun_command(self, nodeid: str, target: Any, blob: str | None) -> str:
         parts = ["pytest", nodeid, "--adapter", target.adapter.key, "-p", "no:xdist"]
@@ -288,20 +356,28 @@ class Conformance:
             parts.append(f"--hypothesis-seed={seed}")
         if blob:
             parts += ["--reproduce", blob]
-        if self.profile not in ("dev", "ci"):  # the strategies differ (free shapes): the blob needs them
+        if self.profile not in (
+            "dev",
+            "ci",
+        ):  # the strategies differ (free shapes): the blob needs them
             parts += ["--profile", self.profile]
         return shlex.join(parts)
 
     def save_failure(self, test_id: str, inputs: dict[str, Any], rerun: str, message: str) -> Path:
         from transformer_conformance import failures
 
-        root = Path(self.config.getoption("report") or Path(tempfile.gettempdir()) / "transformer-conformance")
+        root = Path(
+            self.config.getoption("report")
+            or Path(tempfile.gettempdir()) / "transformer-conformance"
+        )
         path = root / "failures" / failures.file_name(test_id)
         return failures.save(path, inputs, test=test_id, rerun=rerun, failure=message[:2000])
 
     # --- reports ---------------------------------------------------------------------------------
     @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo) -> pytest.TestReport:
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo
+    ) -> pytest.TestReport:
         report = yield
         record = self.results.pop(item.nodeid, None) if report.when == "call" else None
         if record is not None:  # plain values only: execnet carries them to the controller
@@ -328,7 +404,9 @@ class Conformance:
             for said in props.get("tcs_warnings") or []:
                 self.warned[key[1]][said.rsplit(" (", 1)[0]] += 1
             ratios = props.get("tcs_ratios") or [0.0]
-            if outcome == "pass" and max(ratios) > self.worst[key[1]][0]:  # how close passing tests came
+            if (
+                outcome == "pass" and max(ratios) > self.worst[key[1]][0]
+            ):  # how close passing tests came
                 self.worst[key[1]] = (max(ratios), report.nodeid.split("[", 1)[-1].rstrip("]"))
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
@@ -350,19 +428,29 @@ class Conformance:
             )
         for adapter in self.adapters:
             for said in adapter.import_warnings:
-                terminalreporter.write_line(f"{adapter.name}: warned when imported (not a failure): {said}")
+                terminalreporter.write_line(
+                    f"{adapter.name}: warned when imported (not a failure): {said}"
+                )
         for adapter, said in sorted(self.warned.items()):
             text = "; ".join(f"{w} ({n} tests)" for w, n in said.most_common(3))
-            terminalreporter.write_line(f"{adapter}: its libraries warned during tests (not failures): {text}")
+            terminalreporter.write_line(
+                f"{adapter}: its libraries warned during tests (not failures): {text}"
+            )
         for adapter, keys in sorted(self.unmatched.items()):
-            terminalreporter.write_line(f"{adapter}: declared deviations that match no test (stale?): {', '.join(keys)}")
+            terminalreporter.write_line(
+                f"{adapter}: declared deviations that match no test (stale?): {', '.join(keys)}"
+            )
         for adapter, (ratio, test) in sorted(self.worst.items()):
-            terminalreporter.write_line(f"{adapter}: closest a passing test came to its bound: {ratio:.2f} of allowed ({test})")
+            terminalreporter.write_line(
+                f"{adapter}: closest a passing test came to its bound: {ratio:.2f} of allowed ({test})"
+            )
 
 
 def _target(item: pytest.Item) -> Any:
     target = getattr(getattr(item, "callspec", None), "params", {}).get("target")
-    return target if hasattr(target, "adapter") else None  # not pytest's NOTSET (an empty parametrisation)
+    return (
+        target if hasattr(target, "adapter") else None
+    )  # not pytest's NOTSET (an empty parametrisation)
 
 
 def _outcome(report: pytest.TestReport, props: dict[str, Any]) -> str | None:

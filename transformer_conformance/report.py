@@ -20,7 +20,19 @@ from typing import Any
 
 import pytest
 
-LIBRARIES = ("numpy", "torch", "jax", "jaxlib", "flax", "optax", "keras", "transformers", "ml_dtypes", "hypothesis", "pytest")
+LIBRARIES = (
+    "numpy",
+    "torch",
+    "jax",
+    "jaxlib",
+    "flax",
+    "optax",
+    "keras",
+    "transformers",
+    "ml_dtypes",
+    "hypothesis",
+    "pytest",
+)
 ORDER = ("fail", "deviation", "deviation not seen", "pass", "unsupported", "skipped")
 
 
@@ -56,7 +68,9 @@ def _failure_text(report: pytest.TestReport) -> str:
     """The conformance message (the E lines) and Hypothesis's reproduction line, if any."""
     text = report.longreprtext or ""
     lines = [line[1:].strip() for line in text.splitlines() if line.startswith("E ")]
-    keep = lines[:8] + [line for line in lines[8:] if line.startswith(("rerun exactly", "failing inputs saved"))]
+    keep = lines[:8] + [
+        line for line in lines[8:] if line.startswith(("rerun exactly", "failing inputs saved"))
+    ]
     return "\n".join(keep)
 
 
@@ -75,7 +89,9 @@ class Report:
         self.directory, self.config = directory, config
         self.profile, self.settings = profile, chosen
         self.records: list[dict[str, Any]] = []
-        self.unmatched: dict[str, list[str]] = {}  # adapter -> declared deviations that match no test
+        self.unmatched: dict[
+            str, list[str]
+        ] = {}  # adapter -> declared deviations that match no test
         self.collected: dict[tuple[str, str], int] = {}  # (component, adapter) -> tests collected
 
     def add(self, report: pytest.TestReport, outcome: str) -> None:
@@ -114,7 +130,9 @@ class Report:
             "hypothesis_profile": self.profile,
             "max_examples": self.settings.max_examples,
             "derandomize": self.settings.derandomize,
-            "seed": seed if seed is not None else ("derandomized" if self.settings.derandomize else "random per test"),
+            "seed": seed
+            if seed is not None
+            else ("derandomized" if self.settings.derandomize else "random per test"),
             "spec_version": _spec_version(),
             "versions": versions(),
             "device": _device(self.config.getoption("device")),
@@ -127,7 +145,9 @@ class Report:
         self.directory.mkdir(parents=True, exist_ok=True)
         run = self.run_info()
         run["not_run"] = not_run(self.collected, self.records)
-        (self.directory / "conformance.json").write_text(json.dumps({"run": run, "results": self.records}, indent=1))
+        (self.directory / "conformance.json").write_text(
+            json.dumps({"run": run, "results": self.records}, indent=1)
+        )
         (self.directory / "CONFORMANCE.md").write_text(markdown(run, self.records))
         plot(self.records, self.directory / "observed_over_allowed.png")
 
@@ -157,19 +177,26 @@ def cell_text(outcomes: dict[str, int], emphasis: bool = False, not_run: int = 0
     return f"{'**' + label + '**' if emphasis else label} {outcomes[worst]}/{total}" + tail
 
 
-def format_matrix(outcomes: dict[tuple[str, str], dict[str, int]], collected: dict[tuple[str, str], int]) -> str:
+def format_matrix(
+    outcomes: dict[tuple[str, str], dict[str, int]], collected: dict[tuple[str, str], int]
+) -> str:
     """component x adapter for the terminal: the worst outcome of the cell's tests, with counts."""
     cells = set(outcomes) | set(collected)
     components = sorted({c for c, _ in cells})
     adapters = sorted({a for _, a in cells})
     width = max([len("component")] + [len(c) for c in components]) + 2
     cols = [max(len(a), 24) for a in adapters]
-    lines = ["component".ljust(width) + "".join(a.ljust(w + 2) for a, w in zip(adapters, cols, strict=True))]
+    lines = [
+        "component".ljust(width)
+        + "".join(a.ljust(w + 2) for a, w in zip(adapters, cols, strict=True))
+    ]
     for c in components:
         cells_text = []
         for a, w in zip(adapters, cols, strict=True):
             done = outcomes.get((c, a), {})
-            cells_text.append(cell_text(done, not_run=collected.get((c, a), 0) - sum(done.values())).ljust(w + 2))
+            cells_text.append(
+                cell_text(done, not_run=collected.get((c, a), 0) - sum(done.values())).ljust(w + 2)
+            )
         lines.append(c.ljust(width) + "".join(cells_text))
     return "\n".join(lines)
 
@@ -180,7 +207,10 @@ def markdown(run: dict[str, Any], records: list[dict[str, Any]]) -> str:
     for r in records:
         cells[(r["component"], r["adapter"])][r["outcome"]] += 1
     skipped_over = {tuple(k.split("|")): n for k, n in run.get("not_run", {}).items()}
-    adapters, components = run["adapters"], sorted({c for c, _ in cells} | {c for c, _ in skipped_over})
+    adapters, components = (
+        run["adapters"],
+        sorted({c for c, _ in cells} | {c for c, _ in skipped_over}),
+    )
     lib = ", ".join(f"{k} {v}" for k, v in run["versions"].items())
     margin = closest_margins(records)
     lines = [
@@ -203,7 +233,10 @@ def markdown(run: dict[str, Any], records: list[dict[str, Any]]) -> str:
     ]
     lines += [
         f"| {c} | "
-        + " | ".join(cell_text(cells.get((c, a), {}), emphasis=True, not_run=skipped_over.get((c, a), 0)) for a in adapters)
+        + " | ".join(
+            cell_text(cells.get((c, a), {}), emphasis=True, not_run=skipped_over.get((c, a), 0))
+            for a in adapters
+        )
         + f" | {margin.get(c, '-')} |"
         for c in components
     ]
@@ -212,19 +245,40 @@ def markdown(run: dict[str, Any], records: list[dict[str, Any]]) -> str:
         ("Failures", ("fail",), "failure"),
         ("Declared deviations", ("deviation", "deviation not seen"), "reason"),
     ):
-        found = [r for r in records if r["outcome"] in wanted or (key == "reason" and r["outcome"] == "pass" and "reason" in r)]
+        found = [
+            r
+            for r in records
+            if r["outcome"] in wanted
+            or (key == "reason" and r["outcome"] == "pass" and "reason" in r)
+        ]
         lines += ["", f"## {title} ({len(found)} tests)", ""]
-        grouped: dict[tuple[str, ...], list[str]] = defaultdict(list)  # one line per finding, its dtypes listed
+        grouped: dict[tuple[str, ...], list[str]] = defaultdict(
+            list
+        )  # one line per finding, its dtypes listed
         for r in found:
             detail = str(r.get(key, "")).replace("\n", " / ")
-            grouped[(r["adapter"], r["component"], r["check"], r["outcome"], detail)].append(r["dtype"])
+            grouped[(r["adapter"], r["component"], r["check"], r["outcome"], detail)].append(
+                r["dtype"]
+            )
         for (adapter, component, check, outcome, detail), dtypes in grouped.items():
-            lines.append(f"- `{adapter}` {component}.{check} @ {', '.join(dtypes)} ({outcome}): {detail}")
-    unsupported = sorted({(r["adapter"], r["component"]) for r in records if r["outcome"] == "unsupported"})
-    lines += ["", f"## Unsupported ({len(unsupported)} adapter x component pairs with unsupported tests)", ""]
+            lines.append(
+                f"- `{adapter}` {component}.{check} @ {', '.join(dtypes)} ({outcome}): {detail}"
+            )
+    unsupported = sorted(
+        {(r["adapter"], r["component"]) for r in records if r["outcome"] == "unsupported"}
+    )
+    lines += [
+        "",
+        f"## Unsupported ({len(unsupported)} adapter x component pairs with unsupported tests)",
+        "",
+    ]
     lines += [f"- `{a}` {c}" for a, c in unsupported]
     for adapter, keys in run.get("unmatched_deviations", {}).items():
-        lines += ["", f"Declared by `{adapter}` but matching no test (stale?): " + ", ".join(f"`{k}`" for k in keys)]
+        lines += [
+            "",
+            f"Declared by `{adapter}` but matching no test (stale?): "
+            + ", ".join(f"`{k}`" for k in keys),
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -252,12 +306,16 @@ def plot(records: list[dict[str, Any]], path: Path) -> Path | None:
     groups: dict[str, list[float]] = defaultdict(list)
     for r in records:
         if r["outcome"] == "pass":
-            groups[f"{r['adapter']}\n{r['dtype']}"] += [max(float(x), 1e-6) for x in r.get("ratios", []) if x != "inf"]
+            groups[f"{r['adapter']}\n{r['dtype']}"] += [
+                max(float(x), 1e-6) for x in r.get("ratios", []) if x != "inf"
+            ]
     if not groups:
         return None
     names = sorted(groups)
     fig, ax = plt.subplots(figsize=(max(6.0, 0.7 * len(names)), 4))
-    ax.boxplot([groups[n] for n in names], whis=(1, 99), showfliers=True, flierprops={"markersize": 2})
+    ax.boxplot(
+        [groups[n] for n in names], whis=(1, 99), showfliers=True, flierprops={"markersize": 2}
+    )
     ax.set_xticks(range(1, len(names) + 1), names, fontsize=7)
     ax.set_yscale("log")
     ax.set_ylim(1e-6, 2.0)  # below 1e-6 of the bound is as good as exact
@@ -287,8 +345,13 @@ def merge(directories: list[Path], out: Path) -> bool:
         **runs[0],
         "adapters": sorted({r["adapter"] for r in records}),
         "command": " ; ".join(str(r.get("command", "")) for r in runs),
-        "shards": [{"command": r.get("command"), "seed": r.get("seed"), "versions": r.get("versions")} for r in runs],
-        "unmatched_deviations": {k: v for r in runs for k, v in r.get("unmatched_deviations", {}).items()},
+        "shards": [
+            {"command": r.get("command"), "seed": r.get("seed"), "versions": r.get("versions")}
+            for r in runs
+        ],
+        "unmatched_deviations": {
+            k: v for r in runs for k, v in r.get("unmatched_deviations", {}).items()
+        },
         "not_run": {k: v for r in runs for k, v in r.get("not_run", {}).items()},
     }
     out.mkdir(parents=True, exist_ok=True)

@@ -53,7 +53,9 @@ class Tally:
     deviations: int = 0  # examples in which a declared deviation showed
     deviation_message: str = ""  # the first such example's failure
     ratios: list[float] = field(default_factory=list)  # observed / allowed of every comparison
-    warnings: Counter[str] = field(default_factory=Counter)  # what the adapter's libraries warned, per example
+    warnings: Counter[str] = field(
+        default_factory=Counter
+    )  # what the adapter's libraries warned, per example
     failure_inputs: dict[str, Any] | None = None  # the last failing example's inputs
 
     @property
@@ -62,10 +64,12 @@ class Tally:
 
     def unsupported_text(self) -> str:
         reasons = "; ".join(f"{reason} ({n})" for reason, n in self.unsupported.most_common(3))
-        return f"{sum(self.unsupported.values())} of {self.examples} examples unsupported: {reasons}"
+        return (
+            f"{sum(self.unsupported.values())} of {self.examples} examples unsupported: {reasons}"
+        )
 
 
-class Outcome(Exception):  # noqa: N818  (a verdict, raised to leave the run)
+class Outcome(Exception):
     """The run's verdict when it is not a plain pass or a failure: unsupported, or a deviation seen."""
 
     def __init__(self, kind: str, reason: str):
@@ -76,7 +80,9 @@ class Outcome(Exception):  # noqa: N818  (a verdict, raised to leave the run)
 Body = Callable[[Subject, st.DataObject], None]
 
 
-def _example(tally: Tally, make_subject: Callable[[], Subject], body: Body, declared: Deviation | None) -> Callable[..., None]:
+def _example(
+    tally: Tally, make_subject: Callable[[], Subject], body: Body, declared: Deviation | None
+) -> Callable[..., None]:
     def example(data: st.DataObject) -> None:
         tally.examples += 1
         subject = make_subject()
@@ -101,13 +107,21 @@ def _example(tally: Tally, make_subject: Callable[[], Subject], body: Body, decl
     return example
 
 
-def _run(example: Callable[..., None], config: settings, digest: str, reproduce: str | None, seed: int | None) -> None:
+def _run(
+    example: Callable[..., None],
+    config: settings,
+    digest: str,
+    reproduce: str | None,
+    seed: int | None,
+) -> None:
     test = config(given(data=st.data())(example))
     # Hypothesis derives a derandomized run's examples and its database key from the test function;
     # every target shares this one, so add the target's id, as the pytest plugin adds a parametrised id.
     test.hypothesis.inner_test._hypothesis_internal_add_digest = digest.encode()  # type: ignore[attr-defined]
     if seed is not None:  # --hypothesis-seed: one seed for the run, its own stream for every target
-        test = hypothesis_seed(int.from_bytes(hashlib.sha256(f"{seed}:{digest}".encode()).digest()[:8], "little"))(test)
+        test = hypothesis_seed(
+            int.from_bytes(hashlib.sha256(f"{seed}:{digest}".encode()).digest()[:8], "little")
+        )(test)
     if reproduce:
         version, _, blob = reproduce.partition(":")
         test = reproduce_failure(version, blob.encode())(test)
@@ -138,9 +152,15 @@ def run(
         base,
         max_examples=max_examples,
         report_multiple_bugs=False,
-        suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow, HealthCheck.data_too_large],
+        suppress_health_check=[
+            HealthCheck.filter_too_much,
+            HealthCheck.too_slow,
+            HealthCheck.data_too_large,
+        ],
         deadline=None,
-        phases=[p for p in base.phases if p != Phase.shrink] if declared and declared.when is None else base.phases,
+        phases=[p for p in base.phases if p != Phase.shrink]
+        if declared and declared.when is None
+        else base.phases,
     )
     example = _example(tally, make_subject, body, declared)
     try:
@@ -152,7 +172,11 @@ def run(
     if declared is None or declared.when is not None:
         return tally
     if not tally.deviations and not reproduce:  # a dedicated search before "conforms" is claimed
-        searched = settings(config, max_examples=CONFIRM_FACTOR * max_examples, phases=[Phase.generate, Phase.target])
+        searched = settings(
+            config,
+            max_examples=CONFIRM_FACTOR * max_examples,
+            phases=[Phase.generate, Phase.target],
+        )
         try:
             _run(example, searched, target_id + "#confirm", None, seed)
         except Unsatisfiable:

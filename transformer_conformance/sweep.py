@@ -40,7 +40,9 @@ def _clone(repo: Path, where: Path) -> Path:
     return where
 
 
-def _run_seeds(clone: Path, seeds: list[int], out: Path, pytest_args: list[str]) -> list[dict[str, Any]]:
+def _run_seeds(
+    clone: Path, seeds: list[int], out: Path, pytest_args: list[str]
+) -> list[dict[str, Any]]:
     """Run pytest once per seed in one clone, sequentially (one core); return each run's exit and time."""
     runs = []
     env = {**os.environ, "HYPOTHESIS_PROFILE": "dev", "PYTHONDONTWRITEBYTECODE": "1"}
@@ -48,11 +50,30 @@ def _run_seeds(clone: Path, seeds: list[int], out: Path, pytest_args: list[str])
     for seed in seeds:
         report = out / f"s{seed}"
         start = time.perf_counter()
-        cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:xdist", f"--hypothesis-seed={seed}", "--report", str(report)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:xdist",
+            f"--hypothesis-seed={seed}",
+            "--report",
+            str(report),
+        ]
         done = subprocess.run(cmd + pytest_args, cwd=clone, env=env, capture_output=True, text=True)
         (out / f"s{seed}.log").write_text(done.stdout[-20000:] + done.stderr[-5000:])
-        runs.append({"seed": seed, "exit": done.returncode, "seconds": round(time.perf_counter() - start, 1)})
-        print(f"seed {seed}: exit {done.returncode} in {runs[-1]['seconds']} s ({clone.name})", flush=True)
+        runs.append(
+            {
+                "seed": seed,
+                "exit": done.returncode,
+                "seconds": round(time.perf_counter() - start, 1),
+            }
+        )
+        print(
+            f"seed {seed}: exit {done.returncode} in {runs[-1]['seconds']} s ({clone.name})",
+            flush=True,
+        )
     return runs
 
 
@@ -63,11 +84,19 @@ def summarise(out: Path, runs: list[dict[str, Any]], wall: float) -> dict[str, A
     for run in runs:
         path = out / f"s{run['seed']}" / "conformance.json"
         if not path.exists():
-            failures.append({"seed": run["seed"], "test": "(no report)", "failure": (out / f"s{run['seed']}.log").read_text()[-2000:]})
+            failures.append(
+                {
+                    "seed": run["seed"],
+                    "test": "(no report)",
+                    "failure": (out / f"s{run['seed']}.log").read_text()[-2000:],
+                }
+            )
             continue
         for r in json.loads(path.read_text())["results"]:
             if r["outcome"] == "fail":
-                failures.append({"seed": run["seed"], "test": r["test"], "failure": r.get("failure", "")[:1500]})
+                failures.append(
+                    {"seed": run["seed"], "test": r["test"], "failure": r.get("failure", "")[:1500]}
+                )
             elif r["outcome"] == "pass":
                 values = [float(x) for x in r.get("ratios", []) if x != "inf"]
                 ratios[f"{r['adapter']} {r['dtype']}"] += values
@@ -108,24 +137,38 @@ def markdown(summary: dict[str, Any]) -> str:
         "|---|---|---|---|---|",
     ]
     for key, row in summary["observed_over_allowed"].items():
-        lines.append(f"| {key} | {row['comparisons']} | {row['median']:.3g} | {row['p99']:.3g} | {row['max']:.3g} |")
+        lines.append(
+            f"| {key} | {row['comparisons']} | {row['median']:.3g} | {row['p99']:.3g} | {row['max']:.3g} |"
+        )
     lines += ["", "Closest to the bound:", ""]
     lines += [f"- {c['ratio']:.3f}: seed {c['seed']}, `{c['test']}`" for c in summary["closest"]]
     if summary["failures"]:
         lines += ["", "## Failures", ""]
-        lines += [f"- seed {f['seed']}: `{f['test']}`: {f['failure'].splitlines()[1] if f['failure'].count(chr(10)) else f['failure']}"
-                  for f in summary["failures"]]
+        lines += [
+            f"- seed {f['seed']}: `{f['test']}`: {f['failure'].splitlines()[1] if f['failure'].count(chr(10)) else f['failure']}"
+            for f in summary["failures"]
+        ]
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="1-50", help="seeds, e.g. 1-50 or 1,5,9 (default 1-50)")
-    parser.add_argument("--workers", type=int, default=2, help="clones run in parallel, one pytest each (default 2)")
-    parser.add_argument("--out", default="results/sweep", help="where the reports go (default results/sweep)")
-    parser.add_argument("pytest_args", nargs="*", help="passed to pytest (after --), e.g. tests/test_conformance.py")
+    parser.add_argument(
+        "--workers", type=int, default=2, help="clones run in parallel, one pytest each (default 2)"
+    )
+    parser.add_argument(
+        "--out", default="results/sweep", help="where the reports go (default results/sweep)"
+    )
+    parser.add_argument(
+        "pytest_args", nargs="*", help="passed to pytest (after --), e.g. tests/test_conformance.py"
+    )
     args = parser.parse_args(argv)
-    repo = Path(subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True, check=True).stdout.strip())
+    repo = Path(
+        subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    )
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     seeds = _seeds(args.seeds)
@@ -134,7 +177,10 @@ def main(argv: list[str] | None = None) -> int:
         clones = [_clone(repo, Path(tmp) / f"clone-{i}") for i in range(args.workers)]
         shares = [seeds[i :: args.workers] for i in range(args.workers)]
         with ThreadPoolExecutor(args.workers) as pool:
-            results = pool.map(lambda pair: _run_seeds(pair[0], pair[1], out, args.pytest_args), zip(clones, shares, strict=True))
+            results = pool.map(
+                lambda pair: _run_seeds(pair[0], pair[1], out, args.pytest_args),
+                zip(clones, shares, strict=True),
+            )
             runs = sorted((r for share in results for r in share), key=lambda r: r["seed"])
     summary = summarise(out, runs, time.perf_counter() - start)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))

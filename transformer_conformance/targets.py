@@ -37,7 +37,9 @@ class Target:
 
     @property
     def property_name(self) -> str:
-        name = self.check.name if isinstance(self.check, Property) else f"refuses[{self.check.name}]"
+        name = (
+            self.check.name if isinstance(self.check, Property) else f"refuses[{self.check.name}]"
+        )
         return f"{name}[{self.variant}]" if self.variant else name
 
     @property
@@ -66,25 +68,39 @@ class Target:
     @property
     def declared(self) -> Deviation | None:
         """The adapter's declared reason for differing here, if it declared one."""
-        prop = self.check.name if isinstance(self.check, Property) else f"refuses[{self.check.name}]"
+        prop = (
+            self.check.name if isinstance(self.check, Property) else f"refuses[{self.check.name}]"
+        )
         variant = self.variant if isinstance(self.check, Property) else None
         return self.adapter.deviation(self.component.name, prop, variant, self.dtype.name)
 
     def deviation_keys(self) -> list[str]:
         if isinstance(self.check, Property):
-            return self.adapter.deviation_keys(self.component.name, self.check.name, self.variant, self.dtype.name)
-        return self.adapter.deviation_keys(self.component.name, f"refuses[{self.check.name}]", None, self.dtype.name)
+            return self.adapter.deviation_keys(
+                self.component.name, self.check.name, self.variant, self.dtype.name
+            )
+        return self.adapter.deviation_keys(
+            self.component.name, f"refuses[{self.check.name}]", None, self.dtype.name
+        )
 
     def param(self) -> object:
         marks = []
         if self.adapter.function(self.component.name) is None:
             marks.append(
-                pytest.mark.skip(reason=f"unsupported: adapter {self.adapter.name} does not offer {self.component.name}")
+                pytest.mark.skip(
+                    reason=f"unsupported: adapter {self.adapter.name} does not offer {self.component.name}"
+                )
             )
-        elif isinstance(self.check, Property) and self.check.kind == "gradient" and not callable(
-            getattr(self.adapter.namespace, "vjp", None)
+        elif (
+            isinstance(self.check, Property)
+            and self.check.kind == "gradient"
+            and not callable(getattr(self.adapter.namespace, "vjp", None))
         ):
-            marks.append(pytest.mark.skip(reason=f"unsupported: adapter {self.adapter.name} offers no vjp (gradients)"))
+            marks.append(
+                pytest.mark.skip(
+                    reason=f"unsupported: adapter {self.adapter.name} offers no vjp (gradients)"
+                )
+            )
         return pytest.param(self, id=self.id, marks=marks)
 
 
@@ -99,7 +115,11 @@ def refuses(bad: BadInput, dtype: Any, subject: Subject, data: st.DataObject) ->
     except Exception:
         return
     shape = getattr(out, "shape", type(out).__name__)
-    finite = bool(np.isfinite(np.asarray(out, dtype=np.float64)).all()) if isinstance(out, np.ndarray) else "?"
+    finite = (
+        bool(np.isfinite(np.asarray(out, dtype=np.float64)).all())
+        if isinstance(out, np.ndarray)
+        else "?"
+    )
     raise ConformanceError(
         f"{subject.label(inputs)}\naccepted bad input {bad.name!r} ({bad.doc}) and returned "
         f"{shape} (all finite: {finite}) instead of raising",
@@ -107,7 +127,9 @@ def refuses(bad: BadInput, dtype: Any, subject: Subject, data: st.DataObject) ->
     )
 
 
-def property_targets(adapters: list[Adapter], components: list[str] | None = None, kind: str = "forward") -> Iterator[Target]:
+def property_targets(
+    adapters: list[Adapter], components: list[str] | None = None, kind: str = "forward"
+) -> Iterator[Target]:
     for adapter in adapters:
         for component in COMPONENTS.values():
             if components and component.name not in components:
@@ -118,7 +140,9 @@ def property_targets(adapters: list[Adapter], components: list[str] | None = Non
                         yield Target(adapter, component, prop, variant, dtype)
 
 
-def bad_input_targets(adapters: list[Adapter], components: list[str] | None = None) -> Iterator[Target]:
+def bad_input_targets(
+    adapters: list[Adapter], components: list[str] | None = None
+) -> Iterator[Target]:
     for adapter in adapters:
         for component in COMPONENTS.values():
             if components and component.name not in components:

@@ -4,7 +4,11 @@ Generated from the records: the plugin parametrises these over adapter x compone
 x dtype (or bad input); transformer_conformance/conformance/tests.py holds the test bodies.
 """
 
-from transformer_conformance.conformance.tests import test_gradient_property, test_property, test_refuses_bad_input
+from transformer_conformance.conformance.tests import (
+    test_gradient_property,
+    test_property,
+    test_refuses_bad_input,
+)
 
 FAMILY = "embeddings"
 __all__ = ["test_gradient_property", "test_property", "test_refuses_bad_input"]

@@ -20,11 +20,15 @@ def test_property(target: Target, tcs: Conformance, request: pytest.FixtureReque
     tcs.run(request, target)
 
 
-def test_gradient_property(target: Target, tcs: Conformance, request: pytest.FixtureRequest) -> None:
+def test_gradient_property(
+    target: Target, tcs: Conformance, request: pytest.FixtureRequest
+) -> None:
     """Gradient properties (spec/gradients.py): the adapter's vjp against finite differences of the oracle."""
     tcs.run(request, target, gradient=True)
 
 
-def test_refuses_bad_input(target: Target, tcs: Conformance, request: pytest.FixtureRequest) -> None:
+def test_refuses_bad_input(
+    target: Target, tcs: Conformance, request: pytest.FixtureRequest
+) -> None:
     """The adapter refuses input the spec refuses: it raises instead of returning a result."""
     tcs.run(request, target)
