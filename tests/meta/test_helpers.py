@@ -101,7 +101,7 @@ def test_buckets_cover_the_edge_shapes() -> None:
 
 
 def test_paths_read_and_replace_nested_inputs_without_mutating() -> None:
-    from spec.gradients import get_path, set_path
+    from reference.autodiff import get_path, set_path
 
     inputs = {"x": np.zeros(2), "params": {"w_q": np.ones(3)}}
     changed = set_path(inputs, "params.w_q", np.full(3, 2.0))
