@@ -54,6 +54,25 @@ MASK_1D_REFUSED = Deviation(
 )
 
 
+LINEAR_BIAS_BROADCAST = (
+    "F.linear broadcasts a bias of shape (1,) over any number of output features instead of refusing it: "
+    "F.linear(torch.randn(3, 2), torch.randn(3, 2), torch.randn(1)) returns (3, 3) (torch 2.13.0)"
+)
+# LayerNorm's eps and D, refused by the spec, accepted by F.layer_norm (torch 2.13.0)
+LAYER_NORM_UNCHECKED = {
+    "negative_eps": "F.layer_norm accepts eps < 0 without a check: F.layer_norm(x, (4,), eps=-1e-5) returns finite values",
+    "nan_eps": "F.layer_norm accepts eps = NaN without a check and returns NaN: F.layer_norm(x, (4,), eps=float('nan'))",
+    "eps_zero_on_a_constant_row": (
+        "F.layer_norm returns NaN (0/0) for a constant row at eps = 0 instead of refusing: "
+        "F.layer_norm(torch.ones(1, 4), (4,), eps=0.0)"
+    ),
+    "empty_model_dim": (
+        "F.layer_norm normalises over D = 0 features without a check: "
+        "F.layer_norm(torch.zeros(2, 0), (0,), torch.zeros(0), torch.zeros(0)) returns an empty (2, 0)"
+    ),
+}
+
+
 class TorchAdapter(TorchSeq2Seq):
     name = "torch"
     deviations: dict[str, str] = {
@@ -80,6 +99,10 @@ class TorchAdapter(TorchSeq2Seq):
         "causal_mask.refuses[empty_length]": "causal_upper_left(0, S) builds an empty bias instead of refusing T = 0",
         "causal_mask.refuses[no_keys]": "causal_upper_left(T, 0) builds an empty bias instead of refusing S = 0",
         **{f"{c}.*": (SCALE_ZERO_CAUSAL_NAN, MASK_1D_REFUSED) for c in ("attention_weights", "scaled_dot_product_attention")},
+        "position_wise_ffn.refuses[bias_of_one]": LINEAR_BIAS_BROADCAST,
+        # seen where D = 1: b2 then has shape (1,), so any W2 width is accepted
+        "position_wise_ffn.refuses[w2_shape_mismatch]": LINEAR_BIAS_BROADCAST + "; with D = 1 (b2 of shape (1,)) any W2 width",
+        **{f"{c}.refuses[{b}]": reason for c in ("layer_norm", "add_and_norm") for b, reason in LAYER_NORM_UNCHECKED.items()},
     }
 
     def __init__(self, device: str = "cpu"):
