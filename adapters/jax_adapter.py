@@ -189,6 +189,11 @@ class JaxAdapter(JaxSeq2Seq):
         "cross_entropy.refuses[target_out_of_range]": (
             "jax.nn.one_hot turns a target >= V into a zero row, so the optax loss is silently logsumexp(logits)"
         ),
+        "token_embedding.refuses[empty_tokens]": "flax nn.Embed accepts an empty id array and returns (B, 0, D)",
+        "tied_output_logits.refuses[scalar_h]": (
+            "flax nn.Embed.attend(h) is jnp.dot(h, E.T), which scales the table for a 0-D h: it returns (D, V) "
+            "instead of refusing"
+        ),
         "dropout.refuses[p_above_one]": "flax nn.Dropout accepts rate=1.5 without a check",
         "dropout.refuses[negative_p]": (
             "flax nn.Dropout accepts rate=-0.1 without a check and scales every entry by 1/1.1 in training: "
@@ -304,6 +309,8 @@ class JaxAdapter(JaxSeq2Seq):
     def sinusoidal_positional_encoding(self, T: int, D: int, base: float = 10000.0, dtype: str = "float32") -> np.ndarray:
         if T < 1 or D < 1 or not (base > 1 and np.isfinite(base)):
             raise ValueError(f"need T >= 1, D >= 1, finite base > 1; got T={T}, D={D}, base={base}")
+        if dtype not in ("float64", "float32", "float16", "bfloat16"):  # astype would make an int table of 0s and 1s
+            raise ValueError(f"dtype must name a floating dtype; got {dtype!r}")
         return np.asarray(positional_encoding_table(T, D, base, dtype))
 
     def token_embedding(self, tokens: np.ndarray, table: np.ndarray) -> np.ndarray:

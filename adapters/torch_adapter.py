@@ -103,6 +103,12 @@ class TorchAdapter(TorchSeq2Seq):
         # seen where D = 1: b2 then has shape (1,), so any W2 width is accepted
         "position_wise_ffn.refuses[w2_shape_mismatch]": LINEAR_BIAS_BROADCAST + "; with D = 1 (b2 of shape (1,)) any W2 width",
         **{f"{c}.refuses[{b}]": reason for c in ("layer_norm", "add_and_norm") for b, reason in LAYER_NORM_UNCHECKED.items()},
+        "token_embedding.refuses[empty_tokens]": (
+            "F.embedding accepts an empty id array: F.embedding(torch.zeros(2, 0, dtype=torch.long), table) is (2, 0, D)"
+        ),
+        "tied_output_logits.refuses[empty_model_dim]": (
+            "F.linear with D = 0 returns zeros (an empty sum): F.linear(torch.randn(1, 1, 0), torch.randn(11, 0))"
+        ),
     }
 
     def __init__(self, device: str = "cpu"):

@@ -11,20 +11,34 @@ import numpy as np
 
 from reference.checks import check_float_array, is_array, value
 
+FLOAT_NAMES = ("float64", "float32", "float16", "bfloat16")
 
-def sinusoidal_positional_encoding(T: int, D: int, base: float = 10000.0, dtype: str = "float64") -> np.ndarray:
+
+def _check_base(component: str, base: float) -> None:
+    """base is a finite real number > 1 (base = 1 makes every frequency 1; below 1 they grow)."""
+    if isinstance(base, bool) or not (isinstance(base, (int, float, np.integer, np.floating)) and np.isfinite(base) and base > 1):
+        raise ValueError(f"{component}: base must be a finite number > 1; got {base!r}")
+
+
+def sinusoidal_positional_encoding(T: int, D: int, base: float = 10000.0, dtype: str = "float32") -> np.ndarray:
     """PE[pos, 2i] = sin(pos / base^(2i/D)),  PE[pos, 2i+1] = cos(pos / base^(2i/D))  (Vaswani et al. 2017, 3.5).
 
     -> (T, D) in ``dtype``. Odd D: the last column is the sine of the next frequency pair, whose cosine
     is dropped (the even/odd interleaving simply stops at D), as the tensor2tensor layout truncates.
     The angle pos / base^(2i/D) is formed in float64 for every output dtype up to float64 (in the
     output's own precision above it): a float32 product of a position near 1e4 and a frequency is off
-    by ~1e-3 rad, which is the known precision failure.
+    by ~1e-3 rad, which is the known precision failure. ``dtype`` names a floating dtype: float32 by
+    default (the libraries' default float), float64, float16, bfloat16 (or the oracle's extended precision).
     """
     if not (isinstance(T, (int, np.integer)) and isinstance(D, (int, np.integer)) and T >= 1 and D >= 1):
         raise ValueError(f"sinusoidal_positional_encoding: T and D must be positive ints; got T={T!r}, D={D!r}")
-    if not (isinstance(base, (int, float)) and np.isfinite(base) and base > 1):
-        raise ValueError(f"sinusoidal_positional_encoding: base must be a finite number > 1; got {base!r}")
+    _check_base("sinusoidal_positional_encoding", base)
+    try:
+        floating = np.dtype(dtype).kind == "f" or np.dtype(dtype).name == "bfloat16"
+    except TypeError:
+        floating = False
+    if not floating:
+        raise ValueError(f"sinusoidal_positional_encoding: dtype must name a floating dtype {FLOAT_NAMES}; got {dtype!r}")
     work = np.longdouble if np.dtype(dtype) == np.longdouble else np.float64
     pos = np.arange(T, dtype=work)[:, None]  # (T, 1)
     two_i = np.arange(0, D, 2, dtype=work)[None, :]  # (1, ceil(D/2))
@@ -42,8 +56,10 @@ def _check_tokens(component: str, tokens: np.ndarray, table: np.ndarray) -> None
             f"{component}: tokens must be an int array (B, T); "
             f"got {getattr(tokens, 'dtype', type(tokens).__name__)} {getattr(tokens, 'shape', '')}"
         )
+    if 0 in tokens.shape:
+        raise ValueError(f"{component}: tokens must be (B, T) with B, T >= 1; got shape {tokens.shape}")
     V = table.shape[0]
-    if tokens.size and (tokens.min() < 0 or tokens.max() >= V):
+    if tokens.min() < 0 or tokens.max() >= V:
         raise ValueError(f"{component}: token ids must lie in [0, V={V}); got min {tokens.min()}, max {tokens.max()}")
 
 
@@ -56,6 +72,7 @@ def token_embedding(tokens: np.ndarray, table: np.ndarray) -> np.ndarray:
 def embed_with_positions(tokens: np.ndarray, table: np.ndarray, base: float = 10000.0) -> np.ndarray:
     """X = E[tokens] sqrt(D) + PE[:T]  -> (B, T, D)."""
     _check_tokens("embed_with_positions", tokens, table)
+    _check_base("embed_with_positions", base)
     h = token_embedding(tokens, table)
     return h + sinusoidal_positional_encoding(tokens.shape[-1], table.shape[1], base, dtype=table.dtype.name)
 
@@ -63,15 +80,16 @@ def embed_with_positions(tokens: np.ndarray, table: np.ndarray, base: float = 10
 def tied_output_logits(h: np.ndarray, table: np.ndarray) -> np.ndarray:
     """logits = h E^T: the output projection shares the embedding matrix (Press & Wolf 2017).
 
-    h (B, T, D), E (V, D) -> (B, T, V).
+    h (..., D), E (V, D) -> (..., V): every position is projected alone, whatever the leading axes.
     """
-    check_float_array("tied_output_logits", "h", h, 3, "(B, T, D)")
+    ndim = value(h).ndim if is_array(h) and value(h).ndim >= 1 else 1
+    check_float_array("tied_output_logits", "h", h, ndim, "(..., D)")
     check_float_array("tied_output_logits", "table", table, 2, "(V, D)")
     if h.shape[-1] != table.shape[1]:
         raise ValueError(
-            f"tied_output_logits: h must be (B, T, D={table.shape[1]}) to match E (V, D)={table.shape}; got {h.shape}"
+            f"tied_output_logits: h must be (..., D={table.shape[1]}) to match E (V, D)={table.shape}; got {h.shape}"
         )
-    return np.matmul(h, table.T).astype(h.dtype)  # (B, T, V)
+    return np.matmul(h, table.T).astype(h.dtype)  # (..., V)
 
 
 ACTIVATIONS = ("relu", "gelu", "gelu_tanh")
