@@ -186,9 +186,20 @@ class JaxAdapter(JaxSeq2Seq):
         },
         **{f"{c}.*": FAST_VARIANCE_ROWS for c in ("layer_norm", "add_and_norm")},
         **{f"{c}.refuses[{b}]": why for c in ("layer_norm", "add_and_norm") for b, why in FLAX_LAYER_NORM_UNCHECKED.items()},
-        "cross_entropy.refuses[target_out_of_range]": (
-            "jax.nn.one_hot turns a target >= V into a zero row, so the optax loss is silently logsumexp(logits)"
-        ),
+        **{
+            f"cross_entropy.refuses[{b}]": (
+                "jax.nn.one_hot turns a target >= V or < 0 into a zero row, so the optax loss is silently logsumexp(logits)"
+            )
+            for b in ("target_out_of_range", "negative_target")
+        },
+        "cross_entropy.refuses[every_target_ignored]": "a mean over no positions: the loss is 0 / 0 = NaN, unrefused",
+        **{
+            f"cross_entropy.refuses[{b}]": (
+                "optax.smooth_labels(labels, alpha) checks no alpha: alpha = 1.5 puts -0.5 on the target class "
+                "(optax.smooth_labels(jnp.eye(3), 1.5)[0] is [0, 0.5, 0.5]), -0.1 and NaN pass too"
+            )
+            for b in ("label_smoothing_above_one", "negative_label_smoothing", "nan_label_smoothing")
+        },
         "token_embedding.refuses[empty_tokens]": "flax nn.Embed accepts an empty id array and returns (B, 0, D)",
         "tied_output_logits.refuses[scalar_h]": (
             "flax nn.Embed.attend(h) is jnp.dot(h, E.T), which scales the table for a 0-D h: it returns (D, V) "
@@ -374,8 +385,8 @@ class JaxAdapter(JaxSeq2Seq):
     def shift_right(self, targets: np.ndarray, bos: int, pad: int) -> np.ndarray:
         # jax has no shift-right: user code with jnp
         t = jnp.asarray(targets)
-        if t.ndim != 2:
-            raise ValueError(f"targets must be (B, T); got {t.shape}")
+        if t.ndim != 2 or t.shape[1] == 0 or not jnp.issubdtype(t.dtype, jnp.integer):
+            raise ValueError(f"targets must be int ids (B, T) with T >= 1; got {t.dtype} {t.shape}")
         shifted = jnp.concatenate([jnp.full_like(t[:, :1], bos), t[:, :-1]], axis=1)  # (B, T)
         return np.asarray(jnp.where(t == pad, pad, shifted))
 

@@ -73,6 +73,35 @@ LAYER_NORM_UNCHECKED = {
 }
 
 
+CE_INT32_TARGETS = Deviation(
+    "F.cross_entropy refuses int32 class targets (it takes int64 or uint8): "
+    "F.cross_entropy(torch.randn(3, 5), torch.tensor([0, 1, 2], dtype=torch.int32)) raises RuntimeError (torch 2.13.0)",
+    when=lambda i: getattr(i.get("targets"), "dtype", None) == np.int32,
+    trigger="int32 targets",
+)
+
+
+def _smoothing_sum_overflows(inputs: Mapping[str, Any]) -> bool:
+    """float16 with label smoothing, where the sum over kept positions of sum_v |log p_v| passes 65504."""
+    logits = inputs["logits"]
+    if logits.dtype != np.float16 or not inputs.get("label_smoothing"):
+        return False
+    x = logits.astype(np.float64)
+    logp = x - x.max(-1, keepdims=True)
+    logp = logp - np.log(np.exp(logp).sum(-1, keepdims=True))  # (..., V)
+    kept = inputs["targets"] != inputs.get("ignore_index", -100)
+    return float(np.abs(logp.sum(-1))[kept].sum()) > 65504
+
+
+CE_FLOAT16_SMOOTHING = Deviation(
+    "F.cross_entropy in float16 sums the label-smoothing term over every position and class in float16 before the "
+    "mean and overflows to inf where the loss itself is ~1e3: with logits = (torch.rand(10, 11) * 2 - 1) * 1000 "
+    "(seed 0), F.cross_entropy(logits.half(), t, label_smoothing=0.1) is inf, 1124.3 in float64 (torch 2.13.0)",
+    when=_smoothing_sum_overflows,
+    trigger="float16, label smoothing, and a smoothing sum over 65504",
+)
+
+
 class TorchAdapter(TorchSeq2Seq):
     name = "torch"
     deviations: dict[str, str] = {
@@ -109,6 +138,18 @@ class TorchAdapter(TorchSeq2Seq):
         "tied_output_logits.refuses[empty_model_dim]": (
             "F.linear with D = 0 returns zeros (an empty sum): F.linear(torch.randn(1, 1, 0), torch.randn(11, 0))"
         ),
+        "cross_entropy.*": (CE_INT32_TARGETS, CE_FLOAT16_SMOOTHING),
+        "cross_entropy.refuses[every_target_ignored]": (
+            "F.cross_entropy returns NaN (a mean over no positions) when every target is ignore_index: "
+            "F.cross_entropy(torch.zeros(3, 5), torch.full((3,), -100))"
+        ),
+        **{
+            f"cross_entropy.refuses[{b}]": (
+                "F.cross_entropy checks only label_smoothing <= 1: it accepts label_smoothing=-0.1 or NaN and silently "
+                "computes the unsmoothed loss (F.cross_entropy(x, t, label_smoothing=-0.1) == F.cross_entropy(x, t))"
+            )
+            for b in ("negative_label_smoothing", "nan_label_smoothing")
+        },
     }
 
     def __init__(self, device: str = "cpu"):
@@ -299,8 +340,8 @@ class TorchAdapter(TorchSeq2Seq):
     def shift_right(self, targets: np.ndarray, bos: int, pad: int) -> np.ndarray:
         # torch has no shift-right: user code with torch ops
         t = self._t(targets)
-        if t.ndim != 2:
-            raise ValueError(f"targets must be (B, T); got {tuple(t.shape)}")
+        if t.ndim != 2 or t.shape[1] == 0 or t.dtype.is_floating_point:
+            raise ValueError(f"targets must be int ids (B, T) with T >= 1; got {t.dtype} {tuple(t.shape)}")
         shifted = torch.cat([torch.full_like(t[:, :1], bos), t[:, :-1]], dim=1)  # (B, T)
         return self._np(torch.where(t == pad, torch.full_like(t, pad), shifted))
 
