@@ -144,15 +144,13 @@ def _ce_inputs(data: st.DataObject, dtype: DType, variant: str | None) -> dict[s
     shape, V = data.draw(st.sampled_from(shapes), label="shape")
     if padded:
         ignore = pad = data.draw(st.sampled_from([PAD, -100]), label="pad")
-        targets = _targets(data, variant, pad, V, (int(np.prod(shape[:-1])), shape[-1]))
+        targets = _targets(data, variant, pad, V, (int(np.prod(shape[:-1])), shape[-1]))  # (sequences, T): tails padded
     else:
-        flat = _targets(data, None, -100, V, (1, int(np.prod(shape, dtype=int))))
-        targets = flat.reshape(shape)
+        targets = _targets(data, None, -100, V, (1, int(np.prod(shape, dtype=int))))  # (1, positions)
         ignore = data.draw(st.sampled_from([-100, -100, -1, 3 % V, V]), label="ignore_index")
         if (targets == ignore).all():  # every position ignored is refused: ignore nothing instead
             ignore = -100
     targets = targets.reshape(shape)
-    # realistic logits: with |logit| ~ 1e4 in float16 both torch and jax overflow summing the losses
     logits = data.draw(arrays(shape + (V,), dtype, large=CE_LARGE), label="logits")
     smoothing = data.draw(st.sampled_from(CE_SMOOTHING), label="label_smoothing") if variant and "smoothing" in variant else 0.0
     return {"logits": logits, "targets": targets, "ignore_index": ignore, "label_smoothing": smoothing}
