@@ -54,6 +54,54 @@ MASK_1D_REFUSED = Deviation(
 )
 
 
+LINEAR_BIAS_BROADCAST = (
+    "F.linear broadcasts a bias of shape (1,) over any number of output features instead of refusing it: "
+    "F.linear(torch.randn(3, 2), torch.randn(3, 2), torch.randn(1)) returns (3, 3) (torch 2.13.0)"
+)
+# LayerNorm's eps and D, refused by the spec, accepted by F.layer_norm (torch 2.13.0)
+LAYER_NORM_UNCHECKED = {
+    "negative_eps": "F.layer_norm accepts eps < 0 without a check: F.layer_norm(x, (4,), eps=-1e-5) returns finite values",
+    "nan_eps": "F.layer_norm accepts eps = NaN without a check and returns NaN: F.layer_norm(x, (4,), eps=float('nan'))",
+    "eps_zero_on_a_constant_row": (
+        "F.layer_norm returns NaN (0/0) for a constant row at eps = 0 instead of refusing: "
+        "F.layer_norm(torch.ones(1, 4), (4,), eps=0.0)"
+    ),
+    "empty_model_dim": (
+        "F.layer_norm normalises over D = 0 features without a check: "
+        "F.layer_norm(torch.zeros(2, 0), (0,), torch.zeros(0), torch.zeros(0)) returns an empty (2, 0)"
+    ),
+}
+
+
+CE_INT32_TARGETS = Deviation(
+    "F.cross_entropy refuses int32 class targets (it takes int64 or uint8): "
+    "F.cross_entropy(torch.randn(3, 5), torch.tensor([0, 1, 2], dtype=torch.int32)) raises RuntimeError (torch 2.13.0)",
+    when=lambda i: getattr(i.get("targets"), "dtype", None) == np.int32,
+    trigger="int32 targets",
+)
+
+
+def _smoothing_sum_overflows(inputs: Mapping[str, Any]) -> bool:
+    """float16 with label smoothing, where the sum over kept positions of sum_v |log p_v| passes 65504."""
+    logits = inputs["logits"]
+    if logits.dtype != np.float16 or not inputs.get("label_smoothing"):
+        return False
+    x = logits.astype(np.float64)
+    logp = x - x.max(-1, keepdims=True)
+    logp = logp - np.log(np.exp(logp).sum(-1, keepdims=True))  # (..., V)
+    kept = inputs["targets"] != inputs.get("ignore_index", -100)
+    return float(np.abs(logp.sum(-1))[kept].sum()) > 65504
+
+
+CE_FLOAT16_SMOOTHING = Deviation(
+    "F.cross_entropy in float16 sums the label-smoothing term over every position and class in float16 before the "
+    "mean and overflows to inf where the loss itself is ~1e3: with logits = (torch.rand(10, 11) * 2 - 1) * 1000 "
+    "(seed 0), F.cross_entropy(logits.half(), t, label_smoothing=0.1) is inf, 1124.3 in float64 (torch 2.13.0)",
+    when=_smoothing_sum_overflows,
+    trigger="float16, label smoothing, and a smoothing sum over 65504",
+)
+
+
 class TorchAdapter(TorchSeq2Seq):
     name = "torch"
     deviations: dict[str, str] = {
@@ -80,6 +128,28 @@ class TorchAdapter(TorchSeq2Seq):
         "causal_mask.refuses[empty_length]": "causal_upper_left(0, S) builds an empty bias instead of refusing T = 0",
         "causal_mask.refuses[no_keys]": "causal_upper_left(T, 0) builds an empty bias instead of refusing S = 0",
         **{f"{c}.*": (SCALE_ZERO_CAUSAL_NAN, MASK_1D_REFUSED) for c in ("attention_weights", "scaled_dot_product_attention")},
+        "position_wise_ffn.refuses[bias_of_one]": LINEAR_BIAS_BROADCAST,
+        # seen where D = 1: b2 then has shape (1,), so any W2 width is accepted
+        "position_wise_ffn.refuses[w2_shape_mismatch]": LINEAR_BIAS_BROADCAST + "; with D = 1 (b2 of shape (1,)) any W2 width",
+        **{f"{c}.refuses[{b}]": reason for c in ("layer_norm", "add_and_norm") for b, reason in LAYER_NORM_UNCHECKED.items()},
+        "token_embedding.refuses[empty_tokens]": (
+            "F.embedding accepts an empty id array: F.embedding(torch.zeros(2, 0, dtype=torch.long), table) is (2, 0, D)"
+        ),
+        "tied_output_logits.refuses[empty_model_dim]": (
+            "F.linear with D = 0 returns zeros (an empty sum): F.linear(torch.randn(1, 1, 0), torch.randn(11, 0))"
+        ),
+        "cross_entropy.*": (CE_INT32_TARGETS, CE_FLOAT16_SMOOTHING),
+        "cross_entropy.refuses[every_target_ignored]": (
+            "F.cross_entropy returns NaN (a mean over no positions) when every target is ignore_index: "
+            "F.cross_entropy(torch.zeros(3, 5), torch.full((3,), -100))"
+        ),
+        **{
+            f"cross_entropy.refuses[{b}]": (
+                "F.cross_entropy checks only label_smoothing <= 1: it accepts label_smoothing=-0.1 or NaN and silently "
+                "computes the unsmoothed loss (F.cross_entropy(x, t, label_smoothing=-0.1) == F.cross_entropy(x, t))"
+            )
+            for b in ("negative_label_smoothing", "nan_label_smoothing")
+        },
     }
 
     def __init__(self, device: str = "cpu"):
@@ -270,8 +340,8 @@ class TorchAdapter(TorchSeq2Seq):
     def shift_right(self, targets: np.ndarray, bos: int, pad: int) -> np.ndarray:
         # torch has no shift-right: user code with torch ops
         t = self._t(targets)
-        if t.ndim != 2:
-            raise ValueError(f"targets must be (B, T); got {tuple(t.shape)}")
+        if t.ndim != 2 or t.shape[1] == 0 or t.dtype.is_floating_point:
+            raise ValueError(f"targets must be int ids (B, T) with T >= 1; got {t.dtype} {tuple(t.shape)}")
         shifted = torch.cat([torch.full_like(t[:, :1], bos), t[:, :-1]], dim=1)  # (B, T)
         return self._np(torch.where(t == pad, torch.full_like(t, pad), shifted))
 

@@ -37,22 +37,26 @@ def cross_entropy(logits: np.ndarray, targets: np.ndarray, ignore_index: int = -
 
     The smoothing mass eps is spread uniformly over the whole vocabulary of size V, the target class
     included, as torch's ``label_smoothing`` and optax's ``smooth_labels`` do; none goes to ignored
-    positions, which contribute nothing. logits (N, V) or (B, T, V), targets (N,) or (B, T) -> scalar.
+    positions, which contribute nothing. logits (..., V) with any leading axes ((V,): one position),
+    targets of the leading shape -> scalar. ignore_index is any int, a real class included (a padding id).
     If every position is ignored the mean is over nothing: the spec refuses that (torch returns NaN).
     """
-    if not is_array(logits) or logits.ndim < 2:
+    if not is_array(logits) or logits.ndim < 1:
         raise ValueError(f"cross_entropy: logits must be (..., V); got {getattr(logits, 'shape', type(logits).__name__)}")
     if not is_array(targets) or targets.shape != logits.shape[:-1] or targets.dtype.kind not in "iu":
         raise ValueError(
             f"cross_entropy: targets must be ints of shape {logits.shape[:-1]}; "
             f"got {getattr(targets, 'dtype', '')} {getattr(targets, 'shape', '')}"
         )
-    if not 0.0 <= label_smoothing <= 1.0:
+    if isinstance(label_smoothing, bool) or not 0.0 <= label_smoothing <= 1.0:  # NaN too
         raise ValueError(f"cross_entropy: label_smoothing must lie in [0, 1]; got {label_smoothing!r}")
     V = logits.shape[-1]
     keep = targets != ignore_index
     if not keep.any():
-        raise ValueError("cross_entropy: every target is ignore_index; the mean over no positions is undefined")
+        raise ValueError(
+            f"cross_entropy: targets must hold a position not equal to ignore_index={ignore_index} (a mean over no "
+            "positions is undefined); got every target ignored"
+        )
     if (targets[keep] < 0).any() or (targets[keep] >= V).any():
         raise ValueError(
             f"cross_entropy: targets must lie in [0, V={V}) or equal ignore_index={ignore_index}; "

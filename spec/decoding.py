@@ -19,25 +19,46 @@ from hypothesis import strategies as st
 
 from reference.decoding import greedy_decode, sequence_score
 from spec.core import BadInput, Component, Property, Subject, matches_reference
+from spec.domains import Arg, region
 from spec.dtypes import EXACT, DType
 from spec.strategies import seeds
 
 BOS, EOS = 0, 1
+TABLE_KINDS = ("normal", "normal", "ties", "neg_inf", "unnormalised")
+ALPHAS = (0.6, 0.6, 1.0, 2.0, -0.5)  # GNMT's 0.6 (twice as likely), 1, a large one, a negative one
 
 
-def _table(data: st.DataObject, V: int) -> np.ndarray:
-    """A random normalised log-prob table (V, V): no ties (continuous draws)."""
-    logits = np.random.default_rng(data.draw(seeds(), label="table_seed")).standard_normal((V, V)) * 2
-    return logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+def _table(data: st.DataObject, V: int, kind: str) -> np.ndarray:
+    """A next-token table (V, V): normalised log-probs without ties ("normal"), integer scores in {-2, -1, 0}
+    with equal scores and equal sums across lengths ("ties"), log-probs with impossible (-inf) transitions,
+    every row keeping a finite one ("neg_inf"), or positive unnormalised scores ("unnormalised")."""
+    rng = np.random.default_rng(data.draw(seeds(), label="table_seed"))
+    if kind == "ties":
+        return rng.integers(-2, 1, (V, V)).astype(np.float64)
+    if kind == "unnormalised":
+        return rng.standard_normal((V, V)) * 2 + 3
+    logits = rng.standard_normal((V, V)) * 2
+    table = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    if kind == "neg_inf":
+        impossible = rng.random((V, V)) < 0.4
+        impossible[np.arange(V), rng.integers(0, V, V)] = False  # one possible next token per row
+        table = np.where(impossible, -np.inf, table)
+    return table
 
 
 def _inputs(data: st.DataObject, dtype: DType, variant: str | None, beam: bool, exhaustive: bool = False) -> dict[str, Any]:
-    V = data.draw(st.sampled_from([3, 4, 6] if not exhaustive else [3, 4]), label="V")
-    max_len = data.draw(st.integers(1, 5 if not exhaustive else 3), label="max_len")
-    inputs: dict[str, Any] = {"logprobs": _table(data, V), "bos": BOS, "eos": EOS, "max_len": max_len}
+    ties = variant == "ties"  # equal scores across lengths: V = 3, 4 with max_len >= 2 and eos = 1 tie most often
+    V = data.draw(st.sampled_from([3, 4] if ties else [3, 4, 6, 2, 1] if not exhaustive else [3, 4, 2, 1]), label="V")
+    max_len = data.draw(st.integers(2 if ties else 1, 5 if not exhaustive else 3), label="max_len")
+    kind = variant if variant in TABLE_KINDS else data.draw(st.sampled_from(TABLE_KINDS), label="table")
+    bos = data.draw(st.sampled_from([BOS, BOS, V - 1, 2 % V]), label="bos")
+    eos = EOS if ties else data.draw(st.sampled_from([EOS % V, EOS % V, bos, V - 1]), label="eos")
+    inputs: dict[str, Any] = {"logprobs": _table(data, V, kind), "bos": bos, "eos": eos, "max_len": max_len}
     if beam:
-        inputs["beam_width"] = V**max_len if exhaustive else data.draw(st.integers(1, 4), label="beam_width")
-        inputs["alpha"] = 0.6 if variant == "length_penalty" else 0.0
+        # "ties": beams wide enough to hold hypotheses of equal score and different lengths
+        widths = [3, 4, 8] if variant == "ties" else [1, 2, 3, 4, 8]
+        inputs["beam_width"] = V**max_len if exhaustive else data.draw(st.sampled_from(widths), label="beam_width")
+        inputs["alpha"] = data.draw(st.sampled_from(ALPHAS), label="alpha") if variant == "length_penalty" else 0.0
     return inputs
 
 
@@ -51,36 +72,201 @@ def width_one_is_greedy(subject: Subject, data: st.DataObject, variant: str | No
     """Beam search with beam_width 1 returns the greedy sequence."""
     inputs = {**_inputs(data, subject.dtype, variant, beam=True), "beam_width": 1}
     got = subject.case(inputs).got[0]
-    greedy = greedy_decode(inputs["logprobs"], BOS, EOS, inputs["max_len"])
+    greedy = greedy_decode(inputs["logprobs"], inputs["bos"], inputs["eos"], inputs["max_len"])
     if not np.array_equal(got[got >= 0], greedy):
         subject.fail(inputs, f"width-1 beam {got.tolist()} differs from greedy {greedy.tolist()}")
 
 
 def ordered_by_score(subject: Subject, data: st.DataObject, variant: str | None) -> None:
-    """Hypotheses come out best first: scores (with the length penalty) never increase down the list."""
+    """Hypotheses come out best first: scores (with the length penalty) never increase down the list, and
+    hypotheses of equal score come in increasing token order (the lowest ids first)."""
     inputs = _inputs(data, subject.dtype, variant, beam=True)
-    scores = _scores(subject.case(inputs).got, inputs)
+    got = subject.case(inputs).got
+    scores = _scores(got, inputs)
     if any(a < b - 1e-12 for a, b in zip(scores, scores[1:], strict=False)):
         subject.fail(inputs, f"hypothesis scores are not in descending order: {scores}")
+    rows = [tuple(row[row >= 0].tolist()) for row in got if (row >= 0).any()]
+    for k in range(len(rows) - 1):
+        if scores[k] == scores[k + 1] and rows[k] > rows[k + 1]:  # exactly equal: integer scores, or -inf
+            subject.fail(inputs, f"hypotheses {rows[k]} and {rows[k + 1]} score {scores[k]} both; expected the lower ids first")
 
 
 def exhaustive_beam_is_optimal(subject: Subject, data: st.DataObject, variant: str | None) -> None:
     """With beam_width >= V^max_len the best hypothesis scores >= greedy's and >= every sequence's."""
     inputs = _inputs(data, subject.dtype, variant, beam=True, exhaustive=True)
     best = _scores(subject.case(inputs).got, inputs)[0]
-    V, L = inputs["logprobs"].shape[0], inputs["max_len"]
+    V, L, bos, eos = inputs["logprobs"].shape[0], inputs["max_len"], inputs["bos"], inputs["eos"]
     # complete hypotheses: ending at their first EOS, or running to max_len without one
     candidates = [
         np.array(seq)
         for n in range(1, L + 1)
         for seq in itertools.product(range(V), repeat=n)
-        if (seq[-1] == EOS and EOS not in seq[:-1]) or (n == L and EOS not in seq)
+        if (seq[-1] == eos and eos not in seq[:-1]) or (n == L and eos not in seq)
     ]
-    optimum = max(sequence_score(c, inputs["logprobs"], BOS, inputs["alpha"]) for c in candidates)
-    greedy = sequence_score(greedy_decode(inputs["logprobs"], BOS, EOS, L), inputs["logprobs"], BOS, inputs["alpha"])
+    optimum = max(sequence_score(c, inputs["logprobs"], bos, inputs["alpha"]) for c in candidates)
+    greedy = sequence_score(greedy_decode(inputs["logprobs"], bos, eos, L), inputs["logprobs"], bos, inputs["alpha"])
     if best < optimum - 1e-9 or best < greedy - 1e-9:
         subject.fail(inputs, f"best beam score {best:.6g} < optimum {optimum:.6g} or greedy {greedy:.6g}")
 
+
+def _v(i: Any) -> int:
+    return i["logprobs"].shape[0]
+
+
+def _greedy(i: Any) -> np.ndarray:
+    return greedy_decode(i["logprobs"], i["bos"], i["eos"], i["max_len"])
+
+
+def _row_ties(v: np.ndarray) -> bool:
+    """Two equal finite scores in some row."""
+    rows = np.sort(np.where(np.isfinite(v), v, np.nan), -1)  # (V, V), -inf as NaN: never equal
+    return bool((np.diff(rows, axis=-1) == 0).any())
+
+
+def _hypotheses(i: Any) -> int:
+    """How many hypotheses beam search returns (rows that are not all -1)."""
+    from reference.decoding import beam_search
+
+    return int((beam_search(**i) >= 0).any(-1).sum())
+
+
+def _next_id(v: int, i: Any) -> int:
+    return (v + 1) % _v(i)
+
+
+# Arguments shared by greedy_decode and beam_search. A perturbed table prefers higher ids by 1e-3 per id:
+# in exact arithmetic it changes nothing but which of equal scores wins (ties go to the lowest id).
+DECODE_ARGS = (
+    Arg(
+        "logprobs",
+        "float array (V, V), V >= 1: logprobs[prev, next] scores the next token (log-probs, or any scores: rows need "
+        "not be normalised); entries finite or -inf (an impossible transition), every row with a finite entry",
+        perturb=lambda v, i: v + 1e-3 * np.arange(v.shape[1]),
+        regions=(
+            region("V = 1 (bos = eos = 0)", lambda v, i: v.shape[0] == 1),
+            region("V = 2", lambda v, i: v.shape[0] == 2),
+            region("V = 6", lambda v, i: v.shape[0] == 6),
+            region("ties (equal scores in a row)", lambda v, i: _row_ties(v)),
+            region("-inf entries", lambda v, i: bool(np.isneginf(v).any())),
+            region("unnormalised (positive scores)", lambda v, i: bool((v > 0).any())),
+        ),
+    ),
+    Arg(
+        "bos",
+        "int id in [0, V): the token before the first; may equal eos",
+        kind="int",
+        perturb=_next_id,
+        regions=(
+            region("0", lambda v, i: v == 0),
+            region("V - 1 with V > 2", lambda v, i: v == _v(i) - 1 and _v(i) > 2),
+            region("equal to eos with V > 1", lambda v, i: v == i["eos"] and _v(i) > 1),
+            region("another (2)", lambda v, i: v == 2),
+        ),
+    ),
+    Arg(
+        "eos",
+        "int id in [0, V): decoding stops after emitting it (kept in the output)",
+        kind="int",
+        perturb=_next_id,
+        regions=(
+            region("1", lambda v, i: v == 1),
+            region("V - 1 with V > 2", lambda v, i: v == _v(i) - 1 and _v(i) > 2),
+            region("emitted first (greedy stops after one token)", lambda v, i: _greedy(i)[0] == v),
+            region("never emitted by greedy within max_len > 1", lambda v, i: i["max_len"] > 1 and v not in _greedy(i)),
+        ),
+    ),
+    Arg(
+        "max_len",
+        "int >= 1: the most tokens a hypothesis holds (EOS included)",
+        kind="int",
+        regions=(
+            region("1", lambda v, i: v == 1),
+            region("reached (greedy has max_len > 1 tokens, no EOS)", lambda v, i: v > 1 and i["eos"] not in _greedy(i)),
+            region("not reached (greedy stops at EOS earlier)", lambda v, i: len(_greedy(i)) < v),
+        ),
+    ),
+)
+BEAM_ARGS = DECODE_ARGS + (
+    Arg(
+        "beam_width",
+        "int >= 1: the number of candidates kept per step, and of rows returned (-1 padded)",
+        kind="int",
+        regions=(
+            region("1 (greedy)", lambda v, i: v == 1),
+            region("1 < beam_width <= V", lambda v, i: 1 < v <= _v(i)),
+            region("beam_width > V", lambda v, i: v > _v(i)),
+            region("more rows than hypotheses (rows of -1)", lambda v, i: _hypotheses(i) < v),
+            region("exhaustive (>= V^max_len) with V > 1", lambda v, i: _v(i) > 1 and v >= _v(i) ** i["max_len"]),
+        ),
+    ),
+    Arg(
+        "alpha",
+        "any finite real: the GNMT length penalty's exponent, 0 for none; positive favours longer hypotheses",
+        kind="number",
+        default=0.0,
+        regions=(
+            region("0", lambda v, i: v == 0),
+            region("0.6 (GNMT)", lambda v, i: v == 0.6),
+            region("1", lambda v, i: v == 1),
+            region("large (2)", lambda v, i: v >= 2),
+            region("negative", lambda v, i: v < 0),
+        ),
+    ),
+)
+
+
+def _decode_bad(beam: bool, change: dict[str, Any] | Any) -> Any:
+    def draw(data: st.DataObject, dtype: DType) -> dict[str, Any]:
+        inputs = _inputs(data, dtype, "length_penalty", beam=beam)
+        return change(inputs) if callable(change) else {**inputs, **change}
+
+    return draw
+
+
+def _entry(value: float, row: bool = False) -> Any:
+    """logprobs with its first entry (or its whole first row) set to value."""
+
+    def change(i: dict[str, Any]) -> dict[str, Any]:
+        table = i["logprobs"].copy()
+        table[0, slice(None) if row else slice(0, 1)] = value
+        return {**i, "logprobs": table}
+
+    return change
+
+
+def _decode_bad_inputs(beam: bool) -> tuple[BadInput, ...]:
+    return (
+        BadInput("eos_out_of_range", "eos = V", _decode_bad(beam, lambda i: {**i, "eos": _v(i)})),
+        BadInput("bos_out_of_range", "bos = V", _decode_bad(beam, lambda i: {**i, "bos": _v(i)})),
+        BadInput("negative_bos", "bos = -1", _decode_bad(beam, {"bos": -1})),
+        BadInput("zero_max_len", "max_len = 0", _decode_bad(beam, {"max_len": 0})),
+        BadInput(
+            "table_not_square",
+            "logprobs (V, V + 1)",
+            _decode_bad(beam, lambda i: {**i, "logprobs": np.concatenate([i["logprobs"], i["logprobs"][:, :1]], 1)}),
+        ),
+        BadInput("nan_logprob", "a NaN entry", _decode_bad(beam, _entry(float("nan")))),
+        BadInput("row_all_neg_inf", "a row of only -inf (no next token possible)", _decode_bad(beam, _entry(-np.inf, row=True))),
+    )
+
+
+def greedy_tokens_are_the_best_next(subject: Subject, data: st.DataObject, variant: str | None) -> None:
+    """Every token is the highest-scoring next token after the one before (the lowest id among equal scores),
+    only the last may be EOS, and the output is max_len long unless it ends with EOS."""
+    inputs = _inputs(data, subject.dtype, variant, beam=False)
+    got, table, eos = subject.case(inputs).got, inputs["logprobs"], inputs["eos"]
+    prev = np.concatenate([[inputs["bos"]], got[:-1]]).astype(int)  # (L,)
+    best = np.argmax(table[prev], axis=-1)  # (L,): the first maximum, the lowest id
+    if not np.array_equal(got, best):
+        subject.fail(inputs, f"tokens {got.tolist()}; the best next tokens after each are {best.tolist()}")
+    if eos in got[:-1] or (len(got) < inputs["max_len"] and got[-1] != eos):
+        subject.fail(inputs, f"tokens {got.tolist()} go on past EOS={eos} or stop before max_len={inputs['max_len']} without it")
+
+
+GREEDY_VARIANTS = (None, "ties", "neg_inf", "unnormalised")  # None: the table's kind is drawn
+# "ties": integer scores without a length penalty, where hypotheses of different lengths tie exactly and the
+# lowest ids decide (any alpha != 0 would break those ties: how a perturbed alpha is seen)
+BEAM_VARIANTS = ("no_penalty", "length_penalty", "ties")
 
 GREEDY_DECODE = Component(
     name="greedy_decode",
@@ -89,10 +275,18 @@ GREEDY_DECODE = Component(
     shapes="logprobs (V, V) -> (L,) int, L <= max_len",
     error_scale=lambda inputs: 0.0,
     dtypes=(EXACT,),
-    properties=(matches_reference(lambda data, dtype, variant: _inputs(data, dtype, variant, beam=False), (None,), (EXACT,)),),
-    bad_inputs=(
-        BadInput("eos_out_of_range", "eos = V", lambda data, dtype: {**_inputs(data, dtype, None, beam=False), "eos": 99}),
+    args=DECODE_ARGS,
+    properties=(
+        matches_reference(lambda data, dtype, variant: _inputs(data, dtype, variant, beam=False), GREEDY_VARIANTS, (EXACT,)),
+        Property(
+            "tokens_are_the_best_next",
+            greedy_tokens_are_the_best_next.__doc__,
+            greedy_tokens_are_the_best_next,
+            (None, "ties"),
+            (EXACT,),
+        ),
     ),
+    bad_inputs=_decode_bad_inputs(beam=False),
 )
 
 BEAM_SEARCH = Component(
@@ -102,12 +296,11 @@ BEAM_SEARCH = Component(
     shapes="logprobs (V, V) -> (beam_width, max_len) int, -1 padded, best first",
     error_scale=lambda inputs: 0.0,
     dtypes=(EXACT,),
+    args=BEAM_ARGS,
     properties=(
-        matches_reference(
-            lambda data, dtype, variant: _inputs(data, dtype, variant, beam=True), ("no_penalty", "length_penalty"), (EXACT,)
-        ),
+        matches_reference(lambda data, dtype, variant: _inputs(data, dtype, variant, beam=True), BEAM_VARIANTS, (EXACT,)),
         Property("width_one_is_greedy", width_one_is_greedy.__doc__, width_one_is_greedy, ("no_penalty",), (EXACT,)),
-        Property("ordered_by_score", ordered_by_score.__doc__, ordered_by_score, ("no_penalty", "length_penalty"), (EXACT,)),
+        Property("ordered_by_score", ordered_by_score.__doc__, ordered_by_score, BEAM_VARIANTS, (EXACT,)),
         Property(
             "exhaustive_beam_is_optimal",
             exhaustive_beam_is_optimal.__doc__,
@@ -116,9 +309,9 @@ BEAM_SEARCH = Component(
             (EXACT,),
         ),
     ),
-    bad_inputs=(
-        BadInput(
-            "zero_beam_width", "beam_width = 0", lambda data, dtype: {**_inputs(data, dtype, None, beam=True), "beam_width": 0}
-        ),
+    bad_inputs=_decode_bad_inputs(beam=True)
+    + (
+        BadInput("zero_beam_width", "beam_width = 0", _decode_bad(True, {"beam_width": 0})),
+        BadInput("nan_alpha", "alpha = NaN", _decode_bad(True, {"alpha": float("nan")})),
     ),
 )

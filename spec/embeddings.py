@@ -3,14 +3,15 @@
     sinusoidal_positional_encoding(T, D, base=10000.0, dtype="float32") -> PE (T, D) in dtype
         PE[pos, 2i] = sin(pos / base^(2i/D)), PE[pos, 2i+1] = cos(same); odd D keeps the last sine.
         Precision must hold at every position up to 10^4 in float32: the angle may not be formed
-        as a float32 product (an error of ~1e-3 rad at pos 1e4).
+        as a float32 product (an error of ~1e-3 rad at pos 1e4). dtype defaults to float32, the
+        libraries' default float (the reference said float64 until the argument domains were stated).
     token_embedding(tokens (B, T) int, table (V, D)) -> E[tokens] * sqrt(D)          (B, T, D)
     embed_with_positions(tokens, table, base=10000.0) -> E[tokens] sqrt(D) + PE[:T]  (B, T, D)
-    tied_output_logits(h (B, T, D), table (V, D)) -> h E^T                           (B, T, V)
-Token ids outside [0, V) are refused. error_scale: for PE 1 below float64 (the angle must be formed
-in float64, so only the output's rounding is allowed) and T at float64 (the float64 angle itself is
-off by u * pos); sqrt(D)
-max|E| (+ 1) for embeddings, max_t sum_d |h_d E_vd| for tied logits.
+    tied_output_logits(h (..., D), table (V, D)) -> h E^T                            (..., V)
+Token ids outside [0, V) are refused, and so is an empty token array. error_scale: for PE 1 below
+float64 (the angle must be formed in float64, so only the output's rounding is allowed) and T at
+float64 (the float64 angle itself is off by u * pos); sqrt(D) max|E| (+ 1) for embeddings, max_t
+sum_d |h_d E_vd| for tied logits.
 """
 
 from __future__ import annotations
@@ -21,18 +22,23 @@ import numpy as np
 from hypothesis import strategies as st
 
 from spec.core import BadInput, Component, Property, Subject, matches_reference
+from spec.domains import Arg, region
 from spec.dtypes import DType
-from spec.strategies import VOCAB, arrays, seq_shapes, token_ids
+from spec.strategies import VOCAB, arrays, token_ids
 from spec.tolerance import compare
 
-PE_SIZES = st.sampled_from([(1, 4), (7, 8), (33, 16), (12, 7), (50, 128)])  # (T, D); D = 7 is odd
+# (T, D): one position, D = 7 odd, D = 128 wide, D = 1 (a single sine column) and D = 2 (one pair)
+PE_SIZES = st.sampled_from([(1, 4), (7, 8), (33, 16), (12, 7), (50, 128), (5, 1), (3, 2)])
+# base: the default (twice as likely), another (500), one close to 1 and the default written as an int
+PE_BASES = (10_000.0, 10_000.0, 500.0, 1.5, 10_000)
+FLOAT_NAMES = ("float64", "float32", "float16", "bfloat16")
 
 
 def _pe_inputs(data: st.DataObject, dtype: DType, variant: str | None) -> dict[str, Any]:
     T, D = data.draw(PE_SIZES, label="T, D")
     if variant == "long":
         T = 10_001  # every position up to 1e4
-    base = data.draw(st.sampled_from([10_000.0, 10_000.0, 500.0]), label="base")
+    base = data.draw(st.sampled_from(PE_BASES), label="base")
     return {"T": T, "D": D, "base": base, "dtype": dtype.name}
 
 
@@ -69,12 +75,59 @@ def _pe_bad(change: dict[str, Any]) -> Any:
     return lambda data, dtype: {**_pe_inputs(data, dtype, None), **change}
 
 
+_BASE_DOMAIN = "finite real > 1 (an int too): base = 1 makes every frequency 1, below 1 they grow"
+PE_ARGS = (
+    Arg(
+        "T",
+        "int >= 1, the number of positions",
+        kind="int",
+        regions=(
+            region("T = 1", lambda v, i: v == 1),
+            region("T > 10^4 (every position up to 1e4)", lambda v, i: v > 10_000),
+            region("T < D", lambda v, i: v < i["D"]),
+            region("T > D", lambda v, i: v > i["D"]),
+        ),
+    ),
+    Arg(
+        "D",
+        "int >= 1, the model dim: odd D ends with the sine of the next pair (its cosine is dropped)",
+        kind="int",
+        regions=(
+            region("D = 1 (one sine column)", lambda v, i: v == 1),
+            region("D = 2 (one pair)", lambda v, i: v == 2),
+            region("odd D > 1", lambda v, i: v % 2 == 1 and v > 1),
+            region("D = 128", lambda v, i: v == 128),
+        ),
+    ),
+    Arg(
+        "base",
+        _BASE_DOMAIN,
+        kind="number",
+        default=10000.0,
+        regions=(
+            region("the default 10000.0", lambda v, i: v == 10000.0 and isinstance(v, float)),
+            region("another (500)", lambda v, i: v == 500),
+            region("close to 1 (1.5)", lambda v, i: v == 1.5),
+            region("an int (10000)", lambda v, i: isinstance(v, int)),
+        ),
+    ),
+    Arg(
+        "dtype",
+        f"name of the output's floating dtype, one of {FLOAT_NAMES}; float32 by default",
+        kind="choice",
+        default="float32",
+        choices=FLOAT_NAMES,
+        regions=tuple(region(n, lambda v, i, n=n: v == n) for n in FLOAT_NAMES),
+    ),
+)
+
 SINUSOIDAL_POSITIONAL_ENCODING = Component(
     name="sinusoidal_positional_encoding",
     family="embeddings",
     signature="sinusoidal_positional_encoding(T, D, base=10000.0, dtype='float32') -> PE",
     shapes="-> (T, D)",
     error_scale=lambda inputs: float(inputs["T"]) if inputs["dtype"] == "float64" else 1.0,
+    args=PE_ARGS,
     properties=(
         matches_reference(_pe_inputs, (None, "long")),
         Property(
@@ -86,16 +139,33 @@ SINUSOIDAL_POSITIONAL_ENCODING = Component(
         BadInput("empty_length", "T = 0", _pe_bad({"T": 0})),
         BadInput("empty_model_dim", "D = 0", _pe_bad({"D": 0})),
         BadInput("nan_base", "base = NaN", _pe_bad({"base": float("nan")})),
+        BadInput("base_one", "base = 1 (every frequency 1)", _pe_bad({"base": 1.0})),
+        BadInput("base_below_one", "base = 0.5", _pe_bad({"base": 0.5})),
+        BadInput("integer_dtype", "dtype = 'int32'", _pe_bad({"dtype": "int32"})),
     ),
 )
 
 
+# (B, T, V, D): the sequence buckets with the shared vocabulary, V = 1 (every id 0) with odd D, and
+# D = 1 with V = 2; D = 8 and 5 make sqrt(D) irrational, D = 4, 16, 1 exact
+EMBED_SHAPES = ((1, 1, VOCAB, 4), (2, 5, VOCAB, 8), (1, 9, VOCAB, 16), (2, 3, 1, 5), (3, 2, 2, 1))
+EMBED_LARGE = 1e3  # "large" tables reach |E| = 1e3: E sqrt(D) + PE stays finite in float16
+
+
+def _tokens(data: st.DataObject, B: int, T: int, V: int) -> np.ndarray:
+    """Ids (B, T) in [0, V): random, with the first and last ids placed, as int64 or int32."""
+    tokens = data.draw(token_ids(B, T, V), label="tokens")
+    if data.draw(st.booleans(), label="edge_ids"):  # the table's first and last rows
+        tokens[0, 0], tokens[-1, -1] = 0, V - 1
+    return tokens.astype(data.draw(st.sampled_from([np.int64, np.int64, np.int32]), label="id_dtype"))
+
+
 def _embedding_inputs(data: st.DataObject, dtype: DType, variant: str | None) -> dict[str, Any]:
-    s = data.draw(seq_shapes(), label="shape")
-    table = data.draw(arrays((VOCAB, s.D), dtype, allow_large=False), label="table")
-    inputs: dict[str, Any] = {"tokens": data.draw(token_ids(s.B, s.T), label="tokens"), "table": table}
+    B, T, V, D = data.draw(st.sampled_from(EMBED_SHAPES), label="shape")
+    table = data.draw(arrays((V, D), dtype, large=EMBED_LARGE), label="table")
+    inputs: dict[str, Any] = {"tokens": _tokens(data, B, T, V), "table": table}
     if variant == "with_positions":
-        inputs["base"] = 10_000.0
+        inputs["base"] = data.draw(st.sampled_from(PE_BASES[:3]), label="base")
     return inputs
 
 
@@ -106,17 +176,62 @@ def _embedding_scale(inputs: dict[str, Any]) -> float:
 
 def _bad_token(value: int) -> Any:
     def draw(data: st.DataObject, dtype: DType) -> dict[str, Any]:
-        inputs = _embedding_inputs(data, dtype, None)
+        inputs = _embedding_inputs(data, dtype, "with_positions")
         tokens = inputs["tokens"].copy()
-        tokens[0, 0] = value
+        tokens[0, 0] = inputs["table"].shape[0] if value == VOCAB else value
         return {**inputs, "tokens": tokens}
 
     return draw
 
 
+def _bad_embedding(change: Any) -> Any:
+    return lambda data, dtype: change(_embedding_inputs(data, dtype, "with_positions"))
+
+
+def _without_base(bad: BadInput) -> BadInput:
+    return BadInput(bad.name, bad.doc, lambda data, dtype: {k: v for k, v in bad.draw(data, dtype).items() if k != "base"})
+
+
 _TOKEN_BAD = (
-    BadInput("token_id_equals_V", f"a token id of V = {VOCAB}", _bad_token(VOCAB)),
+    BadInput("token_id_equals_V", "a token id of V", _bad_token(VOCAB)),
     BadInput("negative_token_id", "a token id of -1", _bad_token(-1)),
+    BadInput("empty_tokens", "tokens (B, 0)", _bad_embedding(lambda i: {**i, "tokens": i["tokens"][:, :0]})),
+)
+
+
+def _v(i: Any) -> int:
+    return i["table"].shape[0]
+
+
+def _both_signs(v: np.ndarray, at: float) -> bool:
+    """Entries of magnitude >= at of both signs."""
+    v = v.astype(np.float64)
+    return v.max() >= at and v.min() <= -at
+
+
+_TOKENS = Arg(
+    "tokens",
+    "int array (B, T) (int64 or int32), B, T >= 1, every id in [0, V)",
+    kind="tokens",
+    perturb=lambda v, i: (v + 1) % _v(i),  # the next id, still in [0, V)
+    regions=(
+        region("id 0 (the table's first row)", lambda v, i: bool((v == 0).any())),
+        region("id V - 1 with V > 1 (the last row)", lambda v, i: _v(i) > 1 and bool((v == _v(i) - 1).any())),
+        region("a repeated id", lambda v, i: len(np.unique(v)) < v.size),
+        region("B = 1, T = 1", lambda v, i: v.shape == (1, 1)),
+        region("int32 ids", lambda v, i: v.dtype == np.int32),
+        region("int64 ids", lambda v, i: v.dtype == np.int64),
+    ),
+)
+_TABLE = Arg(
+    "table",
+    "float array (V, D), V >= 1, D >= 1; finite values",
+    regions=(
+        region("V = 1", lambda v, i: v.shape[0] == 1),
+        region("D = 1", lambda v, i: v.shape[1] == 1),
+        region("sqrt(D) irrational (D = 5, 8)", lambda v, i: v.shape[1] in (5, 8)),
+        region("large magnitudes of both signs (|E| >= 100)", lambda v, i: _both_signs(v, 100)),
+    ),
 )
 
 TOKEN_EMBEDDING = Component(
@@ -125,8 +240,9 @@ TOKEN_EMBEDDING = Component(
     signature="token_embedding(tokens, table) -> E[tokens] * sqrt(D)",
     shapes="tokens (B, T) int, table (V, D) -> (B, T, D)",
     error_scale=_embedding_scale,
+    args=(_TOKENS, _TABLE),
     properties=(matches_reference(_embedding_inputs),),
-    bad_inputs=_TOKEN_BAD,
+    bad_inputs=tuple(_without_base(b) for b in _TOKEN_BAD),
 )
 
 EMBED_WITH_POSITIONS = Component(
@@ -135,16 +251,36 @@ EMBED_WITH_POSITIONS = Component(
     signature="embed_with_positions(tokens, table, base=10000.0) -> E[tokens] * sqrt(D) + PE[:T]",
     shapes="tokens (B, T) int, table (V, D) -> (B, T, D)",
     error_scale=_embedding_scale,
+    args=(
+        _TOKENS,
+        _TABLE,
+        Arg(
+            "base",
+            _BASE_DOMAIN,
+            kind="number",
+            default=10000.0,
+            regions=(region("the default 10000.0", lambda v, i: v == 10000.0), region("another (500)", lambda v, i: v == 500)),
+        ),
+    ),
     properties=(matches_reference(_embedding_inputs, ("with_positions",)),),
-    bad_inputs=_TOKEN_BAD,
+    bad_inputs=_TOKEN_BAD
+    + (
+        BadInput("base_one", "base = 1", _bad_embedding(lambda i: {**i, "base": 1.0})),
+        BadInput("nan_base", "base = NaN", _bad_embedding(lambda i: {**i, "base": float("nan")})),
+    ),
 )
+
+# (h's shape, V): the sequence buckets, a 1-D h with V = 1, a 4-D h with D = 2 < V = 3
+TIED_SHAPES = (((1, 1, 4), VOCAB), ((2, 5, 8), VOCAB), ((1, 9, 16), VOCAB), ((5,), 1), ((2, 1, 3, 2), 3))
 
 
 def _tied_inputs(data: st.DataObject, dtype: DType, variant: str | None) -> dict[str, Any]:
-    s = data.draw(seq_shapes(), label="shape")
+    shape, V = data.draw(st.sampled_from(TIED_SHAPES), label="shape")
+    # one of h and the table may be large (1e3), not both: their products must stay finite in float16
+    large = data.draw(st.sampled_from(["neither", "h", "table"]), label="large")
     return {
-        "h": data.draw(arrays((s.B, s.T, s.D), dtype, allow_large=False), label="h"),
-        "table": data.draw(arrays((VOCAB, s.D), dtype, allow_large=False), label="table"),
+        "h": data.draw(arrays(shape, dtype, allow_large=large == "h", large=EMBED_LARGE), label="h"),
+        "table": data.draw(arrays((V, shape[-1]), dtype, allow_large=large == "table", large=EMBED_LARGE), label="table"),
     }
 
 
@@ -152,17 +288,46 @@ def _tied_scale(inputs: dict[str, Any]) -> float:
     return float((np.abs(inputs["h"].astype(np.float64)) @ np.abs(inputs["table"].astype(np.float64)).T).max())
 
 
-def _tied_bad(data: st.DataObject, dtype: DType) -> dict[str, Any]:
-    inputs = _tied_inputs(data, dtype, None)
-    return {**inputs, "table": np.concatenate([inputs["table"], inputs["table"][:, :1]], axis=1)}
+def _tied_bad(change: Any) -> Any:
+    return lambda data, dtype: change(_tied_inputs(data, dtype, None))
 
 
 TIED_OUTPUT_LOGITS = Component(
     name="tied_output_logits",
     family="embeddings",
     signature="tied_output_logits(h, table) -> h @ table.T",
-    shapes="h (B, T, D), table (V, D) -> (B, T, V)",
+    shapes="h (..., D), table (V, D) -> (..., V)",
     error_scale=_tied_scale,
+    args=(
+        Arg(
+            "h",
+            "float array (..., D) of any rank >= 1, every axis >= 1; finite values",
+            regions=(
+                region("1-D (D,)", lambda v, i: v.ndim == 1),
+                region("3-D (B, T, D)", lambda v, i: v.ndim == 3),
+                region("4-D", lambda v, i: v.ndim == 4),
+                region("large magnitudes of both signs (|h| >= 100)", lambda v, i: _both_signs(v, 100)),
+            ),
+        ),
+        Arg(
+            "table",
+            "float array (V, D) with h's D, V >= 1; finite values",
+            regions=(
+                region("V = 1", lambda v, i: v.shape[0] == 1),
+                region("V < D", lambda v, i: v.shape[0] < v.shape[1]),
+                region("V > D", lambda v, i: v.shape[0] > v.shape[1]),
+                region("large magnitudes of both signs (|E| >= 100)", lambda v, i: _both_signs(v, 100)),
+            ),
+        ),
+    ),
     properties=(matches_reference(_tied_inputs),),
-    bad_inputs=(BadInput("model_dim_mismatch", "table (V, D + 1)", _tied_bad),),
+    bad_inputs=(
+        BadInput(
+            "model_dim_mismatch",
+            "table (V, D + 1)",
+            _tied_bad(lambda i: {**i, "table": np.concatenate([i["table"], i["table"][:, :1]], 1)}),
+        ),
+        BadInput("scalar_h", "h of shape ()", _tied_bad(lambda i: {**i, "h": i["h"].reshape(-1)[0].reshape(())})),
+        BadInput("empty_model_dim", "D = 0", _tied_bad(lambda i: {"h": i["h"][..., :0], "table": i["table"][:, :0]})),
+    ),
 )

@@ -71,7 +71,7 @@ VJP_PROPERTIES: dict[str, Property] = {
         lambda v: _MHA_WRT if str(v).startswith("cross") else _MHA_WRT[:2] + _MHA_WRT[3:] if str(v).startswith("memory") else _MHA_WRT[:1] + _MHA_WRT[3:],
         ("self", "cross", "cross+padding", "memory+padding"),
     ),
-    "layer_norm": vjp_property(_plain(layers._ln_draw_for("layer_norm")), _fixed("x", "gamma", "beta")),
+    "layer_norm": vjp_property(_plain(layers._ln_draw_for("layer_norm", gradient=True)), _fixed("x", "gamma", "beta")),
     "position_wise_ffn": vjp_property(
         _plain(layers._ffn_inputs), _fixed("x", "params.w1", "params.b1", "params.w2", "params.b2"), ("relu", "gelu"), _relu_step
     ),
