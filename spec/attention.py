@@ -23,8 +23,9 @@ import numpy as np
 from hypothesis import strategies as st
 
 from reference.masks import causal_mask
-from spec.core import BadInput, Component, Subject, prop
+from spec.core import BadInput, Component, Gradient, Subject, prop
 from spec.domains import Arg, region
+from spec.gradients import GRAD_DTYPES, call_vjp, cotangent
 from spec.dtypes import DType
 from spec.strategies import (
     EMPTY_ROW_VARIANTS,
@@ -309,6 +310,11 @@ SCALED_DOT_PRODUCT_ATTENTION = Component(
     draw=draw_sdpa,
     variants=MASK_VARIANTS,
     bad_inputs=ATTENTION_BAD_INPUTS,
+    # the additive mask is differentiated too: a learned bias (ALiBi, relative positions) is one
+    gradient=Gradient(
+        wrt=lambda v: ("q", "k", "v", "mask") if str(v) == "additive" else ("q", "k", "v"),
+        variants=(Masking(), Masking("additive"), Masking("padding"), Masking(causal="top_left")),
+    ),
 )
 # the variants that hide keys from some query: masks and causality
 HIDING = (
@@ -475,3 +481,33 @@ def _batch_item(key: str, value: Any, b: int) -> Any:
     ):
         return value
     return value[b : b + 1]
+
+
+@prop(SCALED_DOT_PRODUCT_ATTENTION, dtypes=GRAD_DTYPES, kind="gradient")
+def masked_keys_get_no_gradient(subject: Subject, data: st.DataObject, variant: None) -> None:
+    """Keys and values a query may not attend to (key padding) receive exactly zero gradient."""
+    inputs = draw_sdpa(data, subject.dtype, Masking("padding"))
+    c = cotangent(data, subject.case(inputs).expected.shape, subject.dtype)
+    grads = call_vjp(subject, inputs, c, ("k", "v"))
+    padded = ~inputs["mask"][:, :, 0, :, None]  # (B, 1, 1, S) key-padding mask -> (B, 1, S, 1)
+    for name in ("k", "v"):
+        leaked = np.abs(grads[name].astype(np.float64)) * padded  # (B, H, S, K), nonzero only at padded keys
+        if leaked.max() != 0:
+            where = tuple(int(i) for i in np.unravel_index(np.argmax(leaked), leaked.shape))
+            subject.fail(inputs, f"gradient leaks into masked key position: d{name}{list(where)} = {grads[name][where]}")
+
+
+@prop(SCALED_DOT_PRODUCT_ATTENTION, dtypes=GRAD_DTYPES, kind="gradient")
+def causal_future_gets_no_gradient(subject: Subject, data: st.DataObject, variant: None) -> None:
+    """Under top-left causality, a cotangent on outputs before t sends exactly zero gradient to q, k, v at >= t."""
+    inputs = draw_sdpa(data, subject.dtype, Masking(causal="top_left"))
+    shape = subject.case(inputs).expected.shape  # (B, H, T, Kv)
+    t = data.draw(st.integers(0, min(shape[2], inputs["k"].shape[2]) - 1), label="t")
+    c = cotangent(data, shape, subject.dtype)
+    c[:, :, t:] = 0  # only outputs before t are differentiated
+    grads = call_vjp(subject, inputs, c, ("q", "k", "v"))
+    for name in ("q", "k", "v"):
+        later = np.abs(grads[name][:, :, t:].astype(np.float64))
+        if later.size and later.max() != 0:
+            where = tuple(int(i) for i in np.unravel_index(np.argmax(later), later.shape))
+            subject.fail(inputs, f"outputs before t={t} send gradient to {name} at position {where[2] + t}: {later[where]:.3g}")

@@ -67,6 +67,23 @@ Draw = Callable[[st.DataObject, DType, Any], dict[str, Any]]
 
 
 @dataclass(frozen=True)
+class Gradient:
+    """What a component's gradient property differentiates (spec/gradients.py): the input paths per
+    variant ("q", "params.w_q"), the variants, the draw when it is not the component's own, and, for a
+    piecewise-smooth component, the largest step that stays on one side of every kink."""
+
+    wrt: Callable[[Any], tuple[str, ...]]
+    variants: tuple[Any, ...] = (None,)
+    draw: Draw | None = None
+    max_step: Callable[..., float | None] | None = None
+
+
+def paths(*names: str) -> Callable[[Any], tuple[str, ...]]:
+    """The same paths whatever the variant."""
+    return lambda variant: names
+
+
+@dataclass(frozen=True)
 class Component:
     """One spec entry: what the component is (its reference function of the same name is the oracle and
     the source of the signature), its arguments' domains, how its inputs are drawn, and how wrong an
@@ -88,6 +105,7 @@ class Component:
     draw: Draw | None = None
     variants: tuple[Any, ...] = (None,)
     signature: str = ""  # derived from the reference when empty
+    gradient: Gradient | None = None  # its vjp property, if it is differentiated
 
     @property
     def reference(self) -> Callable[..., Any]:

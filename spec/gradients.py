@@ -271,17 +271,24 @@ def directional_check(
 Draw = Callable[[st.DataObject, Subject, "str | None"], dict[str, Any]]
 
 
+def cotangent(data: st.DataObject, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """A random N(0, 1) cotangent of the output's shape, in the test dtype (its seed a labelled draw)."""
+    rng = np.random.default_rng(data.draw(seeds(), label="cotangent_seed"))
+    return np.asarray(rng.standard_normal(shape), dtype=dtype.np_dtype)
+
+
 def vjp_property(
-    draw: Draw,
+    draw: Callable[[st.DataObject, Any, Any], dict[str, Any]],
     wrt: Callable[[Any], tuple[str, ...]],
-    variants: tuple[str | None, ...] = (None,),
+    variants: tuple[Any, ...] = (None,),
     max_step: MaxStep | None = None,
 ) -> Property:
-    """The differential gradient property of a component: every path in wrt(variant) checked. A
-    piecewise-smooth component (ReLU) gives max_step, so no difference straddles a kink."""
+    """The differential gradient property of a component whose inputs come from draw(data, dtype,
+    variant): every path in wrt(variant) checked. A piecewise-smooth component (ReLU) gives max_step,
+    so no difference straddles a kink."""
 
-    def check(subject: Subject, data: st.DataObject, variant: str | None) -> None:
-        inputs = draw(data, subject, variant)
+    def check(subject: Subject, data: st.DataObject, variant: Any) -> None:
+        inputs = draw(data, subject.dtype, variant)
         expected_shape = subject.case(inputs).expected.shape
         rng = np.random.default_rng(data.draw(seeds(), label="cotangent_seed"))
         cotangent = np.asarray(rng.standard_normal(expected_shape), dtype=subject.dtype.np_dtype)

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from reference.attention import scaled_dot_product_attention
 from spec.attention import logit_magnitude, visible
-from spec.core import BadInput, Component, Subject, prop
+from spec.core import BadInput, Component, Gradient, Subject, prop
 from spec.domains import Arg, region
 from spec.dtypes import DType
 from spec.strategies import (
@@ -322,6 +322,14 @@ MHA_ARGS = (
 )
 
 
+_WEIGHTS_WRT = ("params.w_q", "params.w_k", "params.w_v", "params.w_o")
+_MHA_WRT = {
+    "self": ("query", *_WEIGHTS_WRT),
+    "memory": ("query", "key", *_WEIGHTS_WRT),
+    "cross": ("query", "key", "value", *_WEIGHTS_WRT),
+}
+
+
 def _bad(change: Any) -> Any:
     def draw(data: st.DataObject, dtype: DType) -> dict[str, Any]:
         return change(draw_mha(data, dtype, Attending("cross")))
@@ -341,6 +349,8 @@ MULTI_HEAD_ATTENTION = Component(
     args=MHA_ARGS,
     draw=draw_mha,
     variants=MHA_VARIANTS,
+    # self: one array (query is key is value, one gradient for its three uses); memory: key is value
+    gradient=Gradient(wrt=lambda v: _MHA_WRT[Attending.parse(v).kind], variants=_variants("self", "cross", "cross+padding", "memory+padding")),
     bad_inputs=(
         BadInput("heads_do_not_divide_D", "D % H != 0", _bad(_heads_not_dividing)),
         BadInput(

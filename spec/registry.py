@@ -12,8 +12,9 @@ import pkgutil
 from dataclasses import replace
 
 import spec
-from spec.core import REGISTERED, Component, differential
+from spec.core import REGISTERED, Component, Property, differential
 from spec.gradient_checks import gradient_properties
+from spec.gradients import vjp_property
 
 # The order components are reported and parametrised in: the paper's, from the core outwards.
 FAMILIES = (
@@ -46,16 +47,22 @@ def _collect() -> dict[str, Component]:
     return dict(sorted(found.items(), key=lambda kv: (FAMILIES.index(kv[1].family), kv[0])))
 
 
+def _gradient(c: Component) -> tuple[Property, ...]:
+    """The vjp property the record's Gradient describes (spec/gradients.py)."""
+    g = c.gradient
+    if g is None:
+        return gradient_properties(c.name)  # a record that does not state its Gradient yet
+    draw = g.draw or c.draw
+    assert draw is not None, f"{c.name}: a Gradient needs a draw"
+    return (vjp_property(draw, g.wrt, g.variants, g.max_step),)
+
+
 def _complete(c: Component) -> Component:
     """The record with every property it has: its differential one, those it lists, those registered
-    by decorator, and its gradient properties."""
-    listed = (
-        differential(c)
-        + c.properties
-        + tuple(REGISTERED.get(c.name, ()))
-        + gradient_properties(c.name)
-    )
-    return replace(c, properties=listed)
+    by decorator, its vjp property, then the gradient properties registered by decorator."""
+    listed = differential(c) + c.properties + tuple(REGISTERED.get(c.name, ()))
+    forward = tuple(p for p in listed if p.kind == "forward")
+    return replace(c, properties=forward + _gradient(c) + tuple(p for p in listed if p.kind == "gradient"))
 
 
 COMPONENTS: dict[str, Component] = {name: _complete(c) for name, c in _collect().items()}

@@ -13,8 +13,10 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
-from spec.core import BadInput, Component, Subject, prop
+from reference.gradients import softmax_vjp
+from spec.core import BadInput, Component, Gradient, Subject, paths, prop
 from spec.domains import Arg, region
+from spec.gradients import GRAD_DTYPES, GRAD_ULPS, GradBound, call_vjp, cotangent
 from spec.dtypes import DType
 from spec.strategies import large_logit, make_values, seeds, value_kinds
 from spec.tolerance import compare
@@ -117,6 +119,7 @@ SOFTMAX = Component(
     error_scale=lambda inputs: 1.0,
     args=SOFTMAX_ARGS,
     draw=draw_softmax,
+    gradient=Gradient(wrt=paths("x"), draw=lambda data, dtype, variant: data.draw(softmax_inputs(dtype), label="inputs")),
     bad_inputs=(BadInput("axis_out_of_range", "axis = x.ndim or -x.ndim - 1", _bad_axis),),
 )
 
@@ -207,3 +210,17 @@ def all_neg_inf_slice_is_zero(subject: Subject, data: st.DataObject, variant: st
     index[(axis + 1) % x.ndim if x.ndim > 1 else 0] = 0
     x[tuple(index)] = -np.inf
     subject.case({"x": x, "axis": axis}).assert_matches_oracle("output with all -inf slices")
+
+
+@prop(SOFTMAX, dtypes=GRAD_DTYPES, kind="gradient", name="gradient_rows_sum_to_zero")
+def softmax_gradient_sums_to_zero(subject: Subject, data: st.DataObject, variant: None) -> None:
+    """Softmax's Jacobian rows sum to zero: the input gradient sums to 0 along the softmax axis."""
+    inputs = data.draw(softmax_inputs(subject.dtype), label="inputs")
+    c = cotangent(data, inputs["x"].shape, subject.dtype)
+    g = call_vjp(subject, inputs, c, ("x",))["x"].astype(np.float64)
+    # dx_i = y_i (c_i - <c, y>): the sum rounds at the magnitude of its terms (reference/gradients.py)
+    magnitude = softmax_vjp(**inputs, cotangent=c)[1]["x"].sum(inputs["axis"])
+    floor = GRAD_ULPS * subject.dtype.unit_roundoff * float(magnitude.max())
+    sums = g.sum(inputs["axis"])
+    bound = GradBound(floor, 0.0, floor, subject.dtype.name)
+    subject.check(compare(sums, np.zeros_like(sums), bound, "sum of the input gradient along the softmax axis"), inputs)
