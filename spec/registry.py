@@ -31,6 +31,10 @@ FAMILIES = (
 )
 
 
+# component name -> the spec module that states it
+SOURCES: dict[str, str] = {}
+
+
 def _collect() -> dict[str, Component]:
     found: dict[str, Component] = {}
     for module in pkgutil.iter_modules(spec.__path__):
@@ -39,6 +43,7 @@ def _collect() -> dict[str, Component]:
                 if value.name in found and found[value.name] is not value:
                     raise ValueError(f"two spec records are named {value.name!r}")
                 found[value.name] = value
+                SOURCES[value.name] = f"spec.{module.name}"
     unknown = {c.family for c in found.values()} - set(FAMILIES)
     if unknown:
         raise ValueError(

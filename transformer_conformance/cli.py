@@ -48,6 +48,20 @@ def list_components() -> str:
     return "\n".join(lines)
 
 
+ADAPTER_CONTRACT = """\
+How an adapter is called (adapters/__init__.py states the whole interface):
+    A function named like the component receives the keyword arguments above as NumPy arrays and
+    Python values and returns a NumPy array of the output's shape in the inputs' dtype (token ids and
+    masks: their integer/bool dtype). bfloat16 arrives as ml_dtypes.bfloat16 (NumPy has none): to
+    torch, torch.from_numpy(a.view(np.int16)).view(torch.bfloat16), and back, t.view(torch.int16)
+    .numpy().view(ml_dtypes.bfloat16); jax takes and gives ml_dtypes arrays as they are. An argument
+    that holds its default may be left out of a call, so the adapter's own defaults must be the spec's.
+    Raise adapters.Unsupported for an input your library cannot express (counted per example).
+    Gradients: vjp(component, inputs, cotangent, wrt) -> {path: gradient of <cotangent, output>} for
+    the paths in wrt ("q", "params.w_q"), same shape and dtype as the input; an array passed as two
+    arguments (self-attention: query is key is value) is one variable: its gradient sums its uses."""
+
+
 def explain(name: str) -> str:
     """A component's contract: signature, shapes, dtypes, argument domains, properties, bad inputs."""
     import importlib
@@ -87,8 +101,10 @@ def explain(name: str) -> str:
         lines.append(wrap(p.doc or "", "      "))
     lines += ["", "Bad inputs (the reference raises ValueError; an adapter must raise too):"]
     lines += [f"  {b.name}: {b.doc}" for b in c.bad_inputs] or ["  (none)"]
-    module = importlib.import_module(c.properties[0].check.__module__) if c.properties else None
-    if module is not None and module.__doc__:
+    from spec.registry import SOURCES
+
+    module = importlib.import_module(SOURCES[name])
+    if module.__doc__:
         lines += [
             "",
             f"From the spec ({module.__name__}):",
