@@ -242,9 +242,15 @@ class Conformance:
             "target", [t.param() for t in targets if family is None or t.component.family == family]
         )
 
+    @pytest.hookimpl(trylast=True)  # after other plugins deselect (pytest-split's shards, -k)
     def pytest_collection_modifyitems(
         self, config: pytest.Config, items: list[pytest.Item]
     ) -> None:
+        # a family none of whose components was asked for leaves an empty parametrisation: not a test
+        empty = [i for i in items if "target" in getattr(i, "fixturenames", ()) and _target(i) is None]
+        if empty:
+            config.hook.pytest_deselected(items=empty)
+            items[:] = [i for i in items if i not in empty]
         matched: dict[str, set[str]] = defaultdict(set)
         components: set[str] = set()
         for item in items:
@@ -252,7 +258,6 @@ class Conformance:
             if target is not None:
                 matched[target.adapter.name].update(target.deviation_keys())
                 components.add(target.component.name)
-                self.collected[target.cell] += 1
                 key = (
                     *target.cell,
                     target.component.family,
@@ -270,6 +275,13 @@ class Conformance:
                 self.unmatched[adapter.name] = stale
                 if self.report is not None:
                     self.report.unmatched[adapter.name] = stale
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        """Count each cell's tests once every plugin has selected (shards, -k, deselection)."""
+        for item in session.items:
+            target = _target(item)
+            if target is not None:
+                self.collected[target.cell] += 1
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
