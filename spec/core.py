@@ -39,7 +39,7 @@ class ConformanceError(AssertionError):
         self.inputs = dict(inputs) if inputs is not None else None
 
 
-Check = Callable[["Subject", st.DataObject, "str | None"], None]
+Check = Callable[["Subject", st.DataObject, Any], None]
 
 
 @dataclass(frozen=True)
