@@ -76,6 +76,17 @@ def _flax_mask(mask: np.ndarray | None, B: int, H: int, T: int, S: int) -> jax.A
     return jnp.asarray(np.broadcast_to(mask, (B, H, T, S)))  # (B, H, T, S)
 
 
+# Signatures XLA on CPU failed to compile (float16 attention): run eagerly from then on.
+_EAGER: set[tuple[Any, ...]] = set()
+
+
+def _broadcasts(shape: tuple[int, ...], full: tuple[int, ...]) -> bool:
+    try:
+        return len(shape) <= len(full) and np.broadcast_shapes(shape, full) == full
+    except ValueError:
+        return False
+
+
 def _bottom_right(T: int, S: int) -> jax.Array:
     return jnp.tril(jnp.ones((T, S), dtype=bool), k=S - T)  # (T, S): s <= t + S - T
 
@@ -279,20 +290,31 @@ class JaxAdapter(JaxSeq2Seq):
         q, k, v = (jnp.swapaxes(a, 1, 2) for a in (q, k, v))  # (B, L, H, K)
         bias = boolean = None
         if mask is not None:
+            full = (q.shape[0], q.shape[2], T, S)  # (B, H, T, S): jax's mask layout is the spec's
+            if mask.shape != full and _broadcasts(mask.shape, full):
+                # JAX compiles one program per input shape: a mask of any of its broadcast layouts
+                # given as the full (B, H, T, S) mask it stands for keeps that to one program per
+                # shape (measured: 448 programs for 1000 examples otherwise). One that does not
+                # broadcast goes in as it is, so jax's own handling of it is what is checked.
+                mask = np.broadcast_to(mask, full)
             boolean, bias = (mask, None) if mask.dtype == np.bool_ else (None, mask)
         boolean = self._j(boolean)
         if causal == "bottom_right":  # jax has only top-left causality built in
             boolean = _bottom_right(T, S) if boolean is None else boolean & _bottom_right(T, S)
         args = (q, k, v, self._j(bias), boolean)
-        try:
-            out = _sdpa(*args, scale, causal == "top_left")
-        except (ValueError, jax.errors.JaxRuntimeError) as e:
-            # Found by this suite (jax 0.10.2): under jit, XLA on CPU cannot compile the float16 dot
-            # with float32 accumulation this op asks for (bfloat16 too, for tiny shapes); the same
-            # call run eagerly works, so the adapter runs it eagerly there.
-            if np.dtype(q.dtype).itemsize != 2 or "not supported" not in str(e):
-                raise
-            out = _sdpa.__wrapped__(*args, scale, causal == "top_left")
+        signature = (q.dtype, q.shape, k.shape, v.shape, boolean is None, bias is None, causal)
+        if signature not in _EAGER:
+            try:
+                return self._np(jnp.swapaxes(_sdpa(*args, scale, causal == "top_left"), 1, 2)[..., :Kv])
+            except (ValueError, jax.errors.JaxRuntimeError) as e:
+                # Found by this suite (jax 0.10.2): under jit, XLA on CPU cannot compile the float16
+                # dot with float32 accumulation this op asks for (bfloat16 too, for tiny shapes);
+                # the same call run eagerly works, so the adapter runs it eagerly there (and does
+                # not try to compile that signature again).
+                if np.dtype(q.dtype).itemsize != 2 or "not supported" not in str(e):
+                    raise
+                _EAGER.add(signature)
+        out = _sdpa.__wrapped__(*args, scale, causal == "top_left")
         return self._np(jnp.swapaxes(out, 1, 2)[..., :Kv])  # (B, H, T, Kv)
 
     def attention_weights(self, q, k, mask=None, scale=None, causal=None):  # noqa: ANN001, ANN201
