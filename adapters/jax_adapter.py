@@ -113,9 +113,27 @@ class JaxAdapter(JaxSeq2Seq):
     name = "jax"
     deviations: dict[str, str] = {
         **{
-            f"{c}.refuses[lengths_longer_than_T]": "flax nn.RNN accepts seq_lengths > T without a check (flax 0.12.8)"
+            f"{c}.refuses[{bad}]": reason
             for c in ("rnn_encoder", "context_vector")
+            for bad, reason in (
+                ("lengths_longer_than_T", "flax nn.RNN accepts seq_lengths > T without a check (flax 0.12.8)"),
+                (
+                    "zero_length",
+                    "flax nn.RNN accepts a sequence length of 0 without a check and computes its steps anyway: "
+                    "nn.RNN(nn.GRUCell(1)).apply(p, jnp.ones((1, 3, 1)), seq_lengths=jnp.array([0])) (flax 0.12.8)",
+                ),
+                (
+                    "lengths_not_per_item",
+                    "flax nn.RNN accepts seq_lengths of another length than the batch without a check: "
+                    "nn.RNN(nn.GRUCell(1)).apply(p, jnp.ones((2, 3, 1)), seq_lengths=jnp.array([1, 2, 3])) (flax 0.12.8)",
+                ),
+            )
         },
+        # seen where the state has batch 1 (a carry of batch B > 1 against B + 1 inputs raises)
+        "recurrent_cell.refuses[batch_differs]": (
+            "flax's cells broadcast a carry of batch 1 against inputs of batch B instead of refusing it: "
+            "nn.GRUCell(1).apply(p, jnp.zeros((1, 1)), jnp.ones((2, 1))) returns a (2, 1) carry (flax 0.12.8)"
+        ),
         "attention_decoder.refuses[token_id_equals_V]": (
             "jnp indexing clamps an out-of-range id (JAX's documented gather semantics): id V reads row V - 1"
         ),
