@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from adapters.jax_seq2seq import JaxSeq2Seq
+from adapters.jax_seq2seq import SEQ2SEQ_DEVIATIONS, JaxSeq2Seq
 from adapters import Deviation
 from spec.core import Unsupported
 
@@ -112,31 +112,7 @@ FLOAT64_MIN_BIAS = Deviation(
 class JaxAdapter(JaxSeq2Seq):
     name = "jax"
     deviations: dict[str, str] = {
-        **{
-            f"{c}.refuses[{bad}]": reason
-            for c in ("rnn_encoder", "context_vector")
-            for bad, reason in (
-                ("lengths_longer_than_T", "flax nn.RNN accepts seq_lengths > T without a check (flax 0.12.8)"),
-                (
-                    "zero_length",
-                    "flax nn.RNN accepts a sequence length of 0 without a check and computes its steps anyway: "
-                    "nn.RNN(nn.GRUCell(1)).apply(p, jnp.ones((1, 3, 1)), seq_lengths=jnp.array([0])) (flax 0.12.8)",
-                ),
-                (
-                    "lengths_not_per_item",
-                    "flax nn.RNN accepts seq_lengths of another length than the batch without a check: "
-                    "nn.RNN(nn.GRUCell(1)).apply(p, jnp.ones((2, 3, 1)), seq_lengths=jnp.array([1, 2, 3])) (flax 0.12.8)",
-                ),
-            )
-        },
-        # seen where the state has batch 1 (a carry of batch B > 1 against B + 1 inputs raises)
-        "recurrent_cell.refuses[batch_differs]": (
-            "flax's cells broadcast a carry of batch 1 against inputs of batch B instead of refusing it: "
-            "nn.GRUCell(1).apply(p, jnp.zeros((1, 1)), jnp.ones((2, 1))) returns a (2, 1) carry (flax 0.12.8)"
-        ),
-        "attention_decoder.refuses[token_id_equals_V]": (
-            "jnp indexing clamps an out-of-range id (JAX's documented gather semantics): id V reads row V - 1"
-        ),
+        **SEQ2SEQ_DEVIATIONS,
         "softmax.all_neg_inf_slice_is_zero": "jax.nn.softmax returns NaN for a slice of only -inf",
         "attention_weights.*": FLOAT64_MIN_BIAS,
         "scaled_dot_product_attention.*": FLOAT64_MIN_BIAS,

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention.bias import causal_lower_right, causal_upper_left
 
-from adapters.torch_seq2seq import TorchSeq2Seq
+from adapters.torch_seq2seq import SEQ2SEQ_DEVIATIONS, TorchSeq2Seq
 from adapters import Deviation
 from spec.core import Unsupported
 
@@ -80,6 +80,7 @@ class TorchAdapter(TorchSeq2Seq):
         "causal_mask.refuses[empty_length]": "causal_upper_left(0, S) builds an empty bias instead of refusing T = 0",
         "causal_mask.refuses[no_keys]": "causal_upper_left(T, 0) builds an empty bias instead of refusing S = 0",
         **{f"{c}.*": (SCALE_ZERO_CAUSAL_NAN, MASK_1D_REFUSED) for c in ("attention_weights", "scaled_dot_product_attention")},
+        **SEQ2SEQ_DEVIATIONS,
     }
 
     def __init__(self, device: str = "cpu"):
