@@ -342,7 +342,9 @@ ENCODER_ARGS = (
             region("None", lambda v, i: v is None),
             region("a length of 1 with T > 1", lambda v, i: v is not None and bool((v == 1).any()) and i["x"].shape[1] > 1),
             region("a length of T", lambda v, i: v is not None and bool((v == i["x"].shape[1]).any())),
-            region("a length strictly between 1 and T", lambda v, i: v is not None and bool(((v > 1) & (v < i["x"].shape[1])).any())),
+            region(
+                "a length strictly between 1 and T", lambda v, i: v is not None and bool(((v > 1) & (v < i["x"].shape[1])).any())
+            ),
             region("not sorted by length", lambda v, i: v is not None and bool((np.diff(v) > 0).any())),
         ),
     ),

@@ -2,13 +2,15 @@
 general / concat), attention_context, attentional_hidden, attention_decoder (teacher forcing) and
 free_running_decoder (formulas in reference/seq2seq.py).
 
-mask (B, S) bool, True = a real source position. Properties: weights are distributions with padded
-positions at exactly 0; with the scoring network blind to the decoder state (W = 0) Bahdanau's weights
+mask (B, S) bool, True = a real source position; a row with no real position gets all-zero weights (the
+suite's fully-masked convention; the decoders' src_lengths lie in [1, S]). Properties: weights are
+distributions with padded positions at exactly 0; with the scoring network blind to the decoder state (W = 0) Bahdanau's weights
 are the same for every state; a context lies within the per-coordinate range of the encoder states;
 feeding the teacher-forced decoder the free-running output reproduces the free-running logits; the
 free-running logits equal the oracle's teacher-forced logits on the tokens the adapter chose (robust to
 near-ties: an argmax is never compared across implementations).
-error_scale: weights 1 + the largest |score| bound; context max|h|; decoders (1 + max|logit|) x steps.
+error_scale: weights 1 + how far rounding moves a score (through a tanh: where it is not flat); context
+the largest sum_j |alpha_j h_jd|; decoders (1 + max|logit|) x steps.
 """
 
 from __future__ import annotations
@@ -300,7 +302,10 @@ _SOURCE_MASK = Arg(
     default=None,
     regions=(
         region("None", lambda v, i: v is None),
-        region("padding (a False in a row that has a True)", lambda v, i: v is not None and bool((~v & v.any(-1, keepdims=True)).any())),
+        region(
+            "padding (a False in a row that has a True)",
+            lambda v, i: v is not None and bool((~v & v.any(-1, keepdims=True)).any()),
+        ),
         region("a row with no real position", lambda v, i: v is not None and not v.any(-1).all()),
         region("B > 1 with rows of different lengths", lambda v, i: v is not None and len(set(v.sum(-1).tolist())) > 1),
     ),
@@ -368,7 +373,10 @@ CONTEXT_ARGS = (
         "distribution over the real positions, or zeros for a fully padded source",
         regions=(
             region("a one-hot row (hard attention)", lambda v, i: bool(((v == 1).sum(-1) == 1).any()) and v.shape[1] > 1),
-            region("a uniform row over S > 1 positions", lambda v, i: v.shape[1] > 1 and bool((np.ptp(v, -1) == 0).any()) and bool(v.any())),
+            region(
+                "a uniform row over S > 1 positions",
+                lambda v, i: v.shape[1] > 1 and bool((np.ptp(v, -1) == 0).any()) and bool(v.any()),
+            ),
             region("zeros at padded positions", lambda v, i: bool(((v == 0) & (v.sum(-1, keepdims=True) != 0)).any())),
             region("a row of zeros", lambda v, i: not v.any(-1).all()),
             region("not a distribution (negative weights)", lambda v, i: bool((v < 0).any())),
@@ -392,7 +400,10 @@ HIDDEN_ARGS = (
     Arg(
         "s",
         "float array (B, N) with the context's B; finite values",
-        regions=(region("N = Dh", lambda v, i: v.shape == i["context"].shape), region("N < Dh", lambda v, i: v.shape[1] < i["context"].shape[1])),
+        regions=(
+            region("N = Dh", lambda v, i: v.shape == i["context"].shape),
+            region("N < Dh", lambda v, i: v.shape[1] < i["context"].shape[1]),
+        ),
     ),
     Arg("w_c", "float array (Dh + N, N): rows for the context first, then for the state"),
 )
@@ -503,6 +514,8 @@ _ATTENTIONS = ("bahdanau", "luong_dot", "luong_general", "luong_concat")
 def _padded(draw: Any) -> Any:
     """A decoder draw with source padding (src_lengths), whatever variant the caller passes."""
     return lambda data, dtype, variant: draw(data, dtype, "bahdanau+padding")
+
+
 _wider_s0 = _with(decoder_inputs, s0=lambda i: np.concatenate([i["s0"], i["s0"][:, :1]], axis=1))  # (B, N + 1)
 
 ADDITIVE_ATTENTION_WEIGHTS = Component(
@@ -537,7 +550,10 @@ ADDITIVE_ATTENTION_WEIGHTS = Component(
             "U (Dh - 1, A) when Dh > 1, else (2, A)",
             _with(
                 _weights_inputs("additive"),
-                params=lambda i: {**i["params"], "u": i["params"]["u"][1:] if len(i["params"]["u"]) > 1 else np.tile(i["params"]["u"], (2, 1))},
+                params=lambda i: {
+                    **i["params"],
+                    "u": i["params"]["u"][1:] if len(i["params"]["u"]) > 1 else np.tile(i["params"]["u"], (2, 1)),
+                },
             ),
         ),
         BadInput("mask_wider_than_S", "mask (B, S + 1)", _with(_weights_inputs("additive"), mask=_mask_wider)),
