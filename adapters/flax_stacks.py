@@ -76,20 +76,26 @@ def flax_layer_params(params: Mapping[str, Any], D: int, H: int, mha_params: Cal
     return tree
 
 
+# eps is an argument of the jitted functions, not part of their cache key: every eps would otherwise cost a
+# compilation. A Python float passed to jax.jit is traced weakly typed, so var + eps rounds in the
+# variance's own dtype, as the static float does.
 @cache
 def _apply(
-    num_heads: int, width: int, norm_first: bool, activation: str, eps: float, decoder: bool, dtype: str, D: int
+    num_heads: int, width: int, norm_first: bool, activation: str, decoder: bool, dtype: str, D: int
 ) -> Callable[..., Any]:
-    layer = Layer(num_heads, width, norm_first, activation, eps, decoder, dtype, D)
-    return jax.jit(lambda params, x, memory, mask: layer.apply({"params": params}, x, memory, mask))
+    def apply(params: Any, x: jax.Array, memory: jax.Array | None, mask: jax.Array | None, eps: float) -> jax.Array:
+        layer = Layer(num_heads, width, norm_first, activation, eps, decoder, dtype, D)
+        return layer.apply({"params": params}, x, memory, mask)
+
+    return jax.jit(apply)
 
 
 @cache
-def _step(num_heads: int, width: int, norm_first: bool, activation: str, eps: float, dtype: str, D: int) -> Callable[..., Any]:
-    """One decoding step of one decoder layer: (params, cache, x (B, 1, D), memory, mask) -> (out, cache)."""
-    layer = Layer(num_heads, width, norm_first, activation, eps, True, dtype, D, decode=True)
+def _step(num_heads: int, width: int, norm_first: bool, activation: str, dtype: str, D: int) -> Callable[..., Any]:
+    """One decoding step of one decoder layer: (params, cache, x (B, 1, D), memory, mask, eps) -> (out, cache)."""
 
-    def step(params: Any, cache: Any, x: jax.Array, memory: jax.Array, mask: jax.Array | None) -> Any:
+    def step(params: Any, cache: Any, x: jax.Array, memory: jax.Array, mask: jax.Array | None, eps: float) -> Any:
+        layer = Layer(num_heads, width, norm_first, activation, eps, True, dtype, D, decode=True)
         out, variables = layer.apply({"params": params, "cache": cache}, x, memory, mask, mutable=["cache"])
         return out, variables["cache"]
 
@@ -124,22 +130,19 @@ def run_stack(
 ) -> jax.Array:
     """Apply the layers one after another (then the optional final flax LayerNorm). ``to_jax`` converts
     x and memory (the adapter's converter, so that vjp() can trace them)."""
+    if not layers:  # the loop below would make an empty stack the identity
+        raise ValueError("layers must hold at least one layer's params; got none")
     D = x.shape[-1]
     if D % num_heads:
         raise ValueError(f"D={D} is not divisible by H={num_heads}")
     h = to_jax(x)
     for params in layers:
         fn = _apply(
-            num_heads,
-            params["ffn"]["w1"].shape[1],
-            norm_first,
-            activation,
-            float(eps),
-            memory is not None,
-            np.dtype(x.dtype).name,
-            D,
+            num_heads, params["ffn"]["w1"].shape[1], norm_first, activation, memory is not None, np.dtype(x.dtype).name, D
         )
-        h = fn(flax_layer_params(params, D, num_heads, mha_params), h, None if memory is None else to_jax(memory), mask)
+        h = fn(
+            flax_layer_params(params, D, num_heads, mha_params), h, None if memory is None else to_jax(memory), mask, float(eps)
+        )
     return _final_norm(h, final_norm, eps)
 
 
@@ -158,12 +161,14 @@ def run_decoder_cached(
 ) -> jax.Array:
     """Decode one position at a time: each layer sees only y[:, t] and its own key/value cache.
     mask: (B, H, T, S) boolean or None; step t uses its row t."""
+    if not layers:  # the loop below would make an empty stack the identity
+        raise ValueError("layers must hold at least one layer's params; got none")
     B, T, D = y.shape
     if D % num_heads:
         raise ValueError(f"D={D} is not divisible by H={num_heads}")
     steps = [
         (
-            _step(num_heads, p["ffn"]["w1"].shape[1], norm_first, activation, float(eps), np.dtype(y.dtype).name, D),
+            _step(num_heads, p["ffn"]["w1"].shape[1], norm_first, activation, np.dtype(y.dtype).name, D),
             flax_layer_params(p, D, num_heads, mha_params),
         )
         for p in layers
@@ -174,6 +179,6 @@ def run_decoder_cached(
     for t in range(T):
         h = ys[:, t : t + 1]  # (B, 1, D): this step's input only
         for i, (step, params) in enumerate(steps):
-            h, caches[i] = step(params, caches[i], h, mem, None if mask is None else mask[:, :, t : t + 1])
+            h, caches[i] = step(params, caches[i], h, mem, None if mask is None else mask[:, :, t : t + 1], float(eps))
         outputs.append(h)
     return _final_norm(jnp.concatenate(outputs, axis=1), final_norm, eps)  # (B, T, D)

@@ -18,9 +18,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from adapters.jax_seq2seq import JaxSeq2Seq
+from adapters.jax_seq2seq import SEQ2SEQ_DEVIATIONS, JaxSeq2Seq
 from adapters import Deviation
 from spec.core import Unsupported
+from spec.model import empty_source
+from spec.stacks import has_empty_row
 
 jax.config.update("jax_enable_x64", True)  # float64 inputs must stay float64
 
@@ -150,17 +152,35 @@ FLAX_LAYER_NORM_UNCHECKED = {
     ),
     "empty_model_dim": "flax nn.LayerNorm normalises over D = 0 features without a check and returns an empty (..., 0)",
 }
+def _stack_empty_row(mask: str) -> Deviation:
+    return Deviation(
+        "flax MultiHeadDotProductAttention averages V uniformly over a query row whose mask hides every key (a "
+        "finite fill), where the spec's attention gives b_o: an item of key-padding length 0 (flax 0.12.8)",
+        when=lambda i: has_empty_row(i.get(mask)),
+        trigger="a query row that sees no key",
+    )
 
 
 class JaxAdapter(JaxSeq2Seq):
     name = "jax"
     deviations: dict[str, str] = {
+        **SEQ2SEQ_DEVIATIONS,
+        **{f"{c}.*": _stack_empty_row("mask") for c in ("encoder_layer", "encoder")},
+        **{f"{c}.*": _stack_empty_row("memory_mask") for c in ("decoder_layer", "decoder", "incremental_decoder")},
         **{
-            f"{c}.refuses[lengths_longer_than_T]": "flax nn.RNN accepts seq_lengths > T without a check (flax 0.12.8)"
-            for c in ("rnn_encoder", "context_vector")
+            f"{c}.refuses[negative_eps]": "flax nn.LayerNorm accepts a negative epsilon without a check (flax 0.12.8)"
+            for c in ("encoder_layer", "decoder_layer", "encoder", "decoder", "incremental_decoder", "encoder_decoder")
         },
-        "attention_decoder.refuses[token_id_equals_V]": (
-            "jnp indexing clamps an out-of-range id (JAX's documented gather semantics): id V reads row V - 1"
+        "encoder_decoder.*": Deviation(
+            "an empty source (src_lengths 0) leaves rows that see no key in the encoder and in cross-attention, which "
+            "flax MultiHeadDotProductAttention averages uniformly where the spec's attention gives b_o (see encoder_layer)",
+            when=empty_source,
+            trigger="a source of length 0",
+        ),
+        "encoder_decoder.refuses[negative_source_id]": "flax nn.Embed (jnp.take) wraps id -1 to the last row",
+        "encoder_decoder.refuses[source_length_beyond_S]": (
+            "no jax op checks the source lengths the key-padding mask is built from (arange(S) < length): a length "
+            "beyond S masks nothing"
         ),
         "softmax.all_neg_inf_slice_is_zero": "jax.nn.softmax returns NaN for a slice of only -inf",
         "attention_weights.*": FLOAT64_MIN_BIAS,

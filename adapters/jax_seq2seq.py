@@ -111,6 +111,57 @@ def _decoder_step(attention: str, N: int, dtype: str) -> Any:
     return jax.jit(step)
 
 
+_EMPTY_ROW = (
+    "jax.nn.softmax returns NaN for a row of only -inf: a decoder step with no real source position "
+    "(jax.nn.softmax(jnp.full((1, 2), -jnp.inf)) is NaN) gets NaN weights where the spec says 0"
+)
+_UNCHECKED_LENGTHS = (
+    "no jax op checks the source lengths the padding mask is built from (arange(S) < length): a length of 0 "
+    "masks every position (NaN from jax.nn.softmax), a length beyond S masks none"
+)
+_CLAMPED = "jnp indexing clamps an out-of-range id (JAX's documented gather semantics): "
+# Declared deviations of the recurrent and seq2seq components (merged into JaxAdapter.deviations).
+SEQ2SEQ_DEVIATIONS = {
+    **{
+        f"{c}.refuses[{bad}]": reason
+        for c in ("rnn_encoder", "context_vector")
+        for bad, reason in (
+            ("lengths_longer_than_T", "flax nn.RNN accepts seq_lengths > T without a check (flax 0.12.8)"),
+            (
+                "zero_length",
+                "flax nn.RNN accepts a sequence length of 0 without a check and computes its steps anyway: "
+                "nn.RNN(nn.GRUCell(1)).apply(p, jnp.ones((1, 3, 1)), seq_lengths=jnp.array([0])) (flax 0.12.8)",
+            ),
+            (
+                "lengths_not_per_item",
+                "flax nn.RNN accepts seq_lengths of another length than the batch without a check: "
+                "nn.RNN(nn.GRUCell(1)).apply(p, jnp.ones((2, 3, 1)), seq_lengths=jnp.array([1, 2, 3])) (flax 0.12.8)",
+            ),
+        )
+    },
+    # seen where the state has batch 1 (a carry of batch B > 1 against B + 1 inputs raises)
+    "recurrent_cell.refuses[batch_differs]": (
+        "flax's cells broadcast a carry of batch 1 against inputs of batch B instead of refusing it: "
+        "nn.GRUCell(1).apply(p, jnp.zeros((1, 1)), jnp.ones((2, 1))) returns a (2, 1) carry (flax 0.12.8)"
+    ),
+    "attention_decoder.refuses[token_id_equals_V]": _CLAMPED + "id V reads row V - 1",
+    "attention_decoder.refuses[negative_token_id]": _CLAMPED + "id -1 reads row V - 1 (NumPy's negative index)",
+    "free_running_decoder.refuses[bos_equals_V]": _CLAMPED + "bos = V reads row V - 1",
+    "additive_attention_weights.weights_are_distributions[padding_empty_row]": _EMPTY_ROW,
+    "multiplicative_attention_weights.weights_are_distributions[general+padding_empty_row]": _EMPTY_ROW,
+    **{
+        f"{c}.refuses[mask_wider_than_S]": (
+            "jnp.where broadcasts the scores against a wider mask instead of refusing it, where S = 1: "
+            "jnp.where(jnp.array([[True, False]]), jnp.ones((1, 1)), -jnp.inf) is (1, 2) (jax 0.10.2)"
+        )
+        for c in ("additive_attention_weights", "multiplicative_attention_weights")
+    },
+    "attention_decoder.refuses[zero_source_length]": _UNCHECKED_LENGTHS,
+    "attention_decoder.refuses[source_length_beyond_S]": _UNCHECKED_LENGTHS,
+    "free_running_decoder.refuses[zero_source_length]": _UNCHECKED_LENGTHS,
+}
+
+
 class JaxSeq2Seq:
     _j: Any  # the adapter's converters (JaxAdapter): traced under vjp()
     _np: Any

@@ -19,9 +19,11 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention.bias import causal_lower_right, causal_upper_left
 
-from adapters.torch_seq2seq import TorchSeq2Seq
+from adapters.torch_seq2seq import SEQ2SEQ_DEVIATIONS, TorchSeq2Seq
 from adapters import Deviation
 from spec.core import Unsupported
+from spec.model import empty_source
+from spec.stacks import has_empty_row
 
 _CAUSAL = {"top_left": causal_upper_left, "bottom_right": causal_lower_right}
 
@@ -52,6 +54,29 @@ MASK_1D_REFUSED = Deviation(
     when=lambda i: getattr(i.get("mask"), "ndim", 2) == 1,
     trigger="a 1-D mask",
 )
+
+FAST_PATH_EMPTY_ROW = Deviation(
+    "nn.TransformerEncoderLayer's inference fast path (eval, no grad: torch._transformer_encoder_layer_fwd) returns "
+    "NaN for a query row whose mask hides every key, where the spec's attention gives b_o (grad mode is right): "
+    "layer.eval()(torch.randn(1, 1, 4), src_mask=torch.ones(2, 1, 1, dtype=torch.bool)) under torch.no_grad() (torch 2.13.0)",
+    when=lambda i: has_empty_row(i.get("mask")),
+    trigger="a query row that sees no key",
+)
+
+
+def _finite_bias(mask: Any) -> bool:
+    return mask is not None and mask.dtype != np.bool_ and bool((np.isfinite(mask.astype(np.float64)) & (mask != 0)).any())
+
+
+FAST_PATH_FLOAT_MASK = Deviation(
+    "nn.TransformerEncoderLayer's inference fast path treats an additive float src_mask as boolean: a finite bias "
+    "b != 0 masks its key as -inf does (a row of nonzero biases is NaN); grad mode adds the bias: with a (3, 3) mask "
+    "of -1 in column 1, layer.eval()(x, src_mask=m) under torch.no_grad() equals the output with column 1 at -inf "
+    "(torch 2.13.0)",
+    when=lambda i: _finite_bias(i.get("mask")),
+    trigger="an additive mask with a finite nonzero bias",
+)
+_EPS_UNCHECKED = "nn.LayerNorm (layer_norm_eps) accepts a negative eps without a check (torch 2.13.0)"
 
 
 LINEAR_BIAS_BROADCAST = (
@@ -150,6 +175,23 @@ class TorchAdapter(TorchSeq2Seq):
             )
             for b in ("negative_label_smoothing", "nan_label_smoothing")
         },
+        **SEQ2SEQ_DEVIATIONS,
+        "encoder_layer.*": (FAST_PATH_EMPTY_ROW, FAST_PATH_FLOAT_MASK),
+        "encoder.*": (FAST_PATH_EMPTY_ROW, FAST_PATH_FLOAT_MASK),
+        **{
+            f"{c}.refuses[negative_eps]": _EPS_UNCHECKED
+            for c in ("encoder_layer", "decoder_layer", "encoder", "decoder", "encoder_decoder")
+        },
+        "encoder_decoder.*": Deviation(
+            "an empty source (src_lengths 0) reaches nn.TransformerEncoderLayer's inference fast path as rows that see no "
+            "key, which it returns as NaN (see encoder_layer); the whole model's log-probs are NaN",
+            when=empty_source,
+            trigger="a source of length 0",
+        ),
+        "encoder_decoder.refuses[source_length_beyond_S]": (
+            "no torch op checks the source lengths the key-padding mask is built from (arange(S) < length): a length "
+            "beyond S masks nothing"
+        ),
     }
 
     def __init__(self, device: str = "cpu"):

@@ -30,6 +30,31 @@ def _blocks(a: np.ndarray, cell: str) -> np.ndarray:
     return np.concatenate([parts[i] for i in order], axis=-1)
 
 
+_EMPTY_ROW = (
+    "torch.softmax returns NaN for a row of only -inf: a decoder step with no real source position "
+    "(torch.softmax(torch.full((1, 2), float('-inf')), -1) is NaN) gets NaN weights where the spec says 0"
+)
+_UNCHECKED_LENGTHS = (
+    "no torch op checks the source lengths the padding mask is built from (arange(S) < length): a length of 0 "
+    "masks every position (NaN from torch.softmax), a length beyond S masks none"
+)
+# Declared deviations of the seq2seq components (merged into TorchAdapter.deviations).
+SEQ2SEQ_DEVIATIONS = {
+    "additive_attention_weights.weights_are_distributions[padding_empty_row]": _EMPTY_ROW,
+    "multiplicative_attention_weights.weights_are_distributions[general+padding_empty_row]": _EMPTY_ROW,
+    **{
+        f"{c}.refuses[mask_wider_than_S]": (
+            "Tensor.masked_fill broadcasts the scores against a wider mask instead of refusing it, where S = 1: "
+            "torch.zeros(1, 1).masked_fill(torch.tensor([[True, False]]), 0.0) is (1, 2) (torch 2.13.0)"
+        )
+        for c in ("additive_attention_weights", "multiplicative_attention_weights")
+    },
+    "attention_decoder.refuses[zero_source_length]": _UNCHECKED_LENGTHS,
+    "attention_decoder.refuses[source_length_beyond_S]": _UNCHECKED_LENGTHS,
+    "free_running_decoder.refuses[zero_source_length]": _UNCHECKED_LENGTHS,
+}
+
+
 class TorchSeq2Seq:
     device: torch.device
     _t: Any

@@ -25,7 +25,10 @@ Params = Mapping[str, np.ndarray]
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return (1 / (1 + np.exp(-x))).astype(x.dtype)
+    """1 / (1 + e^-x) = e^min(x, 0) / (e^min(x, 0) + e^min(-x, 0)): no exponent is positive, so a large |x|
+    (saturated gates) no longer overflows exp, and autograd's derivative at x = 0 stays 1/4."""
+    a, b = np.exp(np.minimum(x, 0)), np.exp(np.minimum(-x, 0))
+    return (a / (a + b)).astype(x.dtype)
 
 
 def _fail(component: str, message: str) -> None:

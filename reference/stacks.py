@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from reference.checks import is_array
+from reference.checks import check_mask, is_array
 
 from reference.attention import _matmul, multi_head_attention, scaled_dot_product_attention
-from reference.layers import layer_norm, position_wise_ffn
+from reference.layers import ACTIVATIONS, layer_norm, position_wise_ffn
 
 Params = Mapping[str, Any]
 
@@ -44,6 +44,22 @@ def _check_layer(component: str, x: np.ndarray, params: Params, keys: tuple[str,
         raise ValueError(f"{component}: params must have {keys}; got {sorted(params)} (missing {missing})")
 
 
+def check_options(component: str, activation: str, eps: float) -> None:
+    """The options every layer shares: the FFN's activation and the LayerNorms' eps."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"{component}: activation must be one of {ACTIVATIONS}; got {activation!r}")
+    if not isinstance(eps, (int, float, np.floating)) or not (np.isfinite(eps) and eps >= 0):
+        raise ValueError(f"{component}: eps must be a finite number >= 0; got {eps!r}")
+
+
+def _check_final_norm(component: str, final_norm: Params | None, D: int) -> None:
+    if final_norm is None:
+        return
+    shapes = [getattr(final_norm.get(k), "shape", None) for k in ("gamma", "beta")]
+    if shapes != [(D,), (D,)]:
+        raise ValueError(f"{component}: final_norm must be {{gamma, beta}} of shape (D,)=({D},); got {shapes}")
+
+
 def _check_memory(component: str, y: np.ndarray, memory: np.ndarray) -> None:
     if not is_array(memory) or memory.ndim != 3 or memory.shape[0] != y.shape[0] or memory.shape[2] != y.shape[2]:
         raise ValueError(
@@ -62,6 +78,9 @@ def encoder_layer(
 ) -> np.ndarray:
     """x -> AddNorm(x, SelfAttention(x)) -> AddNorm(., FFN(.)).  x (B, T, D) -> (B, T, D)."""
     _check_layer("encoder_layer", x, params, ("self_attn", "ffn", "norm1", "norm2"), num_heads)
+    check_options("encoder_layer", activation, eps)
+    B, T, _ = x.shape
+    check_mask("encoder_layer", mask, (B, num_heads, T, T))
     attend = lambda h: multi_head_attention(h, h, h, params["self_attn"], num_heads, mask=mask)  # noqa: E731
     x = _residual(x, attend, params["norm1"], norm_first, eps)
     return _residual(x, lambda h: position_wise_ffn(h, params["ffn"], activation), params["norm2"], norm_first, eps)
@@ -83,6 +102,8 @@ def decoder_layer(
     """
     _check_layer("decoder_layer", y, params, ("self_attn", "cross_attn", "ffn", "norm1", "norm2", "norm3"), num_heads)
     _check_memory("decoder_layer", y, memory)
+    check_options("decoder_layer", activation, eps)
+    check_mask("decoder_layer", memory_mask, (y.shape[0], num_heads, y.shape[1], memory.shape[1]))
     self_attend = lambda h: multi_head_attention(h, h, h, params["self_attn"], num_heads, causal="top_left")  # noqa: E731
     return _decoder_block(y, memory, params, num_heads, self_attend, memory_mask, norm_first, activation, eps)
 
@@ -119,6 +140,9 @@ def encoder(
     if not layers:
         raise ValueError("encoder: layers must hold at least one layer's params; got none")
     _check_layer("encoder", x, layers[0], (), num_heads)
+    check_options("encoder", activation, eps)
+    check_mask("encoder", mask, (x.shape[0], num_heads, x.shape[1], x.shape[1]))
+    _check_final_norm("encoder", final_norm, x.shape[2])
     for params in layers:
         x = encoder_layer(x, params, num_heads, mask, norm_first, activation, eps)
     return x if final_norm is None else _norm(x, final_norm, eps)
@@ -139,6 +163,10 @@ def decoder(
     if not layers:
         raise ValueError("decoder: layers must hold at least one layer's params; got none")
     _check_layer("decoder", y, layers[0], (), num_heads)
+    _check_memory("decoder", y, memory)
+    check_options("decoder", activation, eps)
+    check_mask("decoder", memory_mask, (y.shape[0], num_heads, y.shape[1], memory.shape[1]))
+    _check_final_norm("decoder", final_norm, y.shape[2])
     for params in layers:
         y = decoder_layer(y, memory, params, num_heads, memory_mask, norm_first, activation, eps)
     return y if final_norm is None else _norm(y, final_norm, eps)
@@ -196,6 +224,9 @@ def incremental_decoder(
     for params in layers:  # the same checks as the parallel decoder, before any step runs
         _check_layer("incremental_decoder", y, params, ("self_attn", "cross_attn", "ffn", "norm1", "norm2", "norm3"), num_heads)
     _check_memory("incremental_decoder", y, memory)
+    check_options("incremental_decoder", activation, eps)
+    check_mask("incremental_decoder", memory_mask, (y.shape[0], num_heads, y.shape[1], memory.shape[1]))
+    _check_final_norm("incremental_decoder", final_norm, y.shape[2])
     B, T, D = y.shape
     empty = np.zeros((B, num_heads, 0, D // num_heads), y.dtype)  # (B, H, 0, K)
     caches = [{"k": empty, "v": empty} for _ in layers]

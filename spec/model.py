@@ -7,7 +7,9 @@ step t leaves steps <= t unchanged; (b) decoding step by step, re-running the gr
 parallel teacher-forced log-probs. The key/value-cache variant of (b) is the component
 incremental_decoder (spec/stacks.py): cached step-by-step decoding equals the parallel decoder, and the
 log-probs are a per-position function of the decoder output (tied projection, log-softmax).
-error_scale: (1 + max|logp|) times the number of sublayers (see spec/stacks.py).
+src_lengths in [0, S]: an empty source leaves attention rows that see no key (their output is b_o).
+error_scale: (1 + max|logp|) times the number of sublayers, 2 per encoder and 3 per decoder layer (see
+spec/stacks.py).
 """
 
 from __future__ import annotations
@@ -17,34 +19,46 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
+from reference.layers import ACTIVATIONS
 from spec.core import BadInput, Component, Property, Subject, matches_reference
+from spec.domains import Arg, region
 from spec.dtypes import FLOAT32, FLOAT64, DType
-from spec.stacks import STACK_BUCKETS, StackShape, layer_params
+from spec.stacks import EPS_VALUES, STACK_BUCKETS, StackShape, has_empty_row, heads_arg, layer_options, layer_params, norm_params
 from spec.strategies import VOCAB, arrays, seeds, token_ids
 from spec.tolerance import compare
 
 
 def _model_inputs(data: st.DataObject, dtype: DType, variant: str | None) -> dict[str, Any]:
-    variant = variant or "post_ln"
+    """Inputs under a variant "post_ln|pre_ln[+src_padding]": 1 or 2 layers per stack, the final norms
+    (present for pre-LN, drawn for post-LN, as torch's nn.Transformer has them), activation and eps drawn."""
+    tokens = (variant or "post_ln").split("+")
     s: StackShape = data.draw(st.sampled_from(STACK_BUCKETS), label="shape")
     params: dict[str, Any] = {
         "src_table": data.draw(arrays((VOCAB, s.D), dtype, allow_large=False), label="src_table"),
         "tgt_table": data.draw(arrays((VOCAB, s.D), dtype, allow_large=False), label="tgt_table"),
-        "encoder": [data.draw(layer_params(s.D, dtype, decoder=False), label="encoder_layer")],
-        "decoder": [data.draw(layer_params(s.D, dtype, decoder=True), label="decoder_layer")],
     }
-    if variant.startswith("pre_ln"):
-        for name in ("encoder_norm", "decoder_norm"):
-            params[name] = {"gamma": np.ones(s.D, dtype.np_dtype), "beta": np.zeros(s.D, dtype.np_dtype)}
+    for name, decoder in (("encoder", False), ("decoder", True)):
+        n = data.draw(st.sampled_from([1, 2]), label=f"{name}_layers")
+        params[name] = [data.draw(layer_params(s.D, dtype, decoder=decoder), label=f"{name}_layer") for _ in range(n)]
+    pre_ln = tokens[0] == "pre_ln"
+    for name in ("encoder_norm", "decoder_norm"):
+        if pre_ln or data.draw(st.booleans(), label=name):
+            params[name] = data.draw(norm_params(s.D, dtype), label=name)
     inputs: dict[str, Any] = {
         "src_tokens": data.draw(token_ids(s.B, s.S), label="src_tokens"),
         "tgt_in": data.draw(token_ids(s.B, s.T), label="tgt_in"),
         "params": params,
         "num_heads": s.H,
-        "norm_first": variant.startswith("pre_ln"),
+        "norm_first": pre_ln,
+        "activation": data.draw(st.sampled_from(ACTIVATIONS), label="activation"),
+        "eps": data.draw(st.sampled_from(EPS_VALUES), label="eps"),
     }
-    if "src_padding" in variant:
-        inputs["src_lengths"] = np.random.default_rng(data.draw(seeds(), label="len_seed")).integers(1, s.S + 1, s.B)
+    if "src_padding" in tokens:
+        rng = np.random.default_rng(data.draw(seeds(), label="len_seed"))
+        lengths = rng.integers(1, s.S + 1, s.B)
+        if data.draw(st.booleans(), label="empty_source"):  # an empty source: rows that see no key
+            lengths[rng.integers(0, s.B)] = 0
+        inputs["src_lengths"] = lengths
     return inputs
 
 
@@ -53,7 +67,8 @@ def _scale(inputs: dict[str, Any]) -> float:
     from spec.tolerance import cast_floats
 
     out = encoder_decoder(**cast_floats(inputs, np.dtype(np.float64)))
-    return (1.0 + float(np.abs(out).max())) * 5  # 2 encoder + 3 decoder sublayers
+    sublayers = 2 * len(inputs["params"]["encoder"]) + 3 * len(inputs["params"]["decoder"])
+    return (1.0 + float(np.abs(out).max())) * sublayers
 
 
 def log_probs_are_normalised(subject: Subject, data: st.DataObject, variant: str | None) -> None:
@@ -110,6 +125,120 @@ def _last(case: Any) -> Any:
     return Last()
 
 
+# Argument domains (spec/domains.py).
+def _next_token(tokens: Any, inputs: Any) -> Any:
+    """Every id one higher, modulo V (stays in [0, V))."""
+    return (np.asarray(tokens) + 1) % VOCAB
+
+
+def _tokens_arg(name: str, what: str, length: str) -> Arg:
+    return Arg(
+        name,
+        f"int array (B, {length}) of ids in [0, V) (V = {VOCAB} here), {length} >= 1: {what}",
+        kind="tokens",
+        perturb=_next_token,
+        regions=(
+            region(f"{length} = 1", lambda v, i: v.shape[1] == 1),
+            region(f"{length} > 1", lambda v, i: v.shape[1] > 1),
+            region("id 0", lambda v, i: bool((v == 0).any())),
+            region("id V - 1", lambda v, i: bool((v == VOCAB - 1).any())),
+        ),
+    )
+
+
+def _source_mask(i: Any) -> Any:
+    lengths = i.get("src_lengths")
+    return None if lengths is None else np.arange(i["src_tokens"].shape[1]) < np.asarray(lengths)[:, None]  # (B, S)
+
+
+def empty_source(inputs: Any) -> bool:
+    """Whether some item's source is empty (src_lengths 0): its encoder and cross-attention rows see no key."""
+    return has_empty_row(_source_mask(inputs))
+
+
+def _stack_entry(name: str, decoder: bool) -> Arg:
+    from spec.stacks import _layers_arg
+
+    layers = _layers_arg(decoder)
+    regions = (region("1 layer", lambda v, i: len(v) == 1), region("2 layers", lambda v, i: len(v) == 2))
+    return Arg(name, layers.domain, kind=layers.kind, perturb=layers.perturb, regions=regions)
+
+
+def _norm_entries(name: str, stack: str) -> tuple[Arg, ...]:
+    dropped = Arg(
+        name,
+        f"{{gamma (D,), beta (D,)}}: a LayerNorm after the {stack}, or absent",
+        kind="other",  # not "params": so that dropping the norm (absent is its default) is a mutant too
+        default=None,
+        regions=(
+            region("absent", lambda v, i: v is None),
+            region("present with pre-LN", lambda v, i: v is not None and i["norm_first"]),
+            region("present with post-LN (torch's nn.Transformer)", lambda v, i: v is not None and not i["norm_first"]),
+        ),
+    )
+    return (dropped, Arg(f"{name}.gamma", "float array (D,)"), Arg(f"{name}.beta", "float array (D,)"))
+
+
+def _src_lengths_one_fewer(lengths: Any, inputs: Any) -> Any:
+    """Every length one position shorter, down to 0 (stays in [0, S]); None when all are 0."""
+    return np.maximum(lengths - 1, 0) if (lengths > 0).any() else None
+
+
+def _lengths(i: Any) -> Any:
+    return np.asarray(i["src_lengths"])
+
+
+def _width(i: Any) -> int:
+    return i["params"]["src_table"].shape[1]
+
+
+MODEL_ARGS = (
+    _tokens_arg("src_tokens", "the source sentence", "S"),
+    _tokens_arg("tgt_in", "shift_right(targets), the decoder's input under teacher forcing", "T"),
+    Arg(
+        "params",
+        "dict src_table (V, D), tgt_table (V, D) (the output projection is tied to it), encoder / decoder (lists of "
+        "layer params, reference/stacks.py), optional encoder_norm / decoder_norm {gamma, beta}",
+        kind="params",
+        entries=(
+            Arg("src_table", "float array (V, D): the source embedding"),
+            Arg("tgt_table", "float array (V, D): the target embedding and output projection"),
+            _stack_entry("encoder", False),
+            _stack_entry("decoder", True),
+        )
+        + _norm_entries("encoder_norm", "encoder")
+        + _norm_entries("decoder_norm", "decoder"),
+    ),
+    heads_arg(_width),
+    Arg(
+        "src_lengths",
+        "None (every source position real) or int array (B,) in [0, S]: positions from a length on are padding, in "
+        "the encoder and in cross-attention; a length of 0 leaves rows that see no key (their attention gives b_o)",
+        kind="int",
+        default=None,
+        perturb=_src_lengths_one_fewer,
+        regions=(
+            region("None", lambda v, i: v is None),
+            region("a length of 0", lambda v, i: v is not None and bool((_lengths(i) == 0).any())),
+            region("a length of S", lambda v, i: v is not None and bool((_lengths(i) == i["src_tokens"].shape[1]).any())),
+            region(
+                "a length strictly between",
+                lambda v, i: v is not None and bool(((_lengths(i) > 0) & (_lengths(i) < i["src_tokens"].shape[1])).any()),
+            ),
+        ),
+    ),
+    *layer_options(),
+)
+
+
+def _bad(change: Any) -> Any:
+    return lambda data, dtype: change(_model_inputs(data, dtype, None))
+
+
+def _padded_bad(change: Any) -> Any:
+    return lambda data, dtype: change(_model_inputs(data, dtype, "post_ln+src_padding"))
+
+
 ENCODER_DECODER = Component(
     name="encoder_decoder",
     family="model",
@@ -118,8 +247,9 @@ ENCODER_DECODER = Component(
     ),
     shapes="src_tokens (B, S), tgt_in (B, T) int -> log-probs (B, T, V)",
     error_scale=_scale,
+    args=MODEL_ARGS,
     properties=(
-        matches_reference(_model_inputs, ("post_ln", "pre_ln", "post_ln+src_padding")),
+        matches_reference(_model_inputs, ("post_ln", "pre_ln", "post_ln+src_padding", "pre_ln+src_padding")),
         Property("log_probs_are_normalised", log_probs_are_normalised.__doc__, log_probs_are_normalised),
         Property(
             "later_inputs_do_not_matter", later_inputs_do_not_matter.__doc__, later_inputs_do_not_matter, ("post_ln", "pre_ln")
@@ -137,7 +267,22 @@ ENCODER_DECODER = Component(
         BadInput(
             "token_id_equals_V",
             f"a target-side id of V = {VOCAB}",
-            lambda data, dtype: (lambda i: {**i, "tgt_in": np.full_like(i["tgt_in"], VOCAB)})(_model_inputs(data, dtype, None)),
+            _bad(lambda i: {**i, "tgt_in": np.full_like(i["tgt_in"], VOCAB)}),
         ),
+        BadInput(
+            "negative_source_id", "a source id of -1", _bad(lambda i: {**i, "src_tokens": np.full_like(i["src_tokens"], -1)})
+        ),
+        BadInput(
+            "source_length_beyond_S",
+            "src_lengths = S + 1",
+            _padded_bad(lambda i: {**i, "src_lengths": i["src_lengths"] * 0 + i["src_tokens"].shape[1] + 1}),
+        ),
+        BadInput(
+            "heads_do_not_divide_D",
+            "num_heads = D + 1",
+            _bad(lambda i: {**i, "num_heads": i["params"]["src_table"].shape[1] + 1}),
+        ),
+        BadInput("unknown_activation", "activation='swish'", _bad(lambda i: {**i, "activation": "swish"})),
+        BadInput("negative_eps", "eps = -1e-5", _bad(lambda i: {**i, "eps": -1e-5})),
     ),
 )

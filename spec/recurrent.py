@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from reference.recurrent import GATES
 from spec.core import BadInput, Component, Property, Subject, matches_reference
+from spec.domains import Arg, region
 from spec.dtypes import FLOAT32, FLOAT64, DType
 from spec.strategies import arrays, normal_params, seeds
 from spec.tolerance import compare
@@ -36,7 +37,8 @@ class RecShape(NamedTuple):
 # All four dtypes passed on numpy, torch and jax when measured (README); half precision here costs jax a
 # compilation per shape for little.
 DEFAULT_RUN_DTYPES: tuple[DType, ...] = (FLOAT64, FLOAT32)
-REC_BUCKETS = (RecShape(1, 1, 3, 2), RecShape(2, 5, 4, 3), RecShape(3, 4, 2, 4))
+# the smallest legal sizes (B = T = E = N = 1: w_x and w_h of one shape), E > N and E < N
+REC_BUCKETS = (RecShape(1, 1, 1, 1), RecShape(2, 5, 4, 3), RecShape(3, 4, 2, 4))
 
 
 @st.composite
@@ -56,8 +58,11 @@ def _cell_inputs(data: st.DataObject, dtype: DType, variant: str | None) -> dict
     s: RecShape = data.draw(st.sampled_from(REC_BUCKETS), label="shape")
     width = 2 * s.N if cell == "lstm" else s.N
     state = data.draw(arrays((s.B, width), dtype, allow_large=False), label="state")
+    if data.draw(st.booleans(), label="zero_state"):  # a sequence's first step starts from 0
+        state = np.zeros_like(state)
     return {
-        "x": data.draw(arrays((s.B, s.E), dtype, allow_large=False), label="x"),
+        # large inputs (|x| ~ 1e4) saturate every gate: sigmoid at exactly 0 or 1, tanh at +-1
+        "x": data.draw(arrays((s.B, s.E), dtype), label="x"),
         "state": state,
         "params": data.draw(cell_params(s.E, s.N, cell, dtype), label="params"),
         "cell": cell,
@@ -65,7 +70,12 @@ def _cell_inputs(data: st.DataObject, dtype: DType, variant: str | None) -> dict
 
 
 def _lengths(data: st.DataObject, B: int, T: int) -> np.ndarray:
-    return np.random.default_rng(data.draw(seeds(), label="len_seed")).integers(1, T + 1, B)
+    """Lengths in [1, T], in any order; one of them T (a batch is padded to its longest) unless B = 1."""
+    rng = np.random.default_rng(data.draw(seeds(), label="len_seed"))
+    lengths = rng.integers(1, T + 1, B)
+    if B > 1:
+        lengths[rng.integers(0, B)] = T
+    return lengths
 
 
 def encoder_inputs(data: st.DataObject, dtype: DType, variant: str | None) -> dict[str, Any]:
@@ -74,7 +84,7 @@ def encoder_inputs(data: st.DataObject, dtype: DType, variant: str | None) -> di
     s: RecShape = data.draw(st.sampled_from(REC_BUCKETS), label="shape")
     directions = ("forward", "backward") if "bidirectional" in variant else ("forward",)
     inputs: dict[str, Any] = {
-        "x": data.draw(arrays((s.B, s.T, s.E), dtype, allow_large=False), label="x"),
+        "x": data.draw(arrays((s.B, s.T, s.E), dtype), label="x"),
         "params": {d: data.draw(cell_params(s.E, s.N, cell, dtype), label=d) for d in directions},
         "cell": cell,
     }
@@ -188,9 +198,37 @@ def _bad_state(data: st.DataObject, dtype: DType) -> dict[str, Any]:
     return {**inputs, "state": np.concatenate([inputs["state"], inputs["state"][:, :1]], axis=1)}  # (B, N + 1)
 
 
+def _bad_lstm_state(data: st.DataObject, dtype: DType) -> dict[str, Any]:
+    inputs = _cell_inputs(data, dtype, "lstm")
+    N = inputs["params"]["w_h"].shape[0]
+    return {**inputs, "state": inputs["state"][:, :N]}  # (B, N): h without c
+
+
+def _bad_batch(data: st.DataObject, dtype: DType) -> dict[str, Any]:
+    inputs = _cell_inputs(data, dtype, "gru")
+    return {**inputs, "x": np.concatenate([inputs["x"], inputs["x"][:1]], axis=0)}  # (B + 1, E)
+
+
+def _unknown_cell(draw: Any) -> Any:
+    def bad(data: st.DataObject, dtype: DType) -> dict[str, Any]:
+        return {**draw(data, dtype, "gru"), "cell": "GRU"}
+
+    return bad
+
+
 def _bad_lengths(data: st.DataObject, dtype: DType) -> dict[str, Any]:
     inputs = encoder_inputs(data, dtype, "gru+lengths")
     return {**inputs, "lengths": inputs["lengths"] * 0 + inputs["x"].shape[1] + 1}
+
+
+def _zero_length(data: st.DataObject, dtype: DType) -> dict[str, Any]:
+    inputs = encoder_inputs(data, dtype, "gru+lengths")
+    return {**inputs, "lengths": np.concatenate([[0], inputs["lengths"][1:]])}  # the first sequence empty
+
+
+def _lengths_not_per_item(data: st.DataObject, dtype: DType) -> dict[str, Any]:
+    inputs = encoder_inputs(data, dtype, "gru+lengths")
+    return {**inputs, "lengths": np.concatenate([inputs["lengths"], inputs["lengths"][:1]])}  # (B + 1,)
 
 
 def _bad_directions(data: st.DataObject, dtype: DType) -> dict[str, Any]:
@@ -200,6 +238,119 @@ def _bad_directions(data: st.DataObject, dtype: DType) -> dict[str, Any]:
     return {**inputs, "params": {**inputs["params"], "backward": wider}}
 
 
+def _backward_only(data: st.DataObject, dtype: DType) -> dict[str, Any]:
+    inputs = encoder_inputs(data, dtype, "gru")
+    return {**inputs, "params": {"backward": inputs["params"]["forward"]}}
+
+
+# Argument domains (spec/domains.py).
+def _large(v: Any) -> bool:
+    return float(np.abs(v.astype(np.float64)).max()) >= 1e3
+
+
+def _one_step_fewer(lengths: Any, inputs: Any) -> Any:
+    """Every length above 1 one step shorter (stays in [1, T]); None when all are 1."""
+    return np.where(lengths > 1, lengths - 1, lengths) if (lengths > 1).any() else None
+
+
+_CELL_WEIGHTS = {
+    "w_x": "float array (E, G N): the input weights, G gate blocks of N columns in the spec's order",
+    "w_h": "float array (N, G N): the recurrent weights, gate blocks as w_x",
+    "b_x": "float array (G N,): the input bias",
+    "b_h": "float array (G N,): the recurrent bias (GRU: inside the reset product for the candidate n)",
+}
+_CELL_ENTRIES = tuple(Arg(name, domain) for name, domain in _CELL_WEIGHTS.items())
+CELL_ARG = Arg(
+    "cell",
+    "'rnn' (Elman, tanh), 'gru' (gates z, r, n) or 'lstm' (gates i, f, g, o; state [h | c])",
+    kind="choice",
+    default="gru",
+    choices=("rnn", "gru", "lstm"),
+    regions=tuple(region(c, lambda v, i, c=c: v == c) for c in ("rnn", "gru", "lstm")),
+)
+CELL_ARGS = (
+    Arg(
+        "x",
+        "float array (B, E), B, E >= 1; finite values",
+        regions=(
+            region("B = 1 and E = 1 (the smallest)", lambda v, i: v.shape == (1, 1)),
+            region("B > 1", lambda v, i: v.shape[0] > 1),
+            region("large inputs (|x| >= 1e3: saturated gates)", lambda v, i: _large(v)),
+            region("tiny inputs (|x| < 1e-2)", lambda v, i: float(np.abs(v.astype(np.float64)).max()) < 1e-2),
+        ),
+    ),
+    Arg(
+        "state",
+        "float array (B, N) with x's B, or for the LSTM [h | c] (B, 2N); any finite values (h need not lie in [-1, 1])",
+        regions=(
+            region("zero (a sequence's first step)", lambda v, i: not v.any()),
+            region("nonzero", lambda v, i: bool(v.any())),
+            region("N = 1", lambda v, i: i["params"]["w_h"].shape[0] == 1),
+            region("LSTM with |c| > 1", lambda v, i: i["cell"] == "lstm" and bool((np.abs(v[:, v.shape[1] // 2 :]) > 1).any())),
+        ),
+    ),
+    Arg(
+        "params",
+        "dict of one cell's canonical weights w_x, w_h, b_x, b_h (reference/recurrent.py)",
+        kind="params",
+        regions=(region("E = N (w_x and w_h of one shape)", lambda v, i: v["w_x"].shape == v["w_h"].shape),),
+        entries=_CELL_ENTRIES,
+    ),
+    CELL_ARG,
+)
+
+
+def _direction_entries() -> tuple[Arg, ...]:
+    forward = tuple(Arg(f"forward.{a.name}", a.domain) for a in _CELL_ENTRIES)
+    backward = tuple(Arg(f"backward.{a.name}", a.domain) for a in _CELL_ENTRIES)
+    dropped = Arg("backward", "cell params of the backward direction, or absent (unidirectional)", kind="other", default=None)
+    return forward + (dropped,) + backward
+
+
+ENCODER_ARGS = (
+    Arg(
+        "x",
+        "float array (B, T, E), every axis >= 1; finite values",
+        regions=(
+            region("T = 1", lambda v, i: v.shape[1] == 1),
+            region("T > 1", lambda v, i: v.shape[1] > 1),
+            region("B > 1", lambda v, i: v.shape[0] > 1),
+            region("large inputs (|x| >= 1e3: saturated gates)", lambda v, i: _large(v)),
+        ),
+    ),
+    Arg(
+        "params",
+        "{'forward': cell params[, 'backward': cell params]}: with 'backward' the encoder is bidirectional; both "
+        "directions have one N",
+        kind="params",
+        regions=(
+            region("unidirectional", lambda v, i: "backward" not in v),
+            region("bidirectional", lambda v, i: "backward" in v),
+            region("E = N", lambda v, i: v["forward"]["w_x"].shape == v["forward"]["w_h"].shape),
+        ),
+        entries=_direction_entries(),
+    ),
+    CELL_ARG,
+    Arg(
+        "lengths",
+        "None (every sequence has T steps) or int array (B,), each length in [1, T], in any order; outputs past a "
+        "length are 0 and the backward direction starts at the sequence's last real step",
+        kind="int",
+        default=None,
+        perturb=_one_step_fewer,
+        regions=(
+            region("None", lambda v, i: v is None),
+            region("a length of 1 with T > 1", lambda v, i: v is not None and bool((v == 1).any()) and i["x"].shape[1] > 1),
+            region("a length of T", lambda v, i: v is not None and bool((v == i["x"].shape[1]).any())),
+            region(
+                "a length strictly between 1 and T", lambda v, i: v is not None and bool(((v > 1) & (v < i["x"].shape[1])).any())
+            ),
+            region("not sorted by length", lambda v, i: v is not None and bool((np.diff(v) > 0).any())),
+        ),
+    ),
+)
+
+
 RECURRENT_CELL = Component(
     name="recurrent_cell",
     family="recurrent",
@@ -207,16 +358,24 @@ RECURRENT_CELL = Component(
     signature="recurrent_cell(x, state, params, cell='gru') -> new state",
     shapes="x (B, E), state (B, N) or LSTM [h | c] (B, 2N), W_x (E, G N), W_h (N, G N) -> like state",
     error_scale=_cell_scale,
+    args=CELL_ARGS,
     properties=(matches_reference(_cell_inputs, ("rnn", "gru", "lstm")),),
     bad_inputs=(
         BadInput("gate_weights_wrong_shape", "GRU w_h (N, 3N - 1)", _bad_gates),
         BadInput("state_size_mismatch", "state (B, N + 1)", _bad_state),
+        BadInput("lstm_state_without_c", "LSTM state (B, N): h without c", _bad_lstm_state),
+        BadInput("batch_differs", "x (B + 1, E) against state (B, N)", _bad_batch),
+        BadInput("unknown_cell", "cell='GRU' (the names are lower case)", _unknown_cell(_cell_inputs)),
     ),
 )
 
 _ENCODER_BAD = (
     BadInput("lengths_longer_than_T", "lengths = T + 1", _bad_lengths),
+    BadInput("zero_length", "a length of 0 (the domain is [1, T])", _zero_length),
+    BadInput("lengths_not_per_item", "lengths (B + 1,)", _lengths_not_per_item),
     BadInput("directions_differ_in_N", "backward N + 1", _bad_directions),
+    BadInput("backward_without_forward", "params {'backward': ...} only", _backward_only),
+    BadInput("unknown_cell", "cell='GRU' (the names are lower case)", _unknown_cell(encoder_inputs)),
 )
 
 RNN_ENCODER = Component(
@@ -226,6 +385,7 @@ RNN_ENCODER = Component(
     signature="rnn_encoder(x, params, cell='gru', lengths=None) -> outputs",
     shapes="x (B, T, E), lengths (B,) -> (B, T, N) or bidirectional (B, T, 2N)",
     error_scale=_encoder_scale,
+    args=ENCODER_ARGS,
     properties=(
         matches_reference(
             encoder_inputs, ("rnn", "gru", "lstm", "gru+bidirectional", "gru+lengths", "lstm+bidirectional+lengths")
@@ -249,8 +409,9 @@ CONTEXT_VECTOR = Component(
     signature="context_vector(x, params, cell='gru', lengths=None) -> final hidden state(s)",
     shapes="x (B, T, E), lengths (B,) -> (B, N) or bidirectional (B, 2N)",
     error_scale=_encoder_scale,
+    args=ENCODER_ARGS,
     properties=(
-        matches_reference(encoder_inputs, ("gru", "lstm+bidirectional", "gru+bidirectional+lengths")),
+        matches_reference(encoder_inputs, ("gru", "rnn+lengths", "lstm+bidirectional", "gru+bidirectional+lengths")),
         Property("size_independent_of_T", context_size_is_fixed.__doc__, context_size_is_fixed, ("gru+bidirectional",)),
         Property("is_encoder_ends", context_is_encoder_ends.__doc__, context_is_encoder_ends, ("lstm+bidirectional+lengths",)),
         Property(

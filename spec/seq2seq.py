@@ -2,13 +2,15 @@
 general / concat), attention_context, attentional_hidden, attention_decoder (teacher forcing) and
 free_running_decoder (formulas in reference/seq2seq.py).
 
-mask (B, S) bool, True = a real source position. Properties: weights are distributions with padded
-positions at exactly 0; with the scoring network blind to the decoder state (W = 0) Bahdanau's weights
+mask (B, S) bool, True = a real source position; a row with no real position gets all-zero weights (the
+suite's fully-masked convention; the decoders' src_lengths lie in [1, S]). Properties: weights are
+distributions with padded positions at exactly 0; with the scoring network blind to the decoder state (W = 0) Bahdanau's weights
 are the same for every state; a context lies within the per-coordinate range of the encoder states;
 feeding the teacher-forced decoder the free-running output reproduces the free-running logits; the
 free-running logits equal the oracle's teacher-forced logits on the tokens the adapter chose (robust to
 near-ties: an argmax is never compared across implementations).
-error_scale: weights 1 + the largest |score| bound; context max|h|; decoders (1 + max|logit|) x steps.
+error_scale: weights 1 + how far rounding moves a score (through a tanh: where it is not flat); context
+the largest sum_j |alpha_j h_jd|; decoders (1 + max|logit|) x steps.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from hypothesis import strategies as st
 
 from reference.seq2seq import attention_decoder
 from spec.core import BadInput, Component, Property, Subject, matches_reference
+from spec.domains import Arg, region
 from spec.dtypes import DType
 from spec.recurrent import DEFAULT_RUN_DTYPES, cell_params
 from spec.strategies import VOCAB, arrays, normal_params, seeds, token_ids
@@ -34,16 +37,35 @@ class AttnShape(NamedTuple):
     A: int
 
 
-ATTN_BUCKETS = (AttnShape(1, 1, 3, 3, 2), AttnShape(2, 5, 4, 4, 3), AttnShape(3, 4, 4, 6, 5))
+# one source position and a scoring network of width A = 1 (the smallest), N = Dh, N < Dh
+ATTN_BUCKETS = (AttnShape(1, 1, 3, 3, 1), AttnShape(2, 5, 4, 4, 3), AttnShape(3, 4, 4, 6, 5))
 
 
 def _abs(a: np.ndarray) -> np.ndarray:
     return np.abs(a.astype(np.float64))
 
 
-def _mask(data: st.DataObject, B: int, S: int) -> np.ndarray:
-    lengths = np.random.default_rng(data.draw(seeds(), label="len_seed")).integers(1, S + 1, B)
-    return np.arange(S)[None, :] < lengths[:, None]  # (B, S): at least one real position per row
+def _lengths(data: st.DataObject, B: int, S: int) -> np.ndarray:
+    """Source lengths in [1, S], in any order; one of them S (a batch is padded to its longest) unless B = 1."""
+    rng = np.random.default_rng(data.draw(seeds(), label="len_seed"))
+    lengths = rng.integers(1, S + 1, B)
+    if B > 1:
+        lengths[rng.integers(0, B)] = S
+    return lengths
+
+
+def _mask(data: st.DataObject, B: int, S: int, empty_row: bool = False) -> np.ndarray:
+    """(B, S) bool, True = a real position: key padding, every row with one (empty_row: one row with none)."""
+    mask = np.arange(S)[None, :] < _lengths(data, B, S)[:, None]  # (B, S)
+    if empty_row:
+        mask[data.draw(st.integers(0, B - 1), label="empty_row")] = False
+    return mask
+
+
+def _state(data: st.DataObject, shape: tuple[int, ...], dtype: DType, label: str, allow_large: bool = False) -> np.ndarray:
+    """A decoder state: drawn values, or zeros (a decoder started from s0 = 0)."""
+    state = data.draw(arrays(shape, dtype, allow_large=allow_large), label=label)
+    return np.zeros_like(state) if data.draw(st.booleans(), label=f"{label}_zero") else state
 
 
 def _score_params(data: st.DataObject, s: AttnShape, score: str, dtype: DType) -> dict[str, np.ndarray]:
@@ -63,40 +85,49 @@ def _weights_inputs(component: str) -> Any:
         s: AttnShape = data.draw(st.sampled_from(ATTN_BUCKETS), label="shape")
         if score == "dot":
             s = s._replace(Dh=s.N)
-        state = data.draw(arrays((s.B, s.N), dtype, allow_large=False), label="s")
+        state = _state(data, (s.B, s.N), dtype, "s")
         inputs: dict[str, Any] = {"s_prev" if score == "additive" else "s": state}
-        inputs["h"] = data.draw(arrays((s.B, s.S, s.Dh), dtype, allow_large=False), label="h")
+        # large encoder states (|h| ~ 1e4): scores of 1e4 (dot, general), saturated tanh (additive, concat)
+        inputs["h"] = data.draw(arrays((s.B, s.S, s.Dh), dtype), label="h")
         inputs["params"] = _score_params(data, s, score, dtype)
         if score != "additive":
             inputs["score"] = score
         if "padding" in variant:
-            inputs["mask"] = _mask(data, s.B, s.S)
+            inputs["mask"] = _mask(data, s.B, s.S, empty_row=variant.endswith("empty_row"))
         return inputs
 
     return draw
 
 
 def _weights_scale(inputs: dict[str, Any]) -> float:
-    """1 + a bound on |score|: sum |v| through a tanh, else |s| |W| |h|."""
-    p, h = inputs["params"], _abs(inputs["h"])
-    s = _abs(inputs.get("s", inputs.get("s_prev")))
+    """1 + a bound on how far rounding moves a score: |s| |W| |h| for dot and general; through a tanh,
+    e = v . tanh(a), sum_k |v_k| (1 + sech^2(a_k) |a_k|-magnitude): the score's own size, and the rounding
+    of the tanh's argument a = s W_s + h_j W_h (at |s| |W_s| + |h_j| |W_h|) where the tanh is not flat
+    (found by drawing large encoder states: |h| ~ 1e4 rounds a at 1e4 u)."""
+    p = inputs["params"]
+    s, h = inputs.get("s", inputs.get("s_prev")), inputs["h"]
     if "v" in p:
-        return 1.0 + float(_abs(p["v"]).sum())
-    sw = s @ _abs(p["w"]) if "w" in p else s  # (B, Dh)
-    return 1.0 + float((sw[:, None, :] * h).sum(-1).max())
+        N = s.shape[1]
+        w_s, w_h = (p["w"], p["u"]) if "u" in p else (p["w"][:N], p["w"][N:])  # additive W, U; concat [W_s; W_h]
+        wide = {k: x.astype(np.float64) for k, x in (("s", s), ("h", h), ("w_s", w_s), ("w_h", w_h))}
+        a = (wide["s"] @ wide["w_s"])[:, None, :] + wide["h"] @ wide["w_h"]  # (B, S, A)
+        magnitude = (np.abs(wide["s"]) @ np.abs(wide["w_s"]))[:, None, :] + np.abs(wide["h"]) @ np.abs(wide["w_h"])
+        moved = (1.0 + (1.0 - np.tanh(a) ** 2) * magnitude) @ _abs(p["v"])  # (B, S)
+        return 1.0 + float(moved.max())
+    sw = _abs(s) @ _abs(p["w"]) if "w" in p else _abs(s)  # (B, Dh)
+    return 1.0 + float((sw[:, None, :] * _abs(h)).sum(-1).max())
 
 
 def weights_are_distributions(subject: Subject, data: st.DataObject, variant: str | None) -> None:
-    """Weights over the source sum to 1 and padded source positions get exactly 0."""
+    """Weights over the source sum to 1 and padded source positions get exactly 0 (a row with no real
+    position: all zeros, the suite's fully-masked convention)."""
     case = subject.case(_weights_inputs(subject.component.name)(data, subject.dtype, variant))
     w = case.got.astype(np.float64)
     mask = case.inputs.get("mask", np.ones(w.shape, bool))
     if (w[~mask] != 0).any():
         subject.fail(case.inputs, f"padded source positions got weight {w[~mask][w[~mask] != 0][:3].tolist()}, not 0")
-    sums = w.sum(-1)  # (B,)
-    subject.check(
-        compare(sums, np.ones_like(sums), case.bound.times(w.shape[1]), "sum of the weights over the source"), case.inputs
-    )
+    sums, want = w.sum(-1), mask.any(-1).astype(np.float64)  # (B,): 1, or 0 for a row with no real position
+    subject.check(compare(sums, want, case.bound.times(w.shape[1]), "sum of the weights over the source"), case.inputs)
 
 
 def state_blind_scores_give_fixed_weights(subject: Subject, data: st.DataObject, variant: str | None) -> None:
@@ -108,24 +139,39 @@ def state_blind_scores_give_fixed_weights(subject: Subject, data: st.DataObject,
     base.assert_equivalent(base.got, subject.case({**inputs, "s_prev": other}), "weights for another decoder state (W = 0)")
 
 
+# How a row of weights is made: attention's (softmax over the real positions), hard attention (one-hot),
+# uniform (ties), all zeros (a fully padded source), or any reals (the context is a plain weighted sum)
+WEIGHT_KINDS = ("softmax", "one_hot", "uniform", "zero_row", "unnormalised")
+
+
 def _context_inputs(data: st.DataObject, dtype: DType, variant: str | None) -> dict[str, Any]:
+    """weights (B, S) of a drawn kind (variant "distributions": no unnormalised rows) and h (B, S, Dh)."""
     s: AttnShape = data.draw(st.sampled_from(ATTN_BUCKETS), label="shape")
+    kinds = WEIGHT_KINDS[:-1] if variant == "distributions" else WEIGHT_KINDS
+    kind = data.draw(st.sampled_from(kinds), label="weights_kind")
     mask = _mask(data, s.B, s.S)
-    logits = np.random.default_rng(data.draw(seeds(), label="weights_seed")).standard_normal((s.B, s.S)) * 2
-    w = np.where(mask, np.exp(logits), 0.0)
-    return {
-        "weights": (w / w.sum(-1, keepdims=True)).astype(dtype.np_dtype),
-        "h": data.draw(arrays((s.B, s.S, s.Dh), dtype, allow_large=False), label="h"),
-    }
+    rng = np.random.default_rng(data.draw(seeds(), label="weights_seed"))
+    if kind == "unnormalised":
+        w = rng.standard_normal((s.B, s.S))
+    else:
+        logits = {"one_hot": 1e4, "uniform": 0.0}.get(kind, 2.0) * rng.standard_normal((s.B, s.S))
+        shifted = np.where(mask, logits - np.where(mask, logits, -np.inf).max(-1, keepdims=True), -np.inf)  # (B, S)
+        w = np.exp(shifted)  # 0 at padded positions
+        w = w / w.sum(-1, keepdims=True)  # (B, S): one-hot rounds to exactly 1 and 0s
+        if kind == "zero_row":
+            w[rng.integers(0, s.B)] = 0.0
+    return {"weights": w.astype(dtype.np_dtype), "h": data.draw(arrays((s.B, s.S, s.Dh), dtype), label="h")}
 
 
 def context_within_range(subject: Subject, data: st.DataObject, variant: str | None) -> None:
     """A context is a convex combination: each coordinate lies within the range of the encoder states
     it weights (positions of nonzero weight), up to the policy's bound."""
-    case = subject.case(_context_inputs(data, subject.dtype, variant))
+    case = subject.case(_context_inputs(data, subject.dtype, "distributions"))
     h, w = case.inputs["h"].astype(np.float64), case.inputs["weights"].astype(np.float64)
     seen = (w > 0)[..., None]  # (B, S, 1)
     lo, hi = np.where(seen, h, np.inf).min(1), np.where(seen, h, -np.inf).max(1)  # (B, Dh)
+    none = ~seen.any(1)  # (B, 1): a row of zero weights sums nothing: its context is exactly 0
+    lo, hi = np.where(none, 0.0, lo), np.where(none, 0.0, hi)
     got = case.got.astype(np.float64)
     clipped = np.clip(got, lo, hi)
     subject.check(compare(got, clipped, case.bound, "context vs the per-coordinate range of the weighted states"), case.inputs)
@@ -133,9 +179,12 @@ def context_within_range(subject: Subject, data: st.DataObject, variant: str | N
 
 def _hidden_inputs(data: st.DataObject, dtype: DType, variant: str | None) -> dict[str, Any]:
     s: AttnShape = data.draw(st.sampled_from(ATTN_BUCKETS), label="shape")
+    context = data.draw(arrays((s.B, s.Dh), dtype), label="context")  # large values saturate the tanh
+    if data.draw(st.sampled_from([False, False, True]), label="context_zero"):  # the context of a fully padded source
+        context = np.zeros_like(context)
     return {
-        "context": data.draw(arrays((s.B, s.Dh), dtype, allow_large=False), label="context"),
-        "s": data.draw(arrays((s.B, s.N), dtype, allow_large=False), label="s"),
+        "context": context,
+        "s": data.draw(arrays((s.B, s.N), dtype), label="s"),
         "w_c": data.draw(normal_params({"w_c": (s.Dh + s.N, s.N)}, dtype), label="w_c")["w_c"],
     }
 
@@ -162,19 +211,21 @@ def decoder_inputs(data: st.DataObject, dtype: DType, variant: str | None) -> di
     inputs: dict[str, Any] = {
         "tgt_in": data.draw(token_ids(s.B, T), label="tgt_in"),
         "memory": data.draw(arrays((s.B, s.S, s.Dh), dtype, allow_large=False), label="memory"),
-        "s0": data.draw(arrays((s.B, s.N), dtype, allow_large=False), label="s0"),
+        "s0": _state(data, (s.B, s.N), dtype, "s0"),
         "params": params,
         "attention": attention,
     }
     if "padding" in variant:
-        inputs["src_lengths"] = _mask(data, s.B, s.S).sum(-1)
+        inputs["src_lengths"] = _lengths(data, s.B, s.S)
     return inputs
 
 
 def _free_inputs(data: st.DataObject, dtype: DType, variant: str | None) -> dict[str, Any]:
     inputs = decoder_inputs(data, dtype, variant)
     steps = inputs.pop("tgt_in").shape[1]
-    return {**inputs, "bos": 1, "steps": steps}
+    # BOS: the default 1, the first and the last id, and another
+    bos = data.draw(st.sampled_from([1, 0, VOCAB - 1, 6]), label="bos")
+    return {**inputs, "bos": bos, "steps": steps}
 
 
 def _decoder_scale(inputs: dict[str, Any]) -> float:
@@ -217,7 +268,254 @@ def _with(draw: Any, **changes: Any) -> Any:
     return bad
 
 
+# Argument domains (spec/domains.py).
+def _large(v: Any) -> bool:
+    return v is not None and float(np.abs(v.astype(np.float64)).max()) >= 1e3
+
+
+def _one_fewer(lengths: Any, inputs: Any) -> Any:
+    """Every length above 1 one position shorter (stays in [1, S]); None when all are 1."""
+    return np.where(lengths > 1, lengths - 1, lengths) if (lengths > 1).any() else None
+
+
+def _next_token(tokens: Any, inputs: Any) -> Any:
+    """Every id one higher, modulo V (stays in [0, V))."""
+    return (np.asarray(tokens) + 1) % VOCAB
+
+
+def _state_arg(name: str, domain: str) -> Arg:
+    return Arg(
+        name,
+        domain,
+        regions=(
+            region("zero (a decoder started from 0)", lambda v, i: not v.any()),
+            region("nonzero", lambda v, i: bool(v.any())),
+        ),
+    )
+
+
+_SOURCE_MASK = Arg(
+    "mask",
+    "None (every position real) or bool (B, S), True = a real source position; a row with no real position gets "
+    "all-zero weights (the suite's fully-masked convention); any other shape or dtype is refused",
+    kind="mask",
+    default=None,
+    regions=(
+        region("None", lambda v, i: v is None),
+        region(
+            "padding (a False in a row that has a True)",
+            lambda v, i: v is not None and bool((~v & v.any(-1, keepdims=True)).any()),
+        ),
+        region("a row with no real position", lambda v, i: v is not None and not v.any(-1).all()),
+        region("B > 1 with rows of different lengths", lambda v, i: v is not None and len(set(v.sum(-1).tolist())) > 1),
+    ),
+)
+_ENCODER_STATES = Arg(
+    "h",
+    "float array (B, S, Dh) with the state's B, S >= 1, Dh >= 1 (2 N_enc for a bidirectional encoder); finite values",
+    regions=(
+        region("S = 1", lambda v, i: v.shape[1] == 1),
+        region("S > 1", lambda v, i: v.shape[1] > 1),
+        region("large states (|h| >= 1e3)", lambda v, i: _large(v)),
+    ),
+)
+ADDITIVE_ARGS = (
+    _state_arg("s_prev", "float array (B, N), the decoder's previous state s_{i-1}; finite values"),
+    _ENCODER_STATES,
+    Arg(
+        "params",
+        "dict w (N, A), u (Dh, A), v (A,): the scoring network e_ij = v . tanh(s_{i-1} W + h_j U), A >= 1",
+        kind="params",
+        regions=(
+            region("A = 1", lambda v, i: v["v"].shape == (1,)),
+            region("N = Dh (w and u of one shape)", lambda v, i: v["w"].shape == v["u"].shape),
+        ),
+        entries=(
+            Arg("w", "float array (N, A): the decoder-state weights"),
+            Arg("u", "float array (Dh, A): the encoder-state weights"),
+            Arg("v", "float array (A,): the score vector"),
+        ),
+    ),
+    _SOURCE_MASK,
+)
+MULTIPLICATIVE_ARGS = (
+    _state_arg("s", "float array (B, N), the decoder's current state s_t; finite values"),
+    _ENCODER_STATES,
+    Arg(
+        "params",
+        "dict of the score's weights: dot none ({}), general w (N, Dh), concat w (N + Dh, A) and v (A,)",
+        kind="params",
+        entries=(
+            Arg("w", "float array: general (N, Dh), concat (N + Dh, A); absent for dot"),
+            Arg("v", "float array (A,): concat's score vector; absent otherwise"),
+        ),
+    ),
+    Arg(
+        "score",
+        "'dot' (s . h_j, needs N = Dh), 'general' (s W h_j) or 'concat' (v . tanh([s; h_j] W)); anything else is refused",
+        kind="choice",
+        default="dot",
+        choices=("dot", "general", "concat"),
+        regions=tuple(region(c, lambda v, i, c=c: v == c) for c in ("dot", "general", "concat")),
+    ),
+    _SOURCE_MASK,
+)
+
+
+def _row_sums(i: Any) -> np.ndarray:
+    return i["weights"].astype(np.float64).sum(-1)
+
+
+CONTEXT_ARGS = (
+    Arg(
+        "weights",
+        "float array (B, S), any finite reals (the context is sum_j alpha_j h_j); attention gives each row a "
+        "distribution over the real positions, or zeros for a fully padded source",
+        regions=(
+            region("a one-hot row (hard attention)", lambda v, i: bool(((v == 1).sum(-1) == 1).any()) and v.shape[1] > 1),
+            region(
+                "a uniform row over S > 1 positions",
+                lambda v, i: v.shape[1] > 1 and bool((np.ptp(v, -1) == 0).any()) and bool(v.any()),
+            ),
+            region("zeros at padded positions", lambda v, i: bool(((v == 0) & (v.sum(-1, keepdims=True) != 0)).any())),
+            region("a row of zeros", lambda v, i: not v.any(-1).all()),
+            region("not a distribution (negative weights)", lambda v, i: bool((v < 0).any())),
+        ),
+    ),
+    Arg(
+        "h",
+        "float array (B, S, Dh) with the weights' (B, S); finite values",
+        regions=(region("S = 1", lambda v, i: v.shape[1] == 1), region("large states (|h| >= 1e3)", lambda v, i: _large(v))),
+    ),
+)
+HIDDEN_ARGS = (
+    Arg(
+        "context",
+        "float array (B, Dh); finite values",
+        regions=(
+            region("zero (a fully padded source)", lambda v, i: not v.any()),
+            region("large (|c| >= 1e3: the tanh saturates)", lambda v, i: _large(v)),
+        ),
+    ),
+    Arg(
+        "s",
+        "float array (B, N) with the context's B; finite values",
+        regions=(
+            region("N = Dh", lambda v, i: v.shape == i["context"].shape),
+            region("N < Dh", lambda v, i: v.shape[1] < i["context"].shape[1]),
+        ),
+    ),
+    Arg("w_c", "float array (Dh + N, N): rows for the context first, then for the state"),
+)
+
+_CELL = "cell.w_x (input M + Dh for bahdanau, M for luong, 3N), cell.w_h (N, 3N), cell.b_x, cell.b_h (3N,): a GRU"
+_DECODER_ENTRIES = (
+    Arg("embedding", "float array (V, M): the target embedding"),
+    Arg("cell.w_x", "float array (M + Dh for bahdanau, M for luong, 3N): the GRU's input weights (gates z, r, n)"),
+    Arg("cell.w_h", "float array (N, 3N): the GRU's recurrent weights"),
+    Arg("cell.b_x", "float array (3N,)"),
+    Arg("cell.b_h", "float array (3N,)"),
+    Arg("attention.w", "float array: the score's w (additive (N, A), general (N, Dh), concat (N + Dh, A)); absent for dot"),
+    Arg("attention.u", "float array (Dh, A): additive only"),
+    Arg("attention.v", "float array (A,): additive and concat"),
+    Arg("w_out", "float array (N + Dh for bahdanau, N for luong, V)"),
+    Arg("b_out", "float array (V,)"),
+    Arg("w_c", "float array (Dh + N, N): luong only (the attentional hidden state)"),
+)
+_DECODER_PARAMS = Arg(
+    "params",
+    "dict embedding, cell, attention, w_out, b_out[, w_c]: " + _CELL + "; the score's params as in the weights components",
+    kind="params",
+    entries=_DECODER_ENTRIES,
+)
+_ATTENTION_ARG = Arg(
+    "attention",
+    "'bahdanau' (additive, from s_{i-1}, [s_i; c] to the output) or 'luong_dot' / 'luong_general' / 'luong_concat' "
+    "(from s_t, through tanh([c; s_t] W_c)); anything else is refused",
+    kind="choice",
+    default="bahdanau",
+    choices=("bahdanau", "luong_dot", "luong_general", "luong_concat"),
+    regions=tuple(region(c, lambda v, i, c=c: v == c) for c in ("bahdanau", "luong_dot", "luong_general", "luong_concat")),
+)
+_MEMORY = Arg(
+    "memory",
+    "float array (B, S, Dh), the encoder states, S >= 1; finite values",
+    regions=(region("S = 1", lambda v, i: v.shape[1] == 1), region("S > 1", lambda v, i: v.shape[1] > 1)),
+)
+_S0 = _state_arg("s0", "float array (B, N), the decoder's initial state; finite values")
+_SRC_LENGTHS = Arg(
+    "src_lengths",
+    "None (every source position real) or int array (B,), each in [1, S]: positions from a length on are padding",
+    kind="int",
+    default=None,
+    perturb=_one_fewer,
+    regions=(
+        region("None", lambda v, i: v is None),
+        region("a length of 1 with S > 1", lambda v, i: v is not None and bool((v == 1).any()) and i["memory"].shape[1] > 1),
+        region("a length of S", lambda v, i: v is not None and bool((v == i["memory"].shape[1]).any())),
+        region("a length strictly between", lambda v, i: v is not None and bool(((v > 1) & (v < i["memory"].shape[1])).any())),
+    ),
+)
+DECODER_ARGS = (
+    Arg(
+        "tgt_in",
+        f"int array (B, T) of ids in [0, V) (V = {VOCAB} here), T >= 1: shift_right(targets), step t is fed tgt_in[:, t]",
+        kind="tokens",
+        perturb=_next_token,
+        regions=(
+            region("T = 1", lambda v, i: v.shape[1] == 1),
+            region("T > 1", lambda v, i: v.shape[1] > 1),
+            region("id 0", lambda v, i: bool((v == 0).any())),
+            region("id V - 1", lambda v, i: bool((v == VOCAB - 1).any())),
+        ),
+    ),
+    _MEMORY,
+    _S0,
+    _DECODER_PARAMS,
+    _ATTENTION_ARG,
+    _SRC_LENGTHS,
+)
+FREE_ARGS = (
+    _MEMORY,
+    _S0,
+    _DECODER_PARAMS,
+    _ATTENTION_ARG,
+    Arg(
+        "bos",
+        "int in [0, V): the token fed at step 0",
+        kind="int",
+        default=1,
+        perturb=lambda v, i: (v + 1) % VOCAB,
+        regions=(
+            region("1 (the default, written out)", lambda v, i: v == 1),
+            region("0", lambda v, i: v == 0),
+            region("V - 1", lambda v, i: v == VOCAB - 1),
+            region("another id", lambda v, i: v not in (0, 1, VOCAB - 1)),
+        ),
+    ),
+    Arg(
+        "steps",
+        "int >= 1: the number of steps decoded",
+        kind="int",
+        default=1,
+        regions=(region("1", lambda v, i: v == 1), region("> 1", lambda v, i: v > 1)),
+    ),
+    _SRC_LENGTHS,
+)
+
+
+def _mask_wider(i: dict[str, Any]) -> np.ndarray:
+    return np.ones((i["h"].shape[0], i["h"].shape[1] + 1), bool)  # (B, S + 1)
+
+
 _ATTENTIONS = ("bahdanau", "luong_dot", "luong_general", "luong_concat")
+
+
+def _padded(draw: Any) -> Any:
+    """A decoder draw with source padding (src_lengths), whatever variant the caller passes."""
+    return lambda data, dtype, variant: draw(data, dtype, "bahdanau+padding")
+
+
 _wider_s0 = _with(decoder_inputs, s0=lambda i: np.concatenate([i["s0"], i["s0"][:, :1]], axis=1))  # (B, N + 1)
 
 ADDITIVE_ATTENTION_WEIGHTS = Component(
@@ -227,9 +525,15 @@ ADDITIVE_ATTENTION_WEIGHTS = Component(
     signature="additive_attention_weights(s_prev, h, params, mask=None) -> alpha",
     shapes="s_prev (B, N), h (B, S, Dh), W (N, A), U (Dh, A), v (A,), mask (B, S) -> (B, S)",
     error_scale=_weights_scale,
+    args=ADDITIVE_ARGS,
     properties=(
         matches_reference(_weights_inputs("additive"), (None, "padding")),
-        Property("weights_are_distributions", weights_are_distributions.__doc__, weights_are_distributions, ("padding",)),
+        Property(
+            "weights_are_distributions",
+            weights_are_distributions.__doc__,
+            weights_are_distributions,
+            ("padding", "padding_empty_row"),
+        ),
         Property("state_blind_scores", state_blind_scores_give_fixed_weights.__doc__, state_blind_scores_give_fixed_weights),
     ),
     bad_inputs=(
@@ -241,6 +545,18 @@ ADDITIVE_ATTENTION_WEIGHTS = Component(
                 params=lambda i: {**i["params"], "w": np.concatenate([i["params"]["w"], i["params"]["w"][:1]])},
             ),
         ),
+        BadInput(
+            "u_rows_differ_from_Dh",
+            "U (Dh - 1, A) when Dh > 1, else (2, A)",
+            _with(
+                _weights_inputs("additive"),
+                params=lambda i: {
+                    **i["params"],
+                    "u": i["params"]["u"][1:] if len(i["params"]["u"]) > 1 else np.tile(i["params"]["u"], (2, 1)),
+                },
+            ),
+        ),
+        BadInput("mask_wider_than_S", "mask (B, S + 1)", _with(_weights_inputs("additive"), mask=_mask_wider)),
     ),
 )
 
@@ -251,13 +567,14 @@ MULTIPLICATIVE_ATTENTION_WEIGHTS = Component(
     signature="multiplicative_attention_weights(s, h, params, score='dot', mask=None) -> alpha",
     shapes="s (B, N), h (B, S, Dh), general W (N, Dh), concat W (N + Dh, A), v (A,) -> (B, S)",
     error_scale=_weights_scale,
+    args=MULTIPLICATIVE_ARGS,
     properties=(
         matches_reference(_weights_inputs("multiplicative"), ("dot", "general", "concat", "general+padding")),
         Property(
             "weights_are_distributions",
             weights_are_distributions.__doc__,
             weights_are_distributions,
-            ("dot+padding", "concat+padding"),
+            ("dot+padding", "concat+padding", "general+padding_empty_row"),
         ),
     ),
     bad_inputs=(
@@ -269,6 +586,16 @@ MULTIPLICATIVE_ATTENTION_WEIGHTS = Component(
                 h=lambda i: np.concatenate([i["h"], i["h"][..., :1]], axis=-1),
             ),
         ),
+        BadInput(
+            "unknown_score",
+            "score='bilinear'",
+            _with(lambda d, t, v: _weights_inputs("multiplicative")(d, t, "general"), score=lambda i: "bilinear"),
+        ),
+        BadInput(
+            "mask_wider_than_S",
+            "mask (B, S + 1)",
+            _with(lambda d, t, v: _weights_inputs("multiplicative")(d, t, "general"), mask=_mask_wider),
+        ),
     ),
 )
 
@@ -278,7 +605,9 @@ ATTENTION_CONTEXT = Component(
     dtypes=DEFAULT_RUN_DTYPES,  # as spec/recurrent.py explains
     signature="attention_context(weights, h) -> sum_j alpha_j h_j",
     shapes="weights (B, S), h (B, S, Dh) -> (B, Dh)",
-    error_scale=lambda inputs: float(_abs(inputs["h"]).max()),
+    # the largest sum_j |alpha_j h_jd|: max|h| for a distribution, more for weights of any sign
+    error_scale=lambda inputs: float((_abs(inputs["weights"])[:, None, :] @ _abs(inputs["h"])).max()),
+    args=CONTEXT_ARGS,
     properties=(
         matches_reference(_context_inputs),
         Property("within_range", context_within_range.__doc__, context_within_range),
@@ -299,6 +628,7 @@ ATTENTIONAL_HIDDEN = Component(
     signature="attentional_hidden(context, s, w_c) -> tanh([c; s] W_c)",
     shapes="context (B, Dh), s (B, N), W_c (Dh + N, N) -> (B, N)",
     error_scale=lambda i: 1.0 + float((np.concatenate([_abs(i["context"]), _abs(i["s"])], 1) @ _abs(i["w_c"])).max()),
+    args=HIDDEN_ARGS,
     properties=(matches_reference(_hidden_inputs),),
     bad_inputs=(BadInput("w_c_wrong_shape", "W_c (Dh + N - 1, N)", _with(_hidden_inputs, w_c=lambda i: i["w_c"][1:])),),
 )
@@ -310,11 +640,24 @@ ATTENTION_DECODER = Component(
     signature="attention_decoder(tgt_in, memory, s0, params, attention='bahdanau', src_lengths=None) -> logits",
     shapes="tgt_in (B, T) int, memory (B, S, Dh), s0 (B, N) -> (B, T, V)",
     error_scale=_decoder_scale,
+    args=DECODER_ARGS,
     properties=(matches_reference(decoder_inputs, _ATTENTIONS + ("bahdanau+padding", "luong_general+padding")),),
     bad_inputs=(
         BadInput("s0_size_mismatch", "s0 (B, N + 1)", _wider_s0),
         BadInput(
             "token_id_equals_V", f"tgt_in = V = {VOCAB}", _with(decoder_inputs, tgt_in=lambda i: np.full_like(i["tgt_in"], VOCAB))
+        ),
+        BadInput("negative_token_id", "tgt_in = -1", _with(decoder_inputs, tgt_in=lambda i: np.full_like(i["tgt_in"], -1))),
+        BadInput("unknown_attention", "attention='luong' (no score named)", _with(decoder_inputs, attention=lambda i: "luong")),
+        BadInput(
+            "zero_source_length",
+            "src_lengths with a 0 (the domain is [1, S])",
+            _with(_padded(decoder_inputs), src_lengths=lambda i: np.concatenate([[0], i["src_lengths"][1:]])),
+        ),
+        BadInput(
+            "source_length_beyond_S",
+            "src_lengths = S + 1",
+            _with(_padded(decoder_inputs), src_lengths=lambda i: i["src_lengths"] * 0 + i["memory"].shape[1] + 1),
         ),
     ),
 )
@@ -326,6 +669,7 @@ FREE_RUNNING_DECODER = Component(
     signature="free_running_decoder(memory, s0, params, attention='bahdanau', bos=1, steps=1, src_lengths=None) -> logits",
     shapes="memory (B, S, Dh), s0 (B, N) -> (B, steps, V)",
     error_scale=_decoder_scale,
+    args=FREE_ARGS,
     properties=(
         Property("matches_oracle_on_own_tokens", free_running_matches_oracle.__doc__, free_running_matches_oracle, _ATTENTIONS),
         Property(
@@ -340,6 +684,14 @@ FREE_RUNNING_DECODER = Component(
             "s0_size_mismatch",
             "s0 (B, N + 1)",
             _with(_free_inputs, s0=lambda i: np.concatenate([i["s0"], i["s0"][:, :1]], axis=1)),
+        ),
+        BadInput("bos_equals_V", f"bos = V = {VOCAB}", _with(_free_inputs, bos=lambda i: VOCAB)),
+        BadInput("zero_steps", "steps = 0", _with(_free_inputs, steps=lambda i: 0)),
+        BadInput("unknown_attention", "attention='luong' (no score named)", _with(_free_inputs, attention=lambda i: "luong")),
+        BadInput(
+            "zero_source_length",
+            "src_lengths with a 0 (the domain is [1, S])",
+            _with(_padded(_free_inputs), src_lengths=lambda i: np.concatenate([[0], i["src_lengths"][1:]])),
         ),
     ),
 )

@@ -5,6 +5,8 @@
     encoder(x, layers, num_heads, mask=None, norm_first=False, activation="relu", eps=1e-5, final_norm=None)
     decoder(y, memory, layers, num_heads, memory_mask=None, ..., final_norm=None)
 The decoder's self-attention is causal (top-left). Dropout is not part of these: evaluation mode.
+A query row whose mask hides every key attends to nothing: its attention output is the output bias b_o
+(multi_head_attention's convention), so an item of key-padding length 0 is in the domain.
 error_scale (compound components): (1 + max|output|) times the number of sublayers. The measured
 same-precision error, which sees every rounding of the composition, carries the bound; the floor only
 guards outputs of O(1) magnitude against a lucky exact same-precision run.
@@ -15,12 +17,15 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, NamedTuple
 
+import ml_dtypes
 import numpy as np
 from hypothesis import strategies as st
 
+from reference.layers import ACTIVATIONS
 from spec.core import BadInput, Component, Property, Subject, matches_reference
+from spec.domains import Arg, region
 from spec.dtypes import FLOAT32, FLOAT64, DType
-from spec.strategies import AttentionShape, arrays, masks, mha_params, normal_params, seeds
+from spec.strategies import AttentionShape, _keep_one_per_row, arrays, masks, mha_params, normal_params, seeds
 
 
 class StackShape(NamedTuple):
@@ -31,23 +36,53 @@ class StackShape(NamedTuple):
     H: int
 
 
-STACK_BUCKETS = (StackShape(1, 1, 1, 4, 1), StackShape(2, 4, 3, 8, 2), StackShape(1, 5, 6, 8, 4))
+# T = S = 1 with H = D (one dimension per head); T > S with 1 < H < D; T < S with a single head
+STACK_BUCKETS = (StackShape(1, 1, 1, 4, 4), StackShape(2, 4, 3, 8, 2), StackShape(1, 5, 6, 8, 1))
+# eps: the default, 1e-6 (T5, LLaMA), BERT's 1e-12, 1e-3 (above a small variance), and 0 (no floor)
+EPS_VALUES = (1e-5, 1e-6, 1e-12, 1e-3, 0.0)
+# The mask kinds a variant may name (spec/strategies.masks), or "masked" draws one per example: key
+# padding, an item of length 0 (rows that see no key), bool masks of every broadcast shape, additive
+# masks (-inf, finite biases, HuggingFace's finfo.min fill)
+MASK_KINDS = ("padding", "padding_zero_length", "bool", "additive")
 
 
 @st.composite
 def layer_params(draw: Any, D: int, dtype: DType, decoder: bool) -> dict[str, Any]:
-    """Return a strategy for one layer's canonical params (F = 2 D; LayerNorm gamma ~ 1, beta ~ 0)."""
+    """Return a strategy for one layer's canonical params (F = 2 D; attention biases all, none or some;
+    LayerNorm gamma ~ 1, beta ~ 0)."""
     F = 2 * D
-    params: dict[str, Any] = {"self_attn": draw(mha_params(D, dtype, biases=True), label="self_attn")}
+    params: dict[str, Any] = {"self_attn": draw(mha_params(D, dtype), label="self_attn")}
     if decoder:
-        params["cross_attn"] = draw(mha_params(D, dtype, biases=True), label="cross_attn")
+        params["cross_attn"] = draw(mha_params(D, dtype), label="cross_attn")
     params["ffn"] = draw(
         normal_params({"w1": (D, F), "b1": (F,), "w2": (F, D), "b2": (D,)}, dtype, {"b1": 0.1, "b2": 0.1}), label="ffn"
     )
     for i in range(1, 4 if decoder else 3):
-        p = draw(normal_params({"gamma": (D,), "beta": (D,)}, dtype, {"gamma": 0.1, "beta": 0.1}), label=f"norm{i}")
-        params[f"norm{i}"] = {"gamma": (p["gamma"].astype(np.float64) + 1).astype(dtype.np_dtype), "beta": p["beta"]}
+        params[f"norm{i}"] = draw(norm_params(D, dtype), label=f"norm{i}")
     return params
+
+
+@st.composite
+def norm_params(draw: Any, D: int, dtype: DType) -> dict[str, np.ndarray]:
+    """Return a strategy for a LayerNorm's {gamma ~ N(1, 0.1^2), beta ~ N(0, 0.1^2)} (D,)."""
+    p = draw(normal_params({"gamma": (D,), "beta": (D,)}, dtype, {"gamma": 0.1, "beta": 0.1}), label="affine")
+    return {"gamma": (p["gamma"].astype(np.float64) + 1).astype(dtype.np_dtype), "beta": p["beta"]}
+
+
+def _bool_mask(data: st.DataObject, s: AttentionShape) -> np.ndarray:
+    """A bool mask in one of the broadcast shapes models pass: per head (B, H, T, S), one (T, S) for the
+    batch, per item and query (B, 1, T, S), key-only (B, 1, 1, S) or (S,), or per query row (T, 1) (every
+    key or none, here every one); every row keeps a key."""
+    shapes = [(s.B, s.H, s.T, s.S), (s.T, s.S), (s.B, 1, s.T, s.S), (s.B, 1, 1, s.S), (s.S,), (s.T, 1)]
+    shape = data.draw(st.sampled_from(shapes), label="mask_shape")
+    rng = np.random.default_rng(data.draw(seeds(), label="mask_seed"))
+    return _keep_one_per_row(rng.random(shape) < 0.6, rng)
+
+
+def _pick(data: st.DataObject, tokens: list[str], choices: tuple[str, ...], label: str) -> str:
+    """The choice the variant names, else one drawn."""
+    named = [t for t in tokens if t in choices]
+    return named[0] if named else data.draw(st.sampled_from(choices), label=label)
 
 
 def _draw(component: str) -> Any:
@@ -55,29 +90,43 @@ def _draw(component: str) -> Any:
     stack = component in ("encoder", "decoder", "incremental_decoder")
 
     def draw(data: st.DataObject, dtype: DType, variant: str | None) -> dict[str, Any]:
-        variant = variant or "post_ln"
+        """Inputs under a variant "post_ln|pre_ln[+mask kind|+masked][+activation][+final_norm|+no_final_norm]";
+        what the variant does not name (activation, eps, the number of layers, the final norm) is drawn."""
+        tokens = (variant or "post_ln").split("+")
         s: StackShape = data.draw(st.sampled_from(STACK_BUCKETS), label="shape")
         x = data.draw(arrays((s.B, s.T, s.D), dtype, allow_large=False), label="x")
+        eps = data.draw(st.sampled_from(EPS_VALUES), label="eps")
+        # eps = 0 leaves no floor under the variance: a row whose variance is 0 in the test dtype (a
+        # constant row, or |x| ~ 1e-4 in float16, where the squares underflow) is 0 / 0, outside the
+        # domain; BERT's 1e-12 is 0 in float16 too
+        held = float(np.asarray(eps).astype(dtype.np_dtype))
+        variance = float(x.astype(np.float64).var(-1).min())
+        if held == 0 and not variance > 1e3 * float(ml_dtypes.finfo(dtype.np_dtype).tiny):
+            eps = EPS_VALUES[0]
         inputs: dict[str, Any] = {"y" if decoder else "x": x}
         if decoder:
             inputs["memory"] = data.draw(arrays((s.B, s.S, s.D), dtype, allow_large=False), label="memory")
-        n = 2 if stack else 1
+        n = data.draw(st.sampled_from([2, 1, 3]), label="layers") if stack else 1
         layers = [data.draw(layer_params(s.D, dtype, decoder), label=f"layer{i}") for i in range(n)]
         if stack:
             inputs["layers"] = layers
         else:
             inputs["params"] = layers[0]
         inputs["num_heads"] = s.H
-        if "padding" in variant:
-            S = s.S if decoder else s.T
-            m = data.draw(masks(AttentionShape(s.B, s.H, s.T, S, s.D // s.H, s.D // s.H), "padding", dtype), label="mask")
-            inputs["memory_mask" if decoder else "mask"] = m.mask
-        inputs["norm_first"] = variant.startswith("pre_ln")
-        inputs["activation"] = "gelu" if "gelu" in variant else "relu"
-        if stack and "final_norm" in variant:
-            inputs["final_norm"] = data.draw(
-                normal_params({"gamma": (s.D,), "beta": (s.D,)}, dtype, {"gamma": 1.0, "beta": 0.1}), label="final_norm"
-            )
+        kind = next((t for t in tokens if t in MASK_KINDS), None)
+        if "masked" in tokens:
+            kind = data.draw(st.sampled_from(MASK_KINDS), label="mask_kind")
+        if kind is not None:
+            shape = AttentionShape(s.B, s.H, s.T, s.S if decoder else s.T, s.D // s.H, s.D // s.H)
+            mask = _bool_mask(data, shape) if kind == "bool" else data.draw(masks(shape, kind, dtype), label="mask").mask
+            inputs["memory_mask" if decoder else "mask"] = mask
+        inputs["norm_first"] = tokens[0] == "pre_ln"
+        inputs["activation"] = _pick(data, tokens, ACTIVATIONS, "activation")
+        inputs["eps"] = eps
+        if stack:
+            final = "final_norm" in tokens or ("no_final_norm" not in tokens and data.draw(st.booleans(), label="final_norm"))
+            if final:
+                inputs["final_norm"] = data.draw(norm_params(s.D, dtype), label="final_norm")
         return inputs
 
     return draw
@@ -126,14 +175,21 @@ def future_targets_do_not_matter(subject: Subject, data: st.DataObject, variant:
     )
 
 
+def _item(key: str, value: Any, b: int) -> Any:
+    """Item b of a batched argument; a mask without a batch axis (or with batch 1) is shared."""
+    if not isinstance(value, np.ndarray) or value.ndim < 3 or value.shape[0] == 1:
+        return value
+    if key in ("mask", "memory_mask") and value.ndim < 4:
+        return value  # (H, T, S): no batch axis
+    return value[b : b + 1]
+
+
 def batch_equals_items(subject: Subject, data: st.DataObject, variant: str | None) -> None:
     """A batch equals its items computed one at a time."""
     inputs = _draw(subject.component.name)(data, subject.dtype, variant)
     whole = subject.case(inputs)
     for b in range(whole.got.shape[0]):
-        item = {
-            k: (v[b : b + 1] if isinstance(v, np.ndarray) and v.ndim >= 3 and v.shape[0] > 1 else v) for k, v in inputs.items()
-        }
+        item = {k: _item(k, v, b) for k, v in inputs.items()}
         whole.assert_equivalent(whole.got[b : b + 1], subject.case(item), f"batch item {b} alone vs in the batch")
 
 
@@ -146,80 +202,371 @@ def cache_equals_parallel(subject: Subject, data: st.DataObject, variant: str | 
     cached.assert_equivalent(cached.got, subject.sibling("decoder").case(inputs), "cached step-by-step vs parallel decoder")
 
 
-def _bad_heads(component: str) -> Any:
+# Argument domains (spec/domains.py).
+def _width(inputs: Any) -> int:
+    return inputs["y" if "y" in inputs else "x"].shape[-1]
+
+
+def _scaled(tree: Any, factor: float) -> Any:
+    """Every floating array in a nested dict times factor."""
+    if isinstance(tree, dict):
+        return {k: _scaled(v, factor) for k, v in tree.items()}
+    return (tree.astype(np.float64) * factor).astype(tree.dtype)
+
+
+def _last_layer_perturbed(layers: Any, inputs: Any) -> Any:
+    """The last layer's weights times 1 + 1e-3: a slight change of the list."""
+    return [*layers[:-1], _scaled(layers[-1], 1 + 1e-3)]
+
+
+def _allowed(mask: Any) -> np.ndarray | None:
+    if mask is None:
+        return None
+    return mask if mask.dtype == np.bool_ else np.isfinite(mask.astype(np.float64))
+
+
+def has_empty_row(mask: Any) -> bool:
+    """Whether a mask hides every key from some query row (an item of key-padding length 0)."""
+    allowed = _allowed(mask)
+    return allowed is not None and not allowed.any(-1).all()
+
+
+def _mask_regions(keys: str) -> tuple[Any, ...]:
+    """The regions of an attention mask over (B, H, T, keys)."""
+
+    def bias(v: Any) -> np.ndarray:
+        return v.astype(np.float64) if v is not None and v.dtype != np.bool_ else np.zeros(0)
+
+    return (
+        region("None", lambda v, i: v is None),
+        region(f"key padding (B, 1, 1, {keys})", lambda v, i: v is not None and v.ndim == 4 and v.shape[1:3] == (1, 1)),
+        region("an item of length 0 (rows that see no key)", lambda v, i: has_empty_row(v)),
+        region(
+            f"bool 2-D (T, {keys}) with T > 1",
+            lambda v, i: v is not None and v.dtype == np.bool_ and v.ndim == 2 and v.shape[0] > 1,
+        ),
+        region("bool per head (B, H, T, keys) with H > 1", lambda v, i: v is not None and v.ndim == 4 and v.shape[1] > 1),
+        region("per-query rows (..., T, 1)", lambda v, i: v is not None and v.ndim >= 2 and v.shape[-1] == 1 and v.shape[-2] > 1),
+        region("additive with -inf", lambda v, i: bool(np.isneginf(bias(v)).any())),
+        region("additive with finite nonzero biases", lambda v, i: bool((np.isfinite(bias(v)) & (bias(v) != 0)).any())),
+    )
+
+
+_KEY_BIAS = {
+    kind: "the key bias shifts every logit of a row by the same q . b_k; softmax is invariant to that shift"
+    for kind in ("default", "perturbed")
+}
+
+
+def _attention_entries(prefix: str) -> tuple[Arg, ...]:
+    weights = tuple(
+        Arg(f"{prefix}.{w}", "float array (D, D), acting on the right (y = x W + b)") for w in ("w_q", "w_k", "w_v", "w_o")
+    )
+    biases = tuple(
+        Arg(f"{prefix}.{b}", "float array (D,), or absent (0)", default=None, invisible=_KEY_BIAS if b == "b_k" else {})
+        for b in ("b_q", "b_k", "b_v", "b_o")
+    )
+    return weights + biases
+
+
+def _norm_entries(prefix: str) -> tuple[Arg, ...]:
+    return (
+        Arg(f"{prefix}.gamma", "float array (D,): the LayerNorm's scale"),
+        Arg(f"{prefix}.beta", "float array (D,): its shift"),
+    )
+
+
+def _layer_entries(decoder: bool) -> tuple[Arg, ...]:
+    ffn = (
+        Arg("ffn.w1", "float array (D, F), F >= 1"),
+        Arg("ffn.b1", "float array (F,)"),
+        Arg("ffn.w2", "float array (F, D)"),
+        Arg("ffn.b2", "float array (D,)"),
+    )
+    attention = _attention_entries("self_attn") + (_attention_entries("cross_attn") if decoder else ())
+    norms = sum((_norm_entries(f"norm{i}") for i in range(1, 4 if decoder else 3)), ())
+    return attention + ffn + norms
+
+
+def _biases(v: Any) -> int:
+    return sum(b in v["self_attn"] for b in ("b_q", "b_k", "b_v", "b_o"))
+
+
+def _params_arg(decoder: bool) -> Arg:
+    parts = (
+        "self_attn, cross_attn (MHA params), ffn {w1, b1, w2, b2}, norm1, norm2, norm3"
+        if decoder
+        else ("self_attn (MHA params), ffn {w1, b1, w2, b2}, norm1, norm2 {gamma, beta}")
+    )
+    return Arg(
+        "params",
+        f"dict of one layer's canonical weights: {parts} (reference/stacks.py)",
+        kind="params",
+        regions=(
+            region("every attention bias", lambda v, i: _biases(v) == 4),
+            region("no attention bias", lambda v, i: _biases(v) == 0),
+            region("some attention biases", lambda v, i: 0 < _biases(v) < 4),
+        ),
+        entries=_layer_entries(decoder),
+    )
+
+
+def _rows_of(name: str) -> Any:
+    """x or y as (rows, D) in float64."""
+    return lambda i: i[name].astype(np.float64).reshape(-1, i[name].shape[-1])
+
+
+def _input_arg(name: str, what: str) -> Arg:
+    rows = _rows_of(name)
+    return Arg(
+        name,
+        f"float array (B, T, D), every axis >= 1, {what}; finite values",
+        regions=(
+            region("T = 1", lambda v, i: v.shape[1] == 1),
+            region("B > 1", lambda v, i: v.shape[0] > 1),
+            region("tiny values (|x| < 1e-2: LayerNorm's variance near eps)", lambda v, i: float(np.abs(rows(i)).max()) < 1e-2),
+            region("outliers (|x| >= 10)", lambda v, i: float(np.abs(rows(i)).max()) >= 10),
+            region("ties (repeated values)", lambda v, i: bool(np.isin(rows(i), [-2, -1, 0, 1, 2]).all())),
+        ),
+    )
+
+
+def heads_arg(width: Any) -> Arg:
+    """num_heads, for inputs whose model width D is width(inputs)."""
+
+    def next_divisor(H: int, inputs: Any) -> int | None:
+        """Another head count that divides D: the nearest one above H, else below (None if D has only H)."""
+        D = width(inputs)
+        others = [h for h in range(1, D + 1) if D % h == 0 and h != H]
+        above = [h for h in others if h > H]
+        return above[0] if above else (others[-1] if others else None)
+
+    return Arg(
+        "num_heads",
+        "int H >= 1 dividing D",
+        kind="int",
+        perturb=next_divisor,
+        regions=(
+            region("H = 1", lambda v, i: v == 1),
+            region("H = D (one dimension per head)", lambda v, i: v == width(i)),
+            region("1 < H < D", lambda v, i: 1 < v < width(i)),
+        ),
+    )
+
+
+def layer_options(rows: Any = None) -> tuple[Arg, ...]:
+    """norm_first, activation and eps, which every layer shares; rows(inputs): the (rows, D) a first
+    LayerNorm normalises, where known."""
+    eps_regions = (
+        region("the default 1e-5", lambda v, i: v == 1e-5),
+        region("1e-6", lambda v, i: v == 1e-6),
+        region("1e-12 (BERT)", lambda v, i: v == 1e-12),
+        region("1e-3", lambda v, i: v == 1e-3),
+        region("0", lambda v, i: v == 0),
+    )
+    if rows is not None:
+        eps_regions += (region("above a normalised input's variance", lambda v, i: v > float(rows(i).var(-1).min())),)
+    return (
+        Arg(
+            "norm_first",
+            "bool: False post-LN (LN(x + f(x)), the paper), True pre-LN (x + f(LN(x)))",
+            kind="flag",
+            default=False,
+            regions=(region("post-LN", lambda v, i: v is False), region("pre-LN", lambda v, i: v is True)),
+        ),
+        Arg(
+            "activation",
+            "the FFN's 'relu', 'gelu' (exact) or 'gelu_tanh' (the tanh approximation); anything else is refused",
+            kind="choice",
+            default="relu",
+            choices=ACTIVATIONS,
+            regions=tuple(region(a, lambda v, i, a=a: v == a) for a in ACTIVATIONS),
+        ),
+        Arg(
+            "eps",
+            "finite float >= 0 inside every LayerNorm's square root (0: no floor, where no normalised row is constant); "
+            "a negative eps is refused",
+            kind="number",
+            default=1e-5,
+            regions=eps_regions,
+        ),
+    )
+
+
+def _options(mask_name: str, keys: str, stack: bool) -> tuple[Arg, ...]:
+    """num_heads, the mask and the options every layer and stack shares (and a stack's final_norm)."""
+    mask = Arg(
+        mask_name,
+        f"None, bool (True = may attend) or additive float (-inf hides a key), broadcastable to (B, H, T, {keys}); "
+        "a row that sees no key attends to nothing (its attention output is b_o)",
+        kind="mask",
+        default=None,
+        regions=_mask_regions(keys),
+    )
+    options = (heads_arg(_width), mask) + layer_options(_rows_of("y" if mask_name == "memory_mask" else "x"))
+    if not stack:
+        return options
+    final = Arg(
+        "final_norm",
+        "None or {gamma (D,), beta (D,)}: a LayerNorm after the last layer (pre-LN stacks need one; torch's "
+        "nn.Transformer has one after post-LN stacks too)",
+        kind="other",  # not "params": so that dropping the final norm (its default) is a mutant too
+        default=None,
+        regions=(
+            region("None", lambda v, i: v is None),
+            region("present with pre-LN", lambda v, i: v is not None and i["norm_first"]),
+            region("present with post-LN", lambda v, i: v is not None and not i["norm_first"]),
+        ),
+        entries=(Arg("gamma", "float array (D,): the final LayerNorm's scale"), Arg("beta", "float array (D,): its shift")),
+    )
+    return options + (final,)
+
+
+def _layers_arg(decoder: bool) -> Arg:
+    return Arg(
+        "layers",
+        f"a non-empty list of {'decoder' if decoder else 'encoder'} layer params (as the layer's params), applied in order",
+        kind="array",  # a list, but "array" gives it the perturbation below as a mutant ("params" would give none)
+        perturb=_last_layer_perturbed,
+        regions=(
+            region("1 layer", lambda v, i: len(v) == 1),
+            region("2 layers", lambda v, i: len(v) == 2),
+            region("3 layers", lambda v, i: len(v) == 3),
+        ),
+    )
+
+
+_MEMORY = Arg(
+    "memory",
+    "float array (B, S, D) with y's B and D, S >= 1: the encoder's output; finite values",
+    regions=(
+        region("S = 1", lambda v, i: v.shape[1] == 1),
+        region("S < T", lambda v, i: v.shape[1] < i["y"].shape[1]),
+        region("S > T", lambda v, i: v.shape[1] > i["y"].shape[1]),
+    ),
+)
+ENCODER_LAYER_ARGS = (_input_arg("x", "the layer's input"), _params_arg(False)) + _options("mask", "T", False)
+DECODER_LAYER_ARGS = (_input_arg("y", "the decoder's input (shifted targets)"), _MEMORY, _params_arg(True)) + _options(
+    "memory_mask", "S", False
+)
+ENCODER_ARGS = (_input_arg("x", "the stack's input"), _layers_arg(False)) + _options("mask", "T", True)
+DECODER_ARGS = (_input_arg("y", "the decoder's input (shifted targets)"), _MEMORY, _layers_arg(True)) + _options(
+    "memory_mask", "S", True
+)
+
+
+def _bad(component: str, variant: str | None, change: Any) -> Any:
     def draw(data: st.DataObject, dtype: DType) -> dict[str, Any]:
-        inputs = _draw(component)(data, dtype, None)
-        return {**inputs, "num_heads": (inputs.get("y", inputs.get("x"))).shape[-1] + 1}
+        return change(_draw(component)(data, dtype, variant))
 
     return draw
 
 
-def _bad_memory(data: st.DataObject, dtype: DType) -> dict[str, Any]:
-    inputs = _draw("incremental_decoder")(data, dtype, None)
+def _heads_not_dividing(inputs: dict[str, Any]) -> dict[str, Any]:
+    return {**inputs, "num_heads": _width(inputs) + 1}
+
+
+def _mask_too_wide(inputs: dict[str, Any]) -> dict[str, Any]:
+    decoder = "memory" in inputs
+    T = inputs["y" if decoder else "x"].shape[1]
+    keys = inputs["memory"].shape[1] if decoder else T
+    return {**inputs, "memory_mask" if decoder else "mask": np.ones((T, keys + 1), bool)}  # (T, keys + 1)
+
+
+def _memory_narrower(inputs: dict[str, Any]) -> dict[str, Any]:
     return {**inputs, "memory": inputs["memory"][..., :-1]}  # (B, S, D - 1)
 
 
-ENCODER_VARIANTS = ("post_ln", "pre_ln", "post_ln+padding", "pre_ln+gelu")
-DECODER_VARIANTS = ("post_ln", "pre_ln", "post_ln+padding")
+def _bad_inputs(component: str) -> tuple[BadInput, ...]:
+    bad = (
+        BadInput("heads_do_not_divide_D", "num_heads = D + 1", _bad(component, None, _heads_not_dividing)),
+        BadInput("unknown_activation", "activation='swish'", _bad(component, None, lambda i: {**i, "activation": "swish"})),
+        BadInput("negative_eps", "eps = -1e-5", _bad(component, None, lambda i: {**i, "eps": -1e-5})),
+        BadInput("mask_not_broadcastable", "mask (T, keys + 1)", _bad(component, None, _mask_too_wide)),
+    )
+    if "decoder" in component:
+        bad += (BadInput("memory_width_differs", "memory (B, S, D - 1)", _bad(component, None, _memory_narrower)),)
+    if component in ("encoder", "decoder", "incremental_decoder"):
+        bad += (BadInput("no_layers", "layers = []", _bad(component, None, lambda i: {**i, "layers": []})),)
+    return bad
 
 
-def _component(name: str, sublayers: int, variants: tuple[str, ...], extra: tuple[Property, ...], signature: str) -> Component:
+# The placements real models use, post-LN (the paper, BERT) and pre-LN (GPT-2, T5), each unmasked and
+# with a mask of a drawn kind (MASK_KINDS)
+LAYER_VARIANTS = ("post_ln", "pre_ln", "post_ln+masked", "pre_ln+masked")
+STACK_VARIANTS = ("post_ln", "pre_ln+final_norm", "post_ln+masked", "pre_ln+masked")
+
+
+def _component(
+    name: str, sublayers: int, variants: tuple[str, ...], extra: tuple[Property, ...], signature: str, args: tuple[Arg, ...]
+) -> Component:
     return Component(
         name=name,
         family="stacks",
         signature=signature,
         shapes="x/y (B, T, D), memory (B, S, D) -> (B, T, D)",
         error_scale=_scale(sublayers),
+        args=args,
         properties=(
             matches_reference(_draw(name), variants),
-            Property("batch_equals_items", batch_equals_items.__doc__, batch_equals_items, variants[:1]),
+            Property("batch_equals_items", batch_equals_items.__doc__, batch_equals_items, ("post_ln+masked",)),
         )
         + extra,
-        bad_inputs=(BadInput("heads_do_not_divide_D", "num_heads = D + 1", _bad_heads(name)),),
+        bad_inputs=_bad_inputs(name),
     )
 
 
 _CAUSAL = (
     Property(
-        "future_targets_do_not_matter", future_targets_do_not_matter.__doc__, future_targets_do_not_matter, ("post_ln", "pre_ln")
+        "future_targets_do_not_matter",
+        future_targets_do_not_matter.__doc__,
+        future_targets_do_not_matter,
+        ("post_ln", "pre_ln+masked"),
     ),
 )
 
 ENCODER_LAYER = _component(
     "encoder_layer",
     2,
-    ENCODER_VARIANTS,
+    LAYER_VARIANTS,
     (),
     "encoder_layer(x, params, num_heads, mask=None, norm_first=False, activation='relu', eps=1e-5)",
+    ENCODER_LAYER_ARGS,
 )
 DECODER_LAYER = _component(
     "decoder_layer",
     3,
-    DECODER_VARIANTS,
+    LAYER_VARIANTS,
     _CAUSAL,
     "decoder_layer(y, memory, params, num_heads, memory_mask=None, norm_first=False, activation='relu', eps=1e-5)",
+    DECODER_LAYER_ARGS,
 )
 _STACK_VARIANTS = ("post_ln", "pre_ln+final_norm")
-ENCODER = _component("encoder", 2, _STACK_VARIANTS, (), "encoder(x, layers, num_heads, mask=None, ..., final_norm=None)")
+ENCODER = _component(
+    "encoder",
+    2,
+    STACK_VARIANTS,
+    (),
+    "encoder(x, layers, num_heads, mask=None, ..., final_norm=None)",
+    ENCODER_ARGS,
+)
 DECODER = _component(
     "decoder",
     3,
-    ("post_ln", "pre_ln+final_norm"),
+    STACK_VARIANTS,
     _CAUSAL,
     "decoder(y, memory, layers, num_heads, memory_mask=None, ..., final_norm=None)",
+    DECODER_ARGS,
 )
 INCREMENTAL_DECODER = _component(
     "incremental_decoder",
     3,
-    ("post_ln", "pre_ln+final_norm", "post_ln+padding"),
+    STACK_VARIANTS,
     _CAUSAL + (Property("cache_equals_parallel", cache_equals_parallel.__doc__, cache_equals_parallel, _STACK_VARIANTS),),
     "incremental_decoder(y, memory, layers, num_heads, memory_mask=None, ..., final_norm=None): one position per step, "
     "key/value cache",
+    DECODER_ARGS,
 )
 # float64 and float32: the cached path compiles one jax step per layer, shape and dtype, and its
 # arithmetic is the parallel decoder's, which runs at all four dtypes.
-INCREMENTAL_DECODER = replace(
-    INCREMENTAL_DECODER,
-    bad_inputs=INCREMENTAL_DECODER.bad_inputs + (BadInput("memory_width_differs", "memory (B, S, D - 1)", _bad_memory),),
-    dtypes=(FLOAT64, FLOAT32),
-)
+INCREMENTAL_DECODER = replace(INCREMENTAL_DECODER, dtypes=(FLOAT64, FLOAT32))
