@@ -9,7 +9,11 @@ import os
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
-    "repo", max_examples=10, deadline=None, derandomize=bool(os.environ.get("CI")), database=None if os.environ.get("CI") else
-    settings.default.database, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    "repo",
+    max_examples=10,
+    deadline=None,
+    derandomize=bool(os.environ.get("CI")),
+    database=None if os.environ.get("CI") else settings.default.database,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 settings.load_profile("repo")

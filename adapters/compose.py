@@ -24,9 +24,31 @@ def encoder_decoder_from(
     decoder and tied-logits components, with the library's own log-softmax at the end."""
     mask = None
     if src_lengths is not None:  # (B, 1, 1, S), True = may attend
-        mask = np.arange(src_tokens.shape[1])[None, None, None, :] < np.asarray(src_lengths)[:, None, None, None]
+        mask = (
+            np.arange(src_tokens.shape[1])[None, None, None, :]
+            < np.asarray(src_lengths)[:, None, None, None]
+        )
     x = adapter.embed_with_positions(src_tokens, params["src_table"])  # (B, S, D)
-    memory = adapter.encoder(x, params["encoder"], num_heads, mask, norm_first, activation, eps, params.get("encoder_norm"))
+    memory = adapter.encoder(
+        x,
+        params["encoder"],
+        num_heads,
+        mask,
+        norm_first,
+        activation,
+        eps,
+        params.get("encoder_norm"),
+    )
     y = adapter.embed_with_positions(tgt_in, params["tgt_table"])  # (B, T, D)
-    h = adapter.decoder(y, memory, params["decoder"], num_heads, mask, norm_first, activation, eps, params.get("decoder_norm"))
+    h = adapter.decoder(
+        y,
+        memory,
+        params["decoder"],
+        num_heads,
+        mask,
+        norm_first,
+        activation,
+        eps,
+        params.get("decoder_norm"),
+    )
     return log_softmax(adapter.tied_output_logits(h, params["tgt_table"]))  # (B, T, V)

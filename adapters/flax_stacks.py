@@ -40,29 +40,48 @@ class Layer(nn.Module):
 
     def _attention(self, name: str, decode: bool = False) -> nn.Module:
         return nn.MultiHeadDotProductAttention(
-            num_heads=self.num_heads, dtype=self.dtype, param_dtype=self.dtype, deterministic=True, decode=decode, name=name
+            num_heads=self.num_heads,
+            dtype=self.dtype,
+            param_dtype=self.dtype,
+            deterministic=True,
+            decode=decode,
+            name=name,
         )
 
-    def _residual(self, x: jax.Array, sublayer: Callable[[jax.Array], jax.Array], norm: str) -> jax.Array:
+    def _residual(
+        self, x: jax.Array, sublayer: Callable[[jax.Array], jax.Array], norm: str
+    ) -> jax.Array:
         ln = nn.LayerNorm(epsilon=self.eps, dtype=self.dtype, param_dtype=self.dtype, name=norm)
         return x + sublayer(ln(x)) if self.norm_first else ln(x + sublayer(x))
 
     def _ffn(self, h: jax.Array) -> jax.Array:
         h = nn.Dense(self.width, dtype=self.dtype, param_dtype=self.dtype, name="ffn1")(h)
-        return nn.Dense(self.features, dtype=self.dtype, param_dtype=self.dtype, name="ffn2")(ACTIVATIONS[self.activation](h))
+        return nn.Dense(self.features, dtype=self.dtype, param_dtype=self.dtype, name="ffn2")(
+            ACTIVATIONS[self.activation](h)
+        )
 
     @nn.compact
     def __call__(self, x: jax.Array, memory: jax.Array | None, mask: jax.Array | None) -> jax.Array:
         if not self.decoder:
-            x = self._residual(x, lambda h: self._attention("self_attn")(h, h, h, mask=mask), "norm1")
+            x = self._residual(
+                x, lambda h: self._attention("self_attn")(h, h, h, mask=mask), "norm1"
+            )
             return self._residual(x, self._ffn, "norm2")
-        causal = None if self.decode else nn.make_causal_mask(x[..., 0])  # (B, 1, T, T); the cache masks itself
-        x = self._residual(x, lambda h: self._attention("self_attn", self.decode)(h, h, h, mask=causal), "norm1")
-        x = self._residual(x, lambda h: self._attention("cross_attn")(h, memory, memory, mask=mask), "norm2")
+        causal = (
+            None if self.decode else nn.make_causal_mask(x[..., 0])
+        )  # (B, 1, T, T); the cache masks itself
+        x = self._residual(
+            x, lambda h: self._attention("self_attn", self.decode)(h, h, h, mask=causal), "norm1"
+        )
+        x = self._residual(
+            x, lambda h: self._attention("cross_attn")(h, memory, memory, mask=mask), "norm2"
+        )
         return self._residual(x, self._ffn, "norm3")
 
 
-def flax_layer_params(params: Mapping[str, Any], D: int, H: int, mha_params: Callable[..., dict[str, Any]]) -> dict[str, Any]:
+def flax_layer_params(
+    params: Mapping[str, Any], D: int, H: int, mha_params: Callable[..., dict[str, Any]]
+) -> dict[str, Any]:
     """Canonical layer params as the Layer module's parameter tree (flax Dense kernels are (in, out), as canonical)."""
     tree: dict[str, Any] = {"self_attn": mha_params(params["self_attn"], D, H)}
     if "cross_attn" in params:
@@ -72,7 +91,10 @@ def flax_layer_params(params: Mapping[str, Any], D: int, H: int, mha_params: Cal
     tree["ffn2"] = {"kernel": ffn["w2"], "bias": ffn["b2"]}
     for i in (1, 2, 3):
         if f"norm{i}" in params:
-            tree[f"norm{i}"] = {"scale": params[f"norm{i}"]["gamma"], "bias": params[f"norm{i}"]["beta"]}
+            tree[f"norm{i}"] = {
+                "scale": params[f"norm{i}"]["gamma"],
+                "bias": params[f"norm{i}"]["beta"],
+            }
     return tree
 
 
@@ -83,7 +105,9 @@ def flax_layer_params(params: Mapping[str, Any], D: int, H: int, mha_params: Cal
 def _apply(
     num_heads: int, width: int, norm_first: bool, activation: str, decoder: bool, dtype: str, D: int
 ) -> Callable[..., Any]:
-    def apply(params: Any, x: jax.Array, memory: jax.Array | None, mask: jax.Array | None, eps: float) -> jax.Array:
+    def apply(
+        params: Any, x: jax.Array, memory: jax.Array | None, mask: jax.Array | None, eps: float
+    ) -> jax.Array:
         layer = Layer(num_heads, width, norm_first, activation, eps, decoder, dtype, D)
         return layer.apply({"params": params}, x, memory, mask)
 
@@ -91,12 +115,18 @@ def _apply(
 
 
 @cache
-def _step(num_heads: int, width: int, norm_first: bool, activation: str, dtype: str, D: int) -> Callable[..., Any]:
+def _step(
+    num_heads: int, width: int, norm_first: bool, activation: str, dtype: str, D: int
+) -> Callable[..., Any]:
     """One decoding step of one decoder layer: (params, cache, x (B, 1, D), memory, mask, eps) -> (out, cache)."""
 
-    def step(params: Any, cache: Any, x: jax.Array, memory: jax.Array, mask: jax.Array | None, eps: float) -> Any:
+    def step(
+        params: Any, cache: Any, x: jax.Array, memory: jax.Array, mask: jax.Array | None, eps: float
+    ) -> Any:
         layer = Layer(num_heads, width, norm_first, activation, eps, True, dtype, D, decode=True)
-        out, variables = layer.apply({"params": params, "cache": cache}, x, memory, mask, mutable=["cache"])
+        out, variables = layer.apply(
+            {"params": params, "cache": cache}, x, memory, mask, mutable=["cache"]
+        )
         return out, variables["cache"]
 
     return jax.jit(step)
@@ -105,7 +135,13 @@ def _step(num_heads: int, width: int, norm_first: bool, activation: str, dtype: 
 def _empty_cache(B: int, T: int, D: int, H: int, dtype: Any) -> dict[str, Any]:
     """flax's self-attention cache before the first step: keys/values (B, T, H, K) of zeros, index 0."""
     zeros = jnp.zeros((B, T, H, D // H), dtype)  # (B, T, H, K)
-    return {"self_attn": {"cached_key": zeros, "cached_value": zeros, "cache_index": jnp.array(0, jnp.int32)}}
+    return {
+        "self_attn": {
+            "cached_key": zeros,
+            "cached_value": zeros,
+            "cache_index": jnp.array(0, jnp.int32),
+        }
+    }
 
 
 def _final_norm(h: jax.Array, final_norm: Mapping[str, np.ndarray] | None, eps: float) -> jax.Array:
@@ -138,10 +174,20 @@ def run_stack(
     h = to_jax(x)
     for params in layers:
         fn = _apply(
-            num_heads, params["ffn"]["w1"].shape[1], norm_first, activation, memory is not None, np.dtype(x.dtype).name, D
+            num_heads,
+            params["ffn"]["w1"].shape[1],
+            norm_first,
+            activation,
+            memory is not None,
+            np.dtype(x.dtype).name,
+            D,
         )
         h = fn(
-            flax_layer_params(params, D, num_heads, mha_params), h, None if memory is None else to_jax(memory), mask, float(eps)
+            flax_layer_params(params, D, num_heads, mha_params),
+            h,
+            None if memory is None else to_jax(memory),
+            mask,
+            float(eps),
         )
     return _final_norm(h, final_norm, eps)
 
@@ -168,7 +214,14 @@ def run_decoder_cached(
         raise ValueError(f"D={D} is not divisible by H={num_heads}")
     steps = [
         (
-            _step(num_heads, p["ffn"]["w1"].shape[1], norm_first, activation, np.dtype(y.dtype).name, D),
+            _step(
+                num_heads,
+                p["ffn"]["w1"].shape[1],
+                norm_first,
+                activation,
+                np.dtype(y.dtype).name,
+                D,
+            ),
             flax_layer_params(p, D, num_heads, mha_params),
         )
         for p in layers
@@ -179,6 +232,13 @@ def run_decoder_cached(
     for t in range(T):
         h = ys[:, t : t + 1]  # (B, 1, D): this step's input only
         for i, (step, params) in enumerate(steps):
-            h, caches[i] = step(params, caches[i], h, mem, None if mask is None else mask[:, :, t : t + 1], float(eps))
+            h, caches[i] = step(
+                params,
+                caches[i],
+                h,
+                mem,
+                None if mask is None else mask[:, :, t : t + 1],
+                float(eps),
+            )
         outputs.append(h)
     return _final_norm(jnp.concatenate(outputs, axis=1), final_norm, eps)  # (B, T, D)

@@ -42,19 +42,36 @@ class HFMarianAdapter:
     def on_device(self, device: str) -> HFMarianAdapter:
         return HFMarianAdapter(self.implementation, device)
 
-    def vjp(self, component: str, inputs: Mapping, cotangent: np.ndarray, wrt: tuple[str, ...]) -> dict[str, np.ndarray]:
+    def vjp(
+        self, component: str, inputs: Mapping, cotangent: np.ndarray, wrt: tuple[str, ...]
+    ) -> dict[str, np.ndarray]:
         """torch.autograd through HF's own module (the torch adapter's machinery, HF's forward)."""
         return self._torch.vjp_of(getattr(self, component), component, inputs, cotangent, wrt)
 
-    def multi_head_attention(self, query, key, value, params: Mapping[str, np.ndarray], num_heads: int, mask=None, causal=None):  # noqa: ANN001, ANN201, E501
+    def multi_head_attention(
+        self,
+        query,
+        key,
+        value,
+        params: Mapping[str, np.ndarray],
+        num_heads: int,
+        mask=None,
+        causal=None,
+    ):  # noqa: E501
         B, T, D = query.shape
         if key is not value:
-            raise Unsupported("MarianAttention projects one memory into keys and values: key and value must be the same")
+            raise Unsupported(
+                "MarianAttention projects one memory into keys and values: key and value must be the same"
+            )
         S = key.shape[1]
         config = MarianConfig(d_model=D, encoder_attention_heads=num_heads, attention_dropout=0.0)
         config._attn_implementation = self.implementation
         dtype = self._t(query[:0]).dtype
-        attention = MarianAttention(D, num_heads, dropout=0.0, bias=True, config=config).to(self.device, dtype).eval()
+        attention = (
+            MarianAttention(D, num_heads, dropout=0.0, bias=True, config=config)
+            .to(self.device, dtype)
+            .eval()
+        )
         zeros = np.zeros(D, dtype=query.dtype)
         # nn.Linear stores W^T; the weights go in through functional_call, so vjp() differentiates them in place
         weights = {}
@@ -62,12 +79,16 @@ class HFMarianAdapter:
             weights[f"{layer}.weight"] = self._t(params[f"w_{n}"]).T  # (D_out, D_in)
             weights[f"{layer}.bias"] = self._t(params.get(f"b_{n}", zeros))
         bias = self._bias(mask, causal, T, S, query.dtype)
-        kwargs = {"attention_mask": bias} | ({} if key is query else {"key_value_states": self._t(key)})
+        kwargs = {"attention_mask": bias} | (
+            {} if key is query else {"key_value_states": self._t(key)}
+        )
         with self._torch._no_grad():
             out, _ = torch.func.functional_call(attention, weights, (self._t(query),), kwargs)
         return self._np(out)
 
-    def _bias(self, mask: np.ndarray | None, causal: str | None, T: int, S: int, dtype: np.dtype) -> torch.Tensor | None:
+    def _bias(
+        self, mask: np.ndarray | None, causal: str | None, T: int, S: int, dtype: np.dtype
+    ) -> torch.Tensor | None:
         """The spec's mask and causal alignment as HF's additive attention_mask (4-D, -inf where forbidden)."""
         if mask is None and causal is None:
             return None

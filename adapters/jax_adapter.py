@@ -18,8 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from adapters.jax_seq2seq import SEQ2SEQ_DEVIATIONS, JaxSeq2Seq
 from adapters import Deviation
+from adapters.jax_seq2seq import SEQ2SEQ_DEVIATIONS, JaxSeq2Seq
 from spec.core import Unsupported
 from spec.model import empty_source
 from spec.stacks import has_empty_row
@@ -38,9 +38,11 @@ _softmax = jax.jit(jax.nn.softmax, static_argnames=("axis",))
 
 
 @partial(jax.jit, static_argnames=("is_causal",))
-def _sdpa(q, k, v, bias, mask, scale, is_causal):  # noqa: ANN001, ANN202
+def _sdpa(q, k, v, bias, mask, scale, is_causal):
     # scale is traced, not static: a new scale value must not cost a new compilation
-    return jax.nn.dot_product_attention(q, k, v, bias=bias, mask=mask, scale=scale, is_causal=is_causal)
+    return jax.nn.dot_product_attention(
+        q, k, v, bias=bias, mask=mask, scale=scale, is_causal=is_causal
+    )
 
 
 @cache
@@ -48,9 +50,17 @@ def _flax_mha(num_heads: int, D: int, dtype: str) -> Any:
     import flax.linen as nn
 
     module = nn.MultiHeadDotProductAttention(
-        num_heads=num_heads, qkv_features=D, out_features=D, use_bias=True, dtype=dtype, param_dtype=dtype, deterministic=True
+        num_heads=num_heads,
+        qkv_features=D,
+        out_features=D,
+        use_bias=True,
+        dtype=dtype,
+        param_dtype=dtype,
+        deterministic=True,
     )
-    return jax.jit(lambda params, q, k, v, mask: module.apply({"params": params}, q, k, v, mask=mask))
+    return jax.jit(
+        lambda params, q, k, v, mask: module.apply({"params": params}, q, k, v, mask=mask)
+    )
 
 
 def _flax_mha_params(params: Mapping[str, np.ndarray], D: int, H: int) -> dict[str, Any]:
@@ -59,10 +69,16 @@ def _flax_mha_params(params: Mapping[str, np.ndarray], D: int, H: int) -> dict[s
     K = D // H
     zeros = np.zeros(D, dtype=params["w_q"].dtype)
     flax_params = {
-        name: {"kernel": params[f"w_{n}"].reshape(D, H, K), "bias": params.get(f"b_{n}", zeros).reshape(H, K)}
+        name: {
+            "kernel": params[f"w_{n}"].reshape(D, H, K),
+            "bias": params.get(f"b_{n}", zeros).reshape(H, K),
+        }
         for name, n in (("query", "q"), ("key", "k"), ("value", "v"))
     }
-    flax_params["out"] = {"kernel": params["w_o"].reshape(H, K, D), "bias": params.get("b_o", zeros)}
+    flax_params["out"] = {
+        "kernel": params["w_o"].reshape(H, K, D),
+        "bias": params.get("b_o", zeros),
+    }
     return flax_params
 
 
@@ -73,7 +89,9 @@ def _flax_mask(mask: np.ndarray | None, B: int, H: int, T: int, S: int) -> jax.A
     if mask.dtype != np.bool_:
         finite = np.isfinite(mask.astype(np.float64))
         if (mask.astype(np.float64)[finite] != 0).any():
-            raise Unsupported("flax MultiHeadDotProductAttention takes no additive bias, only boolean masks")
+            raise Unsupported(
+                "flax MultiHeadDotProductAttention takes no additive bias, only boolean masks"
+            )
         mask = finite  # an additive mask of 0 / -inf is a boolean mask
     return jnp.asarray(np.broadcast_to(mask, (B, H, T, S)))  # (B, H, T, S)
 
@@ -93,9 +111,7 @@ def _bottom_right(T: int, S: int) -> jax.Array:
     return jnp.tril(jnp.ones((T, S), dtype=bool), k=S - T)  # (T, S): s <= t + S - T
 
 
-FULLY_MASKED = (
-    "jax.nn.dot_product_attention averages V uniformly over a fully masked row (finite fill value), where the spec returns 0"
-)
+FULLY_MASKED = "jax.nn.dot_product_attention averages V uniformly over a fully masked row (finite fill value), where the spec returns 0"
 
 NAN_BIAS = "a row of -inf bias gives NaN (the finite fill covers boolean masks only)"
 SILENT_BROADCAST = "jax broadcasts a (T, 2) mask against S = 1 keys instead of refusing it"
@@ -109,15 +125,25 @@ FLOAT32_SOFTMAX = (
 def positional_encoding_table(T: int, D: int, base: float, dtype: str) -> jax.Array:
     """The (T, D) sinusoidal table. Neither jax nor flax has one: user code with jnp, the angle formed in
     float64. Also what benchmarks/ times."""
-    angle = jnp.arange(T, dtype=jnp.float64)[:, None] / base ** (jnp.arange(0, D, 2, dtype=jnp.float64) / D)  # (T, ceil(D/2))
-    pe = jnp.zeros((T, D), jnp.float64).at[:, 0::2].set(jnp.sin(angle)).at[:, 1::2].set(jnp.cos(angle[:, : D // 2]))
+    angle = jnp.arange(T, dtype=jnp.float64)[:, None] / base ** (
+        jnp.arange(0, D, 2, dtype=jnp.float64) / D
+    )  # (T, ceil(D/2))
+    pe = (
+        jnp.zeros((T, D), jnp.float64)
+        .at[:, 0::2]
+        .set(jnp.sin(angle))
+        .at[:, 1::2]
+        .set(jnp.cos(angle[:, : D // 2]))
+    )
     return pe.astype(dtype)
 
 
 FLOAT64_MIN_BIAS = Deviation(
     "a float64 additive mask holding finfo(float64).min becomes -inf in the float32 softmax, so a row of "
     "it is NaN: jax.nn.dot_product_attention(q, k, v, bias=np.full((1, 1, 1, 1), np.finfo(np.float64).min))",
-    when=lambda i: getattr(i.get("mask"), "dtype", None) == np.float64 and bool((i["mask"] < -3.4e38).any()),
+    when=lambda i: (
+        getattr(i.get("mask"), "dtype", None) == np.float64 and bool((i["mask"] < -3.4e38).any())
+    ),
     trigger="a float64 mask entry below float32's range",
 )
 
@@ -137,7 +163,8 @@ FAST_VARIANCE = (
     "(6e-5 with use_fast_variance=False, torch 4.4e-5)"
 )
 FAST_VARIANCE_ROWS = Deviation(
-    FAST_VARIANCE + "; float32 x = [2739.359, 2739.102, 2739.874, 2739.339] (mean 2739, std 0.28) normalises to "
+    FAST_VARIANCE
+    + "; float32 x = [2739.359, 2739.102, 2739.874, 2739.339] (mean 2739, std 0.28) normalises to "
     "[-18.7, -100.2, 144.1, -25.2] instead of [-0.21, -1.12, 1.62, -0.28]",
     when=_mean_dominates,
     trigger="a row whose |mean| exceeds 10 standard deviations",
@@ -152,6 +179,8 @@ FLAX_LAYER_NORM_UNCHECKED = {
     ),
     "empty_model_dim": "flax nn.LayerNorm normalises over D = 0 features without a check and returns an empty (..., 0)",
 }
+
+
 def _stack_empty_row(mask: str) -> Deviation:
     return Deviation(
         "flax MultiHeadDotProductAttention averages V uniformly over a query row whose mask hides every key (a "
@@ -166,10 +195,20 @@ class JaxAdapter(JaxSeq2Seq):
     deviations: dict[str, str] = {
         **SEQ2SEQ_DEVIATIONS,
         **{f"{c}.*": _stack_empty_row("mask") for c in ("encoder_layer", "encoder")},
-        **{f"{c}.*": _stack_empty_row("memory_mask") for c in ("decoder_layer", "decoder", "incremental_decoder")},
+        **{
+            f"{c}.*": _stack_empty_row("memory_mask")
+            for c in ("decoder_layer", "decoder", "incremental_decoder")
+        },
         **{
             f"{c}.refuses[negative_eps]": "flax nn.LayerNorm accepts a negative epsilon without a check (flax 0.12.8)"
-            for c in ("encoder_layer", "decoder_layer", "encoder", "decoder", "incremental_decoder", "encoder_decoder")
+            for c in (
+                "encoder_layer",
+                "decoder_layer",
+                "encoder",
+                "decoder",
+                "incremental_decoder",
+                "encoder_decoder",
+            )
         },
         "encoder_decoder.*": Deviation(
             "an empty source (src_lengths 0) leaves rows that see no key in the encoder and in cross-attention, which "
@@ -216,7 +255,11 @@ class JaxAdapter(JaxSeq2Seq):
             for d in ("float32", "float64")
         },
         **{f"{c}.*": FAST_VARIANCE_ROWS for c in ("layer_norm", "add_and_norm")},
-        **{f"{c}.refuses[{b}]": why for c in ("layer_norm", "add_and_norm") for b, why in FLAX_LAYER_NORM_UNCHECKED.items()},
+        **{
+            f"{c}.refuses[{b}]": why
+            for c in ("layer_norm", "add_and_norm")
+            for b, why in FLAX_LAYER_NORM_UNCHECKED.items()
+        },
         **{
             f"cross_entropy.refuses[{b}]": (
                 "jax.nn.one_hot turns a target >= V or < 0 into a zero row, so the optax loss is silently logsumexp(logits)"
@@ -229,7 +272,11 @@ class JaxAdapter(JaxSeq2Seq):
                 "optax.smooth_labels(labels, alpha) checks no alpha: alpha = 1.5 puts -0.5 on the target class "
                 "(optax.smooth_labels(jnp.eye(3), 1.5)[0] is [0, 0.5, 0.5]), -0.1 and NaN pass too"
             )
-            for b in ("label_smoothing_above_one", "negative_label_smoothing", "nan_label_smoothing")
+            for b in (
+                "label_smoothing_above_one",
+                "negative_label_smoothing",
+                "nan_label_smoothing",
+            )
         },
         "token_embedding.refuses[empty_tokens]": "flax nn.Embed accepts an empty id array and returns (B, 0, D)",
         "tied_output_logits.refuses[scalar_h]": (
@@ -265,14 +312,20 @@ class JaxAdapter(JaxSeq2Seq):
         arrays = [get_path(inputs, path) for path in wrt]
 
         def forward(*leaves: jax.Array) -> jax.Array:
-            self._leaves, self._used, self._output = {id(a): x for a, x in zip(arrays, leaves, strict=True)}, set(), None
+            self._leaves, self._used, self._output = (
+                {id(a): x for a, x in zip(arrays, leaves, strict=True)},
+                set(),
+                None,
+            )
             try:
                 getattr(self, component)(**inputs)
             finally:
                 self._leaves = None
             unused = [p for p, a in zip(wrt, arrays, strict=True) if id(a) not in self._used]
             if self._output is None or unused:
-                raise Unsupported(f"jax adapter's {component} does not carry {unused or wrt} to its output differentiably")
+                raise Unsupported(
+                    f"jax adapter's {component} does not carry {unused or wrt} to its output differentiably"
+                )
             return self._output
 
         out, pullback = jax.vjp(forward, *(jax.device_put(a, self.device) for a in arrays))
@@ -290,7 +343,9 @@ class JaxAdapter(JaxSeq2Seq):
         return JaxAdapter(device)
 
     def _j(self, a: np.ndarray | None) -> jax.Array | None:
-        if self._leaves is not None and id(a) in self._leaves:  # vjp(): this input is differentiated
+        if (
+            self._leaves is not None and id(a) in self._leaves
+        ):  # vjp(): this input is differentiated
             self._used.add(id(a))
             return self._leaves[id(a)]
         return None if a is None else jax.device_put(a, self.device)
@@ -298,13 +353,17 @@ class JaxAdapter(JaxSeq2Seq):
     def softmax(self, x: np.ndarray, axis: int = -1) -> np.ndarray:
         return self._np(_softmax(self._j(x), axis=axis))
 
-    def scaled_dot_product_attention(self, q, k, v, mask=None, scale=None, causal=None):  # noqa: ANN001, ANN201
+    def scaled_dot_product_attention(self, q, k, v, mask=None, scale=None, causal=None):
         if q.ndim != 4 or k.ndim != 4 or v.ndim != 4:
-            raise ValueError(f"expected 4-D (B, H, L, K) inputs; got {q.shape}, {k.shape}, {v.shape}")
+            raise ValueError(
+                f"expected 4-D (B, H, L, K) inputs; got {q.shape}, {k.shape}, {v.shape}"
+            )
         K, Kv, T, S = q.shape[-1], v.shape[-1], q.shape[-2], k.shape[-2]
         scale = np.asarray(1.0 / np.sqrt(K) if scale is None else scale, dtype=q.dtype)
         q, k, v = self._j(q), self._j(k), self._j(v)
-        if k.shape[-1] == K:  # jax needs V's head dim == K: zero-pad the narrower side (never q against k)
+        if (
+            k.shape[-1] == K
+        ):  # jax needs V's head dim == K: zero-pad the narrower side (never q against k)
             width = max(K, Kv)
             q, k, v = (jnp.pad(a, [(0, 0)] * 3 + [(0, width - a.shape[-1])]) for a in (q, k, v))
         q, k, v = (jnp.swapaxes(a, 1, 2) for a in (q, k, v))  # (B, L, H, K)
@@ -325,7 +384,9 @@ class JaxAdapter(JaxSeq2Seq):
         signature = (q.dtype, q.shape, k.shape, v.shape, boolean is None, bias is None, causal)
         if signature not in _EAGER:
             try:
-                return self._np(jnp.swapaxes(_sdpa(*args, scale, causal == "top_left"), 1, 2)[..., :Kv])
+                return self._np(
+                    jnp.swapaxes(_sdpa(*args, scale, causal == "top_left"), 1, 2)[..., :Kv]
+                )
             except (ValueError, jax.errors.JaxRuntimeError) as e:
                 # Found by this suite (jax 0.10.2): under jit, XLA on CPU cannot compile the float16
                 # dot with float32 accumulation this op asks for (bfloat16 too, for tiny shapes);
@@ -337,13 +398,22 @@ class JaxAdapter(JaxSeq2Seq):
         out = _sdpa.__wrapped__(*args, scale, causal == "top_left")
         return self._np(jnp.swapaxes(out, 1, 2)[..., :Kv])  # (B, H, T, Kv)
 
-    def attention_weights(self, q, k, mask=None, scale=None, causal=None):  # noqa: ANN001, ANN201
+    def attention_weights(self, q, k, mask=None, scale=None, causal=None):
         # dot_product_attention(q, k, I) = softmax(...) I: jax's own kernel produces the weights.
         B, H, S = k.shape[0], k.shape[1], k.shape[2]
         eye = np.broadcast_to(np.eye(S, dtype=q.dtype), (B, H, S, S))  # (B, H, S, S)
         return self.scaled_dot_product_attention(q, k, eye, mask=mask, scale=scale, causal=causal)
 
-    def multi_head_attention(self, query, key, value, params: Mapping[str, np.ndarray], num_heads: int, mask=None, causal=None):  # noqa: ANN001, ANN201, E501
+    def multi_head_attention(
+        self,
+        query,
+        key,
+        value,
+        params: Mapping[str, np.ndarray],
+        num_heads: int,
+        mask=None,
+        causal=None,
+    ):  # noqa: E501
         B, T, D = query.shape
         S = key.shape[1]
         if D % num_heads:
@@ -352,17 +422,26 @@ class JaxAdapter(JaxSeq2Seq):
         flax_params = _flax_mha_params({name: self._j(w) for name, w in params.items()}, D, H)
         allowed = _flax_mask(mask, B, H, T, S)
         if causal is not None:
-            c = jnp.tril(jnp.ones((T, S), dtype=bool), k=0 if causal == "top_left" else S - T)  # (T, S)
+            c = jnp.tril(
+                jnp.ones((T, S), dtype=bool), k=0 if causal == "top_left" else S - T
+            )  # (T, S)
             allowed = c[None, None] if allowed is None else allowed & c
         fn = _flax_mha(H, D, np.dtype(query.dtype).name)
         out = fn(flax_params, self._j(query), self._j(key), self._j(value), allowed)
         return self._np(out)
 
     # --- embeddings -------------------------------------------------------------------------------
-    def sinusoidal_positional_encoding(self, T: int, D: int, base: float = 10000.0, dtype: str = "float32") -> np.ndarray:
+    def sinusoidal_positional_encoding(
+        self, T: int, D: int, base: float = 10000.0, dtype: str = "float32"
+    ) -> np.ndarray:
         if T < 1 or D < 1 or not (base > 1 and np.isfinite(base)):
             raise ValueError(f"need T >= 1, D >= 1, finite base > 1; got T={T}, D={D}, base={base}")
-        if dtype not in ("float64", "float32", "float16", "bfloat16"):  # astype would make an int table of 0s and 1s
+        if dtype not in (
+            "float64",
+            "float32",
+            "float16",
+            "bfloat16",
+        ):  # astype would make an int table of 0s and 1s
             raise ValueError(f"dtype must name a floating dtype; got {dtype!r}")
         return np.asarray(positional_encoding_table(T, D, base, dtype))
 
@@ -373,18 +452,28 @@ class JaxAdapter(JaxSeq2Seq):
         out = embed.apply({"params": {"embedding": self._j(table)}}, self._j(tokens))
         return np.asarray(out * jnp.asarray(np.sqrt(table.shape[1]), dtype=table.dtype))
 
-    def embed_with_positions(self, tokens: np.ndarray, table: np.ndarray, base: float = 10000.0) -> np.ndarray:
-        pe = self.sinusoidal_positional_encoding(tokens.shape[1], table.shape[1], base, table.dtype.name)
+    def embed_with_positions(
+        self, tokens: np.ndarray, table: np.ndarray, base: float = 10000.0
+    ) -> np.ndarray:
+        pe = self.sinusoidal_positional_encoding(
+            tokens.shape[1], table.shape[1], base, table.dtype.name
+        )
         return np.asarray(jnp.asarray(self.token_embedding(tokens, table)) + jnp.asarray(pe))
 
     def tied_output_logits(self, h: np.ndarray, table: np.ndarray) -> np.ndarray:
         import flax.linen as nn
 
         embed = nn.Embed(table.shape[0], table.shape[1], dtype=table.dtype, param_dtype=table.dtype)
-        return np.asarray(embed.apply({"params": {"embedding": self._j(table)}}, self._j(h), method=nn.Embed.attend))
+        return np.asarray(
+            embed.apply(
+                {"params": {"embedding": self._j(table)}}, self._j(h), method=nn.Embed.attend
+            )
+        )
 
     # --- position-wise layers: flax modules -------------------------------------------------------
-    def position_wise_ffn(self, x: np.ndarray, params: Mapping[str, np.ndarray], activation: str = "relu") -> np.ndarray:
+    def position_wise_ffn(
+        self, x: np.ndarray, params: Mapping[str, np.ndarray], activation: str = "relu"
+    ) -> np.ndarray:
         import flax.linen as nn
 
         act = {
@@ -395,32 +484,50 @@ class JaxAdapter(JaxSeq2Seq):
         D, F = params["w1"].shape
         if params["w2"].shape != (F, D):
             raise ValueError(f"w2 must be (F, D)=({F}, {D}); got {params['w2'].shape}")
-        dense1, dense2 = nn.Dense(F, dtype=x.dtype, param_dtype=x.dtype), nn.Dense(D, dtype=x.dtype, param_dtype=x.dtype)
+        dense1, dense2 = (
+            nn.Dense(F, dtype=x.dtype, param_dtype=x.dtype),
+            nn.Dense(D, dtype=x.dtype, param_dtype=x.dtype),
+        )
         # flax kernels are (in, out): the canonical layout as it is
         p = {name: self._j(w) for name, w in params.items()}
         h = act(dense1.apply({"params": {"kernel": p["w1"], "bias": p["b1"]}}, self._j(x)))
         return self._np(dense2.apply({"params": {"kernel": p["w2"], "bias": p["b2"]}}, h))
 
-    def layer_norm(self, x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float = 1e-5) -> np.ndarray:
+    def layer_norm(
+        self, x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float = 1e-5
+    ) -> np.ndarray:
         import flax.linen as nn
 
         if gamma.shape != (x.shape[-1],) or beta.shape != (x.shape[-1],):
-            raise ValueError(f"gamma, beta must be (D,)=({x.shape[-1]},); got {gamma.shape}, {beta.shape}")
+            raise ValueError(
+                f"gamma, beta must be (D,)=({x.shape[-1]},); got {gamma.shape}, {beta.shape}"
+            )
         ln = nn.LayerNorm(epsilon=eps, dtype=x.dtype, param_dtype=x.dtype)
-        return self._np(ln.apply({"params": {"scale": self._j(gamma), "bias": self._j(beta)}}, self._j(x)))
+        return self._np(
+            ln.apply({"params": {"scale": self._j(gamma), "bias": self._j(beta)}}, self._j(x))
+        )
 
     def add_and_norm(
-        self, x: np.ndarray, sublayer_out: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float = 1e-5
+        self,
+        x: np.ndarray,
+        sublayer_out: np.ndarray,
+        gamma: np.ndarray,
+        beta: np.ndarray,
+        eps: float = 1e-5,
     ) -> np.ndarray:
         if sublayer_out.shape != x.shape:
             raise ValueError(f"sublayer_out must be {x.shape}; got {sublayer_out.shape}")
-        return self.layer_norm(np.asarray(jnp.asarray(x) + jnp.asarray(sublayer_out)), gamma, beta, eps)
+        return self.layer_norm(
+            np.asarray(jnp.asarray(x) + jnp.asarray(sublayer_out)), gamma, beta, eps
+        )
 
     def dropout(self, x: np.ndarray, p: float, training: bool = False, seed: int = 0) -> np.ndarray:
         import flax.linen as nn
 
         return np.asarray(
-            nn.Dropout(rate=p).apply({}, self._j(x), deterministic=not training, rngs={"dropout": jax.random.key(seed)})
+            nn.Dropout(rate=p).apply(
+                {}, self._j(x), deterministic=not training, rngs={"dropout": jax.random.key(seed)}
+            )
         )
 
     # --- teacher forcing and the loss: optax ------------------------------------------------------
@@ -433,57 +540,161 @@ class JaxAdapter(JaxSeq2Seq):
         return np.asarray(jnp.where(t == pad, pad, shifted))
 
     def cross_entropy(
-        self, logits: np.ndarray, targets: np.ndarray, ignore_index: int = -100, label_smoothing: float = 0.0
+        self,
+        logits: np.ndarray,
+        targets: np.ndarray,
+        ignore_index: int = -100,
+        label_smoothing: float = 0.0,
     ) -> np.ndarray:
         import optax
 
         if targets.shape != logits.shape[:-1]:
             raise ValueError(f"targets must be {logits.shape[:-1]}; got {targets.shape}")
         keep = jnp.asarray(targets != ignore_index)  # (...,)
-        labels = jax.nn.one_hot(jnp.where(keep, jnp.asarray(targets), 0), logits.shape[-1], dtype=logits.dtype)  # (..., V)
+        labels = jax.nn.one_hot(
+            jnp.where(keep, jnp.asarray(targets), 0), logits.shape[-1], dtype=logits.dtype
+        )  # (..., V)
         labels = optax.smooth_labels(labels, label_smoothing)  # (1 - eps) onehot + eps / V
         per_position = optax.softmax_cross_entropy(self._j(logits), labels)  # (...,)
         return self._np((jnp.where(keep, per_position, 0).sum() / keep.sum()).astype(logits.dtype))
 
     # --- encoder and decoder: flax modules composed (adapters/flax_stacks.py) ---------------------
-    def _stack(self, x, memory, layers, num_heads, mask, norm_first, activation, eps, final_norm, cached=False):  # noqa: ANN001, ANN202
+    def _stack(
+        self,
+        x,
+        memory,
+        layers,
+        num_heads,
+        mask,
+        norm_first,
+        activation,
+        eps,
+        final_norm,
+        cached=False,
+    ):
         from adapters.flax_stacks import run_decoder_cached, run_stack
 
         B, T, D = x.shape
         S = T if memory is None else memory.shape[1]
         allowed = _flax_mask(mask, B, num_heads, T, S) if D % num_heads == 0 else None
         run = run_decoder_cached if cached else run_stack
-        out = run(x, memory, list(layers), num_heads, allowed, norm_first, activation, eps, final_norm, _flax_mha_params, self._j)
+        out = run(
+            x,
+            memory,
+            list(layers),
+            num_heads,
+            allowed,
+            norm_first,
+            activation,
+            eps,
+            final_norm,
+            _flax_mha_params,
+            self._j,
+        )
         return self._np(out)
 
-    def encoder_layer(self, x, params, num_heads, mask=None, norm_first=False, activation="relu", eps=1e-5):  # noqa: ANN001, ANN201
+    def encoder_layer(
+        self, x, params, num_heads, mask=None, norm_first=False, activation="relu", eps=1e-5
+    ):
         return self._stack(x, None, [params], num_heads, mask, norm_first, activation, eps, None)
 
-    def decoder_layer(self, y, memory, params, num_heads, memory_mask=None, norm_first=False, activation="relu", eps=1e-5):  # noqa: ANN001, ANN201
-        return self._stack(y, memory, [params], num_heads, memory_mask, norm_first, activation, eps, None)
+    def decoder_layer(
+        self,
+        y,
+        memory,
+        params,
+        num_heads,
+        memory_mask=None,
+        norm_first=False,
+        activation="relu",
+        eps=1e-5,
+    ):
+        return self._stack(
+            y, memory, [params], num_heads, memory_mask, norm_first, activation, eps, None
+        )
 
-    def encoder(self, x, layers, num_heads, mask=None, norm_first=False, activation="relu", eps=1e-5, final_norm=None):  # noqa: ANN001, ANN201
-        return self._stack(x, None, layers, num_heads, mask, norm_first, activation, eps, final_norm)
+    def encoder(
+        self,
+        x,
+        layers,
+        num_heads,
+        mask=None,
+        norm_first=False,
+        activation="relu",
+        eps=1e-5,
+        final_norm=None,
+    ):
+        return self._stack(
+            x, None, layers, num_heads, mask, norm_first, activation, eps, final_norm
+        )
 
     def decoder(
-        self, y, memory, layers, num_heads, memory_mask=None, norm_first=False, activation="relu", eps=1e-5, final_norm=None
-    ):  # noqa: ANN001, ANN201
-        return self._stack(y, memory, layers, num_heads, memory_mask, norm_first, activation, eps, final_norm)
+        self,
+        y,
+        memory,
+        layers,
+        num_heads,
+        memory_mask=None,
+        norm_first=False,
+        activation="relu",
+        eps=1e-5,
+        final_norm=None,
+    ):
+        return self._stack(
+            y, memory, layers, num_heads, memory_mask, norm_first, activation, eps, final_norm
+        )
 
     def incremental_decoder(
-        self, y, memory, layers, num_heads, memory_mask=None, norm_first=False, activation="relu", eps=1e-5, final_norm=None
-    ):  # noqa: ANN001, ANN201
+        self,
+        y,
+        memory,
+        layers,
+        num_heads,
+        memory_mask=None,
+        norm_first=False,
+        activation="relu",
+        eps=1e-5,
+        final_norm=None,
+    ):
         # flax's own key/value cache: MultiHeadDotProductAttention(decode=True), one position per call
-        return self._stack(y, memory, layers, num_heads, memory_mask, norm_first, activation, eps, final_norm, cached=True)
+        return self._stack(
+            y,
+            memory,
+            layers,
+            num_heads,
+            memory_mask,
+            norm_first,
+            activation,
+            eps,
+            final_norm,
+            cached=True,
+        )
 
     def encoder_decoder(
-        self, src_tokens, tgt_in, params, num_heads, src_lengths=None, norm_first=False, activation="relu", eps=1e-5
-    ):  # noqa: ANN001, ANN201
+        self,
+        src_tokens,
+        tgt_in,
+        params,
+        num_heads,
+        src_lengths=None,
+        norm_first=False,
+        activation="relu",
+        eps=1e-5,
+    ):
         from adapters.compose import encoder_decoder_from
 
         log_softmax = lambda logits: np.asarray(jax.nn.log_softmax(jnp.asarray(logits), axis=-1))
         return encoder_decoder_from(
-            self, log_softmax, src_tokens, tgt_in, params, num_heads, src_lengths, norm_first, activation, eps
+            self,
+            log_softmax,
+            src_tokens,
+            tgt_in,
+            params,
+            num_heads,
+            src_lengths,
+            norm_first,
+            activation,
+            eps,
         )
 
 

@@ -60,11 +60,21 @@ def _cell_step(cell: str, N: int, dtype: str) -> Any:
 
 @cache
 def _encoder(cell: str, N: int, dtype: str, bidirectional: bool) -> Any:
-    rnn = lambda: nn.RNN(_cell_module(cell, N, dtype))  # noqa: E731
-    module = nn.Bidirectional(rnn(), rnn(), return_carry=True) if bidirectional else nn.RNN(_cell_module(cell, N, dtype))
+    rnn = lambda: nn.RNN(_cell_module(cell, N, dtype))
+    module = (
+        nn.Bidirectional(rnn(), rnn(), return_carry=True)
+        if bidirectional
+        else nn.RNN(_cell_module(cell, N, dtype))
+    )
     if bidirectional:
-        return jax.jit(lambda params, x, lengths: module.apply({"params": params}, x, seq_lengths=lengths))
-    return jax.jit(lambda params, x, lengths: module.apply({"params": params}, x, seq_lengths=lengths, return_carry=True))
+        return jax.jit(
+            lambda params, x, lengths: module.apply({"params": params}, x, seq_lengths=lengths)
+        )
+    return jax.jit(
+        lambda params, x, lengths: module.apply(
+            {"params": params}, x, seq_lengths=lengths, return_carry=True
+        )
+    )
 
 
 def _additive(s: jax.Array, h: jax.Array, p: Mapping[str, jax.Array], mask: Any) -> jax.Array:
@@ -72,7 +82,9 @@ def _additive(s: jax.Array, h: jax.Array, p: Mapping[str, jax.Array], mask: Any)
     return jax.nn.softmax(e if mask is None else jnp.where(mask, e, -jnp.inf), axis=-1)
 
 
-def _multiplicative(s: jax.Array, h: jax.Array, p: Mapping[str, jax.Array], score: str, mask: Any) -> jax.Array:
+def _multiplicative(
+    s: jax.Array, h: jax.Array, p: Mapping[str, jax.Array], score: str, mask: Any
+) -> jax.Array:
     if score == "dot":
         e = (h @ s[:, :, None])[..., 0]  # (B, S)
     elif score == "general":
@@ -80,7 +92,9 @@ def _multiplicative(s: jax.Array, h: jax.Array, p: Mapping[str, jax.Array], scor
     elif score == "concat":
         N = s.shape[1]
         if p["w"].shape[0] != N + h.shape[2]:
-            raise ValueError(f"concat W must have N + Dh = {N + h.shape[2]} rows; got {p['w'].shape}")
+            raise ValueError(
+                f"concat W must have N + Dh = {N + h.shape[2]} rows; got {p['w'].shape}"
+            )
         e = jnp.tanh((s @ p["w"][:N])[:, None, :] + h @ p["w"][N:]) @ p["v"]  # (B, S)
     else:
         raise ValueError(f"unknown score {score!r}")
@@ -105,8 +119,12 @@ def _decoder_step(attention: str, N: int, dtype: str) -> Any:
             s = gru.apply({"params": cell}, s, jnp.concatenate([emb, c], axis=1))[0]
             return jnp.concatenate([s, c], axis=1) @ params["w_out"] + params["b_out"], s
         s = gru.apply({"params": cell}, s, emb)[0]
-        c = _context(_multiplicative(s, h, params["attention"], attention.removeprefix("luong_"), mask), h)
-        return jnp.tanh(jnp.concatenate([c, s], axis=1) @ params["w_c"]) @ params["w_out"] + params["b_out"], s
+        c = _context(
+            _multiplicative(s, h, params["attention"], attention.removeprefix("luong_"), mask), h
+        )
+        return jnp.tanh(jnp.concatenate([c, s], axis=1) @ params["w_c"]) @ params["w_out"] + params[
+            "b_out"
+        ], s
 
     return jax.jit(step)
 
@@ -126,7 +144,10 @@ SEQ2SEQ_DEVIATIONS = {
         f"{c}.refuses[{bad}]": reason
         for c in ("rnn_encoder", "context_vector")
         for bad, reason in (
-            ("lengths_longer_than_T", "flax nn.RNN accepts seq_lengths > T without a check (flax 0.12.8)"),
+            (
+                "lengths_longer_than_T",
+                "flax nn.RNN accepts seq_lengths > T without a check (flax 0.12.8)",
+            ),
             (
                 "zero_length",
                 "flax nn.RNN accepts a sequence length of 0 without a check and computes its steps anyway: "
@@ -145,7 +166,8 @@ SEQ2SEQ_DEVIATIONS = {
         "nn.GRUCell(1).apply(p, jnp.zeros((1, 1)), jnp.ones((2, 1))) returns a (2, 1) carry (flax 0.12.8)"
     ),
     "attention_decoder.refuses[token_id_equals_V]": _CLAMPED + "id V reads row V - 1",
-    "attention_decoder.refuses[negative_token_id]": _CLAMPED + "id -1 reads row V - 1 (NumPy's negative index)",
+    "attention_decoder.refuses[negative_token_id]": _CLAMPED
+    + "id -1 reads row V - 1 (NumPy's negative index)",
     "free_running_decoder.refuses[bos_equals_V]": _CLAMPED + "bos = V reads row V - 1",
     "additive_attention_weights.weights_are_distributions[padding_empty_row]": _EMPTY_ROW,
     "multiplicative_attention_weights.weights_are_distributions[general+padding_empty_row]": _EMPTY_ROW,
@@ -166,7 +188,9 @@ class JaxSeq2Seq:
     _j: Any  # the adapter's converters (JaxAdapter): traced under vjp()
     _np: Any
 
-    def recurrent_cell(self, x: np.ndarray, state: np.ndarray, params: Mapping[str, np.ndarray], cell: str = "gru") -> np.ndarray:
+    def recurrent_cell(
+        self, x: np.ndarray, state: np.ndarray, params: Mapping[str, np.ndarray], cell: str = "gru"
+    ) -> np.ndarray:
         N = params["w_h"].shape[0]
         step = _cell_step(cell, N, np.dtype(x.dtype).name)
         xj, sj = self._j(x), self._j(state)
@@ -184,42 +208,51 @@ class JaxSeq2Seq:
         N = params["forward"]["w_h"].shape[0]
         bidirectional = "backward" in params
         tree = (
-            {d + "_rnn": {"cell": flax_cell_params(params[d], cell)} for d in ("forward", "backward")}
+            {
+                d + "_rnn": {"cell": flax_cell_params(params[d], cell)}
+                for d in ("forward", "backward")
+            }
             if bidirectional
             else {"cell": flax_cell_params(params["forward"], cell)}
         )
         lens = None if lengths is None else jnp.asarray(lengths)
-        carry, out = _encoder(cell, N, np.dtype(x.dtype).name, bidirectional)(tree, self._j(x), lens)
-        final = lambda c: c[1] if cell == "lstm" else c  # noqa: E731  (flax's LSTM carry is (c, h))
+        carry, out = _encoder(cell, N, np.dtype(x.dtype).name, bidirectional)(
+            tree, self._j(x), lens
+        )
+        final = lambda c: c[1] if cell == "lstm" else c
         h = jnp.concatenate([final(c) for c in carry], axis=-1) if bidirectional else final(carry)
         if lengths is not None:  # (B, T, 1): True at real steps
             real = np.arange(x.shape[1])[None, :, None] < np.asarray(lengths)[:, None, None]
             out = jnp.where(real, out, 0).astype(out.dtype)
         return out, h
 
-    def rnn_encoder(self, x, params, cell="gru", lengths=None):  # noqa: ANN001, ANN201
+    def rnn_encoder(self, x, params, cell="gru", lengths=None):
         return self._np(self._encode(x, params, cell, lengths)[0])
 
-    def context_vector(self, x, params, cell="gru", lengths=None):  # noqa: ANN001, ANN201
+    def context_vector(self, x, params, cell="gru", lengths=None):
         return self._np(self._encode(x, params, cell, lengths)[1])
 
     @staticmethod
     def _tree(params: Mapping[str, np.ndarray]) -> dict[str, jax.Array]:
         return {k: jnp.asarray(v) for k, v in params.items()}
 
-    def additive_attention_weights(self, s_prev, h, params, mask=None):  # noqa: ANN001, ANN201
+    def additive_attention_weights(self, s_prev, h, params, mask=None):
         return self._np(_additive(self._j(s_prev), self._j(h), self._tree(params), mask))
 
-    def multiplicative_attention_weights(self, s, h, params, score="dot", mask=None):  # noqa: ANN001, ANN201
+    def multiplicative_attention_weights(self, s, h, params, score="dot", mask=None):
         return self._np(_multiplicative(self._j(s), self._j(h), self._tree(params), score, mask))
 
     def attention_context(self, weights: np.ndarray, h: np.ndarray) -> np.ndarray:
         return np.asarray(_context(jnp.asarray(weights), jnp.asarray(h)))
 
     def attentional_hidden(self, context: np.ndarray, s: np.ndarray, w_c: np.ndarray) -> np.ndarray:
-        return np.asarray(jnp.tanh(jnp.concatenate([jnp.asarray(context), jnp.asarray(s)], axis=1) @ jnp.asarray(w_c)))
+        return np.asarray(
+            jnp.tanh(
+                jnp.concatenate([jnp.asarray(context), jnp.asarray(s)], axis=1) @ jnp.asarray(w_c)
+            )
+        )
 
-    def _decode(self, memory, s0, params, attention, src_lengths, tokens=None, bos=1, steps=1):  # noqa: ANN001, ANN202
+    def _decode(self, memory, s0, params, attention, src_lengths, tokens=None, bos=1, steps=1):
         """Teacher forcing when tokens (B, T) are given, else free running from BOS for `steps` steps."""
         B, S, _ = memory.shape
         N = params["cell"]["w_h"].shape[0]
@@ -227,7 +260,11 @@ class JaxSeq2Seq:
         tree = {k: jnp.asarray(v) for k, v in params.items() if k not in ("cell", "attention")}
         tree["attention"] = self._tree(params["attention"])
         cell = flax_cell_params(params["cell"], "gru")
-        mask = None if src_lengths is None else jnp.arange(S)[None, :] < jnp.asarray(src_lengths)[:, None]  # (B, S)
+        mask = (
+            None
+            if src_lengths is None
+            else jnp.arange(S)[None, :] < jnp.asarray(src_lengths)[:, None]
+        )  # (B, S)
         h, s = self._j(memory), self._j(s0)
         y = jnp.asarray(tokens[:, 0]) if tokens is not None else jnp.full((B,), bos, jnp.int64)
         out = []
@@ -235,13 +272,17 @@ class JaxSeq2Seq:
             logits, s = step(tree, cell, y, s, h, mask)
             out.append(logits)
             if tokens is None:
-                y = jnp.argmax(logits, axis=-1)  # the model's own previous output (first index on ties)
+                y = jnp.argmax(
+                    logits, axis=-1
+                )  # the model's own previous output (first index on ties)
             elif t + 1 < tokens.shape[1]:
                 y = jnp.asarray(tokens[:, t + 1])
         return self._np(jnp.stack(out, axis=1))  # (B, T, V)
 
-    def attention_decoder(self, tgt_in, memory, s0, params, attention="bahdanau", src_lengths=None):  # noqa: ANN001, ANN201
+    def attention_decoder(self, tgt_in, memory, s0, params, attention="bahdanau", src_lengths=None):
         return self._decode(memory, s0, params, attention, src_lengths, tokens=np.asarray(tgt_in))
 
-    def free_running_decoder(self, memory, s0, params, attention="bahdanau", bos=1, steps=1, src_lengths=None):  # noqa: ANN001, ANN201
+    def free_running_decoder(
+        self, memory, s0, params, attention="bahdanau", bos=1, steps=1, src_lengths=None
+    ):
         return self._decode(memory, s0, params, attention, src_lengths, bos=bos, steps=steps)

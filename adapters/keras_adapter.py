@@ -23,10 +23,10 @@ if os.environ["KERAS_BACKEND"] == "jax":
 
     jax.config.update("jax_enable_x64", True)  # float64 inputs must stay float64
 
-import keras  # noqa: E402
+import keras
 
-from reference.masks import causal_mask  # noqa: E402
-from spec.core import Unsupported  # noqa: E402
+from reference.masks import causal_mask
+from spec.core import Unsupported
 
 
 class KerasAdapter:
@@ -52,14 +52,18 @@ class KerasAdapter:
         },
     }
 
-    def _mask(self, mask: np.ndarray | None, causal: str | None, B: int, H: int, T: int, S: int) -> np.ndarray | None:
+    def _mask(
+        self, mask: np.ndarray | None, causal: str | None, B: int, H: int, T: int, S: int
+    ) -> np.ndarray | None:
         """The spec's mask (and causal alignment) as keras's (B, T, S) boolean attention_mask."""
         allowed = np.ones((B, H, T, S), dtype=bool)
         if mask is not None:
             if mask.dtype != np.bool_:
                 finite = np.isfinite(mask.astype(np.float64))
                 if (mask.astype(np.float64)[finite] != 0).any():
-                    raise Unsupported("keras MultiHeadAttention takes no additive bias, only boolean masks")
+                    raise Unsupported(
+                        "keras MultiHeadAttention takes no additive bias, only boolean masks"
+                    )
                 mask = finite
             allowed &= mask
         if causal is not None:
@@ -67,7 +71,9 @@ class KerasAdapter:
         if mask is None and causal is None:
             return None
         if not (allowed == allowed[:, :1]).all():
-            raise Unsupported("keras's attention_mask has no head axis: a per-head mask cannot be expressed")
+            raise Unsupported(
+                "keras's attention_mask has no head axis: a per-head mask cannot be expressed"
+            )
         return allowed[:, 0]  # (B, T, S)
 
     def _layer(self, query: np.ndarray, key: np.ndarray, value: np.ndarray, num_heads: int) -> Any:
@@ -75,7 +81,9 @@ class KerasAdapter:
         if D % num_heads:
             raise ValueError(f"D={D} is not divisible by H={num_heads}")
         K = D // num_heads
-        layer = keras.layers.MultiHeadAttention(num_heads=num_heads, key_dim=K, value_dim=K, dtype=np.dtype(query.dtype).name)
+        layer = keras.layers.MultiHeadAttention(
+            num_heads=num_heads, key_dim=K, value_dim=K, dtype=np.dtype(query.dtype).name
+        )
         layer.build(query.shape, value.shape, key.shape)
         return layer
 
@@ -85,13 +93,27 @@ class KerasAdapter:
         K, zeros = D // H, np.zeros(D, dtype=dtype)
         weights: list[Any] = []
         for n in ("q", "k", "v"):
-            weights += [params[f"w_{n}"].reshape(D, H, K), params.get(f"b_{n}", zeros).reshape(H, K)]
+            weights += [
+                params[f"w_{n}"].reshape(D, H, K),
+                params.get(f"b_{n}", zeros).reshape(H, K),
+            ]
         return [*weights, params["w_o"].reshape(H, K, D), params.get("b_o", zeros)]
 
-    def multi_head_attention(self, query, key, value, params: Mapping[str, np.ndarray], num_heads: int, mask=None, causal=None):  # noqa: ANN001, ANN201, E501
+    def multi_head_attention(
+        self,
+        query,
+        key,
+        value,
+        params: Mapping[str, np.ndarray],
+        num_heads: int,
+        mask=None,
+        causal=None,
+    ):  # noqa: E501
         B, T, D = query.shape
         layer = self._layer(query, key, value, num_heads)
-        layer.set_weights(self._weights(params, D, num_heads, query.dtype))  # raises on a shape mismatch
+        layer.set_weights(
+            self._weights(params, D, num_heads, query.dtype)
+        )  # raises on a shape mismatch
         attention_mask = self._mask(mask, causal, B, num_heads, T, key.shape[1])
         out = layer(query, value, key=key, attention_mask=attention_mask)
         return np.asarray(keras.ops.convert_to_numpy(out))
@@ -108,7 +130,9 @@ class KerasAdapter:
 
         from spec.gradients import get_path
 
-        query, key, value, params, H = (inputs[n] for n in ("query", "key", "value", "params", "num_heads"))
+        query, key, value, params, H = (
+            inputs[n] for n in ("query", "key", "value", "params", "num_heads")
+        )
         B, T, D = query.shape
         layer = self._layer(query, key, value, H)
         attention_mask = self._mask(inputs.get("mask"), inputs.get("causal"), B, H, T, key.shape[1])
@@ -119,7 +143,9 @@ class KerasAdapter:
             k = q if key is query else x.get("key", key)
             v = k if value is key else x.get("value", value)
             p = {n: x.get(f"params.{n}", w) for n, w in params.items()}
-            out, _ = layer.stateless_call(self._weights(p, D, H, query.dtype), [], q, v, key=k, attention_mask=attention_mask)
+            out, _ = layer.stateless_call(
+                self._weights(p, D, H, query.dtype), [], q, v, key=k, attention_mask=attention_mask
+            )
             return out
 
         out, pullback = jax.vjp(forward, *(jnp.asarray(get_path(inputs, p)) for p in wrt))

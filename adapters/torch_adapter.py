@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention.bias import causal_lower_right, causal_upper_left
 
-from adapters.torch_seq2seq import SEQ2SEQ_DEVIATIONS, TorchSeq2Seq
 from adapters import Deviation
+from adapters.torch_seq2seq import SEQ2SEQ_DEVIATIONS, TorchSeq2Seq
 from spec.core import Unsupported
 from spec.model import empty_source
 from spec.stacks import has_empty_row
@@ -28,7 +28,9 @@ from spec.stacks import has_empty_row
 _CAUSAL = {"top_left": causal_upper_left, "bottom_right": causal_lower_right}
 
 
-def positional_encoding_table(T: int, D: int, base: float, dtype: str, device: torch.device) -> torch.Tensor:
+def positional_encoding_table(
+    T: int, D: int, base: float, dtype: str, device: torch.device
+) -> torch.Tensor:
     """The (T, D) sinusoidal table on ``device``. torch has no sinusoidal encoding: user code with torch
     ops, the angle formed in float64 (a float32 pos * frequency product is ~1e-3 rad off at pos 1e4; see
     the spec). Also what benchmarks/ times."""
@@ -65,7 +67,11 @@ FAST_PATH_EMPTY_ROW = Deviation(
 
 
 def _finite_bias(mask: Any) -> bool:
-    return mask is not None and mask.dtype != np.bool_ and bool((np.isfinite(mask.astype(np.float64)) & (mask != 0)).any())
+    return (
+        mask is not None
+        and mask.dtype != np.bool_
+        and bool((np.isfinite(mask.astype(np.float64)) & (mask != 0)).any())
+    )
 
 
 FAST_PATH_FLOAT_MASK = Deviation(
@@ -76,7 +82,9 @@ FAST_PATH_FLOAT_MASK = Deviation(
     when=lambda i: _finite_bias(i.get("mask")),
     trigger="an additive mask with a finite nonzero bias",
 )
-_EPS_UNCHECKED = "nn.LayerNorm (layer_norm_eps) accepts a negative eps without a check (torch 2.13.0)"
+_EPS_UNCHECKED = (
+    "nn.LayerNorm (layer_norm_eps) accepts a negative eps without a check (torch 2.13.0)"
+)
 
 
 LINEAR_BIAS_BROADCAST = (
@@ -152,11 +160,19 @@ class TorchAdapter(TorchSeq2Seq):
         },
         "causal_mask.refuses[empty_length]": "causal_upper_left(0, S) builds an empty bias instead of refusing T = 0",
         "causal_mask.refuses[no_keys]": "causal_upper_left(T, 0) builds an empty bias instead of refusing S = 0",
-        **{f"{c}.*": (SCALE_ZERO_CAUSAL_NAN, MASK_1D_REFUSED) for c in ("attention_weights", "scaled_dot_product_attention")},
+        **{
+            f"{c}.*": (SCALE_ZERO_CAUSAL_NAN, MASK_1D_REFUSED)
+            for c in ("attention_weights", "scaled_dot_product_attention")
+        },
         "position_wise_ffn.refuses[bias_of_one]": LINEAR_BIAS_BROADCAST,
         # seen where D = 1: b2 then has shape (1,), so any W2 width is accepted
-        "position_wise_ffn.refuses[w2_shape_mismatch]": LINEAR_BIAS_BROADCAST + "; with D = 1 (b2 of shape (1,)) any W2 width",
-        **{f"{c}.refuses[{b}]": reason for c in ("layer_norm", "add_and_norm") for b, reason in LAYER_NORM_UNCHECKED.items()},
+        "position_wise_ffn.refuses[w2_shape_mismatch]": LINEAR_BIAS_BROADCAST
+        + "; with D = 1 (b2 of shape (1,)) any W2 width",
+        **{
+            f"{c}.refuses[{b}]": reason
+            for c in ("layer_norm", "add_and_norm")
+            for b, reason in LAYER_NORM_UNCHECKED.items()
+        },
         "token_embedding.refuses[empty_tokens]": (
             "F.embedding accepts an empty id array: F.embedding(torch.zeros(2, 0, dtype=torch.long), table) is (2, 0, D)"
         ),
@@ -213,7 +229,12 @@ class TorchAdapter(TorchSeq2Seq):
         return self.vjp_of(getattr(self, component), component, inputs, cotangent, wrt)
 
     def vjp_of(
-        self, forward: Any, component: str, inputs: Mapping[str, Any], cotangent: np.ndarray, wrt: tuple[str, ...]
+        self,
+        forward: Any,
+        component: str,
+        inputs: Mapping[str, Any],
+        cotangent: np.ndarray,
+        wrt: tuple[str, ...],
     ) -> dict[str, np.ndarray]:
         """vjp() of any forward that converts through this adapter's _t / _np (a third party's torch module
         too: adapters/hf_adapter.py)."""
@@ -229,7 +250,9 @@ class TorchAdapter(TorchSeq2Seq):
             self._leaves = None
         if out is None or not out.requires_grad:
             raise Unsupported(f"{component} does not carry {wrt} to its output differentiably")
-        grads = torch.autograd.grad(out, leaves, grad_outputs=self._plain(cotangent), allow_unused=True)
+        grads = torch.autograd.grad(
+            out, leaves, grad_outputs=self._plain(cotangent), allow_unused=True
+        )
         missing = [p for p, g in zip(arrays, grads, strict=True) if g is None]
         if missing:
             raise Unsupported(f"{component} does not carry {missing} to its output differentiably")
@@ -247,15 +270,21 @@ class TorchAdapter(TorchSeq2Seq):
 
     # conversions: NumPy <-> torch, bfloat16 through a 16-bit integer view (NumPy has no bfloat16)
     def _t(self, a: np.ndarray) -> torch.Tensor:
-        if self._leaves is not None and id(a) in self._leaves:  # vjp(): this input is differentiated
+        if (
+            self._leaves is not None and id(a) in self._leaves
+        ):  # vjp(): this input is differentiated
             return self._leaves[id(a)]
-        a = np.array(a, order="C", copy=True)  # writable and contiguous: torch may not share read-only memory
+        a = np.array(
+            a, order="C", copy=True
+        )  # writable and contiguous: torch may not share read-only memory
         if a.dtype == ml_dtypes.bfloat16:
             return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16).to(self.device)
         return torch.from_numpy(a).to(self.device)
 
     def _np(self, t: torch.Tensor) -> np.ndarray:
-        if self._leaves is not None:  # vjp(): the last tensor converted back is the component's output
+        if (
+            self._leaves is not None
+        ):  # vjp(): the last tensor converted back is the component's output
             self._output = t
         t = t.detach().cpu()
         if t.dtype == torch.bfloat16:
@@ -265,7 +294,9 @@ class TorchAdapter(TorchSeq2Seq):
     def softmax(self, x: np.ndarray, axis: int = -1) -> np.ndarray:
         return self._np(torch.softmax(self._t(x), dim=axis))
 
-    def _sdpa_mask(self, mask: np.ndarray | None, causal: str | None, T: int, S: int) -> tuple[Any, bool]:
+    def _sdpa_mask(
+        self, mask: np.ndarray | None, causal: str | None, T: int, S: int
+    ) -> tuple[Any, bool]:
         """(attn_mask, is_causal) for F.scaled_dot_product_attention: torch's own causal paths where
         they exist; a causal mask combined with another mask has to be materialised."""
         if causal is None:
@@ -278,14 +309,19 @@ class TorchAdapter(TorchSeq2Seq):
             return m & allowed, False
         return m.masked_fill(~allowed, float("-inf")), False
 
-    def scaled_dot_product_attention(self, q, k, v, mask=None, scale=None, causal=None):  # noqa: ANN001, ANN201
+    def scaled_dot_product_attention(self, q, k, v, mask=None, scale=None, causal=None):
         attn_mask, is_causal = self._sdpa_mask(mask, causal, q.shape[-2], k.shape[-2])
         out = F.scaled_dot_product_attention(
-            self._t(q), self._t(k), self._t(v), attn_mask=attn_mask, is_causal=is_causal, scale=scale
+            self._t(q),
+            self._t(k),
+            self._t(v),
+            attn_mask=attn_mask,
+            is_causal=is_causal,
+            scale=scale,
         )
         return self._np(out)
 
-    def attention_weights(self, q, k, mask=None, scale=None, causal=None):  # noqa: ANN001, ANN201
+    def attention_weights(self, q, k, mask=None, scale=None, causal=None):
         # SDPA(q, k, I) = softmax(...) I: torch's own kernel produces the weights.
         B, H, S = k.shape[0], k.shape[1], k.shape[2]
         eye = np.broadcast_to(np.eye(S, dtype=q.dtype), (B, H, S, S))  # (B, H, S, S)
@@ -294,14 +330,27 @@ class TorchAdapter(TorchSeq2Seq):
     def causal_mask(self, T: int, S: int, alignment: str = "top_left") -> np.ndarray:
         return self._np(_CAUSAL[alignment](T, S)._materialize(self.device))
 
-    def multi_head_attention(self, query, key, value, params: Mapping[str, np.ndarray], num_heads: int, mask=None, causal=None):  # noqa: ANN001, ANN201, E501
+    def multi_head_attention(
+        self,
+        query,
+        key,
+        value,
+        params: Mapping[str, np.ndarray],
+        num_heads: int,
+        mask=None,
+        causal=None,
+    ):  # noqa: E501
         B, T, D = query.shape
         S = key.shape[1]
         dtype = self._t(query[:0]).dtype
-        mha = torch.nn.MultiheadAttention(D, num_heads, bias=True, batch_first=True, device=self.device, dtype=dtype)
+        mha = torch.nn.MultiheadAttention(
+            D, num_heads, bias=True, batch_first=True, device=self.device, dtype=dtype
+        )
         w = {n: self._t(params[n]) for n in ("w_q", "w_k", "w_v", "w_o")}
         b = {
-            n: self._t(params[n]) if n in params else torch.zeros(D, dtype=dtype, device=self.device)
+            n: self._t(params[n])
+            if n in params
+            else torch.zeros(D, dtype=dtype, device=self.device)
             for n in ("b_q", "b_k", "b_v", "b_o")
         }
         # torch computes x W^T + b with W (D_out, D_in): it stores the canonical weights transposed. The
@@ -318,25 +367,37 @@ class TorchAdapter(TorchSeq2Seq):
         v = k if value is key else self._t(value)
         attn_mask = self._mha_mask(mask, causal, B, num_heads, T, S)
         with self._no_grad():
-            out, _ = torch.func.functional_call(mha, weights, (q, k, v), {"attn_mask": attn_mask, "need_weights": False})
+            out, _ = torch.func.functional_call(
+                mha, weights, (q, k, v), {"attn_mask": attn_mask, "need_weights": False}
+            )
         return self._np(out)
 
-    def _mha_mask(self, mask: np.ndarray | None, causal: str | None, B: int, H: int, T: int, S: int) -> torch.Tensor | None:
+    def _mha_mask(
+        self, mask: np.ndarray | None, causal: str | None, B: int, H: int, T: int, S: int
+    ) -> torch.Tensor | None:
         """nn.MultiheadAttention's attn_mask: (B*H, T, S), boolean True = NOT allowed (the opposite of the spec)."""
         if mask is None and causal is None:
             return None
-        m = self._t(np.broadcast_to(mask, (B, H, T, S)).reshape(B * H, T, S)) if mask is not None else None  # (B*H, T, S)
+        m = (
+            self._t(np.broadcast_to(mask, (B, H, T, S)).reshape(B * H, T, S))
+            if mask is not None
+            else None
+        )  # (B*H, T, S)
         if causal is not None:
             allowed = _CAUSAL[causal](T, S)._materialize(self.device)  # (T, S)
             m = (
                 allowed.expand(B * H, T, S)
                 if m is None
-                else (m & allowed if m.dtype == torch.bool else m.masked_fill(~allowed, float("-inf")))
+                else (
+                    m & allowed if m.dtype == torch.bool else m.masked_fill(~allowed, float("-inf"))
+                )
             )
         return ~m if m.dtype == torch.bool else m
 
     # --- embeddings -------------------------------------------------------------------------------
-    def sinusoidal_positional_encoding(self, T: int, D: int, base: float = 10000.0, dtype: str = "float32") -> np.ndarray:
+    def sinusoidal_positional_encoding(
+        self, T: int, D: int, base: float = 10000.0, dtype: str = "float32"
+    ) -> np.ndarray:
         if T < 1 or D < 1 or not (base > 1 and np.isfinite(base)):
             raise ValueError(f"need T >= 1, D >= 1, finite base > 1; got T={T}, D={D}, base={base}")
         return self._np(positional_encoding_table(T, D, base, dtype, self.device))
@@ -345,33 +406,60 @@ class TorchAdapter(TorchSeq2Seq):
         t = self._t(table)
         return self._np(F.embedding(self._t(tokens), t) * math.sqrt(table.shape[1]))
 
-    def embed_with_positions(self, tokens: np.ndarray, table: np.ndarray, base: float = 10000.0) -> np.ndarray:
-        pe = self._t(self.sinusoidal_positional_encoding(tokens.shape[1], table.shape[1], base, table.dtype.name))
+    def embed_with_positions(
+        self, tokens: np.ndarray, table: np.ndarray, base: float = 10000.0
+    ) -> np.ndarray:
+        pe = self._t(
+            self.sinusoidal_positional_encoding(
+                tokens.shape[1], table.shape[1], base, table.dtype.name
+            )
+        )
         return self._np(self._t(self.token_embedding(tokens, table)) + pe)
 
     def tied_output_logits(self, h: np.ndarray, table: np.ndarray) -> np.ndarray:
         return self._np(F.linear(self._t(h), self._t(table)))  # h E^T
 
     # --- position-wise layers ---------------------------------------------------------------------
-    def position_wise_ffn(self, x: np.ndarray, params: Mapping[str, np.ndarray], activation: str = "relu") -> np.ndarray:
+    def position_wise_ffn(
+        self, x: np.ndarray, params: Mapping[str, np.ndarray], activation: str = "relu"
+    ) -> np.ndarray:
         act = {
             "relu": F.relu,
             "gelu": lambda h: F.gelu(h, approximate="none"),
             "gelu_tanh": lambda h: F.gelu(h, approximate="tanh"),
         }[activation]
         p = {k: self._t(v) for k, v in params.items()}
-        h = act(F.linear(self._t(x), p["w1"].T, p["b1"]))  # F.linear computes x W^T + b: pass the canonical W transposed
+        h = act(
+            F.linear(self._t(x), p["w1"].T, p["b1"])
+        )  # F.linear computes x W^T + b: pass the canonical W transposed
         return self._np(F.linear(h, p["w2"].T, p["b2"]))
 
-    def layer_norm(self, x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float = 1e-5) -> np.ndarray:
-        return self._np(F.layer_norm(self._t(x), (x.shape[-1],), self._t(gamma), self._t(beta), eps))
+    def layer_norm(
+        self, x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float = 1e-5
+    ) -> np.ndarray:
+        return self._np(
+            F.layer_norm(self._t(x), (x.shape[-1],), self._t(gamma), self._t(beta), eps)
+        )
 
     def add_and_norm(
-        self, x: np.ndarray, sublayer_out: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float = 1e-5
+        self,
+        x: np.ndarray,
+        sublayer_out: np.ndarray,
+        gamma: np.ndarray,
+        beta: np.ndarray,
+        eps: float = 1e-5,
     ) -> np.ndarray:
         if sublayer_out.shape != x.shape:  # x + sublayer_out would broadcast silently in torch
             raise ValueError(f"sublayer_out must be {x.shape}; got {sublayer_out.shape}")
-        return self._np(F.layer_norm(self._t(x) + self._t(sublayer_out), (x.shape[-1],), self._t(gamma), self._t(beta), eps))
+        return self._np(
+            F.layer_norm(
+                self._t(x) + self._t(sublayer_out),
+                (x.shape[-1],),
+                self._t(gamma),
+                self._t(beta),
+                eps,
+            )
+        )
 
     def dropout(self, x: np.ndarray, p: float, training: bool = False, seed: int = 0) -> np.ndarray:
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
@@ -383,24 +471,46 @@ class TorchAdapter(TorchSeq2Seq):
         # torch has no shift-right: user code with torch ops
         t = self._t(targets)
         if t.ndim != 2 or t.shape[1] == 0 or t.dtype.is_floating_point:
-            raise ValueError(f"targets must be int ids (B, T) with T >= 1; got {t.dtype} {tuple(t.shape)}")
+            raise ValueError(
+                f"targets must be int ids (B, T) with T >= 1; got {t.dtype} {tuple(t.shape)}"
+            )
         shifted = torch.cat([torch.full_like(t[:, :1], bos), t[:, :-1]], dim=1)  # (B, T)
         return self._np(torch.where(t == pad, torch.full_like(t, pad), shifted))
 
     def cross_entropy(
-        self, logits: np.ndarray, targets: np.ndarray, ignore_index: int = -100, label_smoothing: float = 0.0
+        self,
+        logits: np.ndarray,
+        targets: np.ndarray,
+        ignore_index: int = -100,
+        label_smoothing: float = 0.0,
     ) -> np.ndarray:
         if targets.shape != logits.shape[:-1]:
             raise ValueError(f"targets must be {logits.shape[:-1]}; got {targets.shape}")
         V = logits.shape[-1]
-        flat_logits, flat_targets = self._t(logits).reshape(-1, V), self._t(targets).reshape(-1)  # (N, V), (N,)
-        return self._np(F.cross_entropy(flat_logits, flat_targets, ignore_index=ignore_index, label_smoothing=label_smoothing))
+        flat_logits, flat_targets = (
+            self._t(logits).reshape(-1, V),
+            self._t(targets).reshape(-1),
+        )  # (N, V), (N,)
+        return self._np(
+            F.cross_entropy(
+                flat_logits,
+                flat_targets,
+                ignore_index=ignore_index,
+                label_smoothing=label_smoothing,
+            )
+        )
 
     # --- encoder and decoder: nn.TransformerEncoderLayer / DecoderLayer, nn.TransformerEncoder / Decoder
-    def _load_mha(self, state: dict[str, torch.Tensor], prefix: str, p: Mapping[str, np.ndarray]) -> None:
+    def _load_mha(
+        self, state: dict[str, torch.Tensor], prefix: str, p: Mapping[str, np.ndarray]
+    ) -> None:
         zeros = np.zeros(p["w_q"].shape[0], dtype=p["w_q"].dtype)
-        state[f"{prefix}.in_proj_weight"] = self._t(np.concatenate([p[w].T for w in ("w_q", "w_k", "w_v")]))  # (3D, D)
-        state[f"{prefix}.in_proj_bias"] = self._t(np.concatenate([p.get(b, zeros) for b in ("b_q", "b_k", "b_v")]))
+        state[f"{prefix}.in_proj_weight"] = self._t(
+            np.concatenate([p[w].T for w in ("w_q", "w_k", "w_v")])
+        )  # (3D, D)
+        state[f"{prefix}.in_proj_bias"] = self._t(
+            np.concatenate([p.get(b, zeros) for b in ("b_q", "b_k", "b_v")])
+        )
         state[f"{prefix}.out_proj.weight"] = self._t(p["w_o"].T)
         state[f"{prefix}.out_proj.bias"] = self._t(p.get("b_o", zeros))
 
@@ -426,9 +536,21 @@ class TorchAdapter(TorchSeq2Seq):
         return state
 
     def _make_layer(
-        self, decoder: bool, D: int, H: int, width: int, norm_first: bool, activation: str, eps: float, dtype: torch.dtype
+        self,
+        decoder: bool,
+        D: int,
+        H: int,
+        width: int,
+        norm_first: bool,
+        activation: str,
+        eps: float,
+        dtype: torch.dtype,
     ) -> torch.nn.Module:
-        act = {"relu": "relu", "gelu": "gelu", "gelu_tanh": lambda h: F.gelu(h, approximate="tanh")}[activation]
+        act = {
+            "relu": "relu",
+            "gelu": "gelu",
+            "gelu_tanh": lambda h: F.gelu(h, approximate="tanh"),
+        }[activation]
         cls = torch.nn.TransformerDecoderLayer if decoder else torch.nn.TransformerEncoderLayer
         return cls(
             D,
@@ -459,20 +581,37 @@ class TorchAdapter(TorchSeq2Seq):
         B, T, D = x.shape
         width = layers[0]["ffn"]["w1"].shape[1]  # F, the FFN's inner width
         dtype = self._t(x[:0]).dtype
-        layer = self._make_layer(memory is not None, D, num_heads, width, norm_first, activation, eps, dtype)
+        layer = self._make_layer(
+            memory is not None, D, num_heads, width, norm_first, activation, eps, dtype
+        )
         norm = None
         if final_norm is not None:
             norm = torch.nn.LayerNorm(D, eps=eps, device=self.device, dtype=dtype)
         if single:
             module, state = layer, self._layer_state(layers[0])
         elif memory is None:
-            module = torch.nn.TransformerEncoder(layer, len(layers), norm=norm, enable_nested_tensor=False)
-            state = {k: v for i, p in enumerate(layers) for k, v in self._layer_state(p, f"layers.{i}.").items()}
+            module = torch.nn.TransformerEncoder(
+                layer, len(layers), norm=norm, enable_nested_tensor=False
+            )
+            state = {
+                k: v
+                for i, p in enumerate(layers)
+                for k, v in self._layer_state(p, f"layers.{i}.").items()
+            }
         else:
             module = torch.nn.TransformerDecoder(layer, len(layers), norm=norm)
-            state = {k: v for i, p in enumerate(layers) for k, v in self._layer_state(p, f"layers.{i}.").items()}
+            state = {
+                k: v
+                for i, p in enumerate(layers)
+                for k, v in self._layer_state(p, f"layers.{i}.").items()
+            }
         if norm is not None and not single:
-            state.update({"norm.weight": self._t(final_norm["gamma"]), "norm.bias": self._t(final_norm["beta"])})
+            state.update(
+                {
+                    "norm.weight": self._t(final_norm["gamma"]),
+                    "norm.bias": self._t(final_norm["beta"]),
+                }
+            )
         module.load_state_dict(state)
         module.eval()
         with self._no_grad():
@@ -497,33 +636,119 @@ class TorchAdapter(TorchSeq2Seq):
                 )
         return self._np(out)
 
-    def encoder_layer(self, x, params, num_heads, mask=None, norm_first=False, activation="relu", eps=1e-5):  # noqa: ANN001, ANN201
-        return self._run_stack(x, None, [params], num_heads, mask, norm_first, activation, eps, None, single=True)
+    def encoder_layer(
+        self, x, params, num_heads, mask=None, norm_first=False, activation="relu", eps=1e-5
+    ):
+        return self._run_stack(
+            x, None, [params], num_heads, mask, norm_first, activation, eps, None, single=True
+        )
 
-    def decoder_layer(self, y, memory, params, num_heads, memory_mask=None, norm_first=False, activation="relu", eps=1e-5):  # noqa: ANN001, ANN201
-        return self._run_stack(y, memory, [params], num_heads, memory_mask, norm_first, activation, eps, None, single=True)
+    def decoder_layer(
+        self,
+        y,
+        memory,
+        params,
+        num_heads,
+        memory_mask=None,
+        norm_first=False,
+        activation="relu",
+        eps=1e-5,
+    ):
+        return self._run_stack(
+            y,
+            memory,
+            [params],
+            num_heads,
+            memory_mask,
+            norm_first,
+            activation,
+            eps,
+            None,
+            single=True,
+        )
 
-    def encoder(self, x, layers, num_heads, mask=None, norm_first=False, activation="relu", eps=1e-5, final_norm=None):  # noqa: ANN001, ANN201
-        return self._run_stack(x, None, list(layers), num_heads, mask, norm_first, activation, eps, final_norm, single=False)
+    def encoder(
+        self,
+        x,
+        layers,
+        num_heads,
+        mask=None,
+        norm_first=False,
+        activation="relu",
+        eps=1e-5,
+        final_norm=None,
+    ):
+        return self._run_stack(
+            x,
+            None,
+            list(layers),
+            num_heads,
+            mask,
+            norm_first,
+            activation,
+            eps,
+            final_norm,
+            single=False,
+        )
 
     def decoder(
-        self, y, memory, layers, num_heads, memory_mask=None, norm_first=False, activation="relu", eps=1e-5, final_norm=None
-    ):  # noqa: ANN001, ANN201
+        self,
+        y,
+        memory,
+        layers,
+        num_heads,
+        memory_mask=None,
+        norm_first=False,
+        activation="relu",
+        eps=1e-5,
+        final_norm=None,
+    ):
         return self._run_stack(
-            y, memory, list(layers), num_heads, memory_mask, norm_first, activation, eps, final_norm, single=False
+            y,
+            memory,
+            list(layers),
+            num_heads,
+            memory_mask,
+            norm_first,
+            activation,
+            eps,
+            final_norm,
+            single=False,
         )
 
     def encoder_decoder(
-        self, src_tokens, tgt_in, params, num_heads, src_lengths=None, norm_first=False, activation="relu", eps=1e-5
-    ):  # noqa: ANN001, ANN201
+        self,
+        src_tokens,
+        tgt_in,
+        params,
+        num_heads,
+        src_lengths=None,
+        norm_first=False,
+        activation="relu",
+        eps=1e-5,
+    ):
         from adapters.compose import encoder_decoder_from
 
         log_softmax = lambda logits: self._np(F.log_softmax(self._t(logits), dim=-1))
         return encoder_decoder_from(
-            self, log_softmax, src_tokens, tgt_in, params, num_heads, src_lengths, norm_first, activation, eps
+            self,
+            log_softmax,
+            src_tokens,
+            tgt_in,
+            params,
+            num_heads,
+            src_lengths,
+            norm_first,
+            activation,
+            eps,
         )
 
 
-_TORCH_DTYPES = {"float64": torch.float64, "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+_TORCH_DTYPES = {
+    "float64": torch.float64,
+    "float32": torch.float32,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+}
 
 adapter = TorchAdapter("cpu")

@@ -68,7 +68,9 @@ def _torch_tensor(a: np.ndarray, device: str) -> Any:
     import torch
 
     if a.dtype == ml_dtypes.bfloat16:  # NumPy has no bfloat16: through a 16-bit integer view
-        return torch.from_numpy(np.ascontiguousarray(a).view(np.int16)).view(torch.bfloat16).to(device)
+        return (
+            torch.from_numpy(np.ascontiguousarray(a).view(np.int16)).view(torch.bfloat16).to(device)
+        )
     return torch.from_numpy(np.ascontiguousarray(a)).to(device)
 
 
@@ -76,7 +78,11 @@ def _torch_numpy(t: Any) -> np.ndarray:
     import torch
 
     t = t.detach().cpu()
-    return t.view(torch.int16).numpy().view(ml_dtypes.bfloat16) if t.dtype == torch.bfloat16 else t.numpy()
+    return (
+        t.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+        if t.dtype == torch.bfloat16
+        else t.numpy()
+    )
 
 
 def torch_sync(device: str) -> Callable[[Any], Any]:
@@ -98,7 +104,7 @@ def _torch(case: Case, inputs: dict[str, Any], sdpa_backend: str | None = None) 
     if case.component == ATTENTION:
         causal = case.causal
         if sdpa_backend is None:
-            call = lambda: F.scaled_dot_product_attention(t["q"], t["k"], t["v"], is_causal=causal)  # noqa: E731
+            call = lambda: F.scaled_dot_product_attention(t["q"], t["k"], t["v"], is_causal=causal)
         else:
             from torch.nn.attention import SDPBackend, sdpa_kernel
 
@@ -109,18 +115,18 @@ def _torch(case: Case, inputs: dict[str, Any], sdpa_backend: str | None = None) 
                     return F.scaled_dot_product_attention(t["q"], t["k"], t["v"], is_causal=causal)
 
     elif case.component == "softmax":
-        call = lambda: torch.softmax(t["x"], dim=-1)  # noqa: E731
+        call = lambda: torch.softmax(t["x"], dim=-1)
     elif case.component == "layer_norm":
         D = case.size["D"]
-        call = lambda: F.layer_norm(t["x"], (D,), t["gamma"], t["beta"], t["eps"])  # noqa: E731
+        call = lambda: F.layer_norm(t["x"], (D,), t["gamma"], t["beta"], t["eps"])
     elif case.component == "sinusoidal_positional_encoding":
         device = torch.device(dev)
-        call = lambda: positional_encoding_table(t["T"], t["D"], 10000.0, case.dtype, device)  # noqa: E731
+        call = lambda: positional_encoding_table(t["T"], t["D"], 10000.0, case.dtype, device)
     elif case.component == "matmul":
-        call = lambda: torch.matmul(t["a"], t["b"])  # noqa: E731
+        call = lambda: torch.matmul(t["a"], t["b"])
     elif case.component == "copy":
         dst = torch.empty_like(t["x"])
-        call = lambda: dst.copy_(t["x"])  # noqa: E731
+        call = lambda: dst.copy_(t["x"])
     else:
         raise Unavailable(f"torch: no benchmark of {case.component}")
     return Prepared(call, torch_sync(dev), _torch_numpy, "torch")
@@ -139,13 +145,17 @@ def _jax(case: Case, inputs: dict[str, Any], implementation: str | None = None) 
         device = jax.devices("gpu" if case.device == "cuda" else "cpu")[0]
     except RuntimeError as e:
         raise Unavailable(f"jax sees no {case.device} device: {e}") from e
-    put = lambda a: jax.block_until_ready(jax.device_put(a, device))  # noqa: E731
+    put = lambda a: jax.block_until_ready(jax.device_put(a, device))
     sync = jax.block_until_ready
     if case.component == ATTENTION:
         # jax's layout is (B, L, H, K): transposed once here, outside the timed call
         q, k, v = (put(np.ascontiguousarray(np.swapaxes(inputs[n], 1, 2))) for n in ("q", "k", "v"))
-        fn = jax.jit(partial(jax.nn.dot_product_attention, is_causal=case.causal, implementation=implementation))
-        to_numpy = lambda out: np.swapaxes(np.asarray(out), 1, 2)  # noqa: E731  # (B, H, T, K)
+        fn = jax.jit(
+            partial(
+                jax.nn.dot_product_attention, is_causal=case.causal, implementation=implementation
+            )
+        )
+        to_numpy = lambda out: np.swapaxes(np.asarray(out), 1, 2)  # (B, H, T, K)
         return Prepared(lambda: fn(q, k, v), sync, to_numpy, "jax")
     if case.component == "softmax":
         x = put(inputs["x"])
@@ -155,14 +165,18 @@ def _jax(case: Case, inputs: dict[str, Any], implementation: str | None = None) 
         import flax.linen as nn
 
         x, g, b = put(inputs["x"]), put(inputs["gamma"]), put(inputs["beta"])
-        ln = nn.LayerNorm(epsilon=inputs["eps"], dtype=x.dtype, param_dtype=x.dtype)  # as the jax adapter maps it
+        ln = nn.LayerNorm(
+            epsilon=inputs["eps"], dtype=x.dtype, param_dtype=x.dtype
+        )  # as the jax adapter maps it
         fn = jax.jit(lambda x, g, b: ln.apply({"params": {"scale": g, "bias": b}}, x))
         return Prepared(lambda: fn(x, g, b), sync, np.asarray, "jax")
     if case.component == "sinusoidal_positional_encoding":
         T, D = inputs["T"], inputs["D"]
 
         def table() -> Any:
-            with jax.default_device(device):  # no input to follow: the table is placed by the default device
+            with jax.default_device(
+                device
+            ):  # no input to follow: the table is placed by the default device
                 return positional_encoding_table(T, D, 10000.0, case.dtype)
 
         return Prepared(table, sync, np.asarray, "jax")
@@ -188,10 +202,17 @@ BACKENDS: tuple[Backend, ...] = (
         for b in ("MATH", "FLASH_ATTENTION", "EFFICIENT_ATTENTION", "CUDNN_ATTENTION")
     ),
     Backend("jax", "jax", (ATTENTION, *_ROW_WISE), ("cpu", "cuda"), _jax),
-    *(Backend(f"jax-dpa-{i}", "jax", (ATTENTION,), ("cpu", "cuda"), partial(_jax, implementation=i)) for i in ("xla", "cudnn")),
+    *(
+        Backend(
+            f"jax-dpa-{i}", "jax", (ATTENTION,), ("cpu", "cuda"), partial(_jax, implementation=i)
+        )
+        for i in ("xla", "cudnn")
+    ),
 )
 # The probes of the measured peaks run through torch (and jax for its own matmul peak where it runs).
-PEAK_BACKENDS: tuple[Backend, ...] = (Backend("torch", "torch", ("matmul", "copy"), ("cpu", "cuda"), _torch),)
+PEAK_BACKENDS: tuple[Backend, ...] = (
+    Backend("torch", "torch", ("matmul", "copy"), ("cpu", "cuda"), _torch),
+)
 
 
 def for_case(case: Case) -> list[Backend]:

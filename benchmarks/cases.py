@@ -20,7 +20,11 @@ from reference.masks import causal_mask
 
 ATTENTION = "scaled_dot_product_attention"
 MEMORY_BOUND = ("softmax", "layer_norm", "sinusoidal_positional_encoding")
-DTYPES = {"float32": np.dtype(np.float32), "float16": np.dtype(np.float16), "bfloat16": np.dtype(ml_dtypes.bfloat16)}
+DTYPES = {
+    "float32": np.dtype(np.float32),
+    "float16": np.dtype(np.float16),
+    "bfloat16": np.dtype(ml_dtypes.bfloat16),
+}
 
 
 @dataclass(frozen=True)
@@ -40,7 +44,9 @@ class Case:
     @property
     def id(self) -> str:
         dims = "-".join(f"{k}{v}" for k, v in self.dims)
-        return f"{self.component}-{self.device}-{self.dtype}-{dims}" + ("-causal" if self.causal else "")
+        return f"{self.component}-{self.device}-{self.dtype}-{dims}" + (
+            "-causal" if self.causal else ""
+        )
 
     @property
     def itemsize(self) -> int:
@@ -49,7 +55,9 @@ class Case:
     def cost(self) -> cost.Cost:
         n = self.size
         if self.component == ATTENTION:
-            return cost.scaled_dot_product_attention(n["B"], n["H"], n["T"], n["S"], n["K"], self.itemsize, self.causal)
+            return cost.scaled_dot_product_attention(
+                n["B"], n["H"], n["T"], n["S"], n["K"], self.itemsize, self.causal
+            )
         if self.component == "softmax":
             return cost.softmax(n["R"], n["N"], self.itemsize)
         if self.component == "layer_norm":
@@ -65,14 +73,19 @@ class Case:
     def inputs(self, seed: int = 0) -> dict[str, Any]:
         """The canonical inputs (spec layouts), drawn in float32 and rounded to the case's dtype."""
         rng, n, dt = np.random.default_rng(seed), self.size, DTYPES[self.dtype]
-        draw = lambda *shape: rng.standard_normal(shape, dtype=np.float32).astype(dt)  # noqa: E731
+        draw = lambda *shape: rng.standard_normal(shape, dtype=np.float32).astype(dt)
         if self.component == ATTENTION:
             B, H, T, S, K = n["B"], n["H"], n["T"], n["S"], n["K"]
             return {"q": draw(B, H, T, K), "k": draw(B, H, S, K), "v": draw(B, H, S, K)}
         if self.component == "softmax":
             return {"x": draw(n["R"], n["N"])}
         if self.component == "layer_norm":
-            return {"x": draw(n["R"], n["D"]), "gamma": draw(n["D"]), "beta": draw(n["D"]), "eps": 1e-5}
+            return {
+                "x": draw(n["R"], n["D"]),
+                "gamma": draw(n["D"]),
+                "beta": draw(n["D"]),
+                "eps": 1e-5,
+            }
         if self.component == "sinusoidal_positional_encoding":
             return {"T": n["T"], "D": n["D"], "dtype": self.dtype}
         if self.component == "matmul":
@@ -81,7 +94,9 @@ class Case:
             return {"x": draw(n["N"])}
         raise ValueError(f"no inputs for component {self.component!r}")
 
-    def spot_check(self, inputs: dict[str, Any], got: np.ndarray, rows: int = 16) -> tuple[dict[str, Any], np.ndarray]:
+    def spot_check(
+        self, inputs: dict[str, Any], got: np.ndarray, rows: int = 16
+    ) -> tuple[dict[str, Any], np.ndarray]:
         """A small slice of the inputs the oracle can afford at any size, and the matching slice of ``got``.
 
         Attention: batch 0, head 0, the first and last ``rows`` queries against every key (with their
@@ -90,9 +105,15 @@ class Case:
         if self.component == ATTENTION:
             T, S = self.size["T"], self.size["S"]
             idx = np.unique(np.r_[np.arange(min(rows, T)), np.arange(max(T - rows, 0), T)])
-            sub = {"q": inputs["q"][:1, :1, idx], "k": inputs["k"][:1, :1], "v": inputs["v"][:1, :1]}  # (1, 1, r, K)...
+            sub = {
+                "q": inputs["q"][:1, :1, idx],
+                "k": inputs["k"][:1, :1],
+                "v": inputs["v"][:1, :1],
+            }  # (1, 1, r, K)...
             if self.causal:
-                sub["mask"] = causal_mask(T, S, "top_left")[idx]  # (r, S): the selected queries' rows
+                sub["mask"] = causal_mask(T, S, "top_left")[
+                    idx
+                ]  # (r, S): the selected queries' rows
             return sub, got[:1, :1, idx]
         if self.component == "sinusoidal_positional_encoding":
             return dict(inputs), got
@@ -103,10 +124,21 @@ class Case:
 
 
 def _attention(
-    device: str, dtypes: tuple[str, ...], lengths: tuple[int, ...], head_dims: tuple[int, ...], tokens: int, width: int
-) -> list[Case]:  # noqa: E501
+    device: str,
+    dtypes: tuple[str, ...],
+    lengths: tuple[int, ...],
+    head_dims: tuple[int, ...],
+    tokens: int,
+    width: int,
+) -> list[Case]:
     return [
-        Case(ATTENTION, device, dt, (("B", max(tokens // T, 1)), ("H", width // K), ("T", T), ("S", T), ("K", K)), causal)
+        Case(
+            ATTENTION,
+            device,
+            dt,
+            (("B", max(tokens // T, 1)), ("H", width // K), ("T", T), ("S", T), ("K", K)),
+            causal,
+        )
         for dt in dtypes
         for K in head_dims
         for causal in (False, True)
@@ -118,15 +150,22 @@ def _memory_bound(device: str, dtype: str, rows: tuple[int, ...], width: int) ->
     return [
         *(Case("softmax", device, dtype, (("R", R), ("N", width))) for R in rows),
         *(Case("layer_norm", device, dtype, (("R", R), ("D", width))) for R in rows),
-        *(Case("sinusoidal_positional_encoding", device, dtype, (("T", R), ("D", width))) for R in rows),
+        *(
+            Case("sinusoidal_positional_encoding", device, dtype, (("T", R), ("D", width)))
+            for R in rows
+        ),
     ]
 
 
 def cpu_sweep() -> list[Case]:
     """A few minutes on 2 cores: float32 attention to T = 2048, memory-bound ops to 64M elements."""
     return [
-        *_attention("cpu", ("float32",), (128, 256, 512, 1024, 2048), (64,), tokens=2048, width=256),
-        *_memory_bound("cpu", "float32", (1024, 4096, 16384, 65536), width=1024),  # to 256 MB: past the caches
+        *_attention(
+            "cpu", ("float32",), (128, 256, 512, 1024, 2048), (64,), tokens=2048, width=256
+        ),
+        *_memory_bound(
+            "cpu", "float32", (1024, 4096, 16384, 65536), width=1024
+        ),  # to 256 MB: past the caches
     ]
 
 
@@ -148,6 +187,9 @@ def peak_cases(device: str) -> list[Case]:
         ]
     n = 8192
     return [
-        *(Case("matmul", "cuda", dt, (("M", n), ("N", n), ("K", n))) for dt in ("bfloat16", "float16", "float32")),
+        *(
+            Case("matmul", "cuda", dt, (("M", n), ("N", n), ("K", n)))
+            for dt in ("bfloat16", "float16", "float32")
+        ),
         Case("copy", "cuda", "float32", (("N", 2**29),)),
     ]

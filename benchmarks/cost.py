@@ -27,11 +27,17 @@ def attended_pairs(T: int, S: int, causal: bool) -> int:
     return tri * (tri + 1) // 2 + full * S
 
 
-def scaled_dot_product_attention(B: int, H: int, T: int, S: int, K: int, itemsize: int, causal: bool) -> Cost:
+def scaled_dot_product_attention(
+    B: int, H: int, T: int, S: int, K: int, itemsize: int, causal: bool
+) -> Cost:
     """softmax(Q K^T / sqrt(K)) V: 2 K FLOPs per pair for Q K^T and 2 K for P V, so 4 B H T S K
     (FlashAttention's count; the softmax's exp and sums are not counted). Causal: only the attended
     pairs, about half. Bytes: q, k, v read and the output written once, B H (2 T + 2 S) K items."""
-    return Cost(4.0 * B * H * K * attended_pairs(T, S, causal), float(B * H * (2 * T + 2 * S) * K * itemsize), "compute")
+    return Cost(
+        4.0 * B * H * K * attended_pairs(T, S, causal),
+        float(B * H * (2 * T + 2 * S) * K * itemsize),
+        "compute",
+    )
 
 
 def softmax(R: int, N: int, itemsize: int) -> Cost:

@@ -40,7 +40,10 @@ def gpu() -> dict[str, Any] | None:
     try:
         smi = ["nvidia-smi", "--query-gpu=driver_version,clocks.max.sm", "--format=csv,noheader"]
         info["driver"], info["max_sm_clock"] = (
-            s.strip() for s in subprocess.run(smi, capture_output=True, text=True, timeout=20).stdout.split(",")[:2]
+            s.strip()
+            for s in subprocess.run(smi, capture_output=True, text=True, timeout=20).stdout.split(
+                ","
+            )[:2]
         )
     except (OSError, ValueError, subprocess.SubprocessError):
         info["driver"] = "unknown (no nvidia-smi)"
@@ -54,7 +57,12 @@ def describe() -> dict[str, Any]:
             versions[lib] = importlib.metadata.version(lib)
         except importlib.metadata.PackageNotFoundError:
             pass
-    return {"cpu_model": cpu_name(), "cpu_count": os.cpu_count(), "gpu": gpu(), "libraries": versions}
+    return {
+        "cpu_model": cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "gpu": gpu(),
+        "libraries": versions,
+    }
 
 
 def device_name(device: str) -> str:

@@ -56,7 +56,9 @@ class Row:
 
     @property
     def timer_difference(self) -> float:
-        return (self.median_s - self.info["independent_median_s"]) / self.info["independent_median_s"]
+        return (self.median_s - self.info["independent_median_s"]) / self.info[
+            "independent_median_s"
+        ]
 
 
 def load(path: Path) -> tuple[dict[str, Any], list[Row]]:
@@ -150,7 +152,9 @@ def tables(rows: list[Row], peaks: dict[tuple[str, str], float]) -> list[str]:
         by_size: dict[tuple, dict[str, Row]] = defaultdict(dict)
         for r in members:
             by_size[tuple(sorted(r.dims.items()))][r.backend] = r
-        for size, cells in sorted(by_size.items(), key=lambda kv: dict(kv[0]).get("T") or dict(kv[0]).get("R")):
+        for size, cells in sorted(
+            by_size.items(), key=lambda kv: dict(kv[0]).get("T") or dict(kv[0]).get("R")
+        ):
             label = ", ".join(f"{k}={v}" for k, v in size)
             row = []
             for b in backends:
@@ -173,10 +177,18 @@ def timer_section(rows: list[Row]) -> list[str]:
     worst = max(long, key=lambda r: abs(r.timer_difference), default=None)
     within = sum(abs(r.timer_difference) <= TIMER_AGREEMENT for r in long)
     spread = [r.iqr_s / r.median_s for r in long]
-    in_noise = sum(abs(r.timer_difference) <= max(TIMER_AGREEMENT, r.iqr_s / r.median_s) for r in long)
+    in_noise = sum(
+        abs(r.timer_difference) <= max(TIMER_AGREEMENT, r.iqr_s / r.median_s) for r in long
+    )
     overhead = [r for r in rows if r.component == "harness_overhead"]
-    median_diff = _fmt(float(np.median([abs(r.timer_difference) for r in long])) if long else None, ".1%")
-    largest = f"largest difference {worst.timer_difference:+.1%} ({worst.name})." if worst else "none measured."
+    median_diff = _fmt(
+        float(np.median([abs(r.timer_difference) for r in long])) if long else None, ".1%"
+    )
+    largest = (
+        f"largest difference {worst.timer_difference:+.1%} ({worst.name})."
+        if worst
+        else "none measured."
+    )
     lines = [
         "## Harness vs independent timer",
         "",
@@ -185,7 +197,9 @@ def timer_section(rows: list[Row]) -> list[str]:
         f"Median |difference| over those: {median_diff}; the harness's own spread (IQR / median of its rounds) has "
         f"median {_fmt(float(np.median(spread)) if spread else None, '.1%')}, and {in_noise} of {len(long)} differ by "
         f"less than the larger of {TIMER_AGREEMENT:.0%} and that spread.",
-        "Independent timers: " + ", ".join(sorted({f"{r.library}/{r.device}: {r.independent_timer}" for r in timed})) + ".",
+        "Independent timers: "
+        + ", ".join(sorted({f"{r.library}/{r.device}: {r.independent_timer}" for r in timed}))
+        + ".",
         "",
         "Harness overhead per call (a call that does nothing, synchronised as that library's calls are): "
         + ", ".join(f"{r.library}/{r.device} {r.median_s * 1e6:.2f} us" for r in overhead)
@@ -196,7 +210,12 @@ def timer_section(rows: list[Row]) -> list[str]:
 
 
 def peaks_section(rows: list[Row], peaks: dict[tuple[str, str], float]) -> list[str]:
-    lines = ["## Measured peaks (same run, same device)", "", "| device | probe | measured | paper |", "|---|---|---|---|"]
+    lines = [
+        "## Measured peaks (same run, same device)",
+        "",
+        "| device | probe | measured | paper |",
+        "|---|---|---|---|",
+    ]
     names = {r.device: r.device_name for r in rows}
     for (device, what), value in sorted(peaks.items()):
         if what == "copy":
@@ -228,7 +247,16 @@ def markdown(data: dict[str, Any], rows: list[Row]) -> str:
         "kernel's output was spot-checked against the oracle first (benchmarks/check.py).",
         "",
     ]
-    return "\n".join(head + peaks_section(rows, peaks) + timer_section(rows) + ["## Results", ""] + tables(rows, peaks)) + "\n"
+    return (
+        "\n".join(
+            head
+            + peaks_section(rows, peaks)
+            + timer_section(rows)
+            + ["## Results", ""]
+            + tables(rows, peaks)
+        )
+        + "\n"
+    )
 
 
 def plots(rows: list[Row], out: Path) -> list[Path]:
@@ -286,9 +314,17 @@ def _panel(ax: Any, members: list[Row], what: str, peaks: dict, key: tuple, kind
     if what == "time":
         ax.set_yscale("log")
     unit = "TFLOP/s" if sample.bound == "compute" else "GB/s"
-    ax.set_ylabel(unit if what == "throughput" else ("seconds per sequence" if kind == "attention" else "seconds"))
+    ax.set_ylabel(
+        unit
+        if what == "throughput"
+        else ("seconds per sequence" if kind == "attention" else "seconds")
+    )
     ax.set_xlabel("sequence length T = S" if kind == "attention" else "rows")
-    ax.set_title(f"K = {key[0]}, {'causal' if key[1] else 'not causal'}" if kind == "attention" else str(key[0]))
+    ax.set_title(
+        f"K = {key[0]}, {'causal' if key[1] else 'not causal'}"
+        if kind == "attention"
+        else str(key[0])
+    )
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
 
@@ -297,7 +333,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", type=Path, help="pytest-benchmark JSON (--benchmark-json)")
     parser.add_argument(
-        "--out", type=Path, default=None, help="folder for BENCHMARKS.md and the plots (default: beside the JSON)"
+        "--out",
+        type=Path,
+        default=None,
+        help="folder for BENCHMARKS.md and the plots (default: beside the JSON)",
     )
     args = parser.parse_args(argv)
     out = args.out or args.results.parent

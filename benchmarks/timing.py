@@ -44,7 +44,9 @@ def first_call(backend: Backend, case: Case, inputs: dict[str, Any]) -> tuple[Pr
         raise
     except Exception as e:
         if any(m in str(e) for m in UNAVAILABLE_MESSAGES) or type(e).__name__ == "OutOfMemoryError":
-            raise Unavailable(f"{backend.name} cannot run {case.id} here: {str(e).splitlines()[0][:200]}") from e
+            raise Unavailable(
+                f"{backend.name} cannot run {case.id} here: {str(e).splitlines()[0][:200]}"
+            ) from e
         raise
     return prepared, seconds, out
 
@@ -80,7 +82,9 @@ def _do_bench(prepared: Prepared) -> float | None:
         from triton.testing import do_bench
     except ImportError:
         return None
-    return float(do_bench(prepared.call, return_mode="median")) / 1e3  # do_bench reports milliseconds
+    return (
+        float(do_bench(prepared.call, return_mode="median")) / 1e3
+    )  # do_bench reports milliseconds
 
 
 def _torch_timer(prepared: Prepared, budget_s: float) -> float:
@@ -89,20 +93,26 @@ def _torch_timer(prepared: Prepared, budget_s: float) -> float:
 
     # num_threads: torch.utils.benchmark defaults to 1 thread; the harness runs with torch's own setting
     timer = tb.Timer(
-        stmt="sync(call())", globals={"sync": prepared.sync, "call": prepared.call}, num_threads=torch.get_num_threads()
+        stmt="sync(call())",
+        globals={"sync": prepared.sync, "call": prepared.call},
+        num_threads=torch.get_num_threads(),
     )
     return float(timer.blocked_autorange(min_run_time=budget_s).median)
 
 
 def _timeit(prepared: Prepared, estimate_s: float, budget_s: float) -> float:
-    number = max(1, int(budget_s / 10 // max(estimate_s, 1e-9)))  # ~10 repeats of `number` calls each
+    number = max(
+        1, int(budget_s / 10 // max(estimate_s, 1e-9))
+    )  # ~10 repeats of `number` calls each
     runs = timeit.Timer(lambda: prepared.sync(prepared.call())).repeat(
         repeat=max(3, min(10, plan_rounds(estimate_s, budget_s))), number=number
     )
     return statistics.median(runs) / number
 
 
-def independent(prepared: Prepared, device: str, estimate_s: float, budget_s: float) -> dict[str, float | str]:
+def independent(
+    prepared: Prepared, device: str, estimate_s: float, budget_s: float
+) -> dict[str, float | str]:
     """The median seconds per call by a timer that is not the harness: {"timer": name, "median_s": t, ...}."""
     if prepared.library == "torch" and device == "cuda":
         out: dict[str, float | str] = {

@@ -13,10 +13,10 @@ import torch
 import torch.nn.functional as F
 
 
-def sdpa(q, k, v, mask=None, scale=None, causal=None):  # noqa: ANN001, ANN201
+def sdpa(q, k, v, mask=None, scale=None, causal=None):
     if causal is not None:
         raise NotImplementedError("not wired yet")  # any exception here fails that test only
-    t = lambda a: None if a is None else torch.from_numpy(np.array(a))  # noqa: E731
+    t = lambda a: None if a is None else torch.from_numpy(np.array(a))
     return F.scaled_dot_product_attention(t(q), t(k), t(v), attn_mask=t(mask), scale=scale).numpy()
 
 

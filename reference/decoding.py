@@ -15,18 +15,31 @@ from reference.checks import is_array
 def _check(component: str, logprobs: np.ndarray, bos: int, eos: int, max_len: int) -> None:
     """logprobs a square table of scores, finite or -inf, every row with a finite entry; bos, eos ids in
     [0, V); max_len >= 1."""
-    if not is_array(logprobs) or logprobs.ndim != 2 or logprobs.shape[0] != logprobs.shape[1] or logprobs.size == 0:
-        raise ValueError(f"{component}: logprobs must be a square table (V, V); got {getattr(logprobs, 'shape', None)}")
+    if (
+        not is_array(logprobs)
+        or logprobs.ndim != 2
+        or logprobs.shape[0] != logprobs.shape[1]
+        or logprobs.size == 0
+    ):
+        raise ValueError(
+            f"{component}: logprobs must be a square table (V, V); got {getattr(logprobs, 'shape', None)}"
+        )
     table = logprobs.astype(np.float64)
     if np.isnan(table).any() or np.isposinf(table).any():
-        raise ValueError(f"{component}: logprobs must be finite or -inf (an impossible transition); got NaN or +inf")
+        raise ValueError(
+            f"{component}: logprobs must be finite or -inf (an impossible transition); got NaN or +inf"
+        )
     if not np.isfinite(table).any(-1).all():
         rows = np.flatnonzero(~np.isfinite(table).any(-1)).tolist()
-        raise ValueError(f"{component}: every row of logprobs must have a finite entry; got rows {rows} all -inf")
+        raise ValueError(
+            f"{component}: every row of logprobs must have a finite entry; got rows {rows} all -inf"
+        )
     V = logprobs.shape[0]
     ints = all(isinstance(t, (int, np.integer)) and not isinstance(t, bool) for t in (bos, eos))
     if not (ints and 0 <= bos < V and 0 <= eos < V):
-        raise ValueError(f"{component}: bos and eos must be ids in [0, V={V}); got bos={bos!r}, eos={eos!r}")
+        raise ValueError(
+            f"{component}: bos and eos must be ids in [0, V={V}); got bos={bos!r}, eos={eos!r}"
+        )
     if not (isinstance(max_len, (int, np.integer)) and max_len >= 1):
         raise ValueError(f"{component}: max_len must be a positive int; got {max_len!r}")
 
@@ -54,7 +67,9 @@ def greedy_decode(logprobs: np.ndarray, bos: int, eos: int, max_len: int) -> np.
     return np.array(tokens, dtype=np.int64)
 
 
-def beam_search(logprobs: np.ndarray, bos: int, eos: int, max_len: int, beam_width: int, alpha: float = 0.0) -> np.ndarray:
+def beam_search(
+    logprobs: np.ndarray, bos: int, eos: int, max_len: int, beam_width: int, alpha: float = 0.0
+) -> np.ndarray:
     """Beam search -> (beam_width, max_len) int64: hypotheses best first by score, padded with -1.
 
     Each step expands every live hypothesis by every token and keeps the beam_width candidates of
@@ -67,13 +82,17 @@ def beam_search(logprobs: np.ndarray, bos: int, eos: int, max_len: int, beam_wid
     _check("beam_search", logprobs, bos, eos, max_len)
     if not (isinstance(beam_width, (int, np.integer)) and beam_width >= 1):
         raise ValueError(f"beam_search: beam_width must be a positive int; got {beam_width!r}")
-    if isinstance(alpha, bool) or not (isinstance(alpha, (int, float, np.integer, np.floating)) and np.isfinite(alpha)):
+    if isinstance(alpha, bool) or not (
+        isinstance(alpha, (int, float, np.integer, np.floating)) and np.isfinite(alpha)
+    ):
         raise ValueError(f"beam_search: alpha must be a finite number; got {alpha!r}")
     live: list[tuple[tuple[int, ...], float]] = [((), 0.0)]
     finished: list[tuple[tuple[int, ...], float]] = []
     for _ in range(max_len):
         candidates = [
-            (seq + (v,), lp + float(logprobs[seq[-1] if seq else bos, v])) for seq, lp in live for v in range(logprobs.shape[0])
+            (seq + (v,), lp + float(logprobs[seq[-1] if seq else bos, v]))
+            for seq, lp in live
+            for v in range(logprobs.shape[0])
         ]
         candidates.sort(key=lambda c: (-c[1], c[0]))
         live = []
@@ -82,7 +101,9 @@ def beam_search(logprobs: np.ndarray, bos: int, eos: int, max_len: int, beam_wid
         if not live:
             break
     finished += live
-    ranked = sorted(finished, key=lambda c: (-c[1] / length_penalty(len(c[0]), alpha), c[0]))[:beam_width]
+    ranked = sorted(finished, key=lambda c: (-c[1] / length_penalty(len(c[0]), alpha), c[0]))[
+        :beam_width
+    ]
     out = np.full((beam_width, max_len), -1, dtype=np.int64)
     for row, (seq, _) in enumerate(ranked):
         out[row, : len(seq)] = seq

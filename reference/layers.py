@@ -16,11 +16,15 @@ FLOAT_NAMES = ("float64", "float32", "float16", "bfloat16")
 
 def _check_base(component: str, base: float) -> None:
     """base is a finite real number > 1 (base = 1 makes every frequency 1; below 1 they grow)."""
-    if isinstance(base, bool) or not (isinstance(base, (int, float, np.integer, np.floating)) and np.isfinite(base) and base > 1):
+    if isinstance(base, bool) or not (
+        isinstance(base, (int, float, np.integer, np.floating)) and np.isfinite(base) and base > 1
+    ):
         raise ValueError(f"{component}: base must be a finite number > 1; got {base!r}")
 
 
-def sinusoidal_positional_encoding(T: int, D: int, base: float = 10000.0, dtype: str = "float32") -> np.ndarray:
+def sinusoidal_positional_encoding(
+    T: int, D: int, base: float = 10000.0, dtype: str = "float32"
+) -> np.ndarray:
     """PE[pos, 2i] = sin(pos / base^(2i/D)),  PE[pos, 2i+1] = cos(pos / base^(2i/D))  (Vaswani et al. 2017, 3.5).
 
     -> (T, D) in ``dtype``. Odd D: the last column is the sine of the next frequency pair, whose cosine
@@ -30,15 +34,21 @@ def sinusoidal_positional_encoding(T: int, D: int, base: float = 10000.0, dtype:
     by ~1e-3 rad, which is the known precision failure. ``dtype`` names a floating dtype: float32 by
     default (the libraries' default float), float64, float16, bfloat16 (or the oracle's extended precision).
     """
-    if not (isinstance(T, (int, np.integer)) and isinstance(D, (int, np.integer)) and T >= 1 and D >= 1):
-        raise ValueError(f"sinusoidal_positional_encoding: T and D must be positive ints; got T={T!r}, D={D!r}")
+    if not (
+        isinstance(T, (int, np.integer)) and isinstance(D, (int, np.integer)) and T >= 1 and D >= 1
+    ):
+        raise ValueError(
+            f"sinusoidal_positional_encoding: T and D must be positive ints; got T={T!r}, D={D!r}"
+        )
     _check_base("sinusoidal_positional_encoding", base)
     try:
         floating = np.dtype(dtype).kind == "f" or np.dtype(dtype).name == "bfloat16"
     except TypeError:
         floating = False
     if not floating:
-        raise ValueError(f"sinusoidal_positional_encoding: dtype must name a floating dtype {FLOAT_NAMES}; got {dtype!r}")
+        raise ValueError(
+            f"sinusoidal_positional_encoding: dtype must name a floating dtype {FLOAT_NAMES}; got {dtype!r}"
+        )
     work = np.longdouble if np.dtype(dtype) == np.longdouble else np.float64
     pos = np.arange(T, dtype=work)[:, None]  # (T, 1)
     two_i = np.arange(0, D, 2, dtype=work)[None, :]  # (1, ceil(D/2))
@@ -57,10 +67,14 @@ def _check_tokens(component: str, tokens: np.ndarray, table: np.ndarray) -> None
             f"got {getattr(tokens, 'dtype', type(tokens).__name__)} {getattr(tokens, 'shape', '')}"
         )
     if 0 in tokens.shape:
-        raise ValueError(f"{component}: tokens must be (B, T) with B, T >= 1; got shape {tokens.shape}")
+        raise ValueError(
+            f"{component}: tokens must be (B, T) with B, T >= 1; got shape {tokens.shape}"
+        )
     V = table.shape[0]
     if tokens.min() < 0 or tokens.max() >= V:
-        raise ValueError(f"{component}: token ids must lie in [0, V={V}); got min {tokens.min()}, max {tokens.max()}")
+        raise ValueError(
+            f"{component}: token ids must lie in [0, V={V}); got min {tokens.min()}, max {tokens.max()}"
+        )
 
 
 def token_embedding(tokens: np.ndarray, table: np.ndarray) -> np.ndarray:
@@ -69,12 +83,16 @@ def token_embedding(tokens: np.ndarray, table: np.ndarray) -> np.ndarray:
     return table[tokens] * table.dtype.type(np.sqrt(table.shape[1]))  # (B, T, D)
 
 
-def embed_with_positions(tokens: np.ndarray, table: np.ndarray, base: float = 10000.0) -> np.ndarray:
+def embed_with_positions(
+    tokens: np.ndarray, table: np.ndarray, base: float = 10000.0
+) -> np.ndarray:
     """X = E[tokens] sqrt(D) + PE[:T]  -> (B, T, D)."""
     _check_tokens("embed_with_positions", tokens, table)
     _check_base("embed_with_positions", base)
     h = token_embedding(tokens, table)
-    return h + sinusoidal_positional_encoding(tokens.shape[-1], table.shape[1], base, dtype=table.dtype.name)
+    return h + sinusoidal_positional_encoding(
+        tokens.shape[-1], table.shape[1], base, dtype=table.dtype.name
+    )
 
 
 def tied_output_logits(h: np.ndarray, table: np.ndarray) -> np.ndarray:
@@ -106,45 +124,67 @@ def _activation(x: np.ndarray, name: str) -> np.ndarray:
         phi = 0.5 * (1.0 + erf(x64 / np.sqrt(2.0)))
         return (x64 * phi).astype(x.dtype)
     if name == "gelu_tanh":
-        return (0.5 * x64 * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x64 + 0.044715 * x64**3)))).astype(x.dtype)
+        return (
+            0.5 * x64 * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x64 + 0.044715 * x64**3)))
+        ).astype(x.dtype)
     raise ValueError(f"activation must be one of {ACTIVATIONS}; got {name!r}")
 
 
-def position_wise_ffn(x: np.ndarray, params: Mapping[str, np.ndarray], activation: str = "relu") -> np.ndarray:
+def position_wise_ffn(
+    x: np.ndarray, params: Mapping[str, np.ndarray], activation: str = "relu"
+) -> np.ndarray:
     """FFN(x) = act(x W1 + b1) W2 + b2, the same at every position  (Vaswani et al. 2017, eq. 2).
 
     x (..., D), W1 (D, F), b1 (F,), W2 (F, D), b2 (D,) -> (..., D).
     """
     if not is_array(x) or x.ndim < 1:
-        raise ValueError(f"position_wise_ffn: x must be an array (..., D); got {getattr(x, 'shape', type(x).__name__)}")
+        raise ValueError(
+            f"position_wise_ffn: x must be an array (..., D); got {getattr(x, 'shape', type(x).__name__)}"
+        )
     D = x.shape[-1]
     w1, w2 = params.get("w1"), params.get("w2")
     if w1 is None or w1.ndim != 2 or w1.shape[0] != D:
-        raise ValueError(f"position_wise_ffn: params['w1'] must be (D={D}, F); got {getattr(w1, 'shape', w1)}")
+        raise ValueError(
+            f"position_wise_ffn: params['w1'] must be (D={D}, F); got {getattr(w1, 'shape', w1)}"
+        )
     F = w1.shape[1]
     if w2 is None or w2.shape != (F, D):
-        raise ValueError(f"position_wise_ffn: params['w2'] must be (F, D)=({F}, {D}); got {getattr(w2, 'shape', w2)}")
+        raise ValueError(
+            f"position_wise_ffn: params['w2'] must be (F, D)=({F}, {D}); got {getattr(w2, 'shape', w2)}"
+        )
     for name, want in (("b1", (F,)), ("b2", (D,))):
         got = getattr(params.get(name), "shape", None)
         if got != want:
             raise ValueError(f"position_wise_ffn: params[{name!r}] must be {want}; got {got}")
     if activation not in ACTIVATIONS:
-        raise ValueError(f"position_wise_ffn: activation must be one of {ACTIVATIONS}; got {activation!r}")
+        raise ValueError(
+            f"position_wise_ffn: activation must be one of {ACTIVATIONS}; got {activation!r}"
+        )
     h = np.matmul(x, w1.astype(x.dtype)).astype(x.dtype) + params["b1"].astype(x.dtype)  # (..., F)
     h = _activation(h, activation)
-    return np.matmul(h, w2.astype(x.dtype)).astype(x.dtype) + params["b2"].astype(x.dtype)  # (..., D)
+    return np.matmul(h, w2.astype(x.dtype)).astype(x.dtype) + params["b2"].astype(
+        x.dtype
+    )  # (..., D)
 
 
-def _layer_norm(component: str, x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float) -> np.ndarray:
+def _layer_norm(
+    component: str, x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float
+) -> np.ndarray:
     check_float_array(component, "x", x, x.ndim if is_array(x) and x.ndim else 1, "(..., D)")
     D = x.shape[-1]
     if getattr(gamma, "shape", None) != (D,) or getattr(beta, "shape", None) != (D,):
-        raise ValueError(f"{component}: gamma and beta must be (D,)=({D},); got {getattr(gamma, 'shape', gamma)}, "
-                         f"{getattr(beta, 'shape', beta)}")
-    if isinstance(eps, bool) or not (isinstance(eps, (int, float, np.integer, np.floating)) and np.isfinite(eps) and eps >= 0):
+        raise ValueError(
+            f"{component}: gamma and beta must be (D,)=({D},); got {getattr(gamma, 'shape', gamma)}, "
+            f"{getattr(beta, 'shape', beta)}"
+        )
+    if isinstance(eps, bool) or not (
+        isinstance(eps, (int, float, np.integer, np.floating)) and np.isfinite(eps) and eps >= 0
+    ):
         raise ValueError(f"{component}: eps must be a finite number >= 0; got {eps!r}")
     if eps == 0 and (value(x).max(-1) == value(x).min(-1)).any():  # exactly, in every precision
-        raise ValueError(f"{component}: eps = 0 expected every row of x to vary (0/0 otherwise); got a constant row")
+        raise ValueError(
+            f"{component}: eps = 0 expected every row of x to vary (0/0 otherwise); got a constant row"
+        )
     mean = x.mean(axis=-1, keepdims=True)  # (..., 1)
     var = ((x - mean) ** 2).mean(axis=-1, keepdims=True)  # (..., 1): biased
     normed = (x - mean) / np.sqrt(var + x.dtype.type(eps))  # (..., D)
@@ -161,7 +201,9 @@ def layer_norm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float = 
     return _layer_norm("layer_norm", x, gamma, beta, eps)
 
 
-def add_and_norm(x: np.ndarray, sublayer_out: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float = 1e-5) -> np.ndarray:
+def add_and_norm(
+    x: np.ndarray, sublayer_out: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float = 1e-5
+) -> np.ndarray:
     """Post-LN Add & Norm: LayerNorm(x + Sublayer(x))  (Vaswani et al. 2017, 3.1)."""
     if not is_array(sublayer_out) or sublayer_out.shape != getattr(x, "shape", None):
         raise ValueError(
@@ -176,9 +218,13 @@ def dropout(x: np.ndarray, p: float, training: bool = False, seed: int = 0) -> n
     1 / (1 - p), else 0; the identity when not training. The random draw is the adapter's own, so only
     properties are checked in training mode, never values. seed: any int in [-2^63, 2^63), the name of
     a stream (its bits seed NumPy's generator here; the spec fixes no stream)."""
-    if isinstance(p, bool) or not (isinstance(p, (int, float, np.integer, np.floating)) and 0 <= p <= 1):
+    if isinstance(p, bool) or not (
+        isinstance(p, (int, float, np.integer, np.floating)) and 0 <= p <= 1
+    ):
         raise ValueError(f"dropout: p must be a number in [0, 1]; got {p!r}")
-    if isinstance(seed, bool) or not (isinstance(seed, (int, np.integer)) and -(2**63) <= seed < 2**63):
+    if isinstance(seed, bool) or not (
+        isinstance(seed, (int, np.integer)) and -(2**63) <= seed < 2**63
+    ):
         raise ValueError(f"dropout: seed must be an int in [-2^63, 2^63); got {seed!r}")
     if not training or p == 0:
         return x.copy()

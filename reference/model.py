@@ -35,21 +35,34 @@ def encoder_decoder(
     """
     for key in ("src_table", "tgt_table", "encoder", "decoder"):
         if key not in params:
-            raise ValueError(f"encoder_decoder: params must have src_table, tgt_table, encoder, decoder; got {sorted(params)}")
+            raise ValueError(
+                f"encoder_decoder: params must have src_table, tgt_table, encoder, decoder; got {sorted(params)}"
+            )
     _check_tokens("encoder_decoder", src_tokens, params["src_table"])
     _check_tokens("encoder_decoder", tgt_in, params["tgt_table"])
     check_options("encoder_decoder", activation, eps)
     D = params["src_table"].shape[1]
     if not isinstance(num_heads, (int, np.integer)) or num_heads < 1 or D % num_heads:
-        raise ValueError(f"encoder_decoder: D must be divisible by H = num_heads; got D={D}, H={num_heads!r}")
+        raise ValueError(
+            f"encoder_decoder: D must be divisible by H = num_heads; got D={D}, H={num_heads!r}"
+        )
     if src_lengths is not None:
         lengths = np.asarray(src_lengths)
         B, S = src_tokens.shape
-        if lengths.shape != (B,) or lengths.dtype.kind not in "iu" or (lengths < 0).any() or (lengths > S).any():
+        if (
+            lengths.shape != (B,)
+            or lengths.dtype.kind not in "iu"
+            or (lengths < 0).any()
+            or (lengths > S).any()
+        ):
             raise ValueError(
                 f"encoder_decoder: src_lengths must be (B,)=({B},) ints in [0, S={S}]; got {lengths.shape} {lengths.tolist()}"
             )
-    mask = None if src_lengths is None else key_padding_mask(np.asarray(src_lengths), src_tokens.shape[1])  # (B, 1, 1, S)
+    mask = (
+        None
+        if src_lengths is None
+        else key_padding_mask(np.asarray(src_lengths), src_tokens.shape[1])
+    )  # (B, 1, 1, S)
     memory = encoder(
         embed_with_positions(src_tokens, params["src_table"]),
         params["encoder"],

@@ -15,9 +15,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from reference.checks import is_array
-
 from reference.attention import _matmul
+from reference.checks import is_array
 
 GATES = {"rnn": ("h",), "gru": ("z", "r", "n"), "lstm": ("i", "f", "g", "o")}
 
@@ -41,21 +40,37 @@ def _check_cell(component: str, params: Params, cell: str, E: int) -> int:
         _fail(component, f"cell must be one of {tuple(GATES)}; got {cell!r}")
     missing = [k for k in ("w_x", "w_h", "b_x", "b_h") if k not in params]
     if missing:
-        _fail(component, f"params must have w_x, w_h, b_x, b_h; got {sorted(params)} (missing {missing})")
+        _fail(
+            component,
+            f"params must have w_x, w_h, b_x, b_h; got {sorted(params)} (missing {missing})",
+        )
     G, N = len(GATES[cell]), params["w_h"].shape[0]
     want = {"w_x": (E, G * N), "w_h": (N, G * N), "b_x": (G * N,), "b_h": (G * N,)}
     for name, shape in want.items():
         if params[name].shape != shape:
-            _fail(component, f"{cell} params[{name!r}] must be {shape} (E={E}, G={G} gates, N={N}); got {params[name].shape}")
+            _fail(
+                component,
+                f"{cell} params[{name!r}] must be {shape} (E={E}, G={G} gates, N={N}); got {params[name].shape}",
+            )
     return N
 
 
 def _check_float(component: str, name: str, x: object, ndim: int, legend: str) -> None:
-    if not is_array(x) or (x.dtype.kind != "f" and x.dtype.name != "bfloat16") or x.ndim != ndim or 0 in x.shape:
-        _fail(component, f"{name} must be a non-empty float array {legend}; got {getattr(x, 'shape', type(x).__name__)}")
+    if (
+        not is_array(x)
+        or (x.dtype.kind != "f" and x.dtype.name != "bfloat16")
+        or x.ndim != ndim
+        or 0 in x.shape
+    ):
+        _fail(
+            component,
+            f"{name} must be a non-empty float array {legend}; got {getattr(x, 'shape', type(x).__name__)}",
+        )
 
 
-def recurrent_cell(x: np.ndarray, state: np.ndarray, params: Params, cell: str = "gru") -> np.ndarray:
+def recurrent_cell(
+    x: np.ndarray, state: np.ndarray, params: Params, cell: str = "gru"
+) -> np.ndarray:
     """One step. x (B, E), state (B, N) or, for the LSTM, [h | c] (B, 2N) -> the new state, same shape.
 
     rnn:  h' = tanh(x W_x + b_x + h W_h + b_h)
@@ -70,7 +85,8 @@ def recurrent_cell(x: np.ndarray, state: np.ndarray, params: Params, cell: str =
     _check_float("recurrent_cell", "state", state, 2, f"(B, {'2N' if cell == 'lstm' else 'N'})")
     if state.shape != (x.shape[0], width):
         _fail(
-            "recurrent_cell", f"state must be (B, {'2N' if cell == 'lstm' else 'N'})=({x.shape[0]}, {width}); got {state.shape}"
+            "recurrent_cell",
+            f"state must be (B, {'2N' if cell == 'lstm' else 'N'})=({x.shape[0]}, {width}); got {state.shape}",
         )
     h = state[:, :N]  # (B, N)
     gx = _matmul(x, params["w_x"].astype(x.dtype)) + params["b_x"].astype(x.dtype)  # (B, G N)
@@ -92,11 +108,21 @@ def _check_lengths(component: str, lengths: np.ndarray | None, B: int, T: int) -
     if lengths is None:
         return
     lengths = np.asarray(lengths)
-    if lengths.shape != (B,) or lengths.dtype.kind not in "iu" or (lengths < 1).any() or (lengths > T).any():
-        _fail(component, f"lengths must be (B,)=({B},) ints in [1, T={T}]; got {lengths.shape} {lengths.tolist()}")
+    if (
+        lengths.shape != (B,)
+        or lengths.dtype.kind not in "iu"
+        or (lengths < 1).any()
+        or (lengths > T).any()
+    ):
+        _fail(
+            component,
+            f"lengths must be (B,)=({B},) ints in [1, T={T}]; got {lengths.shape} {lengths.tolist()}",
+        )
 
 
-def _run(x: np.ndarray, params: Params, cell: str, lengths: np.ndarray, reverse: bool) -> tuple[np.ndarray, np.ndarray]:
+def _run(
+    x: np.ndarray, params: Params, cell: str, lengths: np.ndarray, reverse: bool
+) -> tuple[np.ndarray, np.ndarray]:
     """One direction over (B, T, E) -> outputs (B, T, N) (0 past each length) and the final h (B, N).
 
     Backward: steps run T-1 .. 0 but a sequence's state stays 0 until t < length, so it starts at its own
@@ -112,30 +138,58 @@ def _run(x: np.ndarray, params: Params, cell: str, lengths: np.ndarray, reverse:
     return np.stack(out, axis=1), state[:, :N]  # (B, T, N), (B, N)
 
 
-def _encode(component: str, x: np.ndarray, params: Mapping[str, Params], cell: str, lengths: np.ndarray | None) -> list:
+def _encode(
+    component: str,
+    x: np.ndarray,
+    params: Mapping[str, Params],
+    cell: str,
+    lengths: np.ndarray | None,
+) -> list:
     _check_float(component, "x", x, 3, "(B, T, E)")
     if "forward" not in params or not set(params) <= {"forward", "backward"}:
-        _fail(component, f"params must be {{'forward': cell params[, 'backward': cell params]}}; got keys {sorted(params)}")
+        _fail(
+            component,
+            f"params must be {{'forward': cell params[, 'backward': cell params]}}; got keys {sorted(params)}",
+        )
     for direction in params.values():
         _check_cell(component, direction, cell, x.shape[2])
     if len({p["w_h"].shape[0] for p in params.values()}) > 1:
-        _fail(component, f"both directions must have the same N; got {[p['w_h'].shape[0] for p in params.values()]}")
+        _fail(
+            component,
+            f"both directions must have the same N; got {[p['w_h'].shape[0] for p in params.values()]}",
+        )
     B, T, _ = x.shape
     _check_lengths(component, lengths, B, T)
     lens = np.full(B, T) if lengths is None else np.asarray(lengths)
-    return [_run(x, params[d], cell, lens, reverse=d == "backward") for d in ("forward", "backward") if d in params]
+    return [
+        _run(x, params[d], cell, lens, reverse=d == "backward")
+        for d in ("forward", "backward")
+        if d in params
+    ]
 
 
-def rnn_encoder(x: np.ndarray, params: Mapping[str, Params], cell: str = "gru", lengths: np.ndarray | None = None) -> np.ndarray:
+def rnn_encoder(
+    x: np.ndarray,
+    params: Mapping[str, Params],
+    cell: str = "gru",
+    lengths: np.ndarray | None = None,
+) -> np.ndarray:
     """h_t = cell(x_t, h_{t-1}), h_0 = 0, over x (B, T, E) -> outputs (B, T, N) or, bidirectional
     (params has "backward"), [forward h_t | backward h_t] (B, T, 2N), the backward direction run from
     each sequence's last real step to its first. Outputs past a sequence's length (lengths (B,)) are 0."""
-    return np.concatenate([out for out, _ in _encode("rnn_encoder", x, params, cell, lengths)], axis=-1)
+    return np.concatenate(
+        [out for out, _ in _encode("rnn_encoder", x, params, cell, lengths)], axis=-1
+    )
 
 
 def context_vector(
-    x: np.ndarray, params: Mapping[str, Params], cell: str = "gru", lengths: np.ndarray | None = None
+    x: np.ndarray,
+    params: Mapping[str, Params],
+    cell: str = "gru",
+    lengths: np.ndarray | None = None,
 ) -> np.ndarray:
     """The fixed-size summary c of Sutskever et al. 2014: the encoder's final hidden state, h at each
     sequence's last real step (B, N); bidirectional: [forward h_{len-1} | backward h_0] (B, 2N). (LSTM: h, not c.)"""
-    return np.concatenate([final for _, final in _encode("context_vector", x, params, cell, lengths)], axis=-1)
+    return np.concatenate(
+        [final for _, final in _encode("context_vector", x, params, cell, lengths)], axis=-1
+    )

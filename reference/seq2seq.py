@@ -12,9 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from reference.checks import is_array
-
 from reference.attention import _matmul, softmax
+from reference.checks import is_array
 from reference.recurrent import _check_float, _check_lengths, _fail, recurrent_cell
 
 SCORES = ("dot", "general", "concat")
@@ -26,23 +25,38 @@ def _check_attention(component: str, s: np.ndarray, h: np.ndarray, mask: np.ndar
     _check_float(component, "h", h, 3, "(B, S, Dh)")
     if h.shape[0] != s.shape[0]:
         _fail(component, f"h must be (B, S, Dh) with B={s.shape[0]} as s; got {h.shape}")
-    if mask is not None and (not is_array(mask) or mask.dtype != np.bool_ or mask.shape != h.shape[:2]):
-        _fail(component, f"mask must be bool (B, S)={h.shape[:2]} (True = real position); got {getattr(mask, 'shape', mask)}")
+    if mask is not None and (
+        not is_array(mask) or mask.dtype != np.bool_ or mask.shape != h.shape[:2]
+    ):
+        _fail(
+            component,
+            f"mask must be bool (B, S)={h.shape[:2]} (True = real position); got {getattr(mask, 'shape', mask)}",
+        )
 
 
-def _shape(component: str, params: Mapping[str, np.ndarray], name: str, shape: tuple[int, ...]) -> np.ndarray:
+def _shape(
+    component: str, params: Mapping[str, np.ndarray], name: str, shape: tuple[int, ...]
+) -> np.ndarray:
     if name not in params or params[name].shape != shape:
-        _fail(component, f"params[{name!r}] must be {shape}; got {getattr(params.get(name), 'shape', None)}")
+        _fail(
+            component,
+            f"params[{name!r}] must be {shape}; got {getattr(params.get(name), 'shape', None)}",
+        )
     return params[name]
 
 
 def _masked_softmax(e: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     """alpha_j = softmax_j(e_j) over the real source positions; padded positions get exactly 0."""
-    return softmax(e if mask is None else np.where(mask, e, -np.inf).astype(e.dtype), axis=-1)  # (B, S)
+    return softmax(
+        e if mask is None else np.where(mask, e, -np.inf).astype(e.dtype), axis=-1
+    )  # (B, S)
 
 
 def additive_attention_weights(
-    s_prev: np.ndarray, h: np.ndarray, params: Mapping[str, np.ndarray], mask: np.ndarray | None = None
+    s_prev: np.ndarray,
+    h: np.ndarray,
+    params: Mapping[str, np.ndarray],
+    mask: np.ndarray | None = None,
 ) -> np.ndarray:
     """Bahdanau: e_ij = v^T tanh(s_{i-1} W + h_j U), alpha_ij = softmax_j(e_ij), from the decoder's
     PREVIOUS state.  s_prev (B, N), h (B, S, Dh), W (N, A), U (Dh, A), v (A,) -> (B, S)."""
@@ -56,7 +70,11 @@ def additive_attention_weights(
 
 
 def multiplicative_attention_weights(
-    s: np.ndarray, h: np.ndarray, params: Mapping[str, np.ndarray], score: str = "dot", mask: np.ndarray | None = None
+    s: np.ndarray,
+    h: np.ndarray,
+    params: Mapping[str, np.ndarray],
+    score: str = "dot",
+    mask: np.ndarray | None = None,
 ) -> np.ndarray:
     """Luong, from the decoder's CURRENT state s_t: alpha_tj = softmax_j(score(s_t, h_j)) with
         dot:     s_t . h_j                    (N = Dh)
@@ -89,7 +107,9 @@ def attention_context(weights: np.ndarray, h: np.ndarray) -> np.ndarray:
     _check_float("attention_context", "weights", weights, 2, "(B, S)")
     _check_float("attention_context", "h", h, 3, "(B, S, Dh)")
     if h.shape[:2] != weights.shape:
-        _fail("attention_context", f"h must be (B, S, Dh) with (B, S)={weights.shape}; got {h.shape}")
+        _fail(
+            "attention_context", f"h must be (B, S, Dh) with (B, S)={weights.shape}; got {h.shape}"
+        )
     return _matmul(weights[:, None, :], h)[:, 0]  # (B, 1, S) @ (B, S, Dh) -> (B, Dh)
 
 
@@ -99,12 +119,20 @@ def attentional_hidden(context: np.ndarray, s: np.ndarray, w_c: np.ndarray) -> n
     _check_float("attentional_hidden", "s", s, 2, "(B, N)")
     want = (context.shape[1] + s.shape[1], s.shape[1])
     if context.shape[0] != s.shape[0] or not is_array(w_c) or w_c.shape != want:
-        _fail("attentional_hidden", f"w_c must be (Dh + N, N)={want} for batch {s.shape[0]}; got {getattr(w_c, 'shape', w_c)}")
+        _fail(
+            "attentional_hidden",
+            f"w_c must be (Dh + N, N)={want} for batch {s.shape[0]}; got {getattr(w_c, 'shape', w_c)}",
+        )
     return np.tanh(_matmul(np.concatenate([context, s], axis=1), w_c.astype(s.dtype)))
 
 
 def _decoder_step(
-    y_prev: np.ndarray, s_prev: np.ndarray, memory: np.ndarray, params: Mapping[str, Any], attention: str, mask: np.ndarray | None
+    y_prev: np.ndarray,
+    s_prev: np.ndarray,
+    memory: np.ndarray,
+    params: Mapping[str, Any],
+    attention: str,
+    mask: np.ndarray | None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One step from the previous token (B,) and state (B, N) -> (logits (B, V), new state (B, N)).
 
@@ -115,27 +143,40 @@ def _decoder_step(
     """
     emb = params["embedding"][y_prev].astype(memory.dtype)  # (B, M)
     if attention == "bahdanau":
-        c = attention_context(additive_attention_weights(s_prev, memory, params["attention"], mask), memory)  # (B, Dh)
-        s = recurrent_cell(np.concatenate([emb, c], axis=1), s_prev, params["cell"], "gru")  # (B, N)
+        c = attention_context(
+            additive_attention_weights(s_prev, memory, params["attention"], mask), memory
+        )  # (B, Dh)
+        s = recurrent_cell(
+            np.concatenate([emb, c], axis=1), s_prev, params["cell"], "gru"
+        )  # (B, N)
         out = np.concatenate([s, c], axis=1)  # (B, N + Dh)
     else:
         s = recurrent_cell(emb, s_prev, params["cell"], "gru")  # (B, N)
         score = attention.removeprefix("luong_")
-        c = attention_context(multiplicative_attention_weights(s, memory, params["attention"], score, mask), memory)
+        c = attention_context(
+            multiplicative_attention_weights(s, memory, params["attention"], score, mask), memory
+        )
         out = attentional_hidden(c, s, params["w_c"])  # (B, N)
     return _matmul(out, params["w_out"].astype(out.dtype)) + params["b_out"].astype(out.dtype), s
 
 
-def _check_decoder(component: str, memory: np.ndarray, s0: np.ndarray, params: Mapping[str, Any], attention: str) -> None:
+def _check_decoder(
+    component: str, memory: np.ndarray, s0: np.ndarray, params: Mapping[str, Any], attention: str
+) -> None:
     _check_float(component, "memory", memory, 3, "(B, S, Dh)")
     _check_float(component, "s0", s0, 2, "(B, N)")
     if attention not in ATTENTIONS:
         _fail(component, f"attention must be one of {ATTENTIONS}; got {attention!r}")
     if s0.shape[0] != memory.shape[0] or s0.shape[1] != params["cell"]["w_h"].shape[0]:
-        _fail(component, f"s0 must be (B, N)=({memory.shape[0]}, {params['cell']['w_h'].shape[0]}); got {s0.shape}")
+        _fail(
+            component,
+            f"s0 must be (B, N)=({memory.shape[0]}, {params['cell']['w_h'].shape[0]}); got {s0.shape}",
+        )
 
 
-def _src_mask(src_lengths: np.ndarray | None, memory: np.ndarray, component: str) -> np.ndarray | None:
+def _src_mask(
+    src_lengths: np.ndarray | None, memory: np.ndarray, component: str
+) -> np.ndarray | None:
     if src_lengths is None:
         return None
     _check_lengths(component, src_lengths, memory.shape[0], memory.shape[1])
@@ -190,7 +231,10 @@ def free_running_decoder(
     _check_decoder("free_running_decoder", memory, s0, params, attention)
     V = params["embedding"].shape[0]
     if not (0 <= bos < V) or not (isinstance(steps, (int, np.integer)) and steps >= 1):
-        _fail("free_running_decoder", f"bos must be in [0, V={V}) and steps a positive int; got bos={bos}, steps={steps!r}")
+        _fail(
+            "free_running_decoder",
+            f"bos must be in [0, V={V}) and steps a positive int; got bos={bos}, steps={steps!r}",
+        )
     mask = _src_mask(src_lengths, memory, "free_running_decoder")
     y, s, out = np.full(memory.shape[0], bos), s0, []
     for _ in range(steps):

@@ -21,7 +21,9 @@ def shift_right(targets: np.ndarray, bos: int, pad: int) -> np.ndarray:
         )
     if targets.shape[1] == 0:
         raise ValueError(f"shift_right: targets must have T >= 1; got shape {targets.shape}")
-    shifted = np.concatenate([np.full((targets.shape[0], 1), bos, dtype=targets.dtype), targets[:, :-1]], axis=1)  # (B, T)
+    shifted = np.concatenate(
+        [np.full((targets.shape[0], 1), bos, dtype=targets.dtype), targets[:, :-1]], axis=1
+    )  # (B, T)
     return np.where(targets == pad, targets.dtype.type(pad), shifted)
 
 
@@ -31,7 +33,9 @@ def log_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     return (x - m - np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True))).astype(x.dtype)
 
 
-def cross_entropy(logits: np.ndarray, targets: np.ndarray, ignore_index: int = -100, label_smoothing: float = 0.0) -> np.ndarray:
+def cross_entropy(
+    logits: np.ndarray, targets: np.ndarray, ignore_index: int = -100, label_smoothing: float = 0.0
+) -> np.ndarray:
     """Mean over non-ignored positions of  -sum_v q(v) log p(v),  p = softmax(logits),
     q = (1 - eps) onehot(target) + eps / V  (Szegedy et al. 2016; eps = 0.1 in Vaswani et al. 2017).
 
@@ -42,14 +46,22 @@ def cross_entropy(logits: np.ndarray, targets: np.ndarray, ignore_index: int = -
     If every position is ignored the mean is over nothing: the spec refuses that (torch returns NaN).
     """
     if not is_array(logits) or logits.ndim < 1:
-        raise ValueError(f"cross_entropy: logits must be (..., V); got {getattr(logits, 'shape', type(logits).__name__)}")
-    if not is_array(targets) or targets.shape != logits.shape[:-1] or targets.dtype.kind not in "iu":
+        raise ValueError(
+            f"cross_entropy: logits must be (..., V); got {getattr(logits, 'shape', type(logits).__name__)}"
+        )
+    if (
+        not is_array(targets)
+        or targets.shape != logits.shape[:-1]
+        or targets.dtype.kind not in "iu"
+    ):
         raise ValueError(
             f"cross_entropy: targets must be ints of shape {logits.shape[:-1]}; "
             f"got {getattr(targets, 'dtype', '')} {getattr(targets, 'shape', '')}"
         )
     if isinstance(label_smoothing, bool) or not 0.0 <= label_smoothing <= 1.0:  # NaN too
-        raise ValueError(f"cross_entropy: label_smoothing must lie in [0, 1]; got {label_smoothing!r}")
+        raise ValueError(
+            f"cross_entropy: label_smoothing must lie in [0, 1]; got {label_smoothing!r}"
+        )
     V = logits.shape[-1]
     keep = targets != ignore_index
     if not keep.any():
@@ -66,4 +78,6 @@ def cross_entropy(logits: np.ndarray, targets: np.ndarray, ignore_index: int = -
     onehot = np.where(keep, targets, 0)[..., None] == np.arange(V)  # (..., V): the target class
     picked = np.where(onehot, logp, logp.dtype.type(0)).sum(axis=-1)  # (...,): log p(target), exact
     per_position = -(1 - label_smoothing) * picked - label_smoothing * logp.mean(axis=-1)  # (...,)
-    return per_position[keep].mean(axis=0, keepdims=True).reshape(()).astype(logits.dtype)  # () as an array
+    return (
+        per_position[keep].mean(axis=0, keepdims=True).reshape(()).astype(logits.dtype)
+    )  # () as an array

@@ -25,8 +25,8 @@ from hypothesis import strategies as st
 from reference.masks import causal_mask
 from spec.core import BadInput, Component, Gradient, Subject, prop
 from spec.domains import Arg, region
-from spec.gradients import GRAD_DTYPES, call_vjp, cotangent
 from spec.dtypes import DType
+from spec.gradients import GRAD_DTYPES, call_vjp, cotangent
 from spec.strategies import (
     EMPTY_ROW_VARIANTS,
     MASK_VARIANTS,
@@ -491,10 +491,15 @@ def masked_keys_get_no_gradient(subject: Subject, data: st.DataObject, variant: 
     grads = call_vjp(subject, inputs, c, ("k", "v"))
     padded = ~inputs["mask"][:, :, 0, :, None]  # (B, 1, 1, S) key-padding mask -> (B, 1, S, 1)
     for name in ("k", "v"):
-        leaked = np.abs(grads[name].astype(np.float64)) * padded  # (B, H, S, K), nonzero only at padded keys
+        leaked = (
+            np.abs(grads[name].astype(np.float64)) * padded
+        )  # (B, H, S, K), nonzero only at padded keys
         if leaked.max() != 0:
             where = tuple(int(i) for i in np.unravel_index(np.argmax(leaked), leaked.shape))
-            subject.fail(inputs, f"gradient leaks into masked key position: d{name}{list(where)} = {grads[name][where]}")
+            subject.fail(
+                inputs,
+                f"gradient leaks into masked key position: d{name}{list(where)} = {grads[name][where]}",
+            )
 
 
 @prop(SCALED_DOT_PRODUCT_ATTENTION, dtypes=GRAD_DTYPES, kind="gradient")
@@ -510,4 +515,7 @@ def causal_future_gets_no_gradient(subject: Subject, data: st.DataObject, varian
         later = np.abs(grads[name][:, :, t:].astype(np.float64))
         if later.size and later.max() != 0:
             where = tuple(int(i) for i in np.unravel_index(np.argmax(later), later.shape))
-            subject.fail(inputs, f"outputs before t={t} send gradient to {name} at position {where[2] + t}: {later[where]:.3g}")
+            subject.fail(
+                inputs,
+                f"outputs before t={t} send gradient to {name} at position {where[2] + t}: {later[where]:.3g}",
+            )

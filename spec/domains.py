@@ -119,7 +119,14 @@ def perturb(arg: Arg, value: Any, inputs: Inputs) -> Any:
     if arg.kind == "int":
         return int(value) + 1
     if arg.kind == "tokens":  # the next id, staying in the vocabulary of the table beside them
-        V = next((int(v.shape[0]) for v in inputs.values() if isinstance(v, np.ndarray) and v.dtype.kind == "f"), None)
+        V = next(
+            (
+                int(v.shape[0])
+                for v in inputs.values()
+                if isinstance(v, np.ndarray) and v.dtype.kind == "f"
+            ),
+            None,
+        )
         return (value + 1) % V if V else value + 1
     if arg.kind == "choice":
         choices = list(arg.choices)

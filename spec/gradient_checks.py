@@ -17,11 +17,19 @@ def _fixed(*paths: str) -> Any:
 
 
 VJP_PROPERTIES: dict[str, Property] = {
-    "encoder_layer": vjp_property((stacks._draw("encoder_layer")), _fixed("x"), ("post_ln+gelu", "pre_ln+gelu")),
-    "decoder_layer": vjp_property((stacks._draw("decoder_layer")), _fixed("y", "memory"), ("post_ln+gelu",)),
+    "encoder_layer": vjp_property(
+        (stacks._draw("encoder_layer")), _fixed("x"), ("post_ln+gelu", "pre_ln+gelu")
+    ),
+    "decoder_layer": vjp_property(
+        (stacks._draw("decoder_layer")), _fixed("y", "memory"), ("post_ln+gelu",)
+    ),
     "recurrent_cell": vjp_property((recurrent._cell_inputs), _fixed("x", "state"), ("gru", "lstm")),
-    "rnn_encoder": vjp_property((recurrent.encoder_inputs), _fixed("x"), ("lstm+bidirectional+lengths",)),
-    "additive_attention_weights": vjp_property((seq2seq._weights_inputs("additive")), _fixed("s_prev", "h"), ("padding",)),
+    "rnn_encoder": vjp_property(
+        (recurrent.encoder_inputs), _fixed("x"), ("lstm+bidirectional+lengths",)
+    ),
+    "additive_attention_weights": vjp_property(
+        (seq2seq._weights_inputs("additive")), _fixed("s_prev", "h"), ("padding",)
+    ),
     "attention_decoder": vjp_property(
         (seq2seq.decoder_inputs), _fixed("memory", "s0"), ("bahdanau+padding", "luong_general")
     ),

@@ -23,7 +23,16 @@ from reference.layers import ACTIVATIONS
 from spec.core import BadInput, Component, Property, Subject, matches_reference
 from spec.domains import Arg, region
 from spec.dtypes import FLOAT32, FLOAT64, DType
-from spec.stacks import EPS_VALUES, STACK_BUCKETS, StackShape, has_empty_row, heads_arg, layer_options, layer_params, norm_params
+from spec.stacks import (
+    EPS_VALUES,
+    STACK_BUCKETS,
+    StackShape,
+    has_empty_row,
+    heads_arg,
+    layer_options,
+    layer_params,
+    norm_params,
+)
 from spec.strategies import VOCAB, arrays, seeds, token_ids
 from spec.tolerance import compare
 
@@ -39,7 +48,10 @@ def _model_inputs(data: st.DataObject, dtype: DType, variant: str | None) -> dic
     }
     for name, decoder in (("encoder", False), ("decoder", True)):
         n = data.draw(st.sampled_from([1, 2]), label=f"{name}_layers")
-        params[name] = [data.draw(layer_params(s.D, dtype, decoder=decoder), label=f"{name}_layer") for _ in range(n)]
+        params[name] = [
+            data.draw(layer_params(s.D, dtype, decoder=decoder), label=f"{name}_layer")
+            for _ in range(n)
+        ]
     pre_ln = tokens[0] == "pre_ln"
     for name in ("encoder_norm", "decoder_norm"):
         if pre_ln or data.draw(st.booleans(), label=name):
@@ -80,7 +92,13 @@ def log_probs_are_normalised(subject: Subject, data: st.DataObject, variant: str
     sums = np.exp(logp).sum(-1)  # (B, T)
     # d exp(l) = exp(l) dl: the sum moves by at most sum_v p_v * bound = bound
     subject.check(
-        compare(sums, np.ones_like(sums), case.bound.times(2), "sum over the vocabulary of exp(log-probs)"), case.inputs
+        compare(
+            sums,
+            np.ones_like(sums),
+            case.bound.times(2),
+            "sum over the vocabulary of exp(log-probs)",
+        ),
+        case.inputs,
     )
 
 
@@ -93,23 +111,32 @@ def later_inputs_do_not_matter(subject: Subject, data: st.DataObject, variant: s
     other[:, t + 1 :] = (
         other[:, t + 1 :]
         + 1
-        + np.random.default_rng(data.draw(seeds(), label="seed")).integers(0, VOCAB - 1, other[:, t + 1 :].shape)
+        + np.random.default_rng(data.draw(seeds(), label="seed")).integers(
+            0, VOCAB - 1, other[:, t + 1 :].shape
+        )
     ) % VOCAB
     base = subject.case(inputs)
     upto = (np.arange(tgt.shape[1]) <= t)[None, :, None]  # (1, T, 1)
     base.assert_equivalent(
-        base.got, subject.case({**inputs, "tgt_in": other}), f"steps <= {t} after changing later decoder inputs", select=upto
+        base.got,
+        subject.case({**inputs, "tgt_in": other}),
+        f"steps <= {t} after changing later decoder inputs",
+        select=upto,
     )
 
 
-def step_by_step_equals_parallel(subject: Subject, data: st.DataObject, variant: str | None) -> None:
+def step_by_step_equals_parallel(
+    subject: Subject, data: st.DataObject, variant: str | None
+) -> None:
     """(b) Step-by-step decoding fed the ground-truth prefix (re-running it each step) equals the
     parallel teacher-forced pass at every step."""
     inputs = _model_inputs(data, subject.dtype, variant)
     parallel = subject.case(inputs)
     for t in range(inputs["tgt_in"].shape[1]):
         step = subject.case({**inputs, "tgt_in": inputs["tgt_in"][:, : t + 1]})
-        parallel.assert_equivalent(parallel.got[:, t : t + 1], _last(step), f"step {t} decoded alone vs in parallel")
+        parallel.assert_equivalent(
+            parallel.got[:, t : t + 1], _last(step), f"step {t} decoded alone vs in parallel"
+        )
 
 
 def _last(case: Any) -> Any:
@@ -148,7 +175,11 @@ def _tokens_arg(name: str, what: str, length: str) -> Arg:
 
 def _source_mask(i: Any) -> Any:
     lengths = i.get("src_lengths")
-    return None if lengths is None else np.arange(i["src_tokens"].shape[1]) < np.asarray(lengths)[:, None]  # (B, S)
+    return (
+        None
+        if lengths is None
+        else np.arange(i["src_tokens"].shape[1]) < np.asarray(lengths)[:, None]
+    )  # (B, S)
 
 
 def empty_source(inputs: Any) -> bool:
@@ -160,7 +191,10 @@ def _stack_entry(name: str, decoder: bool) -> Arg:
     from spec.stacks import _layers_arg
 
     layers = _layers_arg(decoder)
-    regions = (region("1 layer", lambda v, i: len(v) == 1), region("2 layers", lambda v, i: len(v) == 2))
+    regions = (
+        region("1 layer", lambda v, i: len(v) == 1),
+        region("2 layers", lambda v, i: len(v) == 2),
+    )
     return Arg(name, layers.domain, kind=layers.kind, perturb=layers.perturb, regions=regions)
 
 
@@ -173,10 +207,17 @@ def _norm_entries(name: str, stack: str) -> tuple[Arg, ...]:
         regions=(
             region("absent", lambda v, i: v is None),
             region("present with pre-LN", lambda v, i: v is not None and i["norm_first"]),
-            region("present with post-LN (torch's nn.Transformer)", lambda v, i: v is not None and not i["norm_first"]),
+            region(
+                "present with post-LN (torch's nn.Transformer)",
+                lambda v, i: v is not None and not i["norm_first"],
+            ),
         ),
     )
-    return (dropped, Arg(f"{name}.gamma", "float array (D,)"), Arg(f"{name}.beta", "float array (D,)"))
+    return (
+        dropped,
+        Arg(f"{name}.gamma", "float array (D,)"),
+        Arg(f"{name}.beta", "float array (D,)"),
+    )
 
 
 def _src_lengths_one_fewer(lengths: Any, inputs: Any) -> Any:
@@ -220,10 +261,18 @@ MODEL_ARGS = (
         regions=(
             region("None", lambda v, i: v is None),
             region("a length of 0", lambda v, i: v is not None and bool((_lengths(i) == 0).any())),
-            region("a length of S", lambda v, i: v is not None and bool((_lengths(i) == i["src_tokens"].shape[1]).any())),
+            region(
+                "a length of S",
+                lambda v, i: (
+                    v is not None and bool((_lengths(i) == i["src_tokens"].shape[1]).any())
+                ),
+            ),
             region(
                 "a length strictly between",
-                lambda v, i: v is not None and bool(((_lengths(i) > 0) & (_lengths(i) < i["src_tokens"].shape[1])).any()),
+                lambda v, i: (
+                    v is not None
+                    and bool(((_lengths(i) > 0) & (_lengths(i) < i["src_tokens"].shape[1])).any())
+                ),
             ),
         ),
     ),
@@ -249,10 +298,17 @@ ENCODER_DECODER = Component(
     error_scale=_scale,
     args=MODEL_ARGS,
     properties=(
-        matches_reference(_model_inputs, ("post_ln", "pre_ln", "post_ln+src_padding", "pre_ln+src_padding")),
-        Property("log_probs_are_normalised", log_probs_are_normalised.__doc__, log_probs_are_normalised),
+        matches_reference(
+            _model_inputs, ("post_ln", "pre_ln", "post_ln+src_padding", "pre_ln+src_padding")
+        ),
         Property(
-            "later_inputs_do_not_matter", later_inputs_do_not_matter.__doc__, later_inputs_do_not_matter, ("post_ln", "pre_ln")
+            "log_probs_are_normalised", log_probs_are_normalised.__doc__, log_probs_are_normalised
+        ),
+        Property(
+            "later_inputs_do_not_matter",
+            later_inputs_do_not_matter.__doc__,
+            later_inputs_do_not_matter,
+            ("post_ln", "pre_ln"),
         ),
         # float64 and float32: T + 1 runs of the whole model per example, each prefix a new jax shape
         Property(
@@ -270,19 +326,25 @@ ENCODER_DECODER = Component(
             _bad(lambda i: {**i, "tgt_in": np.full_like(i["tgt_in"], VOCAB)}),
         ),
         BadInput(
-            "negative_source_id", "a source id of -1", _bad(lambda i: {**i, "src_tokens": np.full_like(i["src_tokens"], -1)})
+            "negative_source_id",
+            "a source id of -1",
+            _bad(lambda i: {**i, "src_tokens": np.full_like(i["src_tokens"], -1)}),
         ),
         BadInput(
             "source_length_beyond_S",
             "src_lengths = S + 1",
-            _padded_bad(lambda i: {**i, "src_lengths": i["src_lengths"] * 0 + i["src_tokens"].shape[1] + 1}),
+            _padded_bad(
+                lambda i: {**i, "src_lengths": i["src_lengths"] * 0 + i["src_tokens"].shape[1] + 1}
+            ),
         ),
         BadInput(
             "heads_do_not_divide_D",
             "num_heads = D + 1",
             _bad(lambda i: {**i, "num_heads": i["params"]["src_table"].shape[1] + 1}),
         ),
-        BadInput("unknown_activation", "activation='swish'", _bad(lambda i: {**i, "activation": "swish"})),
+        BadInput(
+            "unknown_activation", "activation='swish'", _bad(lambda i: {**i, "activation": "swish"})
+        ),
         BadInput("negative_eps", "eps = -1e-5", _bad(lambda i: {**i, "eps": -1e-5})),
     ),
 )

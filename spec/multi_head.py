@@ -350,7 +350,10 @@ MULTI_HEAD_ATTENTION = Component(
     draw=draw_mha,
     variants=MHA_VARIANTS,
     # self: one array (query is key is value, one gradient for its three uses); memory: key is value
-    gradient=Gradient(wrt=lambda v: _MHA_WRT[Attending.parse(v).kind], variants=_variants("self", "cross", "cross+padding", "memory+padding")),
+    gradient=Gradient(
+        wrt=lambda v: _MHA_WRT[Attending.parse(v).kind],
+        variants=_variants("self", "cross", "cross+padding", "memory+padding"),
+    ),
     bad_inputs=(
         BadInput("heads_do_not_divide_D", "D % H != 0", _bad(_heads_not_dividing)),
         BadInput(

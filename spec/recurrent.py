@@ -121,7 +121,9 @@ def run_equals_cell_steps(subject: Subject, data: st.DataObject, variant: str | 
     for t in range(x.shape[1]):
         step = cell.case({"x": x[:, t], "state": state, "params": params, "cell": name})
         what = f"encoder output at t={t} vs the cell applied {t + 1} times"
-        subject.check(compare(whole.got[:, t], step.got[:, :N], whole.bound + step.bound, what), inputs)
+        subject.check(
+            compare(whole.got[:, t], step.got[:, :N], whole.bound + step.bound, what), inputs
+        )
         state = step.got
 
 
@@ -133,7 +135,9 @@ def batch_equals_items(subject: Subject, data: st.DataObject, variant: str | Non
         item = {**inputs, "x": inputs["x"][b : b + 1]}
         if "lengths" in inputs:
             item["lengths"] = inputs["lengths"][b : b + 1]
-        whole.assert_equivalent(whole.got[b : b + 1], subject.case(item), f"batch item {b} alone vs in the batch")
+        whole.assert_equivalent(
+            whole.got[b : b + 1], subject.case(item), f"batch item {b} alone vs in the batch"
+        )
 
 
 def padding_does_not_matter(subject: Subject, data: st.DataObject, variant: str | None) -> None:
@@ -141,10 +145,14 @@ def padding_does_not_matter(subject: Subject, data: st.DataObject, variant: str 
     inputs = encoder_inputs(data, subject.dtype, variant)
     x = inputs["x"]
     padded = np.arange(x.shape[1])[None, :, None] >= inputs["lengths"][:, None, None]  # (B, T, 1)
-    noise = 3 * np.random.default_rng(data.draw(seeds(), label="noise_seed")).standard_normal(x.shape)
+    noise = 3 * np.random.default_rng(data.draw(seeds(), label="noise_seed")).standard_normal(
+        x.shape
+    )
     changed = np.where(padded, noise, x.astype(np.float64)).astype(x.dtype)
     base = subject.case(inputs)
-    base.assert_equivalent(base.got, subject.case({**inputs, "x": changed}), "output after changing the padded steps")
+    base.assert_equivalent(
+        base.got, subject.case({**inputs, "x": changed}), "output after changing the padded steps"
+    )
 
 
 def reversal_swaps_directions(subject: Subject, data: st.DataObject, variant: str | None) -> None:
@@ -154,11 +162,19 @@ def reversal_swaps_directions(subject: Subject, data: st.DataObject, variant: st
     base = subject.case(inputs)
     p = inputs["params"]
     flipped = subject.case(
-        {**inputs, "x": inputs["x"][:, ::-1].copy(), "params": {"forward": p["backward"], "backward": p["forward"]}}
+        {
+            **inputs,
+            "x": inputs["x"][:, ::-1].copy(),
+            "params": {"forward": p["backward"], "backward": p["forward"]},
+        }
     )
     N = p["forward"]["w_h"].shape[0]
     swapped = np.concatenate([base.got[..., N:], base.got[..., :N]], axis=-1)[:, ::-1]  # (B, T, 2N)
-    base.assert_equivalent(swapped, flipped, "outputs of the reversed sequence vs the original's, reversed and halves swapped")
+    base.assert_equivalent(
+        swapped,
+        flipped,
+        "outputs of the reversed sequence vs the original's, reversed and halves swapped",
+    )
 
 
 def context_size_is_fixed(subject: Subject, data: st.DataObject, variant: str | None) -> None:
@@ -182,20 +198,34 @@ def context_is_encoder_ends(subject: Subject, data: st.DataObject, variant: str 
     N = inputs["params"]["forward"]["w_h"].shape[0]
     ends = outputs.got[np.arange(x.shape[0]), last]  # (B, dirs N): forward part at len - 1
     if "backward" in inputs["params"]:
-        ends = np.concatenate([ends[:, :N], outputs.got[:, 0, N:]], axis=-1)  # backward part at step 0
+        ends = np.concatenate(
+            [ends[:, :N], outputs.got[:, 0, N:]], axis=-1
+        )  # backward part at step 0
     subject.check(
-        compare(context.got, ends, context.bound + outputs.bound, "context vs the encoder's outputs at the ends"), inputs
+        compare(
+            context.got,
+            ends,
+            context.bound + outputs.bound,
+            "context vs the encoder's outputs at the ends",
+        ),
+        inputs,
     )
 
 
 def _bad_gates(data: st.DataObject, dtype: DType) -> dict[str, Any]:
     inputs = _cell_inputs(data, dtype, "gru")
-    return {**inputs, "params": {**inputs["params"], "w_h": inputs["params"]["w_h"][:, :-1]}}  # (N, 3N - 1)
+    return {
+        **inputs,
+        "params": {**inputs["params"], "w_h": inputs["params"]["w_h"][:, :-1]},
+    }  # (N, 3N - 1)
 
 
 def _bad_state(data: st.DataObject, dtype: DType) -> dict[str, Any]:
     inputs = _cell_inputs(data, dtype, "gru")
-    return {**inputs, "state": np.concatenate([inputs["state"], inputs["state"][:, :1]], axis=1)}  # (B, N + 1)
+    return {
+        **inputs,
+        "state": np.concatenate([inputs["state"], inputs["state"][:, :1]], axis=1),
+    }  # (B, N + 1)
 
 
 def _bad_lstm_state(data: st.DataObject, dtype: DType) -> dict[str, Any]:
@@ -223,18 +253,27 @@ def _bad_lengths(data: st.DataObject, dtype: DType) -> dict[str, Any]:
 
 def _zero_length(data: st.DataObject, dtype: DType) -> dict[str, Any]:
     inputs = encoder_inputs(data, dtype, "gru+lengths")
-    return {**inputs, "lengths": np.concatenate([[0], inputs["lengths"][1:]])}  # the first sequence empty
+    return {
+        **inputs,
+        "lengths": np.concatenate([[0], inputs["lengths"][1:]]),
+    }  # the first sequence empty
 
 
 def _lengths_not_per_item(data: st.DataObject, dtype: DType) -> dict[str, Any]:
     inputs = encoder_inputs(data, dtype, "gru+lengths")
-    return {**inputs, "lengths": np.concatenate([inputs["lengths"], inputs["lengths"][:1]])}  # (B + 1,)
+    return {
+        **inputs,
+        "lengths": np.concatenate([inputs["lengths"], inputs["lengths"][:1]]),
+    }  # (B + 1,)
 
 
 def _bad_directions(data: st.DataObject, dtype: DType) -> dict[str, Any]:
     inputs = encoder_inputs(data, dtype, "gru+bidirectional")
     x = inputs["x"]
-    wider = data.draw(cell_params(x.shape[2], inputs["params"]["forward"]["w_h"].shape[0] + 1, "gru", dtype), label="wider")
+    wider = data.draw(
+        cell_params(x.shape[2], inputs["params"]["forward"]["w_h"].shape[0] + 1, "gru", dtype),
+        label="wider",
+    )
     return {**inputs, "params": {**inputs["params"], "backward": wider}}
 
 
@@ -276,7 +315,10 @@ CELL_ARGS = (
             region("B = 1 and E = 1 (the smallest)", lambda v, i: v.shape == (1, 1)),
             region("B > 1", lambda v, i: v.shape[0] > 1),
             region("large inputs (|x| >= 1e3: saturated gates)", lambda v, i: _large(v)),
-            region("tiny inputs (|x| < 1e-2)", lambda v, i: float(np.abs(v.astype(np.float64)).max()) < 1e-2),
+            region(
+                "tiny inputs (|x| < 1e-2)",
+                lambda v, i: float(np.abs(v.astype(np.float64)).max()) < 1e-2,
+            ),
         ),
     ),
     Arg(
@@ -286,14 +328,23 @@ CELL_ARGS = (
             region("zero (a sequence's first step)", lambda v, i: not v.any()),
             region("nonzero", lambda v, i: bool(v.any())),
             region("N = 1", lambda v, i: i["params"]["w_h"].shape[0] == 1),
-            region("LSTM with |c| > 1", lambda v, i: i["cell"] == "lstm" and bool((np.abs(v[:, v.shape[1] // 2 :]) > 1).any())),
+            region(
+                "LSTM with |c| > 1",
+                lambda v, i: (
+                    i["cell"] == "lstm" and bool((np.abs(v[:, v.shape[1] // 2 :]) > 1).any())
+                ),
+            ),
         ),
     ),
     Arg(
         "params",
         "dict of one cell's canonical weights w_x, w_h, b_x, b_h (reference/recurrent.py)",
         kind="params",
-        regions=(region("E = N (w_x and w_h of one shape)", lambda v, i: v["w_x"].shape == v["w_h"].shape),),
+        regions=(
+            region(
+                "E = N (w_x and w_h of one shape)", lambda v, i: v["w_x"].shape == v["w_h"].shape
+            ),
+        ),
         entries=_CELL_ENTRIES,
     ),
     CELL_ARG,
@@ -303,7 +354,12 @@ CELL_ARGS = (
 def _direction_entries() -> tuple[Arg, ...]:
     forward = tuple(Arg(f"forward.{a.name}", a.domain) for a in _CELL_ENTRIES)
     backward = tuple(Arg(f"backward.{a.name}", a.domain) for a in _CELL_ENTRIES)
-    dropped = Arg("backward", "cell params of the backward direction, or absent (unidirectional)", kind="other", default=None)
+    dropped = Arg(
+        "backward",
+        "cell params of the backward direction, or absent (unidirectional)",
+        kind="other",
+        default=None,
+    )
     return forward + (dropped,) + backward
 
 
@@ -340,12 +396,20 @@ ENCODER_ARGS = (
         perturb=_one_step_fewer,
         regions=(
             region("None", lambda v, i: v is None),
-            region("a length of 1 with T > 1", lambda v, i: v is not None and bool((v == 1).any()) and i["x"].shape[1] > 1),
-            region("a length of T", lambda v, i: v is not None and bool((v == i["x"].shape[1]).any())),
             region(
-                "a length strictly between 1 and T", lambda v, i: v is not None and bool(((v > 1) & (v < i["x"].shape[1])).any())
+                "a length of 1 with T > 1",
+                lambda v, i: v is not None and bool((v == 1).any()) and i["x"].shape[1] > 1,
             ),
-            region("not sorted by length", lambda v, i: v is not None and bool((np.diff(v) > 0).any())),
+            region(
+                "a length of T", lambda v, i: v is not None and bool((v == i["x"].shape[1]).any())
+            ),
+            region(
+                "a length strictly between 1 and T",
+                lambda v, i: v is not None and bool(((v > 1) & (v < i["x"].shape[1])).any()),
+            ),
+            region(
+                "not sorted by length", lambda v, i: v is not None and bool((np.diff(v) > 0).any())
+            ),
         ),
     ),
 )
@@ -365,7 +429,9 @@ RECURRENT_CELL = Component(
         BadInput("state_size_mismatch", "state (B, N + 1)", _bad_state),
         BadInput("lstm_state_without_c", "LSTM state (B, N): h without c", _bad_lstm_state),
         BadInput("batch_differs", "x (B + 1, E) against state (B, N)", _bad_batch),
-        BadInput("unknown_cell", "cell='GRU' (the names are lower case)", _unknown_cell(_cell_inputs)),
+        BadInput(
+            "unknown_cell", "cell='GRU' (the names are lower case)", _unknown_cell(_cell_inputs)
+        ),
     ),
 )
 
@@ -375,7 +441,9 @@ _ENCODER_BAD = (
     BadInput("lengths_not_per_item", "lengths (B + 1,)", _lengths_not_per_item),
     BadInput("directions_differ_in_N", "backward N + 1", _bad_directions),
     BadInput("backward_without_forward", "params {'backward': ...} only", _backward_only),
-    BadInput("unknown_cell", "cell='GRU' (the names are lower case)", _unknown_cell(encoder_inputs)),
+    BadInput(
+        "unknown_cell", "cell='GRU' (the names are lower case)", _unknown_cell(encoder_inputs)
+    ),
 )
 
 RNN_ENCODER = Component(
@@ -388,15 +456,39 @@ RNN_ENCODER = Component(
     args=ENCODER_ARGS,
     properties=(
         matches_reference(
-            encoder_inputs, ("rnn", "gru", "lstm", "gru+bidirectional", "gru+lengths", "lstm+bidirectional+lengths")
+            encoder_inputs,
+            (
+                "rnn",
+                "gru",
+                "lstm",
+                "gru+bidirectional",
+                "gru+lengths",
+                "lstm+bidirectional+lengths",
+            ),
         ),
-        Property("run_equals_cell_steps", run_equals_cell_steps.__doc__, run_equals_cell_steps, ("rnn", "gru", "lstm")),
-        Property("batch_equals_items", batch_equals_items.__doc__, batch_equals_items, ("gru+bidirectional+lengths",)),
         Property(
-            "padding_does_not_matter", padding_does_not_matter.__doc__, padding_does_not_matter, ("lstm+bidirectional+lengths",)
+            "run_equals_cell_steps",
+            run_equals_cell_steps.__doc__,
+            run_equals_cell_steps,
+            ("rnn", "gru", "lstm"),
         ),
         Property(
-            "reversal_swaps_directions", reversal_swaps_directions.__doc__, reversal_swaps_directions, ("gru+bidirectional",)
+            "batch_equals_items",
+            batch_equals_items.__doc__,
+            batch_equals_items,
+            ("gru+bidirectional+lengths",),
+        ),
+        Property(
+            "padding_does_not_matter",
+            padding_does_not_matter.__doc__,
+            padding_does_not_matter,
+            ("lstm+bidirectional+lengths",),
+        ),
+        Property(
+            "reversal_swaps_directions",
+            reversal_swaps_directions.__doc__,
+            reversal_swaps_directions,
+            ("gru+bidirectional",),
         ),
     ),
     bad_inputs=_ENCODER_BAD,
@@ -411,11 +503,27 @@ CONTEXT_VECTOR = Component(
     error_scale=_encoder_scale,
     args=ENCODER_ARGS,
     properties=(
-        matches_reference(encoder_inputs, ("gru", "rnn+lengths", "lstm+bidirectional", "gru+bidirectional+lengths")),
-        Property("size_independent_of_T", context_size_is_fixed.__doc__, context_size_is_fixed, ("gru+bidirectional",)),
-        Property("is_encoder_ends", context_is_encoder_ends.__doc__, context_is_encoder_ends, ("lstm+bidirectional+lengths",)),
+        matches_reference(
+            encoder_inputs,
+            ("gru", "rnn+lengths", "lstm+bidirectional", "gru+bidirectional+lengths"),
+        ),
         Property(
-            "padding_does_not_matter", padding_does_not_matter.__doc__, padding_does_not_matter, ("gru+bidirectional+lengths",)
+            "size_independent_of_T",
+            context_size_is_fixed.__doc__,
+            context_size_is_fixed,
+            ("gru+bidirectional",),
+        ),
+        Property(
+            "is_encoder_ends",
+            context_is_encoder_ends.__doc__,
+            context_is_encoder_ends,
+            ("lstm+bidirectional+lengths",),
+        ),
+        Property(
+            "padding_does_not_matter",
+            padding_does_not_matter.__doc__,
+            padding_does_not_matter,
+            ("gru+bidirectional+lengths",),
         ),
     ),
     bad_inputs=_ENCODER_BAD,

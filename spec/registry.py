@@ -67,7 +67,9 @@ def _complete(c: Component) -> Component:
     by decorator, its vjp property, then the gradient properties registered by decorator."""
     listed = differential(c) + c.properties + tuple(REGISTERED.get(c.name, ()))
     forward = tuple(p for p in listed if p.kind == "forward")
-    return replace(c, properties=forward + _gradient(c) + tuple(p for p in listed if p.kind == "gradient"))
+    return replace(
+        c, properties=forward + _gradient(c) + tuple(p for p in listed if p.kind == "gradient")
+    )
 
 
 COMPONENTS: dict[str, Component] = {name: _complete(c) for name, c in _collect().items()}

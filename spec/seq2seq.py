@@ -62,13 +62,17 @@ def _mask(data: st.DataObject, B: int, S: int, empty_row: bool = False) -> np.nd
     return mask
 
 
-def _state(data: st.DataObject, shape: tuple[int, ...], dtype: DType, label: str, allow_large: bool = False) -> np.ndarray:
+def _state(
+    data: st.DataObject, shape: tuple[int, ...], dtype: DType, label: str, allow_large: bool = False
+) -> np.ndarray:
     """A decoder state: drawn values, or zeros (a decoder started from s0 = 0)."""
     state = data.draw(arrays(shape, dtype, allow_large=allow_large), label=label)
     return np.zeros_like(state) if data.draw(st.booleans(), label=f"{label}_zero") else state
 
 
-def _score_params(data: st.DataObject, s: AttnShape, score: str, dtype: DType) -> dict[str, np.ndarray]:
+def _score_params(
+    data: st.DataObject, s: AttnShape, score: str, dtype: DType
+) -> dict[str, np.ndarray]:
     shapes = {
         "additive": {"w": (s.N, s.A), "u": (s.Dh, s.A), "v": (s.A,)},
         "general": {"w": (s.N, s.Dh)},
@@ -108,10 +112,16 @@ def _weights_scale(inputs: dict[str, Any]) -> float:
     s, h = inputs.get("s", inputs.get("s_prev")), inputs["h"]
     if "v" in p:
         N = s.shape[1]
-        w_s, w_h = (p["w"], p["u"]) if "u" in p else (p["w"][:N], p["w"][N:])  # additive W, U; concat [W_s; W_h]
-        wide = {k: x.astype(np.float64) for k, x in (("s", s), ("h", h), ("w_s", w_s), ("w_h", w_h))}
+        w_s, w_h = (
+            (p["w"], p["u"]) if "u" in p else (p["w"][:N], p["w"][N:])
+        )  # additive W, U; concat [W_s; W_h]
+        wide = {
+            k: x.astype(np.float64) for k, x in (("s", s), ("h", h), ("w_s", w_s), ("w_h", w_h))
+        }
         a = (wide["s"] @ wide["w_s"])[:, None, :] + wide["h"] @ wide["w_h"]  # (B, S, A)
-        magnitude = (np.abs(wide["s"]) @ np.abs(wide["w_s"]))[:, None, :] + np.abs(wide["h"]) @ np.abs(wide["w_h"])
+        magnitude = (np.abs(wide["s"]) @ np.abs(wide["w_s"]))[:, None, :] + np.abs(
+            wide["h"]
+        ) @ np.abs(wide["w_h"])
         moved = (1.0 + (1.0 - np.tanh(a) ** 2) * magnitude) @ _abs(p["v"])  # (B, S)
         return 1.0 + float(moved.max())
     sw = _abs(s) @ _abs(p["w"]) if "w" in p else _abs(s)  # (B, Dh)
@@ -125,18 +135,35 @@ def weights_are_distributions(subject: Subject, data: st.DataObject, variant: st
     w = case.got.astype(np.float64)
     mask = case.inputs.get("mask", np.ones(w.shape, bool))
     if (w[~mask] != 0).any():
-        subject.fail(case.inputs, f"padded source positions got weight {w[~mask][w[~mask] != 0][:3].tolist()}, not 0")
-    sums, want = w.sum(-1), mask.any(-1).astype(np.float64)  # (B,): 1, or 0 for a row with no real position
-    subject.check(compare(sums, want, case.bound.times(w.shape[1]), "sum of the weights over the source"), case.inputs)
+        subject.fail(
+            case.inputs,
+            f"padded source positions got weight {w[~mask][w[~mask] != 0][:3].tolist()}, not 0",
+        )
+    sums, want = (
+        w.sum(-1),
+        mask.any(-1).astype(np.float64),
+    )  # (B,): 1, or 0 for a row with no real position
+    subject.check(
+        compare(sums, want, case.bound.times(w.shape[1]), "sum of the weights over the source"),
+        case.inputs,
+    )
 
 
-def state_blind_scores_give_fixed_weights(subject: Subject, data: st.DataObject, variant: str | None) -> None:
+def state_blind_scores_give_fixed_weights(
+    subject: Subject, data: st.DataObject, variant: str | None
+) -> None:
     """With W = 0, e_ij = v^T tanh(h_j U) does not depend on s_{i-1}: every decoder state gets the same weights."""
     inputs = _weights_inputs(subject.component.name)(data, subject.dtype, variant)
     inputs["params"] = {**inputs["params"], "w": np.zeros_like(inputs["params"]["w"])}
-    other = data.draw(arrays(inputs["s_prev"].shape, subject.dtype, allow_large=False), label="other_s_prev")
+    other = data.draw(
+        arrays(inputs["s_prev"].shape, subject.dtype, allow_large=False), label="other_s_prev"
+    )
     base = subject.case(inputs)
-    base.assert_equivalent(base.got, subject.case({**inputs, "s_prev": other}), "weights for another decoder state (W = 0)")
+    base.assert_equivalent(
+        base.got,
+        subject.case({**inputs, "s_prev": other}),
+        "weights for another decoder state (W = 0)",
+    )
 
 
 # How a row of weights is made: attention's (softmax over the real positions), hard attention (one-hot),
@@ -155,12 +182,17 @@ def _context_inputs(data: st.DataObject, dtype: DType, variant: str | None) -> d
         w = rng.standard_normal((s.B, s.S))
     else:
         logits = {"one_hot": 1e4, "uniform": 0.0}.get(kind, 2.0) * rng.standard_normal((s.B, s.S))
-        shifted = np.where(mask, logits - np.where(mask, logits, -np.inf).max(-1, keepdims=True), -np.inf)  # (B, S)
+        shifted = np.where(
+            mask, logits - np.where(mask, logits, -np.inf).max(-1, keepdims=True), -np.inf
+        )  # (B, S)
         w = np.exp(shifted)  # 0 at padded positions
         w = w / w.sum(-1, keepdims=True)  # (B, S): one-hot rounds to exactly 1 and 0s
         if kind == "zero_row":
             w[rng.integers(0, s.B)] = 0.0
-    return {"weights": w.astype(dtype.np_dtype), "h": data.draw(arrays((s.B, s.S, s.Dh), dtype), label="h")}
+    return {
+        "weights": w.astype(dtype.np_dtype),
+        "h": data.draw(arrays((s.B, s.S, s.Dh), dtype), label="h"),
+    }
 
 
 def context_within_range(subject: Subject, data: st.DataObject, variant: str | None) -> None:
@@ -174,13 +206,22 @@ def context_within_range(subject: Subject, data: st.DataObject, variant: str | N
     lo, hi = np.where(none, 0.0, lo), np.where(none, 0.0, hi)
     got = case.got.astype(np.float64)
     clipped = np.clip(got, lo, hi)
-    subject.check(compare(got, clipped, case.bound, "context vs the per-coordinate range of the weighted states"), case.inputs)
+    subject.check(
+        compare(
+            got, clipped, case.bound, "context vs the per-coordinate range of the weighted states"
+        ),
+        case.inputs,
+    )
 
 
 def _hidden_inputs(data: st.DataObject, dtype: DType, variant: str | None) -> dict[str, Any]:
     s: AttnShape = data.draw(st.sampled_from(ATTN_BUCKETS), label="shape")
-    context = data.draw(arrays((s.B, s.Dh), dtype), label="context")  # large values saturate the tanh
-    if data.draw(st.sampled_from([False, False, True]), label="context_zero"):  # the context of a fully padded source
+    context = data.draw(
+        arrays((s.B, s.Dh), dtype), label="context"
+    )  # large values saturate the tanh
+    if data.draw(
+        st.sampled_from([False, False, True]), label="context_zero"
+    ):  # the context of a fully padded source
         context = np.zeros_like(context)
     return {
         "context": context,
@@ -200,14 +241,20 @@ def decoder_inputs(data: st.DataObject, dtype: DType, variant: str | None) -> di
     M = 4
     T = data.draw(st.integers(1, 4), label="T")
     params: dict[str, Any] = {
-        "embedding": data.draw(normal_params({"e": (VOCAB, M)}, dtype, {"e": 1.0}), label="embedding")["e"],
-        "cell": data.draw(cell_params(M + s.Dh if score == "additive" else M, s.N, "gru", dtype), label="cell"),
+        "embedding": data.draw(
+            normal_params({"e": (VOCAB, M)}, dtype, {"e": 1.0}), label="embedding"
+        )["e"],
+        "cell": data.draw(
+            cell_params(M + s.Dh if score == "additive" else M, s.N, "gru", dtype), label="cell"
+        ),
         "attention": _score_params(data, s, score, dtype),
     }
     out = {"w_out": (s.N + s.Dh if score == "additive" else s.N, VOCAB), "b_out": (VOCAB,)}
     params.update(data.draw(normal_params(out, dtype, {"b_out": 0.1}), label="output"))
     if score != "additive":
-        params["w_c"] = data.draw(normal_params({"w_c": (s.Dh + s.N, s.N)}, dtype), label="w_c")["w_c"]
+        params["w_c"] = data.draw(normal_params({"w_c": (s.Dh + s.N, s.N)}, dtype), label="w_c")[
+            "w_c"
+        ]
     inputs: dict[str, Any] = {
         "tgt_in": data.draw(token_ids(s.B, T), label="tgt_in"),
         "memory": data.draw(arrays((s.B, s.S, s.Dh), dtype, allow_large=False), label="memory"),
@@ -239,8 +286,12 @@ def _decoder_scale(inputs: dict[str, Any]) -> float:
 def _teacher_forced_on_own_tokens(subject: Subject, inputs: dict[str, Any]) -> tuple[Any, Any]:
     """(free-running case, teacher-forced case fed BOS + the free run's own argmax tokens)."""
     free = subject.case(inputs)
-    chosen = np.argmax(free.got.astype(np.float64), axis=-1)  # (B, steps): first index on ties, as the adapter
-    tgt_in = np.concatenate([np.full((chosen.shape[0], 1), inputs["bos"]), chosen[:, :-1]], axis=1).astype(np.int64)
+    chosen = np.argmax(
+        free.got.astype(np.float64), axis=-1
+    )  # (B, steps): first index on ties, as the adapter
+    tgt_in = np.concatenate(
+        [np.full((chosen.shape[0], 1), inputs["bos"]), chosen[:, :-1]], axis=1
+    ).astype(np.int64)
     forced = {k: v for k, v in inputs.items() if k not in ("bos", "steps")}
     return free, subject.sibling("attention_decoder").case({**forced, "tgt_in": tgt_in})
 
@@ -248,16 +299,31 @@ def _teacher_forced_on_own_tokens(subject: Subject, inputs: dict[str, Any]) -> t
 def free_running_matches_oracle(subject: Subject, data: st.DataObject, variant: str | None) -> None:
     """The free-running logits equal the oracle's teacher-forced logits on the tokens the adapter chose
     (so an implementation that feeds back anything but its own argmax is caught)."""
-    free, forced = _teacher_forced_on_own_tokens(subject, _free_inputs(data, subject.dtype, variant))
+    free, forced = _teacher_forced_on_own_tokens(
+        subject, _free_inputs(data, subject.dtype, variant)
+    )
     subject.check(
-        compare(free.got, forced.expected, forced.bound, "free-running logits vs the oracle on its own tokens"), free.inputs
+        compare(
+            free.got,
+            forced.expected,
+            forced.bound,
+            "free-running logits vs the oracle on its own tokens",
+        ),
+        free.inputs,
     )
 
 
 def teacher_forcing_own_output(subject: Subject, data: st.DataObject, variant: str | None) -> None:
     """Teacher-forced decoding with ground truth equal to the free-running output gives the free-running logits."""
-    free, forced = _teacher_forced_on_own_tokens(subject, _free_inputs(data, subject.dtype, variant))
-    subject.check(compare(free.got, forced.got, forced.bound.times(2), "free-running vs teacher-forced logits"), free.inputs)
+    free, forced = _teacher_forced_on_own_tokens(
+        subject, _free_inputs(data, subject.dtype, variant)
+    )
+    subject.check(
+        compare(
+            free.got, forced.got, forced.bound.times(2), "free-running vs teacher-forced logits"
+        ),
+        free.inputs,
+    )
 
 
 def _with(draw: Any, **changes: Any) -> Any:
@@ -307,7 +373,10 @@ _SOURCE_MASK = Arg(
             lambda v, i: v is not None and bool((~v & v.any(-1, keepdims=True)).any()),
         ),
         region("a row with no real position", lambda v, i: v is not None and not v.any(-1).all()),
-        region("B > 1 with rows of different lengths", lambda v, i: v is not None and len(set(v.sum(-1).tolist())) > 1),
+        region(
+            "B > 1 with rows of different lengths",
+            lambda v, i: v is not None and len(set(v.sum(-1).tolist())) > 1,
+        ),
     ),
 )
 _ENCODER_STATES = Arg(
@@ -372,12 +441,18 @@ CONTEXT_ARGS = (
         "float array (B, S), any finite reals (the context is sum_j alpha_j h_j); attention gives each row a "
         "distribution over the real positions, or zeros for a fully padded source",
         regions=(
-            region("a one-hot row (hard attention)", lambda v, i: bool(((v == 1).sum(-1) == 1).any()) and v.shape[1] > 1),
+            region(
+                "a one-hot row (hard attention)",
+                lambda v, i: bool(((v == 1).sum(-1) == 1).any()) and v.shape[1] > 1,
+            ),
             region(
                 "a uniform row over S > 1 positions",
                 lambda v, i: v.shape[1] > 1 and bool((np.ptp(v, -1) == 0).any()) and bool(v.any()),
             ),
-            region("zeros at padded positions", lambda v, i: bool(((v == 0) & (v.sum(-1, keepdims=True) != 0)).any())),
+            region(
+                "zeros at padded positions",
+                lambda v, i: bool(((v == 0) & (v.sum(-1, keepdims=True) != 0)).any()),
+            ),
             region("a row of zeros", lambda v, i: not v.any(-1).all()),
             region("not a distribution (negative weights)", lambda v, i: bool((v < 0).any())),
         ),
@@ -385,7 +460,10 @@ CONTEXT_ARGS = (
     Arg(
         "h",
         "float array (B, S, Dh) with the weights' (B, S); finite values",
-        regions=(region("S = 1", lambda v, i: v.shape[1] == 1), region("large states (|h| >= 1e3)", lambda v, i: _large(v))),
+        regions=(
+            region("S = 1", lambda v, i: v.shape[1] == 1),
+            region("large states (|h| >= 1e3)", lambda v, i: _large(v)),
+        ),
     ),
 )
 HIDDEN_ARGS = (
@@ -411,11 +489,17 @@ HIDDEN_ARGS = (
 _CELL = "cell.w_x (input M + Dh for bahdanau, M for luong, 3N), cell.w_h (N, 3N), cell.b_x, cell.b_h (3N,): a GRU"
 _DECODER_ENTRIES = (
     Arg("embedding", "float array (V, M): the target embedding"),
-    Arg("cell.w_x", "float array (M + Dh for bahdanau, M for luong, 3N): the GRU's input weights (gates z, r, n)"),
+    Arg(
+        "cell.w_x",
+        "float array (M + Dh for bahdanau, M for luong, 3N): the GRU's input weights (gates z, r, n)",
+    ),
     Arg("cell.w_h", "float array (N, 3N): the GRU's recurrent weights"),
     Arg("cell.b_x", "float array (3N,)"),
     Arg("cell.b_h", "float array (3N,)"),
-    Arg("attention.w", "float array: the score's w (additive (N, A), general (N, Dh), concat (N + Dh, A)); absent for dot"),
+    Arg(
+        "attention.w",
+        "float array: the score's w (additive (N, A), general (N, Dh), concat (N + Dh, A)); absent for dot",
+    ),
     Arg("attention.u", "float array (Dh, A): additive only"),
     Arg("attention.v", "float array (A,): additive and concat"),
     Arg("w_out", "float array (N + Dh for bahdanau, N for luong, V)"),
@@ -424,7 +508,9 @@ _DECODER_ENTRIES = (
 )
 _DECODER_PARAMS = Arg(
     "params",
-    "dict embedding, cell, attention, w_out, b_out[, w_c]: " + _CELL + "; the score's params as in the weights components",
+    "dict embedding, cell, attention, w_out, b_out[, w_c]: "
+    + _CELL
+    + "; the score's params as in the weights components",
     kind="params",
     entries=_DECODER_ENTRIES,
 )
@@ -435,12 +521,18 @@ _ATTENTION_ARG = Arg(
     kind="choice",
     default="bahdanau",
     choices=("bahdanau", "luong_dot", "luong_general", "luong_concat"),
-    regions=tuple(region(c, lambda v, i, c=c: v == c) for c in ("bahdanau", "luong_dot", "luong_general", "luong_concat")),
+    regions=tuple(
+        region(c, lambda v, i, c=c: v == c)
+        for c in ("bahdanau", "luong_dot", "luong_general", "luong_concat")
+    ),
 )
 _MEMORY = Arg(
     "memory",
     "float array (B, S, Dh), the encoder states, S >= 1; finite values",
-    regions=(region("S = 1", lambda v, i: v.shape[1] == 1), region("S > 1", lambda v, i: v.shape[1] > 1)),
+    regions=(
+        region("S = 1", lambda v, i: v.shape[1] == 1),
+        region("S > 1", lambda v, i: v.shape[1] > 1),
+    ),
 )
 _S0 = _state_arg("s0", "float array (B, N), the decoder's initial state; finite values")
 _SRC_LENGTHS = Arg(
@@ -451,9 +543,17 @@ _SRC_LENGTHS = Arg(
     perturb=_one_fewer,
     regions=(
         region("None", lambda v, i: v is None),
-        region("a length of 1 with S > 1", lambda v, i: v is not None and bool((v == 1).any()) and i["memory"].shape[1] > 1),
-        region("a length of S", lambda v, i: v is not None and bool((v == i["memory"].shape[1]).any())),
-        region("a length strictly between", lambda v, i: v is not None and bool(((v > 1) & (v < i["memory"].shape[1])).any())),
+        region(
+            "a length of 1 with S > 1",
+            lambda v, i: v is not None and bool((v == 1).any()) and i["memory"].shape[1] > 1,
+        ),
+        region(
+            "a length of S", lambda v, i: v is not None and bool((v == i["memory"].shape[1]).any())
+        ),
+        region(
+            "a length strictly between",
+            lambda v, i: v is not None and bool(((v > 1) & (v < i["memory"].shape[1])).any()),
+        ),
     ),
 )
 DECODER_ARGS = (
@@ -516,7 +616,9 @@ def _padded(draw: Any) -> Any:
     return lambda data, dtype, variant: draw(data, dtype, "bahdanau+padding")
 
 
-_wider_s0 = _with(decoder_inputs, s0=lambda i: np.concatenate([i["s0"], i["s0"][:, :1]], axis=1))  # (B, N + 1)
+_wider_s0 = _with(
+    decoder_inputs, s0=lambda i: np.concatenate([i["s0"], i["s0"][:, :1]], axis=1)
+)  # (B, N + 1)
 
 ADDITIVE_ATTENTION_WEIGHTS = Component(
     name="additive_attention_weights",
@@ -534,7 +636,11 @@ ADDITIVE_ATTENTION_WEIGHTS = Component(
             weights_are_distributions,
             ("padding", "padding_empty_row"),
         ),
-        Property("state_blind_scores", state_blind_scores_give_fixed_weights.__doc__, state_blind_scores_give_fixed_weights),
+        Property(
+            "state_blind_scores",
+            state_blind_scores_give_fixed_weights.__doc__,
+            state_blind_scores_give_fixed_weights,
+        ),
     ),
     bad_inputs=(
         BadInput(
@@ -542,7 +648,10 @@ ADDITIVE_ATTENTION_WEIGHTS = Component(
             "W (N + 1, A)",
             _with(
                 _weights_inputs("additive"),
-                params=lambda i: {**i["params"], "w": np.concatenate([i["params"]["w"], i["params"]["w"][:1]])},
+                params=lambda i: {
+                    **i["params"],
+                    "w": np.concatenate([i["params"]["w"], i["params"]["w"][:1]]),
+                },
             ),
         ),
         BadInput(
@@ -552,11 +661,17 @@ ADDITIVE_ATTENTION_WEIGHTS = Component(
                 _weights_inputs("additive"),
                 params=lambda i: {
                     **i["params"],
-                    "u": i["params"]["u"][1:] if len(i["params"]["u"]) > 1 else np.tile(i["params"]["u"], (2, 1)),
+                    "u": i["params"]["u"][1:]
+                    if len(i["params"]["u"]) > 1
+                    else np.tile(i["params"]["u"], (2, 1)),
                 },
             ),
         ),
-        BadInput("mask_wider_than_S", "mask (B, S + 1)", _with(_weights_inputs("additive"), mask=_mask_wider)),
+        BadInput(
+            "mask_wider_than_S",
+            "mask (B, S + 1)",
+            _with(_weights_inputs("additive"), mask=_mask_wider),
+        ),
     ),
 )
 
@@ -569,7 +684,9 @@ MULTIPLICATIVE_ATTENTION_WEIGHTS = Component(
     error_scale=_weights_scale,
     args=MULTIPLICATIVE_ARGS,
     properties=(
-        matches_reference(_weights_inputs("multiplicative"), ("dot", "general", "concat", "general+padding")),
+        matches_reference(
+            _weights_inputs("multiplicative"), ("dot", "general", "concat", "general+padding")
+        ),
         Property(
             "weights_are_distributions",
             weights_are_distributions.__doc__,
@@ -589,12 +706,17 @@ MULTIPLICATIVE_ATTENTION_WEIGHTS = Component(
         BadInput(
             "unknown_score",
             "score='bilinear'",
-            _with(lambda d, t, v: _weights_inputs("multiplicative")(d, t, "general"), score=lambda i: "bilinear"),
+            _with(
+                lambda d, t, v: _weights_inputs("multiplicative")(d, t, "general"),
+                score=lambda i: "bilinear",
+            ),
         ),
         BadInput(
             "mask_wider_than_S",
             "mask (B, S + 1)",
-            _with(lambda d, t, v: _weights_inputs("multiplicative")(d, t, "general"), mask=_mask_wider),
+            _with(
+                lambda d, t, v: _weights_inputs("multiplicative")(d, t, "general"), mask=_mask_wider
+            ),
         ),
     ),
 )
@@ -606,7 +728,9 @@ ATTENTION_CONTEXT = Component(
     signature="attention_context(weights, h) -> sum_j alpha_j h_j",
     shapes="weights (B, S), h (B, S, Dh) -> (B, Dh)",
     # the largest sum_j |alpha_j h_jd|: max|h| for a distribution, more for weights of any sign
-    error_scale=lambda inputs: float((_abs(inputs["weights"])[:, None, :] @ _abs(inputs["h"])).max()),
+    error_scale=lambda inputs: float(
+        (_abs(inputs["weights"])[:, None, :] @ _abs(inputs["h"])).max()
+    ),
     args=CONTEXT_ARGS,
     properties=(
         matches_reference(_context_inputs),
@@ -627,10 +751,18 @@ ATTENTIONAL_HIDDEN = Component(
     dtypes=DEFAULT_RUN_DTYPES,  # as spec/recurrent.py explains
     signature="attentional_hidden(context, s, w_c) -> tanh([c; s] W_c)",
     shapes="context (B, Dh), s (B, N), W_c (Dh + N, N) -> (B, N)",
-    error_scale=lambda i: 1.0 + float((np.concatenate([_abs(i["context"]), _abs(i["s"])], 1) @ _abs(i["w_c"])).max()),
+    error_scale=lambda i: (
+        1.0 + float((np.concatenate([_abs(i["context"]), _abs(i["s"])], 1) @ _abs(i["w_c"])).max())
+    ),
     args=HIDDEN_ARGS,
     properties=(matches_reference(_hidden_inputs),),
-    bad_inputs=(BadInput("w_c_wrong_shape", "W_c (Dh + N - 1, N)", _with(_hidden_inputs, w_c=lambda i: i["w_c"][1:])),),
+    bad_inputs=(
+        BadInput(
+            "w_c_wrong_shape",
+            "W_c (Dh + N - 1, N)",
+            _with(_hidden_inputs, w_c=lambda i: i["w_c"][1:]),
+        ),
+    ),
 )
 
 ATTENTION_DECODER = Component(
@@ -641,23 +773,43 @@ ATTENTION_DECODER = Component(
     shapes="tgt_in (B, T) int, memory (B, S, Dh), s0 (B, N) -> (B, T, V)",
     error_scale=_decoder_scale,
     args=DECODER_ARGS,
-    properties=(matches_reference(decoder_inputs, _ATTENTIONS + ("bahdanau+padding", "luong_general+padding")),),
+    properties=(
+        matches_reference(
+            decoder_inputs, _ATTENTIONS + ("bahdanau+padding", "luong_general+padding")
+        ),
+    ),
     bad_inputs=(
         BadInput("s0_size_mismatch", "s0 (B, N + 1)", _wider_s0),
         BadInput(
-            "token_id_equals_V", f"tgt_in = V = {VOCAB}", _with(decoder_inputs, tgt_in=lambda i: np.full_like(i["tgt_in"], VOCAB))
+            "token_id_equals_V",
+            f"tgt_in = V = {VOCAB}",
+            _with(decoder_inputs, tgt_in=lambda i: np.full_like(i["tgt_in"], VOCAB)),
         ),
-        BadInput("negative_token_id", "tgt_in = -1", _with(decoder_inputs, tgt_in=lambda i: np.full_like(i["tgt_in"], -1))),
-        BadInput("unknown_attention", "attention='luong' (no score named)", _with(decoder_inputs, attention=lambda i: "luong")),
+        BadInput(
+            "negative_token_id",
+            "tgt_in = -1",
+            _with(decoder_inputs, tgt_in=lambda i: np.full_like(i["tgt_in"], -1)),
+        ),
+        BadInput(
+            "unknown_attention",
+            "attention='luong' (no score named)",
+            _with(decoder_inputs, attention=lambda i: "luong"),
+        ),
         BadInput(
             "zero_source_length",
             "src_lengths with a 0 (the domain is [1, S])",
-            _with(_padded(decoder_inputs), src_lengths=lambda i: np.concatenate([[0], i["src_lengths"][1:]])),
+            _with(
+                _padded(decoder_inputs),
+                src_lengths=lambda i: np.concatenate([[0], i["src_lengths"][1:]]),
+            ),
         ),
         BadInput(
             "source_length_beyond_S",
             "src_lengths = S + 1",
-            _with(_padded(decoder_inputs), src_lengths=lambda i: i["src_lengths"] * 0 + i["memory"].shape[1] + 1),
+            _with(
+                _padded(decoder_inputs),
+                src_lengths=lambda i: i["src_lengths"] * 0 + i["memory"].shape[1] + 1,
+            ),
         ),
     ),
 )
@@ -671,7 +823,12 @@ FREE_RUNNING_DECODER = Component(
     error_scale=_decoder_scale,
     args=FREE_ARGS,
     properties=(
-        Property("matches_oracle_on_own_tokens", free_running_matches_oracle.__doc__, free_running_matches_oracle, _ATTENTIONS),
+        Property(
+            "matches_oracle_on_own_tokens",
+            free_running_matches_oracle.__doc__,
+            free_running_matches_oracle,
+            _ATTENTIONS,
+        ),
         Property(
             "teacher_forcing_own_output",
             teacher_forcing_own_output.__doc__,
@@ -687,11 +844,18 @@ FREE_RUNNING_DECODER = Component(
         ),
         BadInput("bos_equals_V", f"bos = V = {VOCAB}", _with(_free_inputs, bos=lambda i: VOCAB)),
         BadInput("zero_steps", "steps = 0", _with(_free_inputs, steps=lambda i: 0)),
-        BadInput("unknown_attention", "attention='luong' (no score named)", _with(_free_inputs, attention=lambda i: "luong")),
+        BadInput(
+            "unknown_attention",
+            "attention='luong' (no score named)",
+            _with(_free_inputs, attention=lambda i: "luong"),
+        ),
         BadInput(
             "zero_source_length",
             "src_lengths with a 0 (the domain is [1, S])",
-            _with(_padded(_free_inputs), src_lengths=lambda i: np.concatenate([[0], i["src_lengths"][1:]])),
+            _with(
+                _padded(_free_inputs),
+                src_lengths=lambda i: np.concatenate([[0], i["src_lengths"][1:]]),
+            ),
         ),
     ),
 )

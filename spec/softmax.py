@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from reference.gradients import softmax_vjp
 from spec.core import BadInput, Component, Gradient, Subject, paths, prop
 from spec.domains import Arg, region
-from spec.gradients import GRAD_DTYPES, GRAD_ULPS, GradBound, call_vjp, cotangent
 from spec.dtypes import DType
+from spec.gradients import GRAD_DTYPES, GRAD_ULPS, GradBound, call_vjp, cotangent
 from spec.strategies import large_logit, make_values, seeds, value_kinds
 from spec.tolerance import compare
 
@@ -119,7 +119,10 @@ SOFTMAX = Component(
     error_scale=lambda inputs: 1.0,
     args=SOFTMAX_ARGS,
     draw=draw_softmax,
-    gradient=Gradient(wrt=paths("x"), draw=lambda data, dtype, variant: data.draw(softmax_inputs(dtype), label="inputs")),
+    gradient=Gradient(
+        wrt=paths("x"),
+        draw=lambda data, dtype, variant: data.draw(softmax_inputs(dtype), label="inputs"),
+    ),
     bad_inputs=(BadInput("axis_out_of_range", "axis = x.ndim or -x.ndim - 1", _bad_axis),),
 )
 
@@ -223,4 +226,9 @@ def softmax_gradient_sums_to_zero(subject: Subject, data: st.DataObject, variant
     floor = GRAD_ULPS * subject.dtype.unit_roundoff * float(magnitude.max())
     sums = g.sum(inputs["axis"])
     bound = GradBound(floor, 0.0, floor, subject.dtype.name)
-    subject.check(compare(sums, np.zeros_like(sums), bound, "sum of the input gradient along the softmax axis"), inputs)
+    subject.check(
+        compare(
+            sums, np.zeros_like(sums), bound, "sum of the input gradient along the softmax axis"
+        ),
+        inputs,
+    )

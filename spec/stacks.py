@@ -25,7 +25,15 @@ from reference.layers import ACTIVATIONS
 from spec.core import BadInput, Component, Property, Subject, matches_reference
 from spec.domains import Arg, region
 from spec.dtypes import FLOAT32, FLOAT64, DType
-from spec.strategies import AttentionShape, _keep_one_per_row, arrays, masks, mha_params, normal_params, seeds
+from spec.strategies import (
+    AttentionShape,
+    _keep_one_per_row,
+    arrays,
+    masks,
+    mha_params,
+    normal_params,
+    seeds,
+)
 
 
 class StackShape(NamedTuple):
@@ -55,7 +63,10 @@ def layer_params(draw: Any, D: int, dtype: DType, decoder: bool) -> dict[str, An
     if decoder:
         params["cross_attn"] = draw(mha_params(D, dtype), label="cross_attn")
     params["ffn"] = draw(
-        normal_params({"w1": (D, F), "b1": (F,), "w2": (F, D), "b2": (D,)}, dtype, {"b1": 0.1, "b2": 0.1}), label="ffn"
+        normal_params(
+            {"w1": (D, F), "b1": (F,), "w2": (F, D), "b2": (D,)}, dtype, {"b1": 0.1, "b2": 0.1}
+        ),
+        label="ffn",
     )
     for i in range(1, 4 if decoder else 3):
         params[f"norm{i}"] = draw(norm_params(D, dtype), label=f"norm{i}")
@@ -65,7 +76,10 @@ def layer_params(draw: Any, D: int, dtype: DType, decoder: bool) -> dict[str, An
 @st.composite
 def norm_params(draw: Any, D: int, dtype: DType) -> dict[str, np.ndarray]:
     """Return a strategy for a LayerNorm's {gamma ~ N(1, 0.1^2), beta ~ N(0, 0.1^2)} (D,)."""
-    p = draw(normal_params({"gamma": (D,), "beta": (D,)}, dtype, {"gamma": 0.1, "beta": 0.1}), label="affine")
+    p = draw(
+        normal_params({"gamma": (D,), "beta": (D,)}, dtype, {"gamma": 0.1, "beta": 0.1}),
+        label="affine",
+    )
     return {"gamma": (p["gamma"].astype(np.float64) + 1).astype(dtype.np_dtype), "beta": p["beta"]}
 
 
@@ -73,7 +87,14 @@ def _bool_mask(data: st.DataObject, s: AttentionShape) -> np.ndarray:
     """A bool mask in one of the broadcast shapes models pass: per head (B, H, T, S), one (T, S) for the
     batch, per item and query (B, 1, T, S), key-only (B, 1, 1, S) or (S,), or per query row (T, 1) (every
     key or none, here every one); every row keeps a key."""
-    shapes = [(s.B, s.H, s.T, s.S), (s.T, s.S), (s.B, 1, s.T, s.S), (s.B, 1, 1, s.S), (s.S,), (s.T, 1)]
+    shapes = [
+        (s.B, s.H, s.T, s.S),
+        (s.T, s.S),
+        (s.B, 1, s.T, s.S),
+        (s.B, 1, 1, s.S),
+        (s.S,),
+        (s.T, 1),
+    ]
     shape = data.draw(st.sampled_from(shapes), label="mask_shape")
     rng = np.random.default_rng(data.draw(seeds(), label="mask_seed"))
     return _keep_one_per_row(rng.random(shape) < 0.6, rng)
@@ -105,7 +126,9 @@ def _draw(component: str) -> Any:
             eps = EPS_VALUES[0]
         inputs: dict[str, Any] = {"y" if decoder else "x": x}
         if decoder:
-            inputs["memory"] = data.draw(arrays((s.B, s.S, s.D), dtype, allow_large=False), label="memory")
+            inputs["memory"] = data.draw(
+                arrays((s.B, s.S, s.D), dtype, allow_large=False), label="memory"
+            )
         n = data.draw(st.sampled_from([2, 1, 3]), label="layers") if stack else 1
         layers = [data.draw(layer_params(s.D, dtype, decoder), label=f"layer{i}") for i in range(n)]
         if stack:
@@ -118,13 +141,19 @@ def _draw(component: str) -> Any:
             kind = data.draw(st.sampled_from(MASK_KINDS), label="mask_kind")
         if kind is not None:
             shape = AttentionShape(s.B, s.H, s.T, s.S if decoder else s.T, s.D // s.H, s.D // s.H)
-            mask = _bool_mask(data, shape) if kind == "bool" else data.draw(masks(shape, kind, dtype), label="mask").mask
+            mask = (
+                _bool_mask(data, shape)
+                if kind == "bool"
+                else data.draw(masks(shape, kind, dtype), label="mask").mask
+            )
             inputs["memory_mask" if decoder else "mask"] = mask
         inputs["norm_first"] = tokens[0] == "pre_ln"
         inputs["activation"] = _pick(data, tokens, ACTIVATIONS, "activation")
         inputs["eps"] = eps
         if stack:
-            final = "final_norm" in tokens or ("no_final_norm" not in tokens and data.draw(st.booleans(), label="final_norm"))
+            final = "final_norm" in tokens or (
+                "no_final_norm" not in tokens and data.draw(st.booleans(), label="final_norm")
+            )
             if final:
                 inputs["final_norm"] = data.draw(norm_params(s.D, dtype), label="final_norm")
         return inputs
@@ -161,17 +190,27 @@ def _scale(sublayers: int) -> Any:
     return scale
 
 
-def future_targets_do_not_matter(subject: Subject, data: st.DataObject, variant: str | None) -> None:
+def future_targets_do_not_matter(
+    subject: Subject, data: st.DataObject, variant: str | None
+) -> None:
     """Changing the decoder input at positions >= t leaves every output before t unchanged (causality)."""
     inputs = _draw(subject.component.name)(data, subject.dtype, variant)
     y = inputs["y"]
     t = data.draw(st.integers(0, y.shape[1] - 1), label="t")
-    noise = (3 * np.random.default_rng(data.draw(seeds(), label="noise_seed")).standard_normal(y[:, t:].shape)).astype(y.dtype)
+    noise = (
+        3
+        * np.random.default_rng(data.draw(seeds(), label="noise_seed")).standard_normal(
+            y[:, t:].shape
+        )
+    ).astype(y.dtype)
     changed = {**inputs, "y": np.concatenate([y[:, :t], noise], axis=1)}
     base = subject.case(inputs)
     earlier = (np.arange(y.shape[1]) < t)[None, :, None]  # (1, T, 1)
     base.assert_equivalent(
-        base.got, subject.case(changed), f"outputs before t={t} after changing the inputs from t on", select=earlier
+        base.got,
+        subject.case(changed),
+        f"outputs before t={t} after changing the inputs from t on",
+        select=earlier,
     )
 
 
@@ -190,7 +229,9 @@ def batch_equals_items(subject: Subject, data: st.DataObject, variant: str | Non
     whole = subject.case(inputs)
     for b in range(whole.got.shape[0]):
         item = {k: _item(k, v, b) for k, v in inputs.items()}
-        whole.assert_equivalent(whole.got[b : b + 1], subject.case(item), f"batch item {b} alone vs in the batch")
+        whole.assert_equivalent(
+            whole.got[b : b + 1], subject.case(item), f"batch item {b} alone vs in the batch"
+        )
 
 
 def cache_equals_parallel(subject: Subject, data: st.DataObject, variant: str | None) -> None:
@@ -199,7 +240,11 @@ def cache_equals_parallel(subject: Subject, data: st.DataObject, variant: str | 
     log-probs are a per-position function of the decoder output, so equality here carries over to them."""
     inputs = _draw(subject.component.name)(data, subject.dtype, variant)
     cached = subject.case(inputs)
-    cached.assert_equivalent(cached.got, subject.sibling("decoder").case(inputs), "cached step-by-step vs parallel decoder")
+    cached.assert_equivalent(
+        cached.got,
+        subject.sibling("decoder").case(inputs),
+        "cached step-by-step vs parallel decoder",
+    )
 
 
 # Argument domains (spec/domains.py).
@@ -239,16 +284,28 @@ def _mask_regions(keys: str) -> tuple[Any, ...]:
 
     return (
         region("None", lambda v, i: v is None),
-        region(f"key padding (B, 1, 1, {keys})", lambda v, i: v is not None and v.ndim == 4 and v.shape[1:3] == (1, 1)),
+        region(
+            f"key padding (B, 1, 1, {keys})",
+            lambda v, i: v is not None and v.ndim == 4 and v.shape[1:3] == (1, 1),
+        ),
         region("an item of length 0 (rows that see no key)", lambda v, i: has_empty_row(v)),
         region(
             f"bool 2-D (T, {keys}) with T > 1",
             lambda v, i: v is not None and v.dtype == np.bool_ and v.ndim == 2 and v.shape[0] > 1,
         ),
-        region("bool per head (B, H, T, keys) with H > 1", lambda v, i: v is not None and v.ndim == 4 and v.shape[1] > 1),
-        region("per-query rows (..., T, 1)", lambda v, i: v is not None and v.ndim >= 2 and v.shape[-1] == 1 and v.shape[-2] > 1),
+        region(
+            "bool per head (B, H, T, keys) with H > 1",
+            lambda v, i: v is not None and v.ndim == 4 and v.shape[1] > 1,
+        ),
+        region(
+            "per-query rows (..., T, 1)",
+            lambda v, i: v is not None and v.ndim >= 2 and v.shape[-1] == 1 and v.shape[-2] > 1,
+        ),
         region("additive with -inf", lambda v, i: bool(np.isneginf(bias(v)).any())),
-        region("additive with finite nonzero biases", lambda v, i: bool((np.isfinite(bias(v)) & (bias(v) != 0)).any())),
+        region(
+            "additive with finite nonzero biases",
+            lambda v, i: bool((np.isfinite(bias(v)) & (bias(v) != 0)).any()),
+        ),
     )
 
 
@@ -260,10 +317,16 @@ _KEY_BIAS = {
 
 def _attention_entries(prefix: str) -> tuple[Arg, ...]:
     weights = tuple(
-        Arg(f"{prefix}.{w}", "float array (D, D), acting on the right (y = x W + b)") for w in ("w_q", "w_k", "w_v", "w_o")
+        Arg(f"{prefix}.{w}", "float array (D, D), acting on the right (y = x W + b)")
+        for w in ("w_q", "w_k", "w_v", "w_o")
     )
     biases = tuple(
-        Arg(f"{prefix}.{b}", "float array (D,), or absent (0)", default=None, invisible=_KEY_BIAS if b == "b_k" else {})
+        Arg(
+            f"{prefix}.{b}",
+            "float array (D,), or absent (0)",
+            default=None,
+            invisible=_KEY_BIAS if b == "b_k" else {},
+        )
         for b in ("b_q", "b_k", "b_v", "b_o")
     )
     return weights + biases
@@ -283,7 +346,9 @@ def _layer_entries(decoder: bool) -> tuple[Arg, ...]:
         Arg("ffn.w2", "float array (F, D)"),
         Arg("ffn.b2", "float array (D,)"),
     )
-    attention = _attention_entries("self_attn") + (_attention_entries("cross_attn") if decoder else ())
+    attention = _attention_entries("self_attn") + (
+        _attention_entries("cross_attn") if decoder else ()
+    )
     norms = sum((_norm_entries(f"norm{i}") for i in range(1, 4 if decoder else 3)), ())
     return attention + ffn + norms
 
@@ -324,9 +389,15 @@ def _input_arg(name: str, what: str) -> Arg:
         regions=(
             region("T = 1", lambda v, i: v.shape[1] == 1),
             region("B > 1", lambda v, i: v.shape[0] > 1),
-            region("tiny values (|x| < 1e-2: LayerNorm's variance near eps)", lambda v, i: float(np.abs(rows(i)).max()) < 1e-2),
+            region(
+                "tiny values (|x| < 1e-2: LayerNorm's variance near eps)",
+                lambda v, i: float(np.abs(rows(i)).max()) < 1e-2,
+            ),
             region("outliers (|x| >= 10)", lambda v, i: float(np.abs(rows(i)).max()) >= 10),
-            region("ties (repeated values)", lambda v, i: bool(np.isin(rows(i), [-2, -1, 0, 1, 2]).all())),
+            region(
+                "ties (repeated values)",
+                lambda v, i: bool(np.isin(rows(i), [-2, -1, 0, 1, 2]).all()),
+            ),
         ),
     )
 
@@ -365,14 +436,21 @@ def layer_options(rows: Any = None) -> tuple[Arg, ...]:
         region("0", lambda v, i: v == 0),
     )
     if rows is not None:
-        eps_regions += (region("above a normalised input's variance", lambda v, i: v > float(rows(i).var(-1).min())),)
+        eps_regions += (
+            region(
+                "above a normalised input's variance", lambda v, i: v > float(rows(i).var(-1).min())
+            ),
+        )
     return (
         Arg(
             "norm_first",
             "bool: False post-LN (LN(x + f(x)), the paper), True pre-LN (x + f(LN(x)))",
             kind="flag",
             default=False,
-            regions=(region("post-LN", lambda v, i: v is False), region("pre-LN", lambda v, i: v is True)),
+            regions=(
+                region("post-LN", lambda v, i: v is False),
+                region("pre-LN", lambda v, i: v is True),
+            ),
         ),
         Arg(
             "activation",
@@ -403,7 +481,9 @@ def _options(mask_name: str, keys: str, stack: bool) -> tuple[Arg, ...]:
         default=None,
         regions=_mask_regions(keys),
     )
-    options = (heads_arg(_width), mask) + layer_options(_rows_of("y" if mask_name == "memory_mask" else "x"))
+    options = (heads_arg(_width), mask) + layer_options(
+        _rows_of("y" if mask_name == "memory_mask" else "x")
+    )
     if not stack:
         return options
     final = Arg(
@@ -417,7 +497,10 @@ def _options(mask_name: str, keys: str, stack: bool) -> tuple[Arg, ...]:
             region("present with pre-LN", lambda v, i: v is not None and i["norm_first"]),
             region("present with post-LN", lambda v, i: v is not None and not i["norm_first"]),
         ),
-        entries=(Arg("gamma", "float array (D,): the final LayerNorm's scale"), Arg("beta", "float array (D,): its shift")),
+        entries=(
+            Arg("gamma", "float array (D,): the final LayerNorm's scale"),
+            Arg("beta", "float array (D,): its shift"),
+        ),
     )
     return options + (final,)
 
@@ -445,14 +528,22 @@ _MEMORY = Arg(
         region("S > T", lambda v, i: v.shape[1] > i["y"].shape[1]),
     ),
 )
-ENCODER_LAYER_ARGS = (_input_arg("x", "the layer's input"), _params_arg(False)) + _options("mask", "T", False)
-DECODER_LAYER_ARGS = (_input_arg("y", "the decoder's input (shifted targets)"), _MEMORY, _params_arg(True)) + _options(
-    "memory_mask", "S", False
+ENCODER_LAYER_ARGS = (_input_arg("x", "the layer's input"), _params_arg(False)) + _options(
+    "mask", "T", False
 )
-ENCODER_ARGS = (_input_arg("x", "the stack's input"), _layers_arg(False)) + _options("mask", "T", True)
-DECODER_ARGS = (_input_arg("y", "the decoder's input (shifted targets)"), _MEMORY, _layers_arg(True)) + _options(
-    "memory_mask", "S", True
+DECODER_LAYER_ARGS = (
+    _input_arg("y", "the decoder's input (shifted targets)"),
+    _MEMORY,
+    _params_arg(True),
+) + _options("memory_mask", "S", False)
+ENCODER_ARGS = (_input_arg("x", "the stack's input"), _layers_arg(False)) + _options(
+    "mask", "T", True
 )
+DECODER_ARGS = (
+    _input_arg("y", "the decoder's input (shifted targets)"),
+    _MEMORY,
+    _layers_arg(True),
+) + _options("memory_mask", "S", True)
 
 
 def _bad(component: str, variant: str | None, change: Any) -> Any:
@@ -470,7 +561,10 @@ def _mask_too_wide(inputs: dict[str, Any]) -> dict[str, Any]:
     decoder = "memory" in inputs
     T = inputs["y" if decoder else "x"].shape[1]
     keys = inputs["memory"].shape[1] if decoder else T
-    return {**inputs, "memory_mask" if decoder else "mask": np.ones((T, keys + 1), bool)}  # (T, keys + 1)
+    return {
+        **inputs,
+        "memory_mask" if decoder else "mask": np.ones((T, keys + 1), bool),
+    }  # (T, keys + 1)
 
 
 def _memory_narrower(inputs: dict[str, Any]) -> dict[str, Any]:
@@ -479,15 +573,35 @@ def _memory_narrower(inputs: dict[str, Any]) -> dict[str, Any]:
 
 def _bad_inputs(component: str) -> tuple[BadInput, ...]:
     bad = (
-        BadInput("heads_do_not_divide_D", "num_heads = D + 1", _bad(component, None, _heads_not_dividing)),
-        BadInput("unknown_activation", "activation='swish'", _bad(component, None, lambda i: {**i, "activation": "swish"})),
-        BadInput("negative_eps", "eps = -1e-5", _bad(component, None, lambda i: {**i, "eps": -1e-5})),
-        BadInput("mask_not_broadcastable", "mask (T, keys + 1)", _bad(component, None, _mask_too_wide)),
+        BadInput(
+            "heads_do_not_divide_D", "num_heads = D + 1", _bad(component, None, _heads_not_dividing)
+        ),
+        BadInput(
+            "unknown_activation",
+            "activation='swish'",
+            _bad(component, None, lambda i: {**i, "activation": "swish"}),
+        ),
+        BadInput(
+            "negative_eps", "eps = -1e-5", _bad(component, None, lambda i: {**i, "eps": -1e-5})
+        ),
+        BadInput(
+            "mask_not_broadcastable", "mask (T, keys + 1)", _bad(component, None, _mask_too_wide)
+        ),
     )
     if "decoder" in component:
-        bad += (BadInput("memory_width_differs", "memory (B, S, D - 1)", _bad(component, None, _memory_narrower)),)
+        bad += (
+            BadInput(
+                "memory_width_differs",
+                "memory (B, S, D - 1)",
+                _bad(component, None, _memory_narrower),
+            ),
+        )
     if component in ("encoder", "decoder", "incremental_decoder"):
-        bad += (BadInput("no_layers", "layers = []", _bad(component, None, lambda i: {**i, "layers": []})),)
+        bad += (
+            BadInput(
+                "no_layers", "layers = []", _bad(component, None, lambda i: {**i, "layers": []})
+            ),
+        )
     return bad
 
 
@@ -498,7 +612,12 @@ STACK_VARIANTS = ("post_ln", "pre_ln+final_norm", "post_ln+masked", "pre_ln+mask
 
 
 def _component(
-    name: str, sublayers: int, variants: tuple[str, ...], extra: tuple[Property, ...], signature: str, args: tuple[Arg, ...]
+    name: str,
+    sublayers: int,
+    variants: tuple[str, ...],
+    extra: tuple[Property, ...],
+    signature: str,
+    args: tuple[Arg, ...],
 ) -> Component:
     return Component(
         name=name,
@@ -509,7 +628,12 @@ def _component(
         args=args,
         properties=(
             matches_reference(_draw(name), variants),
-            Property("batch_equals_items", batch_equals_items.__doc__, batch_equals_items, ("post_ln+masked",)),
+            Property(
+                "batch_equals_items",
+                batch_equals_items.__doc__,
+                batch_equals_items,
+                ("post_ln+masked",),
+            ),
         )
         + extra,
         bad_inputs=_bad_inputs(name),
@@ -562,7 +686,15 @@ INCREMENTAL_DECODER = _component(
     "incremental_decoder",
     3,
     STACK_VARIANTS,
-    _CAUSAL + (Property("cache_equals_parallel", cache_equals_parallel.__doc__, cache_equals_parallel, _STACK_VARIANTS),),
+    _CAUSAL
+    + (
+        Property(
+            "cache_equals_parallel",
+            cache_equals_parallel.__doc__,
+            cache_equals_parallel,
+            _STACK_VARIANTS,
+        ),
+    ),
     "incremental_decoder(y, memory, layers, num_heads, memory_mask=None, ..., final_norm=None): one position per step, "
     "key/value cache",
     DECODER_ARGS,

@@ -47,12 +47,20 @@ ATTENTION_BUCKETS = (
 # of the examples (TILE_SHARE), so the default run reaches them within its time budget.
 TILE_BUCKETS = (
     AttentionShape(B=1, H=1, T=65, S=129, K=80, Kv=80),  # one past 64 and 128; K = 80
-    AttentionShape(B=1, H=2, T=1, S=257, K=96, Kv=96),  # a decoding step over one past 256 keys; K = 96
-    AttentionShape(B=2, H=1, T=127, S=33, K=16, Kv=16),  # T > S, one below 128 queries, one past 32 keys
+    AttentionShape(
+        B=1, H=2, T=1, S=257, K=96, Kv=96
+    ),  # a decoding step over one past 256 keys; K = 96
+    AttentionShape(
+        B=2, H=1, T=127, S=33, K=16, Kv=16
+    ),  # T > S, one below 128 queries, one past 32 keys
     AttentionShape(B=1, H=1, T=33, S=1025, K=128, Kv=128),  # one past 1024 keys; K = 128
-    AttentionShape(B=1, H=1, T=17, S=255, K=160, Kv=64),  # one below 256 keys; K = 160 past a 128 specialisation
+    AttentionShape(
+        B=1, H=1, T=17, S=255, K=160, Kv=64
+    ),  # one below 256 keys; K = 160 past a 128 specialisation
     AttentionShape(B=1, H=1, T=113, S=113, K=192, Kv=192),  # T = S, odd; K = 192
-    AttentionShape(B=1, H=4, T=16, S=16, K=256, Kv=256),  # exact tiles; K = 256, the largest specialisation
+    AttentionShape(
+        B=1, H=4, T=16, S=16, K=256, Kv=256
+    ),  # exact tiles; K = 256, the largest specialisation
 )
 TILE_SHARE = 5  # one example in TILE_SHARE draws a tile shape
 
@@ -93,7 +101,9 @@ def seeds() -> st.SearchStrategy[int]:
     return st.integers(0, 2**32 - 1)
 
 
-def make_values(shape: tuple[int, ...], kind: str, seed: int, dtype: DType, large: float = 1e4) -> np.ndarray:
+def make_values(
+    shape: tuple[int, ...], kind: str, seed: int, dtype: DType, large: float = 1e4
+) -> np.ndarray:
     """An array of ``shape`` in ``dtype`` from the named distribution (deterministic in seed)."""
     rng = np.random.default_rng(seed)
     if kind == "normal":
@@ -117,7 +127,9 @@ def large_logit(dtype: DType) -> float:
 
 
 @st.composite
-def arrays(draw: Any, shape: tuple[int, ...], dtype: DType, allow_large: bool = True, large: float = 1e4) -> np.ndarray:
+def arrays(
+    draw: Any, shape: tuple[int, ...], dtype: DType, allow_large: bool = True, large: float = 1e4
+) -> np.ndarray:
     """Return a strategy for an array of a given shape and dtype from a drawn distribution."""
     kind = draw(value_kinds(allow_large), label="kind")
     return make_values(shape, kind, draw(seeds(), label="seed"), dtype, large)
@@ -138,7 +150,9 @@ def attention_scales(K: int) -> st.SearchStrategy[float | None]:
 
 
 @st.composite
-def attention_inputs(draw: Any, dtype: DType, where: ShapeFilter | None = None, scaled: bool = False) -> AttentionInputs:
+def attention_inputs(
+    draw: Any, dtype: DType, where: ShapeFilter | None = None, scaled: bool = False
+) -> AttentionInputs:
     """Return a strategy for q (B, H, T, K), k (B, H, S, K), v (B, H, S, Kv) in dtype (and a scale, if scaled)."""
     s = draw(attention_shapes(where), label="shape")
     scale = draw(attention_scales(s.K), label="scale") if scaled else None
@@ -169,8 +183,14 @@ class Masking:
 
     def __str__(self) -> str:
         if self.mask == "none":
-            return f"causal_{self.causal}" + ("_T>S" if self.empty else "") if self.causal else "none"
-        base = ("padding_zero_length" if self.mask == "padding" else f"{self.mask}_empty_rows") if self.empty else self.mask
+            return (
+                f"causal_{self.causal}" + ("_T>S" if self.empty else "") if self.causal else "none"
+            )
+        base = (
+            ("padding_zero_length" if self.mask == "padding" else f"{self.mask}_empty_rows")
+            if self.empty
+            else self.mask
+        )
         return f"{base}+causal_{self.causal}" if self.causal else base
 
     @classmethod
@@ -204,7 +224,9 @@ EMPTY_ROW_VARIANTS = (
 class MaskDraw(NamedTuple):
     mask: np.ndarray | None
     causal: str | None
-    allowed: np.ndarray  # (B, H, T, S) bool: where a query may attend under mask and causal together
+    allowed: (
+        np.ndarray
+    )  # (B, H, T, S) bool: where a query may attend under mask and causal together
 
 
 def _mask_shape(draw: Any, s: AttentionShape) -> tuple[int, ...]:
@@ -286,16 +308,27 @@ MHA_BUCKETS = (
 
 
 @st.composite
-def mha_params(draw: Any, D: int, dtype: DType, biases: bool | None = None) -> dict[str, np.ndarray]:
+def mha_params(
+    draw: Any, D: int, dtype: DType, biases: bool | None = None
+) -> dict[str, np.ndarray]:
     """Return a strategy for the canonical MHA weights: W_* (D, D) ~ N(0, 1/D), biases (D,) or absent."""
     rng = np.random.default_rng(draw(seeds(), label="params_seed"))
     names = ("b_q", "b_k", "b_v", "b_o")
     if biases is None:  # all, none, or some of the biases (absent = 0)
         present = draw(st.sampled_from(["all", "none", "some"]), label="biases")
-        chosen = names if present == "all" else () if present == "none" else tuple(b for b in names if rng.random() < 0.5)
+        chosen = (
+            names
+            if present == "all"
+            else ()
+            if present == "none"
+            else tuple(b for b in names if rng.random() < 0.5)
+        )
     else:
         chosen = names if biases else ()
-    params = {w: (rng.standard_normal((D, D)) / np.sqrt(D)).astype(dtype.np_dtype) for w in ("w_q", "w_k", "w_v", "w_o")}
+    params = {
+        w: (rng.standard_normal((D, D)) / np.sqrt(D)).astype(dtype.np_dtype)
+        for w in ("w_q", "w_k", "w_v", "w_o")
+    }
     params.update({b: (0.1 * rng.standard_normal(D)).astype(dtype.np_dtype) for b in chosen})
     return params
 
@@ -318,13 +351,18 @@ def seq_shapes() -> st.SearchStrategy[SeqShape]:
 
 @st.composite
 def normal_params(
-    draw: Any, shapes: dict[str, tuple[int, ...]], dtype: DType, scale: dict[str, float] | None = None
+    draw: Any,
+    shapes: dict[str, tuple[int, ...]],
+    dtype: DType,
+    scale: dict[str, float] | None = None,
 ) -> dict[str, np.ndarray]:
     """Return a strategy for a dict of N(0, scale^2) weights with the given shapes (1/sqrt(fan-in) by default)."""
     rng = np.random.default_rng(draw(seeds(), label="params_seed"))
     scale = scale or {}
     return {
-        name: (rng.standard_normal(shape) * scale.get(name, 1 / np.sqrt(shape[0]))).astype(dtype.np_dtype)
+        name: (rng.standard_normal(shape) * scale.get(name, 1 / np.sqrt(shape[0]))).astype(
+            dtype.np_dtype
+        )
         for name, shape in shapes.items()
     }
 

@@ -247,7 +247,9 @@ class Conformance:
         self, config: pytest.Config, items: list[pytest.Item]
     ) -> None:
         # a family none of whose components was asked for leaves an empty parametrisation: not a test
-        empty = [i for i in items if "target" in getattr(i, "fixturenames", ()) and _target(i) is None]
+        empty = [
+            i for i in items if "target" in getattr(i, "fixturenames", ()) and _target(i) is None
+        ]
         if empty:
             config.hook.pytest_deselected(items=empty)
             items[:] = [i for i in items if i not in empty]

@@ -7,7 +7,9 @@ from typing import Any
 import pytest
 
 
-def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict[str, Any]) -> None:
+def pytest_benchmark_update_machine_info(
+    config: pytest.Config, machine_info: dict[str, Any]
+) -> None:
     from benchmarks.machine import describe
 
     machine_info["transformer_conformance"] = describe()

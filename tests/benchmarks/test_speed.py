@@ -21,7 +21,9 @@ from benchmarks.machine import device_name
 pytestmark = [
     pytest.mark.benchmark,
     # a test that fails before timing (a wrong kernel) must fail for that reason alone
-    pytest.mark.filterwarnings("ignore:Benchmark fixture was not used:pytest_benchmark.logger.PytestBenchmarkWarning"),
+    pytest.mark.filterwarnings(
+        "ignore:Benchmark fixture was not used:pytest_benchmark.logger.PytestBenchmarkWarning"
+    ),
 ]
 
 # Seconds of timed rounds per point for the harness, and again for the independent timer.
@@ -48,14 +50,16 @@ def _prepare(case: Case, backend: Backend) -> tuple[Prepared, float, object, dic
         pytest.skip("no CUDA device: GPU points run on a GPU machine")
     inputs = case.inputs()
     try:
-        prepared, first_s, out = timing.first_call(backend, case, inputs)  # compile / autotune / lazy init: excluded
+        prepared, first_s, out = timing.first_call(
+            backend, case, inputs
+        )  # compile / autotune / lazy init: excluded
     except Unavailable as e:
         pytest.skip(str(e))
     return prepared, first_s, out, inputs
 
 
 @pytest.mark.parametrize(("case", "backend"), _points())
-def test_speed(benchmark, case: Case, backend: Backend) -> None:  # noqa: ANN001
+def test_speed(benchmark, case: Case, backend: Backend) -> None:
     prepared, first_s, out, inputs = _prepare(case, backend)
     comparison = spot_check(case, inputs, prepared.to_numpy(out))
     if comparison is not None:
@@ -89,13 +93,17 @@ def test_speed(benchmark, case: Case, backend: Backend) -> None:  # noqa: ANN001
         independent_timer=other["timer"],
         independent_median_s=other["median_s"],
         spot_check_error_over_allowed=None if comparison is None else comparison.ratio,
-        **({"do_bench_median_s": other["do_bench_median_s"]} if "do_bench_median_s" in other else {}),
+        **(
+            {"do_bench_median_s": other["do_bench_median_s"]}
+            if "do_bench_median_s" in other
+            else {}
+        ),
     )
 
 
 @pytest.mark.parametrize("device", ["cpu", "cuda"])
 @pytest.mark.parametrize("library", ["numpy", "torch", "jax"])
-def test_harness_overhead(benchmark, library: str, device: str) -> None:  # noqa: ANN001
+def test_harness_overhead(benchmark, library: str, device: str) -> None:
     """What the harness adds per call: a call that does nothing, synchronised as that library's calls are."""
     if library == "numpy" and device == "cuda":
         pytest.skip("numpy has no GPU")
@@ -104,15 +112,27 @@ def test_harness_overhead(benchmark, library: str, device: str) -> None:  # noqa
     if device == "cuda" and not _cuda_available():
         pytest.skip("no CUDA device: GPU points run on a GPU machine")
     done: object = object()
-    sync = lambda out: out  # noqa: E731
+    sync = lambda out: out
     if library == "torch":
         sync = torch_sync(device)
     elif library == "jax":
         import jax
 
-        sync, done = jax.block_until_ready, jax.numpy.zeros(1)  # an array on the default device, already computed
+        sync, done = (
+            jax.block_until_ready,
+            jax.numpy.zeros(1),
+        )  # an array on the default device, already computed
     prepared = Prepared(lambda: done, sync, lambda out: out, library)
-    benchmark.pedantic(lambda: prepared.sync(prepared.call()), rounds=2000, iterations=1, warmup_rounds=timing.WARMUP_ROUNDS)
+    benchmark.pedantic(
+        lambda: prepared.sync(prepared.call()),
+        rounds=2000,
+        iterations=1,
+        warmup_rounds=timing.WARMUP_ROUNDS,
+    )
     benchmark.extra_info.update(
-        component="harness_overhead", backend=library, library=library, device=device, device_name=device_name(device)
+        component="harness_overhead",
+        backend=library,
+        library=library,
+        device=device,
+        device_name=device_name(device),
     )

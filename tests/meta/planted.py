@@ -13,7 +13,18 @@ import reference as R
 from reference.attention import softmax as _softmax
 
 
-def _weights_with(q, k, mask=None, scale=None, causal=None, *, scale_rule=None, axis=-1, invert=False, causal_shift=0):  # noqa: ANN001, ANN202
+def _weights_with(
+    q,
+    k,
+    mask=None,
+    scale=None,
+    causal=None,
+    *,
+    scale_rule=None,
+    axis=-1,
+    invert=False,
+    causal_shift=0,
+):
     """attention_weights with one knob turned: the planted bugs below."""
     K, T, S = q.shape[-1], q.shape[-2], k.shape[-2]
     scale = scale if scale is not None else (scale_rule(K) if scale_rule else 1 / np.sqrt(K))
@@ -31,14 +42,16 @@ def _weights_with(q, k, mask=None, scale=None, causal=None, *, scale_rule=None, 
 
 
 def _adapter(name: str, **weight_knobs: object) -> SimpleNamespace:
-    def attention_weights(q, k, mask=None, scale=None, causal=None):  # noqa: ANN001, ANN202
+    def attention_weights(q, k, mask=None, scale=None, causal=None):
         return _weights_with(q, k, mask, scale, causal, **weight_knobs)
 
-    def scaled_dot_product_attention(q, k, v, mask=None, scale=None, causal=None):  # noqa: ANN001, ANN202
+    def scaled_dot_product_attention(q, k, v, mask=None, scale=None, causal=None):
         return (attention_weights(q, k, mask, scale, causal) @ v).astype(q.dtype)
 
     return SimpleNamespace(
-        name=name, attention_weights=attention_weights, scaled_dot_product_attention=scaled_dot_product_attention
+        name=name,
+        attention_weights=attention_weights,
+        scaled_dot_product_attention=scaled_dot_product_attention,
     )
 
 
@@ -62,7 +75,7 @@ softmax_nan_on_masked_rows = SimpleNamespace(
 )
 
 
-def _mha_heads_interleaved(query, key, value, params, num_heads, mask=None, causal=None):  # noqa: ANN001, ANN202
+def _mha_heads_interleaved(query, key, value, params, num_heads, mask=None, causal=None):
     """Heads taken as strided columns (h, h+H, ...) instead of contiguous blocks."""
     D = query.shape[-1]
     order = np.arange(D).reshape(D // num_heads, num_heads).T.reshape(-1)  # column permutation
@@ -75,15 +88,19 @@ def _mha_heads_interleaved(query, key, value, params, num_heads, mask=None, caus
     return R.multi_head_attention(query, key, value, p, num_heads, mask, causal)
 
 
-mha_heads_interleaved = SimpleNamespace(name="mha_heads_interleaved", multi_head_attention=_mha_heads_interleaved)
+mha_heads_interleaved = SimpleNamespace(
+    name="mha_heads_interleaved", multi_head_attention=_mha_heads_interleaved
+)
 
 
-def _sdpa_truncating_v(q, k, v, mask=None, scale=None, causal=None):  # noqa: ANN001, ANN202
+def _sdpa_truncating_v(q, k, v, mask=None, scale=None, causal=None):
     """Silently drops V's extra positions instead of refusing a k/v length mismatch."""
     return R.scaled_dot_product_attention(q, k, v[:, :, : k.shape[2]], mask, scale, causal)
 
 
-sdpa_accepts_kv_mismatch = SimpleNamespace(name="sdpa_accepts_kv_mismatch", scaled_dot_product_attention=_sdpa_truncating_v)
+sdpa_accepts_kv_mismatch = SimpleNamespace(
+    name="sdpa_accepts_kv_mismatch", scaled_dot_product_attention=_sdpa_truncating_v
+)
 
 # (adapter, component, property or "refuses[bad input]", variant, dtype name): where each bug must be caught
 CAUGHT_BY = [
@@ -93,10 +110,28 @@ CAUGHT_BY = [
     (softmax_over_queries, "scaled_dot_product_attention", "matches_reference", "none", "float32"),
     (mask_inverted, "attention_weights", "matches_reference", "bool", "float32"),
     (mask_inverted, "scaled_dot_product_attention", "hidden_keys_do_not_matter", "bool", "float32"),
-    (causal_off_by_one, "scaled_dot_product_attention", "hidden_keys_do_not_matter", "causal_top_left", "float32"),
-    (causal_off_by_one, "attention_weights", "matches_reference", "causal_bottom_right", "bfloat16"),
+    (
+        causal_off_by_one,
+        "scaled_dot_product_attention",
+        "hidden_keys_do_not_matter",
+        "causal_top_left",
+        "float32",
+    ),
+    (
+        causal_off_by_one,
+        "attention_weights",
+        "matches_reference",
+        "causal_bottom_right",
+        "bfloat16",
+    ),
     (softmax_without_max, "softmax", "finite_for_large_logits", None, "float32"),
     (softmax_nan_on_masked_rows, "softmax", "all_neg_inf_slice_is_zero", None, "float32"),
     (mha_heads_interleaved, "multi_head_attention", "matches_reference", "cross", "float32"),
-    (sdpa_accepts_kv_mismatch, "scaled_dot_product_attention", "refuses[kv_length_mismatch]", None, "float32"),
+    (
+        sdpa_accepts_kv_mismatch,
+        "scaled_dot_product_attention",
+        "refuses[kv_length_mismatch]",
+        None,
+        "float32",
+    ),
 ]

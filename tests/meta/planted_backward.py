@@ -17,7 +17,7 @@ from spec.core import Unsupported
 BUGS = ("dq_without_scale", "dk_transposed", "leaks_into_masked_keys")
 
 
-def _torch_backward(q, k, v, allowed, scale, do, bug):  # noqa: ANN001, ANN202
+def _torch_backward(q, k, v, allowed, scale, do, bug):
     s = (q @ k.transpose(-1, -2)) * scale  # (B, H, T, S)
     p = torch.softmax(s.masked_fill(~allowed, float("-inf")), dim=-1)
     if bug == "leaks_into_masked_keys":
@@ -33,14 +33,14 @@ def _torch_backward(q, k, v, allowed, scale, do, bug):  # noqa: ANN001, ANN202
 
 class _TorchAttention(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, q, k, v, allowed, scale, bug):  # noqa: ANN001, ANN205
+    def forward(ctx, q, k, v, allowed, scale, bug):
         ctx.save_for_backward(q, k, v, allowed)
         ctx.scale, ctx.bug = scale, bug
         s = ((q @ k.transpose(-1, -2)) * scale).masked_fill(~allowed, float("-inf"))
         return torch.softmax(s, dim=-1) @ v  # the forward is right
 
     @staticmethod
-    def backward(ctx, do):  # noqa: ANN001, ANN205
+    def backward(ctx, do):
         q, k, v, allowed = ctx.saved_tensors
         return (*_torch_backward(q, k, v, allowed, ctx.scale, do, ctx.bug), None, None, None)
 
@@ -49,13 +49,13 @@ class _SoftmaxWithoutCentring(torch.autograd.Function):
     """softmax whose backward forgets the - sum(c * y) term: dx = y * c."""
 
     @staticmethod
-    def forward(ctx, x, axis):  # noqa: ANN001, ANN205
+    def forward(ctx, x, axis):
         y = torch.softmax(x, dim=axis)
         ctx.save_for_backward(y)
         return y
 
     @staticmethod
-    def backward(ctx, c):  # noqa: ANN001, ANN205
+    def backward(ctx, c):
         (y,) = ctx.saved_tensors
         return y * c, None
 
@@ -65,7 +65,7 @@ class BrokenSoftmaxBackward(TorchAdapter):
         super().__init__("cpu")
         self.name = "torch_softmax_backward_not_centred"
 
-    def softmax(self, x, axis=-1):  # noqa: ANN001, ANN201
+    def softmax(self, x, axis=-1):
         return self._np(_SoftmaxWithoutCentring.apply(self._t(x), axis))
 
 
@@ -74,29 +74,35 @@ class BrokenTorchBackward(TorchAdapter):
         super().__init__("cpu")
         self.bug, self.name = bug, f"torch_backward_{bug}"
 
-    def scaled_dot_product_attention(self, q, k, v, mask=None, scale=None, causal=None):  # noqa: ANN001, ANN201
+    def scaled_dot_product_attention(self, q, k, v, mask=None, scale=None, causal=None):
         if mask is not None and mask.dtype != np.bool_:
             raise Unsupported("this planted kernel takes boolean masks only")
-        allowed = torch.from_numpy(_allowed(q.shape[0], q.shape[1], q.shape[2], k.shape[2], mask, causal))
+        allowed = torch.from_numpy(
+            _allowed(q.shape[0], q.shape[1], q.shape[2], k.shape[2], mask, causal)
+        )
         scale = 1.0 / np.sqrt(q.shape[-1]) if scale is None else scale
-        return self._np(_TorchAttention.apply(self._t(q), self._t(k), self._t(v), allowed, scale, self.bug))
+        return self._np(
+            _TorchAttention.apply(self._t(q), self._t(k), self._t(v), allowed, scale, self.bug)
+        )
 
 
-def _jax_attention(allowed: jax.Array, scale: float, bug: str):  # noqa: ANN202
+def _jax_attention(allowed: jax.Array, scale: float, bug: str):
     """A custom_vjp attention over (q, k, v) for one mask, scale and bug (captured, not differentiated)."""
 
     @jax.custom_vjp
-    def attention(q, k, v):  # noqa: ANN001, ANN202
+    def attention(q, k, v):
         s = jnp.where(allowed, (q @ jnp.swapaxes(k, -1, -2)) * scale, -jnp.inf)
         return jax.nn.softmax(s, axis=-1) @ v  # the forward is right
 
-    def fwd(q, k, v):  # noqa: ANN001, ANN202
+    def fwd(q, k, v):
         return attention(q, k, v), (q, k, v)
 
-    def bwd(residuals, do):  # noqa: ANN001, ANN202
+    def bwd(residuals, do):
         q, k, v = residuals
         s = (q @ jnp.swapaxes(k, -1, -2)) * scale
-        p = jax.nn.softmax(s if bug == "leaks_into_masked_keys" else jnp.where(allowed, s, -jnp.inf), axis=-1)
+        p = jax.nn.softmax(
+            s if bug == "leaks_into_masked_keys" else jnp.where(allowed, s, -jnp.inf), axis=-1
+        )
         dv = jnp.swapaxes(p, -1, -2) @ do
         dp = do @ jnp.swapaxes(v, -1, -2)
         ds = p * (dp - (p * dp).sum(-1, keepdims=True))
@@ -114,7 +120,7 @@ class BrokenJaxBackward(JaxAdapter):
         super().__init__("cpu")
         self.bug, self.name = bug, f"jax_backward_{bug}"
 
-    def scaled_dot_product_attention(self, q, k, v, mask=None, scale=None, causal=None):  # noqa: ANN001, ANN201
+    def scaled_dot_product_attention(self, q, k, v, mask=None, scale=None, causal=None):
         if mask is not None and mask.dtype != np.bool_:
             raise Unsupported("this planted kernel takes boolean masks only")
         allowed = _allowed(q.shape[0], q.shape[1], q.shape[2], k.shape[2], mask, causal)
@@ -129,7 +135,7 @@ class SelfAttentionGradientViaQueryOnly(TorchAdapter):
 
     name = "self_attention_gradient_via_query_only"
 
-    def multi_head_attention(self, query, key, value, params, num_heads, mask=None, causal=None):  # noqa: ANN001, ANN201
+    def multi_head_attention(self, query, key, value, params, num_heads, mask=None, causal=None):
         if key is query and value is query and self._leaves is not None:
             key = value = query.copy()  # the same numbers, no longer the differentiated leaf
         return super().multi_head_attention(query, key, value, params, num_heads, mask, causal)
@@ -142,7 +148,9 @@ _CHECKS = {
 }
 
 CAUGHT_BY = [
-    (cls(bug), "scaled_dot_product_attention", *_CHECKS[bug]) for cls in (BrokenTorchBackward, BrokenJaxBackward) for bug in BUGS
+    (cls(bug), "scaled_dot_product_attention", *_CHECKS[bug])
+    for cls in (BrokenTorchBackward, BrokenJaxBackward)
+    for bug in BUGS
 ] + [
     (
         BrokenTorchBackward("leaks_into_masked_keys"),
@@ -152,5 +160,11 @@ CAUGHT_BY = [
         "float32",
     ),
     (BrokenSoftmaxBackward(), "softmax", "gradient_rows_sum_to_zero", None, "float32"),
-    (SelfAttentionGradientViaQueryOnly(), "multi_head_attention", "vjp_matches_finite_differences", "self", "float32"),
+    (
+        SelfAttentionGradientViaQueryOnly(),
+        "multi_head_attention",
+        "vjp_matches_finite_differences",
+        "self",
+        "float32",
+    ),
 ]

@@ -34,13 +34,15 @@ from reference.masks import causal_mask
 BLOCK_T, BLOCK_S = 32, 64
 
 
-def tiled_attention(q, k, v, mask=None, scale=None, causal=None, *, bug: str | None = None):  # noqa: ANN001, ANN201, C901
+def tiled_attention(q, k, v, mask=None, scale=None, causal=None, *, bug: str | None = None):
     check_attention("scaled_dot_product_attention", q, k, v, mask, scale, causal)
     B, H, T, K = q.shape
     S, Kv = k.shape[2], v.shape[3]
     low = q.dtype in (np.float16, ml_dtypes.bfloat16)
     acc_dtype = q.dtype if bug == "bf16_accumulation" else (np.float32 if low else q.dtype)
-    compute = np.dtype(np.float32 if low else q.dtype)  # logits and probabilities: float32 for 16-bit inputs
+    compute = np.dtype(
+        np.float32 if low else q.dtype
+    )  # logits and probabilities: float32 for 16-bit inputs
     scale = 1.0 / np.sqrt(K) if scale is None else scale
     qc, kc, vc = (a.astype(compute) for a in (q, k, v))
     if bug == "head_dim_truncated" and K > 64:
@@ -57,15 +59,21 @@ def tiled_attention(q, k, v, mask=None, scale=None, causal=None, *, bug: str | N
         for s0 in range(0, S, BLOCK_S):
             s1 = min(s0 + BLOCK_S, S)
             if allowed is not None:  # skip key blocks that no query of this row block may see
-                rows = slice(t0, t0 + 1) if bug == "causal_block_skip_off_by_one" else slice(t0, t1)  # the bug: the first row only
+                rows = (
+                    slice(t0, t0 + 1) if bug == "causal_block_skip_off_by_one" else slice(t0, t1)
+                )  # the bug: the first row only
                 if not allowed[rows, s0:s1].any():
                     continue
             width = BLOCK_S if bug == "last_block_unmasked" else s1 - s0
             kb = np.zeros((B, H, width, kc.shape[-1]), compute)
             vb = np.zeros((B, H, width, Kv), compute)
             kb[:, :, : s1 - s0], vb[:, :, : s1 - s0] = kc[:, :, s0:s1], vc[:, :, s0:s1]
-            logits = (qc[:, :, t0:t1] @ np.swapaxes(kb, -1, -2)) * compute.type(scale)  # (B, H, t, width)
-            keep = np.ones(logits.shape, bool)  # the padded keys of a partial block are kept: only the bug pads
+            logits = (qc[:, :, t0:t1] @ np.swapaxes(kb, -1, -2)) * compute.type(
+                scale
+            )  # (B, H, t, width)
+            keep = np.ones(
+                logits.shape, bool
+            )  # the padded keys of a partial block are kept: only the bug pads
             if full_mask is not None:
                 block = full_mask[:, :, t0:t1, s0:s1]
                 if block.dtype == np.bool_:
@@ -98,8 +106,8 @@ def tiled_attention(q, k, v, mask=None, scale=None, causal=None, *, bug: str | N
 def _kernel(name: str, bug: str | None) -> SimpleNamespace:
     return SimpleNamespace(
         name=name,
-        scaled_dot_product_attention=lambda q, k, v, mask=None, scale=None, causal=None: tiled_attention(
-            q, k, v, mask, scale, causal, bug=bug
+        scaled_dot_product_attention=lambda q, k, v, mask=None, scale=None, causal=None: (
+            tiled_attention(q, k, v, mask, scale, causal, bug=bug)
         ),
     )
 

@@ -36,7 +36,9 @@ def test_attention_flops_is_four_bhtsk_and_causal_about_half() -> None:
     full = cost.scaled_dot_product_attention(B, H, T, T, K, 2, causal=False)
     half = cost.scaled_dot_product_attention(B, H, T, T, K, 2, causal=True)
     assert full.flops == 4 * B * H * T * T * K
-    assert half.flops == 4 * B * H * K * T * (T + 1) // 2, "causal counts the attended pairs, T (T + 1) / 2"
+    assert half.flops == 4 * B * H * K * T * (T + 1) // 2, (
+        "causal counts the attended pairs, T (T + 1) / 2"
+    )
     assert full.bytes == B * H * 4 * T * K * 2, "q, k, v read and the output written once"
 
 
@@ -49,7 +51,9 @@ def test_sweeps_cover_what_the_issue_asks() -> None:
 
 
 def _tiny(component: str, causal: bool = False) -> Case:
-    dims = {ATTENTION: (("B", 2), ("H", 2), ("T", 24), ("S", 24), ("K", 8))}.get(component, (("R", 40), ("N", 16)))
+    dims = {ATTENTION: (("B", 2), ("H", 2), ("T", 24), ("S", 24), ("K", 8))}.get(
+        component, (("R", 40), ("N", 16))
+    )
     if component == "layer_norm":
         dims = (("R", 40), ("D", 16))
     if component == "sinusoidal_positional_encoding":
@@ -67,7 +71,7 @@ _CPU_POINTS = [
 
 
 @pytest.mark.parametrize(("backend", "case"), _CPU_POINTS)
-def test_timed_kernels_compute_the_component(backend, case: Case) -> None:  # noqa: ANN001
+def test_timed_kernels_compute_the_component(backend, case: Case) -> None:
     """What a benchmark times is the component: its output passes the oracle's spot check."""
     if importlib.util.find_spec(backend.library) is None:
         pytest.skip(f"{backend.library} is not installed")
@@ -77,7 +81,9 @@ def test_timed_kernels_compute_the_component(backend, case: Case) -> None:  # no
     except Unavailable as e:
         pytest.skip(str(e))
     comparison = spot_check(case, inputs, prepared.to_numpy(out))
-    assert comparison is not None and comparison.ok, comparison.report() if comparison else "no check"
+    assert comparison is not None and comparison.ok, (
+        comparison.report() if comparison else "no check"
+    )
 
 
 def test_spot_check_refuses_a_wrong_kernel() -> None:
@@ -87,9 +93,13 @@ def test_spot_check_refuses_a_wrong_kernel() -> None:
     case = _tiny(ATTENTION)
     inputs = case.inputs()
     K = case.size["K"]
-    wrong = reference.scaled_dot_product_attention(inputs["q"], inputs["k"], inputs["v"], scale=1.0 / K)
+    wrong = reference.scaled_dot_product_attention(
+        inputs["q"], inputs["k"], inputs["v"], scale=1.0 / K
+    )
     comparison = spot_check(case, inputs, wrong)
-    assert comparison is not None and not comparison.ok, f"the planted scale bug passed: {comparison}"
+    assert comparison is not None and not comparison.ok, (
+        f"the planted scale bug passed: {comparison}"
+    )
 
 
 def test_plan_rounds_fits_the_budget_within_its_limits() -> None:
@@ -100,7 +110,12 @@ def test_plan_rounds_fits_the_budget_within_its_limits() -> None:
 
 def test_timed_once_synchronises() -> None:
     events: list[str] = []
-    prepared = Prepared(lambda: events.append("call") or "out", lambda out: events.append(f"sync {out}"), np.asarray, "numpy")
+    prepared = Prepared(
+        lambda: events.append("call") or "out",
+        lambda out: events.append(f"sync {out}"),
+        np.asarray,
+        "numpy",
+    )
     seconds, out = timing.timed_once(prepared)
     assert events == ["call", "sync out"] and out == "out" and seconds >= 0
 
@@ -142,7 +157,9 @@ def test_report_percentages_exponents_and_plots(tmp_path: Path) -> None:
     for T in (128, 256, 512, 1024):
         B = 4096 // T
         c = cost.scaled_dot_product_attention(B, 1, T, T, 64, 4, False)
-        seconds = c.flops / (peak_tflops / 2 * 1e12)  # half the peak; B T fixed, so time per sequence ~ T^2
+        seconds = c.flops / (
+            peak_tflops / 2 * 1e12
+        )  # half the peak; B T fixed, so time per sequence ~ T^2
         records.append(
             _record(
                 f"a{T}",
@@ -165,7 +182,10 @@ def test_report_percentages_exponents_and_plots(tmp_path: Path) -> None:
     text = (tmp_path / "BENCHMARKS.md").read_text()
     assert "1 (50%)" in text, f"expected 1 TFLOP/s at 50% of a 2 TFLOP/s peak in:\n{text}"
     assert "| exponent p | 2.00 |" in text, text
-    long = sum(r["stats"]["median"] > report.LONG_KERNEL_S and "independent_median_s" in r["extra_info"] for r in records)
+    long = sum(
+        r["stats"]["median"] > report.LONG_KERNEL_S and "independent_median_s" in r["extra_info"]
+        for r in records
+    )
     assert f"{long} of {long} within 2%" in text, text
     pngs = sorted(p.name for p in tmp_path.glob("*.png"))
     assert pngs == ["attention_throughput_cpu_float32.png", "attention_time_cpu_float32.png"], pngs

@@ -18,16 +18,20 @@ STATED = [c for c in COMPONENTS.values() if c.args]
 
 
 @pytest.mark.parametrize("component", STATED, ids=[c.name for c in STATED])
-def test_args_are_the_reference_signature(component) -> None:  # noqa: ANN001
+def test_args_are_the_reference_signature(component) -> None:
     params = inspect.signature(component.reference).parameters
-    assert [a.name for a in component.args] == list(params), f"{component.name}: args {[a.name for a in component.args]}"
+    assert [a.name for a in component.args] == list(params), (
+        f"{component.name}: args {[a.name for a in component.args]}"
+    )
     for arg in component.args:
         default = params[arg.name].default
         stated = arg.default if arg.has_default else inspect.Parameter.empty
-        assert stated == default, f"{component.name}.{arg.name}: the spec says default {stated!r}, the reference {default!r}"
+        assert stated == default, (
+            f"{component.name}.{arg.name}: the spec says default {stated!r}, the reference {default!r}"
+        )
 
 
 @pytest.mark.parametrize("component", STATED, ids=[c.name for c in STATED])
-def test_every_region_of_every_argument_is_drawn(component) -> None:  # noqa: ANN001
+def test_every_region_of_every_argument_is_drawn(component) -> None:
     missing = uncovered(component)
     assert not missing, f"{component.name}: regions no property draws: {missing}"

@@ -10,12 +10,19 @@ from hypothesis import strategies as st
 import reference as R
 from adapters import BUILTINS, available_builtins, load_adapter
 from spec.dtypes import ALL_DTYPES, FLOAT32, FLOAT64
-from spec.strategies import ATTENTION_BUCKETS, EMPTY_ROW_VARIANTS, MASK_VARIANTS, Masking, attention_inputs, masks
+from spec.strategies import (
+    ATTENTION_BUCKETS,
+    EMPTY_ROW_VARIANTS,
+    MASK_VARIANTS,
+    Masking,
+    attention_inputs,
+    masks,
+)
 from spec.tolerance import FLOOR_ULPS, MULTIPLIER, bound_for, compare, oracle
 
 
 @pytest.mark.parametrize("dtype", ALL_DTYPES, ids=str)
-def test_bound_is_multiple_of_same_precision_error_plus_floor(dtype) -> None:  # noqa: ANN001
+def test_bound_is_multiple_of_same_precision_error_plus_floor(dtype) -> None:
     x = np.random.default_rng(0).standard_normal((4, 9)).astype(dtype.np_dtype)
     expected = oracle(R.softmax, {"x": x}, dtype)
     bound = bound_for(R.softmax, {"x": x}, dtype, expected, error_scale=1.0)
@@ -52,7 +59,9 @@ def test_compare_reports_worst_error_location_and_bound() -> None:
 
 def test_compare_treats_nan_as_failure() -> None:
     got = np.array([0.0, np.nan])
-    bound = bound_for(R.softmax, {"x": np.zeros(2)}, FLOAT64, oracle(R.softmax, {"x": np.zeros(2)}, FLOAT64), 1.0)
+    bound = bound_for(
+        R.softmax, {"x": np.zeros(2)}, FLOAT64, oracle(R.softmax, {"x": np.zeros(2)}, FLOAT64), 1.0
+    )
     assert not compare(got, np.zeros(2), bound).ok
 
 
@@ -62,7 +71,9 @@ def test_loader_builtins_and_third_party() -> None:
     numpy = load_adapter("numpy")
     assert numpy.name == "numpy" and numpy.function("softmax") is R.softmax
     planted = load_adapter("tests.meta.planted:mask_inverted")
-    assert planted.name == "mask_inverted" and planted.function("softmax") is None  # -> "unsupported"
+    assert (
+        planted.name == "mask_inverted" and planted.function("softmax") is None
+    )  # -> "unsupported"
     with pytest.raises(ValueError, match="cannot load adapter"):
         load_adapter("no_such_module:adapter")
 
@@ -79,9 +90,15 @@ def test_deviation_keys_match_most_specific_first() -> None:
 
 @pytest.mark.parametrize("variant", MASK_VARIANTS + EMPTY_ROW_VARIANTS, ids=str)
 @given(data=st.data())
-def test_mask_strategies_keep_or_empty_rows_as_named(variant, data: st.DataObject) -> None:  # noqa: ANN001
+def test_mask_strategies_keep_or_empty_rows_as_named(variant, data: st.DataObject) -> None:
     bottom_right = variant.causal == "bottom_right"
-    where = (lambda s: s.T > s.S) if bottom_right and variant.empty else (lambda s: s.T <= s.S) if bottom_right else None
+    where = (
+        (lambda s: s.T > s.S)
+        if bottom_right and variant.empty
+        else (lambda s: s.T <= s.S)
+        if bottom_right
+        else None
+    )
     x = data.draw(attention_inputs(FLOAT32, where), label="qkv")
     m = data.draw(masks(x.shape, variant, FLOAT32), label="mask")
     rows_with_keys = m.allowed.any(-1)

@@ -28,7 +28,7 @@ _DRAWN: dict[str, list] = {}
 
 
 @pytest.mark.parametrize("component,mutant", CASES, ids=[f"{c}: {m.name}" for c, m in CASES])
-def test_mutant_is_caught(component: str, mutant) -> None:  # noqa: ANN001
+def test_mutant_is_caught(component: str, mutant) -> None:
     if component not in _DRAWN:
         _DRAWN[component] = drawn_inputs(COMPONENTS[component])
     verdict = hunt(mutant, _DRAWN[component])

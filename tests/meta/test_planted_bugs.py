@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, settings
 
 from adapters import Adapter
-from spec.core import ConformanceError, Property
+from spec.core import ConformanceError
 from spec.dtypes import BY_NAME
 from spec.registry import COMPONENTS
 from tests.meta import planted, planted_layers, planted_seq2seq, planted_tiled
@@ -27,7 +27,14 @@ HUNT = settings(
 def hunt(target: Target) -> ConformanceError | None:
     """Run one conformance check as the conformance tests do (the runner); return the failure it finds."""
     try:
-        runner.run(target.id, target.subject, target.body(), declared=None, base=HUNT, max_examples=HUNT.max_examples)
+        runner.run(
+            target.id,
+            target.subject,
+            target.body(),
+            declared=None,
+            base=HUNT,
+            max_examples=HUNT.max_examples,
+        )
     except ConformanceError as e:
         return e
     except runner.Outcome:  # unsupported: nothing found
@@ -35,7 +42,9 @@ def hunt(target: Target) -> ConformanceError | None:
     return None
 
 
-def _target(namespace: object, component: str, check: str, variant: str | None, dtype: str) -> Target:
+def _target(
+    namespace: object, component: str, check: str, variant: str | None, dtype: str
+) -> Target:
     spec = COMPONENTS[component]
     if check.startswith("refuses["):
         found = next(b for b in spec.bad_inputs if b.name == check[len("refuses[") : -1])
@@ -55,24 +64,35 @@ CAUGHT_BY = planted.CAUGHT_BY + planted_layers.CAUGHT_BY + planted_seq2seq.CAUGH
 
 
 @pytest.mark.parametrize(
-    "namespace,component,check,variant,dtype", CAUGHT_BY, ids=[f"{c[0].name}-{c[1]}.{c[2]}" for c in CAUGHT_BY]
+    "namespace,component,check,variant,dtype",
+    CAUGHT_BY,
+    ids=[f"{c[0].name}-{c[1]}.{c[2]}" for c in CAUGHT_BY],
 )
-def test_planted_bug_is_caught(namespace: object, component: str, check: str, variant: str | None, dtype: str) -> None:
+def test_planted_bug_is_caught(
+    namespace: object, component: str, check: str, variant: str | None, dtype: str
+) -> None:
     failure = hunt(_target(namespace, component, check, variant, dtype))
-    assert failure is not None, f"planted bug {namespace.name} was NOT caught by {component}.{check}[{variant}] at {dtype}"
+    assert failure is not None, (
+        f"planted bug {namespace.name} was NOT caught by {component}.{check}[{variant}] at {dtype}"
+    )
     message = str(failure)
     for part in (component, f"adapter={namespace.name}", f"dtype={dtype}"):
         assert part in message, f"failure message lacks {part!r}: {message[:300]}"
 
 
 @pytest.mark.parametrize(
-    "namespace,component,check,variant,dtype", CAUGHT_BY[:4], ids=[f"reference-{c[1]}.{c[2]}" for c in CAUGHT_BY[:4]]
+    "namespace,component,check,variant,dtype",
+    CAUGHT_BY[:4],
+    ids=[f"reference-{c[1]}.{c[2]}" for c in CAUGHT_BY[:4]],
 )
-def test_reference_passes_the_same_hunt(namespace: object, component: str, check: str, variant: str | None, dtype: str) -> None:
+def test_reference_passes_the_same_hunt(
+    namespace: object, component: str, check: str, variant: str | None, dtype: str
+) -> None:
     """Control: the same hunt on the correct reference finds nothing (the check is not just failing everything)."""
     import reference as ref
 
     assert hunt(_target(ref, component, check, variant, dtype)) is None
+
 
 @pytest.mark.parametrize("bug", [None, *planted_tiled.BUGS], ids=lambda b: b or "correct")
 def test_tiled_kernel_bugs_are_caught_and_the_correct_kernel_conforms(bug: str | None) -> None:

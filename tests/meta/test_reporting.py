@@ -4,11 +4,24 @@ from __future__ import annotations
 
 from transformer_conformance.report import markdown
 
-RUN = {"adapters": ["a", "b"], "versions": {"python": "3"}, "device": "cpu", "max_examples": 10, "seed": 1}
+RUN = {
+    "adapters": ["a", "b"],
+    "versions": {"python": "3"},
+    "device": "cpu",
+    "max_examples": 10,
+    "seed": 1,
+}
 
 
 def _record(adapter: str, outcome: str, dtype: str, **extra: str) -> dict:
-    return {"adapter": adapter, "component": "softmax", "check": "matches_reference", "dtype": dtype, "outcome": outcome, **extra}
+    return {
+        "adapter": adapter,
+        "component": "softmax",
+        "check": "matches_reference",
+        "dtype": dtype,
+        "outcome": outcome,
+        **extra,
+    }
 
 
 def test_matrix_cell_is_the_worst_outcome_with_counts() -> None:
@@ -23,7 +36,11 @@ def test_matrix_cell_is_the_worst_outcome_with_counts() -> None:
 
 
 def test_deviations_are_grouped_across_dtypes_with_their_reason() -> None:
-    records = [_record("a", "deviation", d, reason="NaN for all -inf") for d in ("float32", "float64")]
+    records = [
+        _record("a", "deviation", d, reason="NaN for all -inf") for d in ("float32", "float64")
+    ]
     text = markdown({**RUN, "unmatched_deviations": {"a": ["softmax.gone"]}}, records)
-    assert "- `a` softmax.matches_reference @ float32, float64 (deviation): NaN for all -inf" in text, text
+    assert (
+        "- `a` softmax.matches_reference @ float32, float64 (deviation): NaN for all -inf" in text
+    ), text
     assert "`softmax.gone`" in text, text
