@@ -1,18 +1,21 @@
 """The adapter interface and its loader.
 
-An adapter is any Python namespace (module, class instance, SimpleNamespace) offering functions named
+An adapter is any Python namespace (module, class instance, SimpleNamespace) offering functions
+named
 exactly like the spec's components, taking and returning NumPy arrays. It converts to its library's
 tensors, runs the library's own code and converts back. Optional attributes:
 
     name: str                      shown in test ids and the matrix (default: what --adapter said)
     deviations: dict[str, str | Deviation]
-                                   declared, intentional differences from the spec, with reasons. Keys:
+                                   declared, intentional differences from the spec, with reasons.
+                                   Keys:
                                    "component.property", "component.property[variant]",
                                    "component.refuses[bad_input]", any of them with "@dtype"
                                    appended, "component.*@dtype" for every property at a dtype and
                                    "component.*" for every property.
                                    A str holds for every example of the tests it names (judged over
-                                   them: "seen in N of M"); a Deviation(reason, when=...) only for the
+                                   them: "seen in N of M"); a Deviation(reason, when=...) only for
+                                   the
                                    examples whose inputs satisfy ``when``, and every other example
                                    must conform
     on_device(device) -> namespace the same adapter bound to "cpu" or "cuda"
@@ -51,7 +54,8 @@ BUILTINS: dict[str, tuple[str, str]] = {
 
 @dataclass(frozen=True)
 class Deviation:
-    """A declared difference from the spec: why, and, with ``when``, on which inputs only (a predicate
+    """A declared difference from the spec: why, and, with ``when``, on which inputs only (a
+    predicate
     over the keyword arguments of an adapter call; ``trigger`` says it in words for the report)."""
 
     reason: str
@@ -88,7 +92,8 @@ class Adapter:
     def deviation_keys(
         component: str, prop: str, variant: str | None = None, dtype: str | None = None
     ) -> list[str]:
-        """Every declaration key that applies to component.prop[variant] at dtype, most specific first."""
+        """Every declaration key that applies to component.prop[variant] at dtype, most specific
+        first."""
         names = [f"{component}.{prop}[{variant}]"] if variant else []
         names.append(f"{component}.{prop}")
         return (
@@ -101,8 +106,10 @@ class Adapter:
     def deviation(
         self, component: str, prop: str, variant: str | None = None, dtype: str | None = None
     ) -> Deviation | None:
-        """The declared deviation of this adapter on component.prop[variant] at dtype, if any: the most
-        specific declaration that covers the whole target, else every triggered one that matches, combined
+        """The declared deviation of this adapter on component.prop[variant] at dtype, if any: the
+        most
+        specific declaration that covers the whole target, else every triggered one that matches,
+        combined
         (an example is covered when any of their triggers holds)."""
         declared: list[Deviation] = []
         for key in self.deviation_keys(component, prop, variant, dtype):
@@ -147,8 +154,10 @@ def load_adapter(spec: str, device: str = "cpu") -> Adapter:
     """Load a built-in by name ("torch") or a third party's by "package.module:object"."""
     target = BUILTINS[spec][0] if spec in BUILTINS else spec
     try:
-        # A library's warning at import (a DeprecationWarning, say) is the adapter's, not an abort of
-        # the run, even where the run's filterwarnings turn warnings into errors: recorded, then shown.
+        # A library's warning at import (a DeprecationWarning, say) is the adapter's, not an abort
+        # of
+        # the run, even where the run's filterwarnings turn warnings into errors: recorded, then
+        # shown.
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             namespace = _resolve(target)

@@ -1,4 +1,5 @@
-"""Compositions an adapter builds from its own components, where its library has no single function."""
+"""Compositions an adapter builds from its own components, where its library has no single
+function."""
 
 from __future__ import annotations
 

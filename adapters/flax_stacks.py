@@ -35,7 +35,8 @@ class Layer(nn.Module):
     dtype: Any
     features: int
     # decode=True: one position per call, self-attention keys/values kept in flax's own "cache"
-    # collection (MultiHeadDotProductAttention(decode=True) appends them and masks the unfilled tail)
+    # collection (MultiHeadDotProductAttention(decode=True) appends them and masks the unfilled
+    # tail)
     decode: bool = False
 
     def _attention(self, name: str, decode: bool = False) -> nn.Module:
@@ -82,7 +83,8 @@ class Layer(nn.Module):
 def flax_layer_params(
     params: Mapping[str, Any], D: int, H: int, mha_params: Callable[..., dict[str, Any]]
 ) -> dict[str, Any]:
-    """Canonical layer params as the Layer module's parameter tree (flax Dense kernels are (in, out), as canonical)."""
+    """Canonical layer params as the Layer module's parameter tree (flax Dense kernels are (in,
+    out), as canonical)."""
     tree: dict[str, Any] = {"self_attn": mha_params(params["self_attn"], D, H)}
     if "cross_attn" in params:
         tree["cross_attn"] = mha_params(params["cross_attn"], D, H)
@@ -98,7 +100,8 @@ def flax_layer_params(
     return tree
 
 
-# eps is an argument of the jitted functions, not part of their cache key: every eps would otherwise cost a
+# eps is an argument of the jitted functions, not part of their cache key: every eps would otherwise
+# cost a
 # compilation. A Python float passed to jax.jit is traced weakly typed, so var + eps rounds in the
 # variance's own dtype, as the static float does.
 @cache
@@ -118,7 +121,8 @@ def _apply(
 def _step(
     num_heads: int, width: int, norm_first: bool, activation: str, dtype: str, D: int
 ) -> Callable[..., Any]:
-    """One decoding step of one decoder layer: (params, cache, x (B, 1, D), memory, mask, eps) -> (out, cache)."""
+    """One decoding step of one decoder layer: (params, cache, x (B, 1, D), memory, mask, eps) ->
+    (out, cache)."""
 
     def step(
         params: Any, cache: Any, x: jax.Array, memory: jax.Array, mask: jax.Array | None, eps: float
@@ -133,7 +137,8 @@ def _step(
 
 
 def _empty_cache(B: int, T: int, D: int, H: int, dtype: Any) -> dict[str, Any]:
-    """flax's self-attention cache before the first step: keys/values (B, T, H, K) of zeros, index 0."""
+    """flax's self-attention cache before the first step: keys/values (B, T, H, K) of zeros, index
+    0."""
     zeros = jnp.zeros((B, T, H, D // H), dtype)  # (B, T, H, K)
     return {
         "self_attn": {
@@ -164,7 +169,8 @@ def run_stack(
     mha_params: Callable[..., dict[str, Any]],
     to_jax: Callable[[Any], jax.Array] = jnp.asarray,
 ) -> jax.Array:
-    """Apply the layers one after another (then the optional final flax LayerNorm). ``to_jax`` converts
+    """Apply the layers one after another (then the optional final flax LayerNorm). ``to_jax``
+    converts
     x and memory (the adapter's converter, so that vjp() can trace them)."""
     if not layers:  # the loop below would make an empty stack the identity
         raise ValueError("layers must hold at least one layer's params; got none")

@@ -1,9 +1,11 @@
-"""HuggingFace transformers adapter: MarianAttention (the BART family's attention) with random weights.
+"""HuggingFace transformers adapter: MarianAttention (the BART family's attention) with random
+weights.
 
 Selectable as `--adapter hf-eager` or `--adapter hf-sdpa` (config._attn_implementation) once
 `pip install -e ".[thirdparty]"` has installed transformers; no download: the module is built from a
 MarianConfig. It maps multi_head_attention: q_proj / k_proj / v_proj / out_proj are nn.Linear (W^T),
-self-attention passes hidden_states only, cross-attention key_value_states (key and value must then be
+self-attention passes hidden_states only, cross-attention key_value_states (key and value must then
+be
 the same array: Marian projects one memory into both). Masks go in as HF does it, an additive float
 mask (B or 1, H or 1, T, S), with -inf where the spec forbids a key.
 """
@@ -23,7 +25,8 @@ from spec.core import Unsupported
 
 
 class HFMarianAdapter:
-    """Offers multi_head_attention only (a TorchAdapter is held for the NumPy <-> torch conversions)."""
+    """Offers multi_head_attention only (a TorchAdapter is held for the NumPy <-> torch
+    conversions)."""
 
     deviations: dict[str, str] = {}
 
@@ -34,8 +37,10 @@ class HFMarianAdapter:
         if implementation == "eager":
             self.deviations = {
                 "multi_head_attention.fully_masked_rows_are_zero": (
-                    "eager_attention_forward softmaxes a row of only -inf to NaN (the sdpa implementation returns "
-                    "zeros); HF's own models build masks with finfo.min instead, which averages V there"
+                    "eager_attention_forward softmaxes a row of only -inf to NaN (the sdpa "
+                    "implementation returns "
+                    "zeros); HF's own models build masks with finfo.min instead, which averages V "
+                    "there"
                 )
             }
 
@@ -57,11 +62,12 @@ class HFMarianAdapter:
         num_heads: int,
         mask=None,
         causal=None,
-    ):  # noqa: E501
+    ):
         B, T, D = query.shape
         if key is not value:
             raise Unsupported(
-                "MarianAttention projects one memory into keys and values: key and value must be the same"
+                "MarianAttention projects one memory into keys and values: key and value must be "
+                "the same"
             )
         S = key.shape[1]
         config = MarianConfig(d_model=D, encoder_attention_heads=num_heads, attention_dropout=0.0)
@@ -73,7 +79,8 @@ class HFMarianAdapter:
             .eval()
         )
         zeros = np.zeros(D, dtype=query.dtype)
-        # nn.Linear stores W^T; the weights go in through functional_call, so vjp() differentiates them in place
+        # nn.Linear stores W^T; the weights go in through functional_call, so vjp() differentiates
+        # them in place
         weights = {}
         for n, layer in (("q", "q_proj"), ("k", "k_proj"), ("v", "v_proj"), ("o", "out_proj")):
             weights[f"{layer}.weight"] = self._t(params[f"w_{n}"]).T  # (D_out, D_in)
@@ -89,7 +96,8 @@ class HFMarianAdapter:
     def _bias(
         self, mask: np.ndarray | None, causal: str | None, T: int, S: int, dtype: np.dtype
     ) -> torch.Tensor | None:
-        """The spec's mask and causal alignment as HF's additive attention_mask (4-D, -inf where forbidden)."""
+        """The spec's mask and causal alignment as HF's additive attention_mask (4-D, -inf where
+        forbidden)."""
         if mask is None and causal is None:
             return None
         bias = np.zeros((1, 1, T, S))

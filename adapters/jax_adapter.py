@@ -1,4 +1,5 @@
-"""JAX adapter: jax.nn.softmax, jax.nn.dot_product_attention and flax's MultiHeadDotProductAttention.
+"""JAX adapter: jax.nn.softmax, jax.nn.dot_product_attention and flax's
+MultiHeadDotProductAttention.
 
 Every library call is jitted once per shape and dtype, and the shared jit caches are what keep JAX's
 cost per example near torch's (the strategies draw shapes from a short list of buckets).
@@ -27,7 +28,8 @@ from spec.stacks import has_empty_row
 jax.config.update("jax_enable_x64", True)  # float64 inputs must stay float64
 
 # A persistent compilation cache shared by every pytest-xdist worker of a run (and by later runs):
-# a shape compiled by one worker is loaded, not recompiled, by the others. TCS_JAX_CACHE="" turns it off.
+# a shape compiled by one worker is loaded, not recompiled, by the others. TCS_JAX_CACHE="" turns it
+# off.
 _CACHE = os.environ.get("TCS_JAX_CACHE", os.path.join(tempfile.gettempdir(), "tcs-jax-cache"))
 if _CACHE:
     jax.config.update("jax_compilation_cache_dir", _CACHE)
@@ -83,7 +85,8 @@ def _flax_mha_params(params: Mapping[str, np.ndarray], D: int, H: int) -> dict[s
 
 
 def _flax_mask(mask: np.ndarray | None, B: int, H: int, T: int, S: int) -> jax.Array | None:
-    """A spec mask as flax's boolean (B, H, T, S) mask (True = may attend); additive masks only if 0 / -inf."""
+    """A spec mask as flax's boolean (B, H, T, S) mask (True = may attend); additive masks only if 0
+    / -inf."""
     if mask is None:
         return None
     if mask.dtype != np.bool_:
@@ -111,19 +114,24 @@ def _bottom_right(T: int, S: int) -> jax.Array:
     return jnp.tril(jnp.ones((T, S), dtype=bool), k=S - T)  # (T, S): s <= t + S - T
 
 
-FULLY_MASKED = "jax.nn.dot_product_attention averages V uniformly over a fully masked row (finite fill value), where the spec returns 0"
+FULLY_MASKED = (
+    "jax.nn.dot_product_attention averages V uniformly over a fully masked row (finite "
+    "fill value), where the spec returns 0"
+)
 
 NAN_BIAS = "a row of -inf bias gives NaN (the finite fill covers boolean masks only)"
 SILENT_BROADCAST = "jax broadcasts a (T, 2) mask against S = 1 keys instead of refusing it"
 FLOAT32_SOFTMAX = (
-    "jax.nn.dot_product_attention casts the logits to float32 for the softmax, so float64 inputs get float32 "
+    "jax.nn.dot_product_attention casts the logits to float32 for the softmax, so float64 inputs "
+    "get float32 "
     "accuracy (errors ~1e-7 against a float64 bound ~1e-14), in its gradients too"
 )
 
 
 @partial(jax.jit, static_argnums=(0, 1, 2, 3))
 def positional_encoding_table(T: int, D: int, base: float, dtype: str) -> jax.Array:
-    """The (T, D) sinusoidal table. Neither jax nor flax has one: user code with jnp, the angle formed in
+    """The (T, D) sinusoidal table. Neither jax nor flax has one: user code with jnp, the angle
+    formed in
     float64. Also what benchmarks/ times."""
     angle = jnp.arange(T, dtype=jnp.float64)[:, None] / base ** (
         jnp.arange(0, D, 2, dtype=jnp.float64) / D
@@ -139,8 +147,10 @@ def positional_encoding_table(T: int, D: int, base: float, dtype: str) -> jax.Ar
 
 
 FLOAT64_MIN_BIAS = Deviation(
-    "a float64 additive mask holding finfo(float64).min becomes -inf in the float32 softmax, so a row of "
-    "it is NaN: jax.nn.dot_product_attention(q, k, v, bias=np.full((1, 1, 1, 1), np.finfo(np.float64).min))",
+    "a float64 additive mask holding finfo(float64).min becomes -inf in the float32 softmax, so a "
+    "row of "
+    "it is NaN: jax.nn.dot_product_attention(q, k, v, bias=np.full((1, 1, 1, 1), "
+    "np.finfo(np.float64).min))",
     when=lambda i: (
         getattr(i.get("mask"), "dtype", None) == np.float64 and bool((i["mask"] < -3.4e38).any())
     ),
@@ -149,7 +159,8 @@ FLOAT64_MIN_BIAS = Deviation(
 
 
 def _mean_dominates(inputs: Mapping[str, Any]) -> bool:
-    """A row of x (+ sublayer_out) whose |mean| exceeds 10 standard deviations: where E[x^2] - E[x]^2 cancels."""
+    """A row of x (+ sublayer_out) whose |mean| exceeds 10 standard deviations: where E[x^2] -
+    E[x]^2 cancels."""
     x = np.asarray(inputs["x"], np.float64)
     if inputs.get("sublayer_out") is not None:
         x = x + np.asarray(inputs["sublayer_out"], np.float64)
@@ -158,7 +169,8 @@ def _mean_dominates(inputs: Mapping[str, Any]) -> bool:
 
 
 FAST_VARIANCE = (
-    "flax nn.LayerNorm's default use_fast_variance=True computes var = E[x^2] - E[x]^2, which cancels when "
+    "flax nn.LayerNorm's default use_fast_variance=True computes var = E[x^2] - E[x]^2, which "
+    "cancels when "
     "|mean| >> std: float32, mean 1, std 3e-3, D 16 gives max error 1.4e-2 "
     "(6e-5 with use_fast_variance=False, torch 4.4e-5)"
 )
@@ -171,20 +183,25 @@ FAST_VARIANCE_ROWS = Deviation(
 )
 # LayerNorm's eps and D, refused by the spec, accepted by flax nn.LayerNorm (flax 0.12.8)
 FLAX_LAYER_NORM_UNCHECKED = {
-    "negative_eps": "flax nn.LayerNorm accepts epsilon < 0 without a check: nn.LayerNorm(epsilon=-1e-5) returns finite values",
+    "negative_eps": "flax nn.LayerNorm accepts epsilon < 0 without a check: "
+    "nn.LayerNorm(epsilon=-1e-5) returns finite values",
     "nan_eps": "flax nn.LayerNorm accepts epsilon = NaN without a check and returns NaN",
     "eps_zero_on_a_constant_row": (
-        "flax nn.LayerNorm returns NaN (0/0) for a constant row at epsilon = 0 instead of refusing: "
+        "flax nn.LayerNorm returns NaN (0/0) for a constant row at epsilon = 0 instead of "
+        "refusing: "
         "nn.LayerNorm(epsilon=0.0).apply(params, jnp.ones((1, 4)))"
     ),
-    "empty_model_dim": "flax nn.LayerNorm normalises over D = 0 features without a check and returns an empty (..., 0)",
+    "empty_model_dim": "flax nn.LayerNorm normalises over D = 0 features without a check and "
+    "returns an empty (..., 0)",
 }
 
 
 def _stack_empty_row(mask: str) -> Deviation:
     return Deviation(
-        "flax MultiHeadDotProductAttention averages V uniformly over a query row whose mask hides every key (a "
-        "finite fill), where the spec's attention gives b_o: an item of key-padding length 0 (flax 0.12.8)",
+        "flax MultiHeadDotProductAttention averages V uniformly over a query row whose mask hides "
+        "every key (a "
+        "finite fill), where the spec's attention gives b_o: an item of key-padding length 0 (flax "
+        "0.12.8)",
         when=lambda i: has_empty_row(i.get(mask)),
         trigger="a query row that sees no key",
     )
@@ -200,7 +217,8 @@ class JaxAdapter(JaxSeq2Seq):
             for c in ("decoder_layer", "decoder", "incremental_decoder")
         },
         **{
-            f"{c}.refuses[negative_eps]": "flax nn.LayerNorm accepts a negative epsilon without a check (flax 0.12.8)"
+            f"{c}.refuses[negative_eps]": "flax nn.LayerNorm accepts a negative epsilon without a "
+            "check (flax 0.12.8)"
             for c in (
                 "encoder_layer",
                 "decoder_layer",
@@ -211,14 +229,18 @@ class JaxAdapter(JaxSeq2Seq):
             )
         },
         "encoder_decoder.*": Deviation(
-            "an empty source (src_lengths 0) leaves rows that see no key in the encoder and in cross-attention, which "
-            "flax MultiHeadDotProductAttention averages uniformly where the spec's attention gives b_o (see encoder_layer)",
+            "an empty source (src_lengths 0) leaves rows that see no key in the encoder and in "
+            "cross-attention, which "
+            "flax MultiHeadDotProductAttention averages uniformly where the spec's attention gives "
+            "b_o (see encoder_layer)",
             when=empty_source,
             trigger="a source of length 0",
         ),
-        "encoder_decoder.refuses[negative_source_id]": "flax nn.Embed (jnp.take) wraps id -1 to the last row",
+        "encoder_decoder.refuses[negative_source_id]": "flax nn.Embed (jnp.take) wraps id -1 to "
+        "the last row",
         "encoder_decoder.refuses[source_length_beyond_S]": (
-            "no jax op checks the source lengths the key-padding mask is built from (arange(S) < length): a length "
+            "no jax op checks the source lengths the key-padding mask is built from (arange(S) < "
+            "length): a length "
             "beyond S masks nothing"
         ),
         "softmax.all_neg_inf_slice_is_zero": "jax.nn.softmax returns NaN for a slice of only -inf",
@@ -244,11 +266,13 @@ class JaxAdapter(JaxSeq2Seq):
             )
         },
         **{
-            f"{c}.refuses[{b}]": "flax nn.Embed (jnp.take) returns NaN rows for id >= V and wraps id -1 to the last row"
+            f"{c}.refuses[{b}]": "flax nn.Embed (jnp.take) returns NaN rows for id >= V and wraps "
+            "id -1 to the last row"
             for c in ("token_embedding", "embed_with_positions")
             for b in ("token_id_equals_V", "negative_token_id")
         },
-        "encoder_decoder.refuses[token_id_equals_V]": "flax nn.Embed (jnp.take) returns NaN rows for id >= V",
+        "encoder_decoder.refuses[token_id_equals_V]": "flax nn.Embed (jnp.take) returns NaN rows "
+        "for id >= V",
         **{
             f"{c}.matches_reference[small_variance]@{d}": FAST_VARIANCE
             for c in ("layer_norm", "add_and_norm")
@@ -262,14 +286,17 @@ class JaxAdapter(JaxSeq2Seq):
         },
         **{
             f"cross_entropy.refuses[{b}]": (
-                "jax.nn.one_hot turns a target >= V or < 0 into a zero row, so the optax loss is silently logsumexp(logits)"
+                "jax.nn.one_hot turns a target >= V or < 0 into a zero row, so the optax loss is "
+                "silently logsumexp(logits)"
             )
             for b in ("target_out_of_range", "negative_target")
         },
-        "cross_entropy.refuses[every_target_ignored]": "a mean over no positions: the loss is 0 / 0 = NaN, unrefused",
+        "cross_entropy.refuses[every_target_ignored]": "a mean over no positions: the loss is 0 / "
+        "0 = NaN, unrefused",
         **{
             f"cross_entropy.refuses[{b}]": (
-                "optax.smooth_labels(labels, alpha) checks no alpha: alpha = 1.5 puts -0.5 on the target class "
+                "optax.smooth_labels(labels, alpha) checks no alpha: alpha = 1.5 puts -0.5 on the "
+                "target class "
                 "(optax.smooth_labels(jnp.eye(3), 1.5)[0] is [0, 0.5, 0.5]), -0.1 and NaN pass too"
             )
             for b in (
@@ -278,19 +305,26 @@ class JaxAdapter(JaxSeq2Seq):
                 "nan_label_smoothing",
             )
         },
-        "token_embedding.refuses[empty_tokens]": "flax nn.Embed accepts an empty id array and returns (B, 0, D)",
+        "token_embedding.refuses[empty_tokens]": "flax nn.Embed accepts an empty id array and "
+        "returns (B, 0, D)",
         "tied_output_logits.refuses[scalar_h]": (
-            "flax nn.Embed.attend(h) is jnp.dot(h, E.T), which scales the table for a 0-D h: it returns (D, V) "
+            "flax nn.Embed.attend(h) is jnp.dot(h, E.T), which scales the table for a 0-D h: it "
+            "returns (D, V) "
             "instead of refusing"
         ),
         "dropout.refuses[p_above_one]": "flax nn.Dropout accepts rate=1.5 without a check",
         "dropout.refuses[negative_p]": (
-            "flax nn.Dropout accepts rate=-0.1 without a check and scales every entry by 1/1.1 in training: "
-            "nn.Dropout(rate=-0.1).apply({}, jnp.ones(3), deterministic=False, rngs=...) is [0.909, 0.909, 0.909]"
+            "flax nn.Dropout accepts rate=-0.1 without a check and scales every entry by 1/1.1 in "
+            "training: "
+            "nn.Dropout(rate=-0.1).apply({}, jnp.ones(3), deterministic=False, rngs=...) is "
+            "[0.909, 0.909, 0.909]"
         ),
-        "dropout.refuses[nan_p]": "flax nn.Dropout accepts rate=NaN without a check and drops every entry in training",
-        "attention_weights.refuses[nan_scale]": "jax.nn.dot_product_attention accepts scale=NaN and returns NaN",
-        "scaled_dot_product_attention.refuses[nan_scale]": "jax.nn.dot_product_attention accepts scale=NaN and returns NaN",
+        "dropout.refuses[nan_p]": "flax nn.Dropout accepts rate=NaN without a check and drops "
+        "every entry in training",
+        "attention_weights.refuses[nan_scale]": "jax.nn.dot_product_attention accepts scale=NaN "
+        "and returns NaN",
+        "scaled_dot_product_attention.refuses[nan_scale]": "jax.nn.dot_product_attention accepts "
+        "scale=NaN and returns NaN",
         "attention_weights.refuses[empty_keys]": "accepts S = 0",
         "scaled_dot_product_attention.refuses[empty_keys]": "accepts S = 0",
         "attention_weights.refuses[mask_not_broadcastable]": SILENT_BROADCAST,
@@ -306,7 +340,8 @@ class JaxAdapter(JaxSeq2Seq):
     def vjp(
         self, component: str, inputs: Mapping[str, Any], cotangent: np.ndarray, wrt: tuple[str, ...]
     ) -> dict[str, np.ndarray]:
-        """jax.vjp of the component's own forward, traced with the inputs named in ``wrt`` as primals."""
+        """jax.vjp of the component's own forward, traced with the inputs named in ``wrt`` as
+        primals."""
         from spec.gradients import get_path
 
         arrays = [get_path(inputs, path) for path in wrt]
@@ -324,7 +359,8 @@ class JaxAdapter(JaxSeq2Seq):
             unused = [p for p, a in zip(wrt, arrays, strict=True) if id(a) not in self._used]
             if self._output is None or unused:
                 raise Unsupported(
-                    f"jax adapter's {component} does not carry {unused or wrt} to its output differentiably"
+                    f"jax adapter's {component} does not carry {unused or wrt} to its output "
+                    "differentiably"
                 )
             return self._output
 
@@ -413,7 +449,7 @@ class JaxAdapter(JaxSeq2Seq):
         num_heads: int,
         mask=None,
         causal=None,
-    ):  # noqa: E501
+    ):
         B, T, D = query.shape
         S = key.shape[1]
         if D % num_heads:
@@ -656,7 +692,8 @@ class JaxAdapter(JaxSeq2Seq):
         eps=1e-5,
         final_norm=None,
     ):
-        # flax's own key/value cache: MultiHeadDotProductAttention(decode=True), one position per call
+        # flax's own key/value cache: MultiHeadDotProductAttention(decode=True), one position per
+        # call
         return self._stack(
             y,
             memory,

@@ -1,9 +1,12 @@
 """The jax adapter's recurrent and seq2seq components (a mixin of JaxAdapter).
 
 Cells and encoders are flax's own: nn.SimpleCell / GRUCell / LSTMCell, nn.RNN with seq_lengths and
-nn.Bidirectional. flax keeps one Dense per gate and a single bias where input and recurrent terms are
-summed, so the canonical b_x + b_h becomes that bias (GRU's candidate keeps both: b_xn on "in", b_hn on
-"hn", inside the reset product). An LSTM carry is (c, h) in flax, [h | c] in the spec. flax leaves the
+nn.Bidirectional. flax keeps one Dense per gate and a single bias where input and recurrent terms
+are
+summed, so the canonical b_x + b_h becomes that bias (GRU's candidate keeps both: b_xn on "in", b_hn
+on
+"hn", inside the reset product). An LSTM carry is (c, h) in flax, [h | c] in the spec. flax leaves
+the
 outputs past a sequence's length unspecified (it keeps computing there); the adapter zeros them, as
 torch's pad_packed_sequence does. Bahdanau / Luong attention and the decoders are jnp code around
 flax's GRUCell (flax has neither), jitted per shape.
@@ -130,11 +133,13 @@ def _decoder_step(attention: str, N: int, dtype: str) -> Any:
 
 
 _EMPTY_ROW = (
-    "jax.nn.softmax returns NaN for a row of only -inf: a decoder step with no real source position "
+    "jax.nn.softmax returns NaN for a row of only -inf: a decoder step with no real source "
+    "position "
     "(jax.nn.softmax(jnp.full((1, 2), -jnp.inf)) is NaN) gets NaN weights where the spec says 0"
 )
 _UNCHECKED_LENGTHS = (
-    "no jax op checks the source lengths the padding mask is built from (arange(S) < length): a length of 0 "
+    "no jax op checks the source lengths the padding mask is built from (arange(S) < length): a "
+    "length of 0 "
     "masks every position (NaN from jax.nn.softmax), a length beyond S masks none"
 )
 _CLAMPED = "jnp indexing clamps an out-of-range id (JAX's documented gather semantics): "
@@ -150,31 +155,38 @@ SEQ2SEQ_DEVIATIONS = {
             ),
             (
                 "zero_length",
-                "flax nn.RNN accepts a sequence length of 0 without a check and computes its steps anyway: "
-                "nn.RNN(nn.GRUCell(1)).apply(p, jnp.ones((1, 3, 1)), seq_lengths=jnp.array([0])) (flax 0.12.8)",
+                "flax nn.RNN accepts a sequence length of 0 without a check and computes its steps "
+                "anyway: "
+                "nn.RNN(nn.GRUCell(1)).apply(p, jnp.ones((1, 3, 1)), seq_lengths=jnp.array([0])) "
+                "(flax 0.12.8)",
             ),
             (
                 "lengths_not_per_item",
                 "flax nn.RNN accepts seq_lengths of another length than the batch without a check: "
-                "nn.RNN(nn.GRUCell(1)).apply(p, jnp.ones((2, 3, 1)), seq_lengths=jnp.array([1, 2, 3])) (flax 0.12.8)",
+                "nn.RNN(nn.GRUCell(1)).apply(p, jnp.ones((2, 3, 1)), seq_lengths=jnp.array([1, 2, "
+                "3])) (flax 0.12.8)",
             ),
         )
     },
     # seen where the state has batch 1 (a carry of batch B > 1 against B + 1 inputs raises)
     "recurrent_cell.refuses[batch_differs]": (
-        "flax's cells broadcast a carry of batch 1 against inputs of batch B instead of refusing it: "
-        "nn.GRUCell(1).apply(p, jnp.zeros((1, 1)), jnp.ones((2, 1))) returns a (2, 1) carry (flax 0.12.8)"
+        "flax's cells broadcast a carry of batch 1 against inputs of batch B instead of refusing "
+        "it: "
+        "nn.GRUCell(1).apply(p, jnp.zeros((1, 1)), jnp.ones((2, 1))) returns a (2, 1) carry (flax "
+        "0.12.8)"
     ),
     "attention_decoder.refuses[token_id_equals_V]": _CLAMPED + "id V reads row V - 1",
     "attention_decoder.refuses[negative_token_id]": _CLAMPED
     + "id -1 reads row V - 1 (NumPy's negative index)",
     "free_running_decoder.refuses[bos_equals_V]": _CLAMPED + "bos = V reads row V - 1",
     "additive_attention_weights.weights_are_distributions[padding_empty_row]": _EMPTY_ROW,
-    "multiplicative_attention_weights.weights_are_distributions[general+padding_empty_row]": _EMPTY_ROW,
+    "multiplicative_attention_weights.weights_are_distributions[general+padding_empty_row]": _EMPTY_ROW,  # noqa: E501 (a test id)
     **{
         f"{c}.refuses[mask_wider_than_S]": (
-            "jnp.where broadcasts the scores against a wider mask instead of refusing it, where S = 1: "
-            "jnp.where(jnp.array([[True, False]]), jnp.ones((1, 1)), -jnp.inf) is (1, 2) (jax 0.10.2)"
+            "jnp.where broadcasts the scores against a wider mask instead of refusing it, where S "
+            "= 1: "
+            "jnp.where(jnp.array([[True, False]]), jnp.ones((1, 1)), -jnp.inf) is (1, 2) (jax "
+            "0.10.2)"
         )
         for c in ("additive_attention_weights", "multiplicative_attention_weights")
     },
@@ -253,7 +265,8 @@ class JaxSeq2Seq:
         )
 
     def _decode(self, memory, s0, params, attention, src_lengths, tokens=None, bos=1, steps=1):
-        """Teacher forcing when tokens (B, T) are given, else free running from BOS for `steps` steps."""
+        """Teacher forcing when tokens (B, T) are given, else free running from BOS for `steps`
+        steps."""
         B, S, _ = memory.shape
         N = params["cell"]["w_h"].shape[0]
         step = _decoder_step(attention, N, np.dtype(memory.dtype).name)

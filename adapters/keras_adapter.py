@@ -1,10 +1,14 @@
-"""keras 3 adapter: keras.layers.MultiHeadAttention, on the backend KERAS_BACKEND names (default jax).
+"""keras 3 adapter: keras.layers.MultiHeadAttention, on the backend KERAS_BACKEND names (default
+jax).
 
-`KERAS_BACKEND=torch pytest --adapter keras` checks the torch backend (keras picks its backend once per
+`KERAS_BACKEND=torch pytest --adapter keras` checks the torch backend (keras picks its backend once
+per
 process, so one run checks one backend; the adapter is named keras-jax or keras-torch accordingly).
 
-Selectable as `--adapter keras` once `pip install -e ".[thirdparty]"` has installed keras; not part of
-the default run. The canonical MHA weights map onto keras's EinsumDense kernels as they do onto flax's:
+Selectable as `--adapter keras` once `pip install -e ".[thirdparty]"` has installed keras; not part
+of
+the default run. The canonical MHA weights map onto keras's EinsumDense kernels as they do onto
+flax's:
 query/key/value (D, H, K), output (H, K, D). keras's attention_mask is (B, T, S), True = may attend:
 a spec mask that differs per head cannot be expressed (Unsupported), nor can a finite additive bias.
 """
@@ -34,14 +38,18 @@ class KerasAdapter:
     # Both hold on the jax and the torch backend (measured on each, keras 3.15.1).
     deviations: dict[str, str] = {
         "multi_head_attention.fully_masked_rows_are_zero": (
-            "keras turns the boolean mask into a large negative bias before ops.dot_product_attention, "
+            "keras turns the boolean mask into a large negative bias before "
+            "ops.dot_product_attention, "
             "so a fully masked row averages V (the output is that average projected, not b_o)"
         ),
         **{
             f"multi_head_attention.{p}@float64": (
-                "keras.ops.dot_product_attention casts q, k, v to keras.backend.result_type(q, k, v), which is "
-                "'float32' for float64 inputs: float64 attention gets float32 accuracy (8e-9 on outputs of 0.1). "
-                "Reproduce: keras.ops.dot_product_attention(x, x, x).dtype == float32 for a float64 x"
+                "keras.ops.dot_product_attention casts q, k, v to keras.backend.result_type(q, k, "
+                "v), which is "
+                "'float32' for float64 inputs: float64 attention gets float32 accuracy (8e-9 on "
+                "outputs of 0.1). "
+                "Reproduce: keras.ops.dot_product_attention(x, x, x).dtype == float32 for a "
+                "float64 x"
             )
             for p in (
                 "matches_reference",
@@ -89,7 +97,8 @@ class KerasAdapter:
 
     @staticmethod
     def _weights(params: Mapping[str, Any], D: int, H: int, dtype: np.dtype) -> list[Any]:
-        """The canonical weights in keras's order (query, key, value, output), shaped as its EinsumDense kernels."""
+        """The canonical weights in keras's order (query, key, value, output), shaped as its
+        EinsumDense kernels."""
         K, zeros = D // H, np.zeros(D, dtype=dtype)
         weights: list[Any] = []
         for n in ("q", "k", "v"):
@@ -108,7 +117,7 @@ class KerasAdapter:
         num_heads: int,
         mask=None,
         causal=None,
-    ):  # noqa: E501
+    ):
         B, T, D = query.shape
         layer = self._layer(query, key, value, num_heads)
         layer.set_weights(
@@ -121,8 +130,10 @@ class KerasAdapter:
     def vjp(
         self, component: str, inputs: Mapping[str, Any], cotangent: np.ndarray, wrt: tuple[str, ...]
     ) -> dict[str, np.ndarray]:
-        """jax.vjp through keras's own layer, called statelessly (Layer.stateless_call) with the weights as
-        traced arguments. jax backend only; an array passed as query, key and value is traced once."""
+        """jax.vjp through keras's own layer, called statelessly (Layer.stateless_call) with the
+        weights as
+        traced arguments. jax backend only; an array passed as query, key and value is traced
+        once."""
         if component != "multi_head_attention" or keras.backend.backend() != "jax":
             raise Unsupported("keras vjp: multi_head_attention on the jax backend only")
         import jax

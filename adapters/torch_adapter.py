@@ -2,7 +2,8 @@
 
 softmax -> torch.softmax; scaled_dot_product_attention -> F.scaled_dot_product_attention (is_causal
 for top-left, torch.nn.attention.bias.causal_lower_right for bottom-right); attention_weights -> the
-same SDPA with V = identity, so the weights come out of torch's kernel itself; multi_head_attention ->
+same SDPA with V = identity, so the weights come out of torch's kernel itself; multi_head_attention
+->
 nn.MultiheadAttention with the canonical weights loaded; causal_mask -> torch.nn.attention.bias.
 """
 
@@ -31,8 +32,10 @@ _CAUSAL = {"top_left": causal_upper_left, "bottom_right": causal_lower_right}
 def positional_encoding_table(
     T: int, D: int, base: float, dtype: str, device: torch.device
 ) -> torch.Tensor:
-    """The (T, D) sinusoidal table on ``device``. torch has no sinusoidal encoding: user code with torch
-    ops, the angle formed in float64 (a float32 pos * frequency product is ~1e-3 rad off at pos 1e4; see
+    """The (T, D) sinusoidal table on ``device``. torch has no sinusoidal encoding: user code with
+    torch
+    ops, the angle formed in float64 (a float32 pos * frequency product is ~1e-3 rad off at pos 1e4;
+    see
     the spec). Also what benchmarks/ times."""
     pos = torch.arange(T, dtype=torch.float64, device=device)[:, None]  # (T, 1)
     freq = base ** (torch.arange(0, D, 2, dtype=torch.float64, device=device) / D)  # (ceil(D/2),)
@@ -44,23 +47,30 @@ def positional_encoding_table(
 
 
 SCALE_ZERO_CAUSAL_NAN = Deviation(
-    "the CPU flash kernel returns NaN for a scale <= 0 under a causal mask (the math backend is right): "
-    "F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=0.0) (or scale=-0.7) is NaN; the kernel "
+    "the CPU flash kernel returns NaN for a scale <= 0 under a causal mask (the math backend is "
+    "right): "
+    "F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=0.0) (or scale=-0.7) is NaN; "
+    "the kernel "
     "scales logits already set to -inf, and -inf * 0 = NaN, -inf * -0.7 = +inf (torch 2.13.0)",
     when=lambda i: i.get("scale") is not None and i["scale"] <= 0 and i.get("causal") is not None,
     trigger="scale <= 0 with a causal mask",
 )
 MASK_1D_REFUSED = Deviation(
-    "F.scaled_dot_product_attention raises IndexError for a 1-D attn_mask (S,), which broadcasts to (T, S): "
-    "F.scaled_dot_product_attention(q, k, v, attn_mask=torch.ones(S, dtype=torch.bool)) (torch 2.13.0)",
+    "F.scaled_dot_product_attention raises IndexError for a 1-D attn_mask (S,), which broadcasts "
+    "to (T, S): "
+    "F.scaled_dot_product_attention(q, k, v, attn_mask=torch.ones(S, dtype=torch.bool)) (torch "
+    "2.13.0)",
     when=lambda i: getattr(i.get("mask"), "ndim", 2) == 1,
     trigger="a 1-D mask",
 )
 
 FAST_PATH_EMPTY_ROW = Deviation(
-    "nn.TransformerEncoderLayer's inference fast path (eval, no grad: torch._transformer_encoder_layer_fwd) returns "
-    "NaN for a query row whose mask hides every key, where the spec's attention gives b_o (grad mode is right): "
-    "layer.eval()(torch.randn(1, 1, 4), src_mask=torch.ones(2, 1, 1, dtype=torch.bool)) under torch.no_grad() (torch 2.13.0)",
+    "nn.TransformerEncoderLayer's inference fast path (eval, no grad: "
+    "torch._transformer_encoder_layer_fwd) returns "
+    "NaN for a query row whose mask hides every key, where the spec's attention gives b_o (grad "
+    "mode is right): "
+    "layer.eval()(torch.randn(1, 1, 4), src_mask=torch.ones(2, 1, 1, dtype=torch.bool)) under "
+    "torch.no_grad() (torch 2.13.0)",
     when=lambda i: has_empty_row(i.get("mask")),
     trigger="a query row that sees no key",
 )
@@ -75,9 +85,12 @@ def _finite_bias(mask: Any) -> bool:
 
 
 FAST_PATH_FLOAT_MASK = Deviation(
-    "nn.TransformerEncoderLayer's inference fast path treats an additive float src_mask as boolean: a finite bias "
-    "b != 0 masks its key as -inf does (a row of nonzero biases is NaN); grad mode adds the bias: with a (3, 3) mask "
-    "of -1 in column 1, layer.eval()(x, src_mask=m) under torch.no_grad() equals the output with column 1 at -inf "
+    "nn.TransformerEncoderLayer's inference fast path treats an additive float src_mask as "
+    "boolean: a finite bias "
+    "b != 0 masks its key as -inf does (a row of nonzero biases is NaN); grad mode adds the bias: "
+    "with a (3, 3) mask "
+    "of -1 in column 1, layer.eval()(x, src_mask=m) under torch.no_grad() equals the output with "
+    "column 1 at -inf "
     "(torch 2.13.0)",
     when=lambda i: _finite_bias(i.get("mask")),
     trigger="an additive mask with a finite nonzero bias",
@@ -88,34 +101,40 @@ _EPS_UNCHECKED = (
 
 
 LINEAR_BIAS_BROADCAST = (
-    "F.linear broadcasts a bias of shape (1,) over any number of output features instead of refusing it: "
+    "F.linear broadcasts a bias of shape (1,) over any number of output features instead of "
+    "refusing it: "
     "F.linear(torch.randn(3, 2), torch.randn(3, 2), torch.randn(1)) returns (3, 3) (torch 2.13.0)"
 )
 # LayerNorm's eps and D, refused by the spec, accepted by F.layer_norm (torch 2.13.0)
 LAYER_NORM_UNCHECKED = {
-    "negative_eps": "F.layer_norm accepts eps < 0 without a check: F.layer_norm(x, (4,), eps=-1e-5) returns finite values",
-    "nan_eps": "F.layer_norm accepts eps = NaN without a check and returns NaN: F.layer_norm(x, (4,), eps=float('nan'))",
+    "negative_eps": "F.layer_norm accepts eps < 0 without a check: F.layer_norm(x, (4,), "
+    "eps=-1e-5) returns finite values",
+    "nan_eps": "F.layer_norm accepts eps = NaN without a check and returns NaN: F.layer_norm(x, "
+    "(4,), eps=float('nan'))",
     "eps_zero_on_a_constant_row": (
         "F.layer_norm returns NaN (0/0) for a constant row at eps = 0 instead of refusing: "
         "F.layer_norm(torch.ones(1, 4), (4,), eps=0.0)"
     ),
     "empty_model_dim": (
         "F.layer_norm normalises over D = 0 features without a check: "
-        "F.layer_norm(torch.zeros(2, 0), (0,), torch.zeros(0), torch.zeros(0)) returns an empty (2, 0)"
+        "F.layer_norm(torch.zeros(2, 0), (0,), torch.zeros(0), torch.zeros(0)) returns an empty "
+        "(2, 0)"
     ),
 }
 
 
 CE_INT32_TARGETS = Deviation(
     "F.cross_entropy refuses int32 class targets (it takes int64 or uint8): "
-    "F.cross_entropy(torch.randn(3, 5), torch.tensor([0, 1, 2], dtype=torch.int32)) raises RuntimeError (torch 2.13.0)",
+    "F.cross_entropy(torch.randn(3, 5), torch.tensor([0, 1, 2], dtype=torch.int32)) raises "
+    "RuntimeError (torch 2.13.0)",
     when=lambda i: getattr(i.get("targets"), "dtype", None) == np.int32,
     trigger="int32 targets",
 )
 
 
 def _smoothing_sum_overflows(inputs: Mapping[str, Any]) -> bool:
-    """float16 with label smoothing, where the sum over kept positions of sum_v |log p_v| passes 65504."""
+    """float16 with label smoothing, where the sum over kept positions of sum_v |log p_v| passes
+    65504."""
     logits = inputs["logits"]
     if logits.dtype != np.float16 or not inputs.get("label_smoothing"):
         return False
@@ -127,9 +146,12 @@ def _smoothing_sum_overflows(inputs: Mapping[str, Any]) -> bool:
 
 
 CE_FLOAT16_SMOOTHING = Deviation(
-    "F.cross_entropy in float16 sums the label-smoothing term over every position and class in float16 before the "
-    "mean and overflows to inf where the loss itself is ~1e3: with logits = (torch.rand(10, 11) * 2 - 1) * 1000 "
-    "(seed 0), F.cross_entropy(logits.half(), t, label_smoothing=0.1) is inf, 1124.3 in float64 (torch 2.13.0)",
+    "F.cross_entropy in float16 sums the label-smoothing term over every position and class in "
+    "float16 before the "
+    "mean and overflows to inf where the loss itself is ~1e3: with logits = (torch.rand(10, 11) * "
+    "2 - 1) * 1000 "
+    "(seed 0), F.cross_entropy(logits.half(), t, label_smoothing=0.1) is inf, 1124.3 in float64 "
+    "(torch 2.13.0)",
     when=_smoothing_sum_overflows,
     trigger="float16, label smoothing, and a smoothing sum over 65504",
 )
@@ -141,25 +163,35 @@ class TorchAdapter(TorchSeq2Seq):
         "softmax.all_neg_inf_slice_is_zero": (
             "torch.softmax returns NaN for a slice of only -inf (SDPA has its own _safe_softmax)"
         ),
-        "attention_weights.refuses[nan_scale]": "F.scaled_dot_product_attention accepts scale=NaN without a check",
-        "scaled_dot_product_attention.refuses[nan_scale]": "F.scaled_dot_product_attention accepts scale=NaN without a check",
-        "attention_weights.refuses[empty_keys]": "accepts S = 0 and returns zeros (the fully-masked answer)",
-        "scaled_dot_product_attention.refuses[empty_keys]": "accepts S = 0 and returns zeros (the fully-masked answer)",
-        "attention_weights.refuses[empty_head_dim]": "accepts K = 0: logits are all 0, so V is averaged uniformly",
-        "scaled_dot_product_attention.refuses[empty_head_dim]": "accepts K = 0: logits are all 0, so V is averaged uniformly",
+        "attention_weights.refuses[nan_scale]": "F.scaled_dot_product_attention accepts scale=NaN "
+        "without a check",
+        "scaled_dot_product_attention.refuses[nan_scale]": "F.scaled_dot_product_attention accepts "
+        "scale=NaN without a check",
+        "attention_weights.refuses[empty_keys]": "accepts S = 0 and returns zeros (the "
+        "fully-masked answer)",
+        "scaled_dot_product_attention.refuses[empty_keys]": "accepts S = 0 and returns zeros (the "
+        "fully-masked answer)",
+        "attention_weights.refuses[empty_head_dim]": "accepts K = 0: logits are all 0, so V is "
+        "averaged uniformly",
+        "scaled_dot_product_attention.refuses[empty_head_dim]": "accepts K = 0: logits are all 0, "
+        "so V is averaged uniformly",
         "scaled_dot_product_attention.refuses[kv_length_mismatch]": (
-            "the CPU flash kernel does not check that V has as many positions as K and returns a result "
+            "the CPU flash kernel does not check that V has as many positions as K and returns a "
+            "result "
             "(the math backend raises): torch 2.13.0"
         ),
         **{
             f"multi_head_attention.fully_masked_rows_are_zero[{v}]": (
-                "nn.MultiheadAttention's self-attention fast path (eval, no grad, query is key is value) returns NaN "
+                "nn.MultiheadAttention's self-attention fast path (eval, no grad, query is key is "
+                "value) returns NaN "
                 "for a fully masked row; its cross-attention path returns zeros"
             )
             for v in ("self+padding_zero_length", "self+bool_empty_rows")
         },
-        "causal_mask.refuses[empty_length]": "causal_upper_left(0, S) builds an empty bias instead of refusing T = 0",
-        "causal_mask.refuses[no_keys]": "causal_upper_left(T, 0) builds an empty bias instead of refusing S = 0",
+        "causal_mask.refuses[empty_length]": "causal_upper_left(0, S) builds an empty bias instead "
+        "of refusing T = 0",
+        "causal_mask.refuses[no_keys]": "causal_upper_left(T, 0) builds an empty bias instead of "
+        "refusing S = 0",
         **{
             f"{c}.*": (SCALE_ZERO_CAUSAL_NAN, MASK_1D_REFUSED)
             for c in ("attention_weights", "scaled_dot_product_attention")
@@ -174,20 +206,25 @@ class TorchAdapter(TorchSeq2Seq):
             for b, reason in LAYER_NORM_UNCHECKED.items()
         },
         "token_embedding.refuses[empty_tokens]": (
-            "F.embedding accepts an empty id array: F.embedding(torch.zeros(2, 0, dtype=torch.long), table) is (2, 0, D)"
+            "F.embedding accepts an empty id array: F.embedding(torch.zeros(2, 0, "
+            "dtype=torch.long), table) is (2, 0, D)"
         ),
         "tied_output_logits.refuses[empty_model_dim]": (
-            "F.linear with D = 0 returns zeros (an empty sum): F.linear(torch.randn(1, 1, 0), torch.randn(11, 0))"
+            "F.linear with D = 0 returns zeros (an empty sum): F.linear(torch.randn(1, 1, 0), "
+            "torch.randn(11, 0))"
         ),
         "cross_entropy.*": (CE_INT32_TARGETS, CE_FLOAT16_SMOOTHING),
         "cross_entropy.refuses[every_target_ignored]": (
-            "F.cross_entropy returns NaN (a mean over no positions) when every target is ignore_index: "
+            "F.cross_entropy returns NaN (a mean over no positions) when every target is "
+            "ignore_index: "
             "F.cross_entropy(torch.zeros(3, 5), torch.full((3,), -100))"
         ),
         **{
             f"cross_entropy.refuses[{b}]": (
-                "F.cross_entropy checks only label_smoothing <= 1: it accepts label_smoothing=-0.1 or NaN and silently "
-                "computes the unsmoothed loss (F.cross_entropy(x, t, label_smoothing=-0.1) == F.cross_entropy(x, t))"
+                "F.cross_entropy checks only label_smoothing <= 1: it accepts label_smoothing=-0.1 "
+                "or NaN and silently "
+                "computes the unsmoothed loss (F.cross_entropy(x, t, label_smoothing=-0.1) == "
+                "F.cross_entropy(x, t))"
             )
             for b in ("negative_label_smoothing", "nan_label_smoothing")
         },
@@ -199,13 +236,15 @@ class TorchAdapter(TorchSeq2Seq):
             for c in ("encoder_layer", "decoder_layer", "encoder", "decoder", "encoder_decoder")
         },
         "encoder_decoder.*": Deviation(
-            "an empty source (src_lengths 0) reaches nn.TransformerEncoderLayer's inference fast path as rows that see no "
+            "an empty source (src_lengths 0) reaches nn.TransformerEncoderLayer's inference fast "
+            "path as rows that see no "
             "key, which it returns as NaN (see encoder_layer); the whole model's log-probs are NaN",
             when=empty_source,
             trigger="a source of length 0",
         ),
         "encoder_decoder.refuses[source_length_beyond_S]": (
-            "no torch op checks the source lengths the key-padding mask is built from (arange(S) < length): a length "
+            "no torch op checks the source lengths the key-padding mask is built from (arange(S) < "
+            "length): a length "
             "beyond S masks nothing"
         ),
     }
@@ -218,14 +257,17 @@ class TorchAdapter(TorchSeq2Seq):
         self._output: torch.Tensor | None = None
 
     def _no_grad(self) -> Any:
-        """torch.no_grad() for plain calls (it selects the inference fast paths), a no-op under vjp()."""
+        """torch.no_grad() for plain calls (it selects the inference fast paths), a no-op under
+        vjp()."""
         return contextlib.nullcontext() if self._leaves is not None else torch.no_grad()
 
     def vjp(
         self, component: str, inputs: Mapping[str, Any], cotangent: np.ndarray, wrt: tuple[str, ...]
     ) -> dict[str, np.ndarray]:
-        """torch.autograd: the component's own forward, run with the inputs named in ``wrt`` (paths such as
-        "q" or "params.w_q") as leaves, and the gradient of <cotangent, output> with respect to each."""
+        """torch.autograd: the component's own forward, run with the inputs named in ``wrt`` (paths
+        such as
+        "q" or "params.w_q") as leaves, and the gradient of <cotangent, output> with respect to
+        each."""
         return self.vjp_of(getattr(self, component), component, inputs, cotangent, wrt)
 
     def vjp_of(
@@ -236,7 +278,8 @@ class TorchAdapter(TorchSeq2Seq):
         cotangent: np.ndarray,
         wrt: tuple[str, ...],
     ) -> dict[str, np.ndarray]:
-        """vjp() of any forward that converts through this adapter's _t / _np (a third party's torch module
+        """vjp() of any forward that converts through this adapter's _t / _np (a third party's torch
+        module
         too: adapters/hf_adapter.py)."""
         from spec.gradients import get_path
 
@@ -339,7 +382,7 @@ class TorchAdapter(TorchSeq2Seq):
         num_heads: int,
         mask=None,
         causal=None,
-    ):  # noqa: E501
+    ):
         B, T, D = query.shape
         S = key.shape[1]
         dtype = self._t(query[:0]).dtype
@@ -353,7 +396,8 @@ class TorchAdapter(TorchSeq2Seq):
             else torch.zeros(D, dtype=dtype, device=self.device)
             for n in ("b_q", "b_k", "b_v", "b_o")
         }
-        # torch computes x W^T + b with W (D_out, D_in): it stores the canonical weights transposed. The
+        # torch computes x W^T + b with W (D_out, D_in): it stores the canonical weights transposed.
+        # The
         # weights go in through functional_call, so vjp() can differentiate with respect to them.
         weights = {
             "in_proj_weight": torch.cat([w["w_q"].T, w["w_k"].T, w["w_v"].T]),  # (3D, D)
@@ -375,7 +419,8 @@ class TorchAdapter(TorchSeq2Seq):
     def _mha_mask(
         self, mask: np.ndarray | None, causal: str | None, B: int, H: int, T: int, S: int
     ) -> torch.Tensor | None:
-        """nn.MultiheadAttention's attn_mask: (B*H, T, S), boolean True = NOT allowed (the opposite of the spec)."""
+        """nn.MultiheadAttention's attn_mask: (B*H, T, S), boolean True = NOT allowed (the opposite
+        of the spec)."""
         if mask is None and causal is None:
             return None
         m = (
@@ -500,7 +545,8 @@ class TorchAdapter(TorchSeq2Seq):
             )
         )
 
-    # --- encoder and decoder: nn.TransformerEncoderLayer / DecoderLayer, nn.TransformerEncoder / Decoder
+    # --- encoder and decoder: nn.TransformerEncoderLayer / DecoderLayer, nn.TransformerEncoder /
+    # Decoder
     def _load_mha(
         self, state: dict[str, torch.Tensor], prefix: str, p: Mapping[str, np.ndarray]
     ) -> None:

@@ -32,20 +32,24 @@ def _blocks(a: np.ndarray, cell: str) -> np.ndarray:
 
 _EMPTY_ROW = (
     "torch.softmax returns NaN for a row of only -inf: a decoder step with no real source position "
-    "(torch.softmax(torch.full((1, 2), float('-inf')), -1) is NaN) gets NaN weights where the spec says 0"
+    "(torch.softmax(torch.full((1, 2), float('-inf')), -1) is NaN) gets NaN weights where the spec "
+    "says 0"
 )
 _UNCHECKED_LENGTHS = (
-    "no torch op checks the source lengths the padding mask is built from (arange(S) < length): a length of 0 "
+    "no torch op checks the source lengths the padding mask is built from (arange(S) < length): a "
+    "length of 0 "
     "masks every position (NaN from torch.softmax), a length beyond S masks none"
 )
 # Declared deviations of the seq2seq components (merged into TorchAdapter.deviations).
 SEQ2SEQ_DEVIATIONS = {
     "additive_attention_weights.weights_are_distributions[padding_empty_row]": _EMPTY_ROW,
-    "multiplicative_attention_weights.weights_are_distributions[general+padding_empty_row]": _EMPTY_ROW,
+    "multiplicative_attention_weights.weights_are_distributions[general+padding_empty_row]": _EMPTY_ROW,  # noqa: E501 (a test id)
     **{
         f"{c}.refuses[mask_wider_than_S]": (
-            "Tensor.masked_fill broadcasts the scores against a wider mask instead of refusing it, where S = 1: "
-            "torch.zeros(1, 1).masked_fill(torch.tensor([[True, False]]), 0.0) is (1, 2) (torch 2.13.0)"
+            "Tensor.masked_fill broadcasts the scores against a wider mask instead of refusing it, "
+            "where S = 1: "
+            "torch.zeros(1, 1).masked_fill(torch.tensor([[True, False]]), 0.0) is (1, 2) (torch "
+            "2.13.0)"
         )
         for c in ("additive_attention_weights", "multiplicative_attention_weights")
     },
@@ -152,7 +156,8 @@ class TorchSeq2Seq:
         ]  # (dirs, B, N): final states, backward's at t = 0
         return self._np(torch.cat(list(h_n), dim=-1))  # (B, dirs N)
 
-    # --- attention over encoder states: torch ops (torch has no additive / multiplicative module) ----
+    # --- attention over encoder states: torch ops (torch has no additive / multiplicative module)
+    # ----
     @staticmethod
     def _softmax_over_source(e: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         return torch.softmax(
@@ -215,9 +220,11 @@ class TorchSeq2Seq:
     def attentional_hidden(self, context: np.ndarray, s: np.ndarray, w_c: np.ndarray) -> np.ndarray:
         return self._np(torch.tanh(torch.cat([self._t(context), self._t(s)], dim=1) @ self._t(w_c)))
 
-    # --- attention decoders ------------------------------------------------------------------------
+    # --- attention decoders
+    # ------------------------------------------------------------------------
     def _decode(self, memory, s0, params, attention, src_lengths, tokens=None, bos=1, steps=1):
-        """Teacher forcing when tokens (B, T) are given, else free running from BOS for `steps` steps."""
+        """Teacher forcing when tokens (B, T) are given, else free running from BOS for `steps`
+        steps."""
         h, s = self._t(memory), self._t(s0)
         B, S, _ = memory.shape
         mask = (

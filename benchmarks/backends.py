@@ -1,11 +1,15 @@
-"""The implementations being timed: each library's own kernel, called on inputs already on the device.
+"""The implementations being timed: each library's own kernel, called on inputs already on the
+device.
 
 A backend maps the spec's canonical inputs onto the library once, outside the timed region (layout
-transposes, device placement, jit), and returns a Prepared: ``call()`` runs the library's kernel once,
-``sync(out)`` waits for it (CUDA and XLA launch asynchronously), ``to_numpy(out)`` brings the output back
+transposes, device placement, jit), and returns a Prepared: ``call()`` runs the library's kernel
+once,
+``sync(out)`` waits for it (CUDA and XLA launch asynchronously), ``to_numpy(out)`` brings the output
+back
 in the spec's layout for the spot check against the oracle. Nothing here re-implements a kernel.
 torch SDPA is timed with each backend it has (``torch.nn.attention.sdpa_kernel``); jax's
-``dot_product_attention`` with each ``implementation``. Libraries import lazily: a machine without jax
+``dot_product_attention`` with each ``implementation``. Libraries import lazily: a machine without
+jax
 still runs the torch and numpy benchmarks.
 """
 
@@ -24,7 +28,8 @@ from benchmarks.cases import ATTENTION, Case
 
 
 class Unavailable(Exception):
-    """This backend cannot run this case on this machine (no such kernel or device, out of memory)."""
+    """This backend cannot run this case on this machine (no such kernel or device, out of
+    memory)."""
 
 
 # Messages with which the libraries say "no kernel for this here" rather than "this crashed".
@@ -63,7 +68,7 @@ def _numpy(case: Case, inputs: dict[str, Any]) -> Prepared:
     return Prepared(lambda: fn(**kwargs), lambda out: out, np.asarray, "numpy")
 
 
-# --- torch ------------------------------------------------------------------------------------------
+# --- torch ---
 def _torch_tensor(a: np.ndarray, device: str) -> Any:
     import torch
 
@@ -132,7 +137,7 @@ def _torch(case: Case, inputs: dict[str, Any], sdpa_backend: str | None = None) 
     return Prepared(call, torch_sync(dev), _torch_numpy, "torch")
 
 
-# --- jax --------------------------------------------------------------------------------------------
+# --- jax ---
 def _jax(case: Case, inputs: dict[str, Any], implementation: str | None = None) -> Prepared:
     import jax
 
@@ -209,7 +214,8 @@ BACKENDS: tuple[Backend, ...] = (
         for i in ("xla", "cudnn")
     ),
 )
-# The probes of the measured peaks run through torch (and jax for its own matmul peak where it runs).
+# The probes of the measured peaks run through torch (and jax for its own matmul peak where it
+# runs).
 PEAK_BACKENDS: tuple[Backend, ...] = (
     Backend("torch", "torch", ("matmul", "copy"), ("cpu", "cuda"), _torch),
 )

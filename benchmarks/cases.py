@@ -1,7 +1,8 @@
 """The sweeps: which component runs at which shapes and dtypes on which device.
 
 A Case is one (component, device, dtype, shape, causal) point; the backends (benchmarks/backends.py)
-that support it are the other axis. The CPU sweep is small enough for a 2-core machine (a few minutes);
+that support it are the other axis. The CPU sweep is small enough for a 2-core machine (a few
+minutes);
 the GPU sweep is the issue's: T = S from 512 to 16k, head dims 64 and 128, causal and not, bf16 and
 fp16, with B H T fixed as in FlashAttention's benchmarks (B = 16k / T, H = 2048 / K) so each point
 does the same work per token.
@@ -29,7 +30,8 @@ DTYPES = {
 
 @dataclass(frozen=True)
 class Case:
-    """One benchmark point. ``dims`` names the component's sizes (shape legend in spec/shapes.py)."""
+    """One benchmark point. ``dims`` names the component's sizes (shape legend in
+    spec/shapes.py)."""
 
     component: str
     device: str
@@ -97,9 +99,11 @@ class Case:
     def spot_check(
         self, inputs: dict[str, Any], got: np.ndarray, rows: int = 16
     ) -> tuple[dict[str, Any], np.ndarray]:
-        """A small slice of the inputs the oracle can afford at any size, and the matching slice of ``got``.
+        """A small slice of the inputs the oracle can afford at any size, and the matching slice of
+        ``got``.
 
-        Attention: batch 0, head 0, the first and last ``rows`` queries against every key (with their
+        Attention: batch 0, head 0, the first and last ``rows`` queries against every key (with
+        their
         rows of the causal mask); row-wise components: the first and last ``rows`` rows.
         """
         if self.component == ATTENTION:

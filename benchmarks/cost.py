@@ -15,11 +15,13 @@ from dataclasses import dataclass
 class Cost:
     flops: float
     bytes: float
-    bound: str  # "compute": report TFLOP/s against the matmul peak; "memory": GB/s against the copy peak
+    # "compute": report TFLOP/s against the matmul peak; "memory": GB/s against the copy peak
+    bound: str
 
 
 def attended_pairs(T: int, S: int, causal: bool) -> int:
-    """How many (query, key) pairs a query attends: T S, or under top-left causality sum_i min(i + 1, S)."""
+    """How many (query, key) pairs a query attends: T S, or under top-left causality sum_i min(i +
+    1, S)."""
     if not causal:
         return T * S
     full = max(T - S, 0)  # rows i >= S - 1 see all S keys
@@ -41,17 +43,20 @@ def scaled_dot_product_attention(
 
 
 def softmax(R: int, N: int, itemsize: int) -> Cost:
-    """Row softmax of (R, N): read and write every element once; ~5 FLOPs each (max, sub, exp, sum, div)."""
+    """Row softmax of (R, N): read and write every element once; ~5 FLOPs each (max, sub, exp, sum,
+    div)."""
     return Cost(5.0 * R * N, 2.0 * R * N * itemsize, "memory")
 
 
 def layer_norm(R: int, D: int, itemsize: int) -> Cost:
-    """LayerNorm of (R, D) rows: x read and y written once, gamma and beta read once; ~8 FLOPs each."""
+    """LayerNorm of (R, D) rows: x read and y written once, gamma and beta read once; ~8 FLOPs
+    each."""
     return Cost(8.0 * R * D, float((2 * R * D + 2 * D) * itemsize), "memory")
 
 
 def sinusoidal_positional_encoding(T: int, D: int, itemsize: int) -> Cost:
-    """The (T, D) table: written once, nothing read; one sin or cos per element (counted as 1 FLOP)."""
+    """The (T, D) table: written once, nothing read; one sin or cos per element (counted as 1
+    FLOP)."""
     return Cost(float(T * D), float(T * D * itemsize), "memory")
 
 

@@ -73,7 +73,8 @@ def device_name(device: str) -> str:
 
 
 def slug() -> str:
-    """The results folder's name for this machine: the GPU's model where there is one, else "cpu"."""
+    """The results folder's name for this machine: the GPU's model where there is one, else
+    "cpu"."""
     g = gpu()
     if g is None:
         return "cpu"

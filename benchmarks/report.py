@@ -1,9 +1,12 @@
-"""The benchmark report: ``python -m benchmarks.report RESULTS.json`` writes BENCHMARKS.md and PNG plots beside it.
+"""The benchmark report: ``python -m benchmarks.report RESULTS.json`` writes BENCHMARKS.md and PNG
+plots beside it.
 
 From pytest-benchmark's JSON (tests/benchmarks/test_speed.py fills each record's extra_info):
 throughput (TFLOP/s for compute-bound components, GB/s for memory-bound ones) as a percentage of the
-peak measured in the same run on the same device (a large matmul per dtype, a device-to-device copy),
-with the paper peak beside it; the harness against the independent timer; the harness's own overhead;
+peak measured in the same run on the same device (a large matmul per dtype, a device-to-device
+copy),
+with the paper peak beside it; the harness against the independent timer; the harness's own
+overhead;
 plots of throughput vs sequence length with the roofline, and of time per sequence vs length on
 log-log axes with the fitted growth exponent.
 """
@@ -20,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-# Dense paper peaks (TFLOP/s per dtype, memory TB/s) for the GPUs this project is lent; a measured peak
+# Dense paper peaks (TFLOP/s per dtype, memory TB/s) for the GPUs this project is lent; a measured
+# peak
 # is the roofline, this is printed beside it. NVIDIA's H100/H200 datasheets; fp32 is without TF32.
 PAPER_PEAKS: dict[str, dict[str, float]] = {
     "H100 80GB HBM3": {"bfloat16": 989.4, "float16": 989.4, "float32": 66.9, "TB/s": 3.35},
@@ -121,12 +125,14 @@ def _length(r: Row) -> int:
 
 
 def _per_sequence(r: Row) -> float:
-    """Seconds per sequence: the sweep holds B T fixed, so one sequence's time shows the growth in T."""
+    """Seconds per sequence: the sweep holds B T fixed, so one sequence's time shows the growth in
+    T."""
     return r.median_s / r.dims.get("B", 1)
 
 
 def tables(rows: list[Row], peaks: dict[tuple[str, str], float]) -> list[str]:
-    """One table per attention (device, dtype, K, causal) and per memory-bound (device, component)."""
+    """One table per attention (device, dtype, K, causal) and per memory-bound (device,
+    component)."""
     out: list[str] = []
     groups: dict[tuple, list[Row]] = defaultdict(list)
     for r in rows:
@@ -144,8 +150,10 @@ def tables(rows: list[Row], peaks: dict[tuple[str, str], float]) -> list[str]:
         out += [
             f"### {title}",
             "",
-            f"{unit} (% of the measured peak{'' if attention else '; above 100%: the working set fits in a cache'}) "
-            f"and median time per call; exponent: {'time per sequence ~ T^p' if attention else 'time ~ rows^p'}",
+            f"{unit} (% of the measured "
+            f"peak{'' if attention else '; above 100%: the working set fits in a cache'}) "
+            "and median time per call; exponent: "
+            f"{'time per sequence ~ T^p' if attention else 'time ~ rows^p'}",
             "",
         ]
         out += ["| size | " + " | ".join(backends) + " |", "|---|" + "---|" * len(backends)]
@@ -192,16 +200,20 @@ def timer_section(rows: list[Row]) -> list[str]:
     lines = [
         "## Harness vs independent timer",
         "",
-        f"Kernels longer than {LONG_KERNEL_S * 1e3:g} ms: {within} of {len(long)} within {TIMER_AGREEMENT:.0%} "
+        f"Kernels longer than {LONG_KERNEL_S * 1e3:g} ms: {within} of {len(long)} within "
+        f"{TIMER_AGREEMENT:.0%} "
         f"of the independent timer; {largest}",
-        f"Median |difference| over those: {median_diff}; the harness's own spread (IQR / median of its rounds) has "
-        f"median {_fmt(float(np.median(spread)) if spread else None, '.1%')}, and {in_noise} of {len(long)} differ by "
+        f"Median |difference| over those: {median_diff}; the harness's own spread (IQR / median of "
+        "its rounds) has "
+        f"median {_fmt(float(np.median(spread)) if spread else None, '.1%')}, and {in_noise} of "
+        f"{len(long)} differ by "
         f"less than the larger of {TIMER_AGREEMENT:.0%} and that spread.",
         "Independent timers: "
         + ", ".join(sorted({f"{r.library}/{r.device}: {r.independent_timer}" for r in timed}))
         + ".",
         "",
-        "Harness overhead per call (a call that does nothing, synchronised as that library's calls are): "
+        "Harness overhead per call (a call that does nothing, synchronised as that library's calls "
+        "are): "
         + ", ".join(f"{r.library}/{r.device} {r.median_s * 1e6:.2f} us" for r in overhead)
         + ".",
         "",
@@ -221,11 +233,13 @@ def peaks_section(rows: list[Row], peaks: dict[tuple[str, str], float]) -> list[
         if what == "copy":
             paper = paper_peak(names[device], "TB/s")
             lines.append(
-                f"| {names[device]} | device-to-device copy | {value:.1f} GB/s | {_fmt(paper and paper * 1e3, '.0f')} GB/s |"
+                f"| {names[device]} | device-to-device copy | {value:.1f} GB/s | "
+                f"{_fmt(paper and paper * 1e3, '.0f')} GB/s |"
             )
         else:
             lines.append(
-                f"| {names[device]} | {what} matmul | {value:.3g} TFLOP/s | {_fmt(paper_peak(names[device], what))} TFLOP/s |"
+                f"| {names[device]} | {what} matmul | {value:.3g} TFLOP/s | "
+                f"{_fmt(paper_peak(names[device], what))} TFLOP/s |"
             )
     return [*lines, ""]
 
@@ -237,13 +251,17 @@ def markdown(data: dict[str, Any], rows: list[Row]) -> str:
     head = [
         "# Benchmarks",
         "",
-        f"Generated by `python -m benchmarks.report` from pytest-benchmark's JSON ({data.get('datetime', '?')}).",
-        f"CPU: {ours.get('cpu_model', machine.get('cpu', {}).get('brand_raw', '?'))}, {ours.get('cpu_count', '?')} cores. "
+        "Generated by `python -m benchmarks.report` from pytest-benchmark's JSON "
+        f"({data.get('datetime', '?')}).",
+        f"CPU: {ours.get('cpu_model', machine.get('cpu', {}).get('brand_raw', '?'))}, "
+        f"{ours.get('cpu_count', '?')} cores. "
         f"GPU: {json.dumps(ours.get('gpu'))}.",
         "Libraries: " + ", ".join(f"{k} {v}" for k, v in ours.get("libraries", {}).items()) + ".",
-        f"Python {machine.get('python_version', '?')}; commit {data.get('commit_info', {}).get('id', '?')[:10]}.",
+        f"Python {machine.get('python_version', '?')}; commit "
+        f"{data.get('commit_info', {}).get('id', '?')[:10]}.",
         "",
-        "Every number is the median of synchronised calls after a separately timed first call and warm-up; every "
+        "Every number is the median of synchronised calls after a separately timed first call and "
+        "warm-up; every "
         "kernel's output was spot-checked against the oracle first (benchmarks/check.py).",
         "",
     ]
@@ -260,7 +278,8 @@ def markdown(data: dict[str, Any], rows: list[Row]) -> str:
 
 
 def plots(rows: list[Row], out: Path) -> list[Path]:
-    """Throughput vs length with the roofline, and time per sequence vs length (log-log) with fitted exponents."""
+    """Throughput vs length with the roofline, and time per sequence vs length (log-log) with fitted
+    exponents."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -1,10 +1,12 @@
 """Timing rules shared by the benchmarks: what is timed, how often, and the independent check.
 
 - Inputs are on the device before any timing (benchmarks/backends.py prepares them).
-- The first call (jit compilation, autotuning, lazy initialisation) is timed on its own and excluded.
+- The first call (jit compilation, autotuning, lazy initialisation) is timed on its own and
+excluded.
 - Every timed call is synchronised: the host clock stops only when the device has finished.
 - Warm-up rounds precede the timed rounds; rounds are sized to a time budget, at least MIN_ROUNDS.
-- The harness (pytest-benchmark's pedantic mode) is checked against an independent timer: CUDA events
+- The harness (pytest-benchmark's pedantic mode) is checked against an independent timer: CUDA
+events
   for torch on a GPU (plus ``triton.testing.do_bench`` where triton is installed), torch's own
   ``torch.utils.benchmark.Timer`` for torch on a CPU, and ``timeit`` (garbage collector off, its own
   loop) for numpy and jax.
@@ -34,8 +36,10 @@ def timed_once(prepared: Prepared) -> tuple[float, Any]:
 
 
 def first_call(backend: Backend, case: Case, inputs: dict[str, Any]) -> tuple[Prepared, float, Any]:
-    """Prepare ``backend`` for ``case`` and make its first call (compilation, autotuning, lazy init), timed
-    apart: (prepared, seconds, output). A library saying it has no kernel for this here (or no memory)
+    """Prepare ``backend`` for ``case`` and make its first call (compilation, autotuning, lazy
+    init), timed
+    apart: (prepared, seconds, output). A library saying it has no kernel for this here (or no
+    memory)
     raises Unavailable; any other exception propagates, so a crashing backend fails its own test."""
     try:
         prepared = backend.prepare(case, inputs)
@@ -91,7 +95,8 @@ def _torch_timer(prepared: Prepared, budget_s: float) -> float:
     import torch
     from torch.utils import benchmark as tb
 
-    # num_threads: torch.utils.benchmark defaults to 1 thread; the harness runs with torch's own setting
+    # num_threads: torch.utils.benchmark defaults to 1 thread; the harness runs with torch's own
+    # setting
     timer = tb.Timer(
         stmt="sync(call())",
         globals={"sync": prepared.sync, "call": prepared.call},
@@ -113,7 +118,8 @@ def _timeit(prepared: Prepared, estimate_s: float, budget_s: float) -> float:
 def independent(
     prepared: Prepared, device: str, estimate_s: float, budget_s: float
 ) -> dict[str, float | str]:
-    """The median seconds per call by a timer that is not the harness: {"timer": name, "median_s": t, ...}."""
+    """The median seconds per call by a timer that is not the harness: {"timer": name, "median_s":
+    t, ...}."""
     if prepared.library == "torch" and device == "cuda":
         out: dict[str, float | str] = {
             "timer": "cuda-events",

@@ -1,9 +1,11 @@
 """The README's walk-through adapter: someone's own attention, checked against the spec.
 
-    transformer-conformance --adapter examples.mine:adapter --component scaled_dot_product_attention --report out/
+    transformer-conformance --adapter examples.mine:adapter --component scaled_dot_product_attention
+    --report out/
 
 It wraps torch's SDPA the way a newcomer would at first: causal masks not wired yet and no bfloat16
-conversion, so the report shows what passes, what fails and why. Copy it, replace the body with your code.
+conversion, so the report shows what passes, what fails and why. Copy it, replace the body with your
+code.
 """
 
 from types import SimpleNamespace

@@ -1,9 +1,12 @@
 """The NumPy oracle: one small pure function per component, named exactly as in the spec.
 
-This module is also the built-in ``numpy`` adapter (``--adapter numpy``): the oracle checked against its
+This module is also the built-in ``numpy`` adapter (``--adapter numpy``): the oracle checked against
+its
 own spec, in the test dtype, which is the "plain same-precision evaluation" the tolerance policy
-measures, so it must pass with room to spare. Its ``vjp`` is reverse-mode differentiation of these very
-functions (reference/autodiff.py), judged against the finite differences of the oracle like any adapter's.
+measures, so it must pass with room to spare. Its ``vjp`` is reverse-mode differentiation of these
+very
+functions (reference/autodiff.py), judged against the finite differences of the oracle like any
+adapter's.
 """
 
 from reference.attention import (
@@ -79,7 +82,8 @@ deviations: dict[str, str] = {}
 
 
 def vjp(component: str, inputs: dict, cotangent, wrt: tuple[str, ...]) -> dict:
-    """Gradients of <cotangent, component(**inputs)> for the inputs at the paths in wrt, in their dtype."""
+    """Gradients of <cotangent, component(**inputs)> for the inputs at the paths in wrt, in their
+    dtype."""
     from reference import autodiff
 
     groups = tuple(autodiff.alias_paths(inputs, p) for p in wrt)

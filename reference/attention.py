@@ -34,7 +34,8 @@ def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     """
     if not is_array(x) or (x.dtype.kind != "f" and x.dtype.name != "bfloat16"):
         raise ValueError(
-            f"softmax: x must be a floating NumPy array; got {type(x).__name__} {getattr(x, 'dtype', '')}"
+            f"softmax: x must be a floating NumPy array; got {type(x).__name__} "
+            f"{getattr(x, 'dtype', '')}"
         )
     if x.ndim == 0 or not -x.ndim <= axis < x.ndim:
         raise ValueError(
@@ -117,7 +118,8 @@ def multi_head_attention(
     causal: str | None = None,
 ) -> np.ndarray:
     """MultiHead(Q, K, V) = Concat(head_1..head_H) W_o + b_o,
-    head_h = Attention(Q W_q^h + b_q^h, K W_k^h + b_k^h, V W_v^h + b_v^h)  (Vaswani et al. 2017, 3.2.2).
+    head_h = Attention(Q W_q^h + b_q^h, K W_k^h + b_k^h, V W_v^h + b_v^h)  (Vaswani et al. 2017,
+    3.2.2).
 
     Canonical layout: query (B, T, D), key and value (B, S, D); W_q, W_k, W_v, W_o are (D, D) and
     act on the right (y = x W + b); biases (D,) are optional (absent = 0). Head h owns columns

@@ -72,7 +72,8 @@ def get_path(inputs: Mapping[str, Any], path: str) -> Any:
 
 
 def set_path(inputs: Mapping[str, Any], path: str, new: Any) -> dict[str, Any]:
-    """A copy of inputs with the value at path replaced (dicts along the path copied, the rest shared)."""
+    """A copy of inputs with the value at path replaced (dicts along the path copied, the rest
+    shared)."""
     head, _, rest = path.partition(".")
     return {**inputs, head: set_path(inputs[head], rest, new) if rest else new}
 
@@ -86,8 +87,10 @@ def set_paths(inputs: Mapping[str, Any], paths: tuple[str, ...], new: Any) -> di
 
 
 def alias_paths(inputs: Mapping[str, Any], path: str) -> tuple[str, ...]:
-    """path and every top-level input that is the very same array (self-attention passes query as key and
-    value): an adapter differentiates that array once, through every use, so the oracle moves every use."""
+    """path and every top-level input that is the very same array (self-attention passes query as
+    key and
+    value): an adapter differentiates that array once, through every use, so the oracle moves every
+    use."""
     target = get_path(inputs, path)
     return (path, *(k for k, v in inputs.items() if k != path and v is target))
 
@@ -98,7 +101,8 @@ def vjp(
     cotangent: np.ndarray,
     paths: tuple[tuple[str, ...], ...],
 ) -> list[np.ndarray]:
-    """The gradient of <cotangent, fn(**inputs)> with respect to each group of paths (an array and its
+    """The gradient of <cotangent, fn(**inputs)> with respect to each group of paths (an array and
+    its
     aliases: self-attention passes one array as query, key and value, and all of its uses move), in
     the precision of the inputs. Entries at non-finite inputs (a -inf mask) are 0."""
     leaves = [get_path(inputs, group[0]) for group in paths]

@@ -1,4 +1,5 @@
-"""Executable shape and argument rules. The reference calls these, so its ValueErrors are the spec's;
+"""Executable shape and argument rules. The reference calls these, so its ValueErrors are the
+spec's;
 the spec (spec/) imports them from here, so the two never import each other in a circle.
 
 Legend, used in every message and comment: B batch, H heads, T query length, S key length,
@@ -111,7 +112,8 @@ def check_attention(
     if not (q.dtype == k.dtype and (v is None or v.dtype == q.dtype)):
         _fail(
             component,
-            f"q, k, v must share one dtype; got {q.dtype}, {k.dtype}, {None if v is None else v.dtype}",
+            f"q, k, v must share one dtype; got {q.dtype}, {k.dtype}, "
+            f"{None if v is None else v.dtype}",
         )
     check_mask(component, mask, (B, H, T, S))
     check_scale(component, scale)

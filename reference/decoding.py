@@ -13,7 +13,8 @@ from reference.checks import is_array
 
 
 def _check(component: str, logprobs: np.ndarray, bos: int, eos: int, max_len: int) -> None:
-    """logprobs a square table of scores, finite or -inf, every row with a finite entry; bos, eos ids in
+    """logprobs a square table of scores, finite or -inf, every row with a finite entry; bos, eos
+    ids in
     [0, V); max_len >= 1."""
     if (
         not is_array(logprobs)
@@ -22,12 +23,14 @@ def _check(component: str, logprobs: np.ndarray, bos: int, eos: int, max_len: in
         or logprobs.size == 0
     ):
         raise ValueError(
-            f"{component}: logprobs must be a square table (V, V); got {getattr(logprobs, 'shape', None)}"
+            f"{component}: logprobs must be a square table (V, V); got "
+            f"{getattr(logprobs, 'shape', None)}"
         )
     table = logprobs.astype(np.float64)
     if np.isnan(table).any() or np.isposinf(table).any():
         raise ValueError(
-            f"{component}: logprobs must be finite or -inf (an impossible transition); got NaN or +inf"
+            f"{component}: logprobs must be finite or -inf (an impossible transition); got NaN or "
+            "+inf"
         )
     if not np.isfinite(table).any(-1).all():
         rows = np.flatnonzero(~np.isfinite(table).any(-1)).tolist()
@@ -45,7 +48,8 @@ def _check(component: str, logprobs: np.ndarray, bos: int, eos: int, max_len: in
 
 
 def length_penalty(length: int, alpha: float) -> float:
-    """GNMT length penalty lp(Y) = ((5 + |Y|) / 6) ** alpha  (Wu et al. 2016, eq. 14); |Y| counts EOS."""
+    """GNMT length penalty lp(Y) = ((5 + |Y|) / 6) ** alpha  (Wu et al. 2016, eq. 14); |Y| counts
+    EOS."""
     return ((5.0 + length) / 6.0) ** alpha
 
 
@@ -56,7 +60,8 @@ def sequence_score(tokens: np.ndarray, logprobs: np.ndarray, bos: int, alpha: fl
 
 
 def greedy_decode(logprobs: np.ndarray, bos: int, eos: int, max_len: int) -> np.ndarray:
-    """y_t = argmax_v log p(v | y_{t-1}) until EOS (kept) or max_len tokens; ties go to the lowest id."""
+    """y_t = argmax_v log p(v | y_{t-1}) until EOS (kept) or max_len tokens; ties go to the lowest
+    id."""
     _check("greedy_decode", logprobs, bos, eos, max_len)
     tokens, prev = [], bos
     while len(tokens) < max_len:
@@ -73,11 +78,15 @@ def beam_search(
     """Beam search -> (beam_width, max_len) int64: hypotheses best first by score, padded with -1.
 
     Each step expands every live hypothesis by every token and keeps the beam_width candidates of
-    highest cumulative log-probability (ties: lower token ids first); a kept candidate ending in EOS is
+    highest cumulative log-probability (ties: lower token ids first); a kept candidate ending in EOS
+    is
     finished, the rest stay live. After max_len steps live hypotheses finish as they are. The result
-    ranks every finished hypothesis by score = log P(Y) / lp(|Y|) (GNMT length penalty, alpha = 0: none).
-    Standard beam search is NOT guaranteed to beat greedy: greedy's prefix can be pruned by candidates
-    whose continuations are all poor. Only a beam wide enough to be exhaustive is (spec/decoding.py).
+    ranks every finished hypothesis by score = log P(Y) / lp(|Y|) (GNMT length penalty, alpha = 0:
+    none).
+    Standard beam search is NOT guaranteed to beat greedy: greedy's prefix can be pruned by
+    candidates
+    whose continuations are all poor. Only a beam wide enough to be exhaustive is
+    (spec/decoding.py).
     """
     _check("beam_search", logprobs, bos, eos, max_len)
     if not (isinstance(beam_width, (int, np.integer)) and beam_width >= 1):

@@ -25,14 +25,18 @@ def _check_base(component: str, base: float) -> None:
 def sinusoidal_positional_encoding(
     T: int, D: int, base: float = 10000.0, dtype: str = "float32"
 ) -> np.ndarray:
-    """PE[pos, 2i] = sin(pos / base^(2i/D)),  PE[pos, 2i+1] = cos(pos / base^(2i/D))  (Vaswani et al. 2017, 3.5).
+    """PE[pos, 2i] = sin(pos / base^(2i/D)),  PE[pos, 2i+1] = cos(pos / base^(2i/D))  (Vaswani et
+    al. 2017, 3.5).
 
-    -> (T, D) in ``dtype``. Odd D: the last column is the sine of the next frequency pair, whose cosine
+    -> (T, D) in ``dtype``. Odd D: the last column is the sine of the next frequency pair, whose
+    cosine
     is dropped (the even/odd interleaving simply stops at D), as the tensor2tensor layout truncates.
     The angle pos / base^(2i/D) is formed in float64 for every output dtype up to float64 (in the
-    output's own precision above it): a float32 product of a position near 1e4 and a frequency is off
+    output's own precision above it): a float32 product of a position near 1e4 and a frequency is
+    off
     by ~1e-3 rad, which is the known precision failure. ``dtype`` names a floating dtype: float32 by
-    default (the libraries' default float), float64, float16, bfloat16 (or the oracle's extended precision).
+    default (the libraries' default float), float64, float16, bfloat16 (or the oracle's extended
+    precision).
     """
     if not (
         isinstance(T, (int, np.integer)) and isinstance(D, (int, np.integer)) and T >= 1 and D >= 1
@@ -47,7 +51,8 @@ def sinusoidal_positional_encoding(
         floating = False
     if not floating:
         raise ValueError(
-            f"sinusoidal_positional_encoding: dtype must name a floating dtype {FLOAT_NAMES}; got {dtype!r}"
+            f"sinusoidal_positional_encoding: dtype must name a floating dtype {FLOAT_NAMES}; got "
+            f"{dtype!r}"
         )
     work = np.longdouble if np.dtype(dtype) == np.longdouble else np.float64
     pos = np.arange(T, dtype=work)[:, None]  # (T, 1)
@@ -73,12 +78,14 @@ def _check_tokens(component: str, tokens: np.ndarray, table: np.ndarray) -> None
     V = table.shape[0]
     if tokens.min() < 0 or tokens.max() >= V:
         raise ValueError(
-            f"{component}: token ids must lie in [0, V={V}); got min {tokens.min()}, max {tokens.max()}"
+            f"{component}: token ids must lie in [0, V={V}); got min {tokens.min()}, max "
+            f"{tokens.max()}"
         )
 
 
 def token_embedding(tokens: np.ndarray, table: np.ndarray) -> np.ndarray:
-    """Emb(tokens) = E[tokens] * sqrt(D)  (Vaswani et al. 2017, 3.4).  tokens (B, T) int, E (V, D) -> (B, T, D)."""
+    """Emb(tokens) = E[tokens] * sqrt(D)  (Vaswani et al. 2017, 3.4).  tokens (B, T) int, E (V, D)
+    -> (B, T, D)."""
     _check_tokens("token_embedding", tokens, table)
     return table[tokens] * table.dtype.type(np.sqrt(table.shape[1]))  # (B, T, D)
 
@@ -105,13 +112,15 @@ def tied_output_logits(h: np.ndarray, table: np.ndarray) -> np.ndarray:
     check_float_array("tied_output_logits", "table", table, 2, "(V, D)")
     if h.shape[-1] != table.shape[1]:
         raise ValueError(
-            f"tied_output_logits: h must be (..., D={table.shape[1]}) to match E (V, D)={table.shape}; got {h.shape}"
+            f"tied_output_logits: h must be (..., D={table.shape[1]}) to match E (V, "
+            f"D)={table.shape}; got {h.shape}"
         )
     return np.matmul(h, table.T).astype(h.dtype)  # (..., V)
 
 
 ACTIVATIONS = ("relu", "gelu", "gelu_tanh")
-# The error function, elementwise in float64 (math.erf); reference/autodiff.py gives it its derivative.
+# The error function, elementwise in float64 (math.erf); reference/autodiff.py gives it its
+# derivative.
 erf = np.vectorize(math.erf, otypes=[np.float64])
 
 
@@ -139,7 +148,8 @@ def position_wise_ffn(
     """
     if not is_array(x) or x.ndim < 1:
         raise ValueError(
-            f"position_wise_ffn: x must be an array (..., D); got {getattr(x, 'shape', type(x).__name__)}"
+            "position_wise_ffn: x must be an array (..., D); got "
+            f"{getattr(x, 'shape', type(x).__name__)}"
         )
     D = x.shape[-1]
     w1, w2 = params.get("w1"), params.get("w2")
@@ -150,7 +160,8 @@ def position_wise_ffn(
     F = w1.shape[1]
     if w2 is None or w2.shape != (F, D):
         raise ValueError(
-            f"position_wise_ffn: params['w2'] must be (F, D)=({F}, {D}); got {getattr(w2, 'shape', w2)}"
+            f"position_wise_ffn: params['w2'] must be (F, D)=({F}, {D}); got "
+            f"{getattr(w2, 'shape', w2)}"
         )
     for name, want in (("b1", (F,)), ("b2", (D,))):
         got = getattr(params.get(name), "shape", None)
@@ -174,7 +185,8 @@ def _layer_norm(
     D = x.shape[-1]
     if getattr(gamma, "shape", None) != (D,) or getattr(beta, "shape", None) != (D,):
         raise ValueError(
-            f"{component}: gamma and beta must be (D,)=({D},); got {getattr(gamma, 'shape', gamma)}, "
+            f"{component}: gamma and beta must be (D,)=({D},); got "
+            f"{getattr(gamma, 'shape', gamma)}, "
             f"{getattr(beta, 'shape', beta)}"
         )
     if isinstance(eps, bool) or not (
@@ -183,7 +195,8 @@ def _layer_norm(
         raise ValueError(f"{component}: eps must be a finite number >= 0; got {eps!r}")
     if eps == 0 and (value(x).max(-1) == value(x).min(-1)).any():  # exactly, in every precision
         raise ValueError(
-            f"{component}: eps = 0 expected every row of x to vary (0/0 otherwise); got a constant row"
+            f"{component}: eps = 0 expected every row of x to vary (0/0 otherwise); got a constant "
+            "row"
         )
     mean = x.mean(axis=-1, keepdims=True)  # (..., 1)
     var = ((x - mean) ** 2).mean(axis=-1, keepdims=True)  # (..., 1): biased
@@ -195,7 +208,8 @@ def layer_norm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float = 
     """LN(x) = (x - mean) / sqrt(var + eps) * gamma + beta over the last axis  (Ba et al. 2016).
 
     var is the biased variance (divide by D, not D - 1) and eps is inside the square root: torch's
-    nn.LayerNorm convention, which flax and the paper's tensor2tensor share. eps >= 0; with eps = 0 a
+    nn.LayerNorm convention, which flax and the paper's tensor2tensor share. eps >= 0; with eps = 0
+    a
     constant row (zero variance, D = 1 included) is refused: its normalisation is 0/0.
     """
     return _layer_norm("layer_norm", x, gamma, beta, eps)
@@ -214,9 +228,12 @@ def add_and_norm(
 
 
 def dropout(x: np.ndarray, p: float, training: bool = False, seed: int = 0) -> np.ndarray:
-    """Dropout (Srivastava et al. 2014), inverted: each entry kept with probability 1 - p and scaled by
-    1 / (1 - p), else 0; the identity when not training. The random draw is the adapter's own, so only
-    properties are checked in training mode, never values. seed: any int in [-2^63, 2^63), the name of
+    """Dropout (Srivastava et al. 2014), inverted: each entry kept with probability 1 - p and scaled
+    by
+    1 / (1 - p), else 0; the identity when not training. The random draw is the adapter's own, so
+    only
+    properties are checked in training mode, never values. seed: any int in [-2^63, 2^63), the name
+    of
     a stream (its bits seed NumPy's generator here; the spec fixes no stream)."""
     if isinstance(p, bool) or not (
         isinstance(p, (int, float, np.integer, np.floating)) and 0 <= p <= 1

@@ -1,6 +1,8 @@
-"""Mask builders. Convention everywhere in the suite: a boolean mask is True where a query MAY attend.
+"""Mask builders. Convention everywhere in the suite: a boolean mask is True where a query MAY
+attend.
 
-torch's ``nn.MultiheadAttention`` uses the opposite meaning; its adapter inverts, the spec never does.
+torch's ``nn.MultiheadAttention`` uses the opposite meaning; its adapter inverts, the spec never
+does.
 """
 
 from __future__ import annotations
@@ -33,14 +35,16 @@ def causal_mask(T: int, S: int, alignment: str = "top_left") -> np.ndarray:
 
 
 def key_padding_mask(lengths: np.ndarray, S: int) -> np.ndarray:
-    """Key-padding mask (B, 1, 1, S) from per-item key lengths: allowed[b, :, :, s] = s < lengths[b].
+    """Key-padding mask (B, 1, 1, S) from per-item key lengths: allowed[b, :, :, s] = s <
+    lengths[b].
 
     A length of 0 masks every key of that item (every query row of it is then fully masked).
     """
     lengths = np.asarray(lengths)
     if lengths.ndim != 1 or lengths.dtype.kind not in "iu" or lengths.size == 0:
         raise ValueError(
-            f"key_padding_mask: lengths must be a non-empty 1-D int array (B,); got {lengths.dtype} {lengths.shape}"
+            "key_padding_mask: lengths must be a non-empty 1-D int array (B,); got "
+            f"{lengths.dtype} {lengths.shape}"
         )
     if not isinstance(S, (int, np.integer)) or S < 1:
         raise ValueError(f"key_padding_mask: S must be a positive int; got {S!r}")

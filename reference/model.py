@@ -27,16 +27,19 @@ def encoder_decoder(
 
         memory = Encoder(E_src[x] sqrt(D) + PE)
         h      = Decoder(E_tgt[tgt_in] sqrt(D) + PE, memory)      (causal self-attention)
-        logp   = log_softmax(h E_tgt^T)                             (output projection tied to E_tgt)
+        logp   = log_softmax(h E_tgt^T)                             (output projection tied to
+        E_tgt)
 
     src_tokens (B, S), tgt_in (B, T) = shift_right(targets) -> (B, T, V). params: src_table (V, D),
-    tgt_table (V, D), encoder / decoder (lists of layer params), optional encoder_norm / decoder_norm.
+    tgt_table (V, D), encoder / decoder (lists of layer params), optional encoder_norm /
+    decoder_norm.
     src_lengths (B,) masks the source's padded tail in the encoder and in cross-attention.
     """
     for key in ("src_table", "tgt_table", "encoder", "decoder"):
         if key not in params:
             raise ValueError(
-                f"encoder_decoder: params must have src_table, tgt_table, encoder, decoder; got {sorted(params)}"
+                "encoder_decoder: params must have src_table, tgt_table, encoder, decoder; got "
+                f"{sorted(params)}"
             )
     _check_tokens("encoder_decoder", src_tokens, params["src_table"])
     _check_tokens("encoder_decoder", tgt_in, params["tgt_table"])
@@ -56,7 +59,8 @@ def encoder_decoder(
             or (lengths > S).any()
         ):
             raise ValueError(
-                f"encoder_decoder: src_lengths must be (B,)=({B},) ints in [0, S={S}]; got {lengths.shape} {lengths.tolist()}"
+                f"encoder_decoder: src_lengths must be (B,)=({B},) ints in [0, S={S}]; got "
+                f"{lengths.shape} {lengths.tolist()}"
             )
     mask = (
         None

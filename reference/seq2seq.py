@@ -30,7 +30,8 @@ def _check_attention(component: str, s: np.ndarray, h: np.ndarray, mask: np.ndar
     ):
         _fail(
             component,
-            f"mask must be bool (B, S)={h.shape[:2]} (True = real position); got {getattr(mask, 'shape', mask)}",
+            f"mask must be bool (B, S)={h.shape[:2]} (True = real position); got "
+            f"{getattr(mask, 'shape', mask)}",
         )
 
 
@@ -114,14 +115,16 @@ def attention_context(weights: np.ndarray, h: np.ndarray) -> np.ndarray:
 
 
 def attentional_hidden(context: np.ndarray, s: np.ndarray, w_c: np.ndarray) -> np.ndarray:
-    """Luong's attentional hidden state h~_t = tanh([c_t; s_t] W_c).  c (B, Dh), s (B, N), W_c (Dh + N, N) -> (B, N)."""
+    """Luong's attentional hidden state h~_t = tanh([c_t; s_t] W_c).  c (B, Dh), s (B, N), W_c (Dh +
+    N, N) -> (B, N)."""
     _check_float("attentional_hidden", "context", context, 2, "(B, Dh)")
     _check_float("attentional_hidden", "s", s, 2, "(B, N)")
     want = (context.shape[1] + s.shape[1], s.shape[1])
     if context.shape[0] != s.shape[0] or not is_array(w_c) or w_c.shape != want:
         _fail(
             "attentional_hidden",
-            f"w_c must be (Dh + N, N)={want} for batch {s.shape[0]}; got {getattr(w_c, 'shape', w_c)}",
+            f"w_c must be (Dh + N, N)={want} for batch {s.shape[0]}; got "
+            f"{getattr(w_c, 'shape', w_c)}",
         )
     return np.tanh(_matmul(np.concatenate([context, s], axis=1), w_c.astype(s.dtype)))
 
@@ -170,7 +173,8 @@ def _check_decoder(
     if s0.shape[0] != memory.shape[0] or s0.shape[1] != params["cell"]["w_h"].shape[0]:
         _fail(
             component,
-            f"s0 must be (B, N)=({memory.shape[0]}, {params['cell']['w_h'].shape[0]}); got {s0.shape}",
+            f"s0 must be (B, N)=({memory.shape[0]}, {params['cell']['w_h'].shape[0]}); got "
+            f"{s0.shape}",
         )
 
 
@@ -191,9 +195,12 @@ def attention_decoder(
     attention: str = "bahdanau",
     src_lengths: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Teacher forcing: step t is fed the ground-truth previous token tgt_in[:, t] (= shift_right(targets)).
-    tgt_in (B, T) int, memory (B, S, Dh), s0 (B, N) -> logits (B, T, V). params: embedding (V, M), cell
-    (GRU params; input [E y; c] for bahdanau, E y for luong), attention (scoring params), w_out, b_out,
+    """Teacher forcing: step t is fed the ground-truth previous token tgt_in[:, t] (=
+    shift_right(targets)).
+    tgt_in (B, T) int, memory (B, S, Dh), s0 (B, N) -> logits (B, T, V). params: embedding (V, M),
+    cell
+    (GRU params; input [E y; c] for bahdanau, E y for luong), attention (scoring params), w_out,
+    b_out,
     w_c (luong). src_lengths (B,) masks the source's padded tail."""
     _check_decoder("attention_decoder", memory, s0, params, attention)
     tokens = np.asarray(tgt_in)
@@ -207,7 +214,8 @@ def attention_decoder(
     ):
         _fail(
             "attention_decoder",
-            f"tgt_in must be (B, T) ints in [0, V={V}) with B={memory.shape[0]}; got {tokens.shape} {tokens.dtype}",
+            f"tgt_in must be (B, T) ints in [0, V={V}) with B={memory.shape[0]}; got "
+            f"{tokens.shape} {tokens.dtype}",
         )
     mask = _src_mask(src_lengths, memory, "attention_decoder")
     s, steps = s0, []

@@ -1,9 +1,12 @@
 """The oracle for encoder and decoder layers and stacks (Vaswani et al. 2017, 3.1).
 
-Canonical parameters of one layer (weights act on the right, y = x W + b, as everywhere in the spec):
-    encoder layer: {"self_attn": MHA params, "ffn": {w1, b1, w2, b2}, "norm1": {gamma, beta}, "norm2": ...}
+Canonical parameters of one layer (weights act on the right, y = x W + b, as everywhere in the
+spec):
+    encoder layer: {"self_attn": MHA params, "ffn": {w1, b1, w2, b2}, "norm1": {gamma, beta},
+    "norm2": ...}
     decoder layer: adds "cross_attn" (MHA params) and "norm3"
-A stack is a list of layer params, with an optional final {gamma, beta} norm (pre-LN stacks need one).
+A stack is a list of layer params, with an optional final {gamma, beta} norm (pre-LN stacks need
+one).
 Placement: post-LN (the paper)  x = LN(x + Sublayer(x));  pre-LN  x = x + Sublayer(LN(x)).
 The decoder's self-attention is always causal (top-left: position t sees targets <= t).
 """
@@ -40,11 +43,13 @@ def _check_layer(
 ) -> None:
     if not is_array(x) or x.ndim != 3 or 0 in x.shape:
         raise ValueError(
-            f"{component}: x must be a non-empty array (B, T, D); got {getattr(x, 'shape', type(x).__name__)}"
+            f"{component}: x must be a non-empty array (B, T, D); got "
+            f"{getattr(x, 'shape', type(x).__name__)}"
         )
     if not isinstance(num_heads, (int, np.integer)) or num_heads < 1 or x.shape[-1] % num_heads:
         raise ValueError(
-            f"{component}: D must be divisible by H = num_heads; got D={x.shape[-1]}, H={num_heads!r}"
+            f"{component}: D must be divisible by H = num_heads; got D={x.shape[-1]}, "
+            f"H={num_heads!r}"
         )
     missing = [k for k in keys if k not in params]
     if missing:
@@ -81,7 +86,8 @@ def _check_memory(component: str, y: np.ndarray, memory: np.ndarray) -> None:
         or memory.shape[2] != y.shape[2]
     ):
         raise ValueError(
-            f"{component}: memory must be (B, S, D)=({y.shape[0]}, S, {y.shape[2]}); got {getattr(memory, 'shape', None)}"
+            f"{component}: memory must be (B, S, D)=({y.shape[0]}, S, {y.shape[2]}); got "
+            f"{getattr(memory, 'shape', None)}"
         )
 
 
@@ -120,7 +126,8 @@ def decoder_layer(
     activation: str = "relu",
     eps: float = 1e-5,
 ) -> np.ndarray:
-    """y -> AddNorm(y, CausalSelfAttention(y)) -> AddNorm(., CrossAttention(., memory)) -> AddNorm(., FFN(.)).
+    """y -> AddNorm(y, CausalSelfAttention(y)) -> AddNorm(., CrossAttention(., memory)) ->
+    AddNorm(., FFN(.)).
 
     y (B, T, D), memory (B, S, D) -> (B, T, D); memory_mask broadcastable to (B, H, T, S).
     """
@@ -201,7 +208,8 @@ def decoder(
     eps: float = 1e-5,
     final_norm: Params | None = None,
 ) -> np.ndarray:
-    """N decoder layers over the encoder's memory, then the optional final LayerNorm.  (B, T, D) -> (B, T, D)."""
+    """N decoder layers over the encoder's memory, then the optional final LayerNorm.  (B, T, D) ->
+    (B, T, D)."""
     if not layers:
         raise ValueError("decoder: layers must hold at least one layer's params; got none")
     _check_layer("decoder", y, layers[0], (), num_heads)
@@ -217,8 +225,10 @@ def decoder(
 def _cached_self_attention(
     h: np.ndarray, params: Params, num_heads: int, cache: dict[str, np.ndarray]
 ) -> np.ndarray:
-    """One step of self-attention: h (B, 1, D) is the newest position; its key and value are appended
-    to ``cache`` (k, v: (B, H, t, K) -> (B, H, t + 1, K)) and its query attends to every cached one."""
+    """One step of self-attention: h (B, 1, D) is the newest position; its key and value are
+    appended
+    to ``cache`` (k, v: (B, H, t, K) -> (B, H, t + 1, K)) and its query attends to every cached
+    one."""
     B, _, D = h.shape
     H, K = num_heads, D // num_heads
 
@@ -258,13 +268,16 @@ def incremental_decoder(
     eps: float = 1e-5,
     final_norm: Params | None = None,
 ) -> np.ndarray:
-    """The decoder run one position at a time, as at inference: step t sees y[:, t] and, in every layer,
+    """The decoder run one position at a time, as at inference: step t sees y[:, t] and, in every
+    layer,
     a key/value cache of that layer's self-attention keys and values at positions <= t:
 
-        k_t = h_t W_k + b_k,  v_t = h_t W_v + b_v,  K_cache <- [K_cache; k_t],  V_cache <- [V_cache; v_t]
+        k_t = h_t W_k + b_k,  v_t = h_t W_v + b_v,  K_cache <- [K_cache; k_t],  V_cache <- [V_cache;
+        v_t]
         SelfAttention(h_t) = softmax(q_t K_cache^T / sqrt(K)) V_cache
 
-    Same signature and result as ``decoder`` (causality makes the two equal).  (B, T, D) -> (B, T, D).
+    Same signature and result as ``decoder`` (causality makes the two equal).  (B, T, D) -> (B, T,
+    D).
     """
     if not layers:
         raise ValueError(

@@ -1,4 +1,5 @@
-"""The oracle for teacher forcing and the loss: shift right, cross-entropy with padding and label smoothing."""
+"""The oracle for teacher forcing and the loss: shift right, cross-entropy with padding and label
+smoothing."""
 
 from __future__ import annotations
 
@@ -8,16 +9,19 @@ from reference.checks import is_array
 
 
 def shift_right(targets: np.ndarray, bos: int, pad: int) -> np.ndarray:
-    """Decoder input under teacher forcing: [BOS] + target[:-1]  (Vaswani et al. 2017, 3; Williams & Zipser 1989).
+    """Decoder input under teacher forcing: [BOS] + target[:-1]  (Vaswani et al. 2017, 3; Williams &
+    Zipser 1989).
 
-    targets (B, T) int -> (B, T): BOS first, the last token dropped. Padding stays padding: a position
+    targets (B, T) int -> (B, T): BOS first, the last token dropped. Padding stays padding: a
+    position
     whose target is padding gets ``pad`` as input too (it is masked out of the loss anyway), so a
     sequence's real tokens are never shifted into its padded tail.
     """
     if not is_array(targets) or targets.ndim != 2 or targets.dtype.kind not in "iu":
         raise ValueError(
             f"shift_right: targets must be an int array (B, T); "
-            f"got {getattr(targets, 'dtype', type(targets).__name__)} {getattr(targets, 'shape', '')}"
+            f"got {getattr(targets, 'dtype', type(targets).__name__)} "
+            f"{getattr(targets, 'shape', '')}"
         )
     if targets.shape[1] == 0:
         raise ValueError(f"shift_right: targets must have T >= 1; got shape {targets.shape}")
@@ -42,12 +46,15 @@ def cross_entropy(
     The smoothing mass eps is spread uniformly over the whole vocabulary of size V, the target class
     included, as torch's ``label_smoothing`` and optax's ``smooth_labels`` do; none goes to ignored
     positions, which contribute nothing. logits (..., V) with any leading axes ((V,): one position),
-    targets of the leading shape -> scalar. ignore_index is any int, a real class included (a padding id).
-    If every position is ignored the mean is over nothing: the spec refuses that (torch returns NaN).
+    targets of the leading shape -> scalar. ignore_index is any int, a real class included (a
+    padding id).
+    If every position is ignored the mean is over nothing: the spec refuses that (torch returns
+    NaN).
     """
     if not is_array(logits) or logits.ndim < 1:
         raise ValueError(
-            f"cross_entropy: logits must be (..., V); got {getattr(logits, 'shape', type(logits).__name__)}"
+            "cross_entropy: logits must be (..., V); got "
+            f"{getattr(logits, 'shape', type(logits).__name__)}"
         )
     if (
         not is_array(targets)
@@ -66,7 +73,8 @@ def cross_entropy(
     keep = targets != ignore_index
     if not keep.any():
         raise ValueError(
-            f"cross_entropy: targets must hold a position not equal to ignore_index={ignore_index} (a mean over no "
+            f"cross_entropy: targets must hold a position not equal to ignore_index={ignore_index} "
+            "(a mean over no "
             "positions is undefined); got every target ignored"
         )
     if (targets[keep] < 0).any() or (targets[keep] >= V).any():

@@ -1,7 +1,8 @@
 """Spec entries: attention_weights and scaled_dot_product_attention.
 
     attention_weights(q, k, mask=None, scale=None, causal=None) -> A        (B, H, T, S)
-    scaled_dot_product_attention(q, k, v, mask=None, scale=None, causal=None) -> context (B, H, T, Kv)
+    scaled_dot_product_attention(q, k, v, mask=None, scale=None, causal=None) -> context (B, H, T,
+    Kv)
 
 q (B, H, T, K), k (B, H, S, K), v (B, H, S, Kv); scale defaults to 1/sqrt(K).
 mask: bool (True = may attend) or additive float (-inf masks a key), broadcastable to (B, H, T, S).
@@ -39,7 +40,8 @@ from spec.tolerance import compare
 
 
 def logit_magnitude(inputs: Mapping[str, Any]) -> float:
-    """L: the largest |scale| * sum_k |q_k k_k| over all (query, key) pairs, plus the largest finite bias."""
+    """L: the largest |scale| * sum_k |q_k k_k| over all (query, key) pairs, plus the largest finite
+    bias."""
     q, k = np.abs(inputs["q"].astype(np.float64)), np.abs(inputs["k"].astype(np.float64))
     scale = inputs.get("scale")
     scale = 1.0 / np.sqrt(q.shape[-1]) if scale is None else abs(float(scale))
@@ -63,7 +65,8 @@ def context_error_scale(inputs: Mapping[str, Any]) -> float:
 
 
 def visible(inputs: Mapping[str, Any]) -> np.ndarray:
-    """(B, H, T, S) bool: where each query may attend under the mask and the causal alignment together."""
+    """(B, H, T, S) bool: where each query may attend under the mask and the causal alignment
+    together."""
     B, H, T, _ = inputs["q"].shape
     S = inputs["k"].shape[2]
     allowed = np.ones((B, H, T, S), dtype=bool)
@@ -79,7 +82,8 @@ def _draw(values: bool) -> Any:
     def draw(data: st.DataObject, dtype: DType, variant: Masking | str | None) -> dict[str, Any]:
         """q, k[, v], mask, scale, causal for one mask variant."""
         v = Masking.parse(variant)
-        # bottom-right causality with T > S empties the first rows: only its empty-row variant draws that
+        # bottom-right causality with T > S empties the first rows: only its empty-row variant draws
+        # that
         where = (
             None
             if v.causal != "bottom_right"
@@ -170,7 +174,8 @@ V_ARG = Arg(
 )
 MASK_ARG = Arg(
     "mask",
-    "None, bool (True = may attend) or additive float (-inf masks a key), any shape that broadcasts to "
+    "None, bool (True = may attend) or additive float (-inf masks a key), any shape that "
+    "broadcasts to "
     "(B, H, T, S) with at most 4 axes",
     kind="mask",
     default=None,
@@ -205,7 +210,8 @@ MASK_ARG = Arg(
 )
 SCALE_ARG = Arg(
     "scale",
-    "None (1/sqrt(K)) or any finite real: 0 gives uniform weights, a negative scale prefers dissimilar keys",
+    "None (1/sqrt(K)) or any finite real: 0 gives uniform weights, a negative scale prefers "
+    "dissimilar keys",
     kind="number",
     default=None,
     regions=(
@@ -366,7 +372,8 @@ def fully_masked_rows_are_zero(subject: Subject, data: st.DataObject, variant: M
     SCALED_DOT_PRODUCT_ATTENTION, variants=(Masking(), Masking("bool"), Masking(causal="top_left"))
 )
 def context_is_weighted_sum(subject: Subject, data: st.DataObject, variant: Masking) -> None:
-    """context == (the adapter's own attention_weights) @ V, and lies in the per-coordinate range of the attended values."""
+    """context == (the adapter's own attention_weights) @ V, and lies in the per-coordinate range of
+    the attended values."""
     inputs = subject.component.draw(data, subject.dtype, variant)
     allowed = visible(inputs)
     case = subject.case(inputs)
@@ -380,7 +387,8 @@ def context_is_weighted_sum(subject: Subject, data: st.DataObject, variant: Mask
         i = tuple(int(t) for t in np.argwhere(outside)[0])
         subject.fail(
             inputs,
-            f"context {got[i]:.6g} at {i} outside the attended values' range [{lo[i]:.6g}, {hi[i]:.6g}] (slack {slack:.3g})",
+            f"context {got[i]:.6g} at {i} outside the attended values' range [{lo[i]:.6g}, "
+            f"{hi[i]:.6g}] (slack {slack:.3g})",
         )
     weights = subject.sibling("attention_weights").case(
         {k: v_ for k, v_ in inputs.items() if k != "v"}
@@ -498,13 +506,15 @@ def masked_keys_get_no_gradient(subject: Subject, data: st.DataObject, variant: 
             where = tuple(int(i) for i in np.unravel_index(np.argmax(leaked), leaked.shape))
             subject.fail(
                 inputs,
-                f"gradient leaks into masked key position: d{name}{list(where)} = {grads[name][where]}",
+                f"gradient leaks into masked key position: d{name}{list(where)} = "
+                f"{grads[name][where]}",
             )
 
 
 @prop(SCALED_DOT_PRODUCT_ATTENTION, dtypes=GRAD_DTYPES, kind="gradient")
 def causal_future_gets_no_gradient(subject: Subject, data: st.DataObject, variant: None) -> None:
-    """Under top-left causality, a cotangent on outputs before t sends exactly zero gradient to q, k, v at >= t."""
+    """Under top-left causality, a cotangent on outputs before t sends exactly zero gradient to q,
+    k, v at >= t."""
     inputs = draw_sdpa(data, subject.dtype, Masking(causal="top_left"))
     shape = subject.case(inputs).expected.shape  # (B, H, T, Kv)
     t = data.draw(st.integers(0, min(shape[2], inputs["k"].shape[2]) - 1), label="t")
@@ -517,5 +527,6 @@ def causal_future_gets_no_gradient(subject: Subject, data: st.DataObject, varian
             where = tuple(int(i) for i in np.unravel_index(np.argmax(later), later.shape))
             subject.fail(
                 inputs,
-                f"outputs before t={t} send gradient to {name} at position {where[2] + t}: {later[where]:.3g}",
+                f"outputs before t={t} send gradient to {name} at position {where[2] + t}: "
+                f"{later[where]:.3g}",
             )

@@ -44,7 +44,8 @@ Check = Callable[["Subject", st.DataObject, Any], None]
 
 @dataclass(frozen=True)
 class Property:
-    """One property an output must satisfy; ``check`` draws inputs, calls the adapter and asserts."""
+    """One property an output must satisfy; ``check`` draws inputs, calls the adapter and
+    asserts."""
 
     name: str
     doc: str
@@ -56,7 +57,8 @@ class Property:
 
 @dataclass(frozen=True)
 class BadInput:
-    """An input the spec refuses: the reference raises ValueError, an adapter must raise anything."""
+    """An input the spec refuses: the reference raises ValueError, an adapter must raise
+    anything."""
 
     name: str
     doc: str
@@ -69,7 +71,8 @@ Draw = Callable[[st.DataObject, DType, Any], dict[str, Any]]
 @dataclass(frozen=True)
 class Gradient:
     """What a component's gradient property differentiates (spec/gradients.py): the input paths per
-    variant ("q", "params.w_q"), the variants, the draw when it is not the component's own, and, for a
+    variant ("q", "params.w_q"), the variants, the draw when it is not the component's own, and, for
+    a
     piecewise-smooth component, the largest step that stays on one side of every kink."""
 
     wrt: Callable[[Any], tuple[str, ...]]
@@ -85,11 +88,15 @@ def paths(*names: str) -> Callable[[Any], tuple[str, ...]]:
 
 @dataclass(frozen=True)
 class Component:
-    """One spec entry: what the component is (its reference function of the same name is the oracle and
+    """One spec entry: what the component is (its reference function of the same name is the oracle
+    and
     the source of the signature), its arguments' domains, how its inputs are drawn, and how wrong an
-    implementation may be (``error_scale``, for the tolerance policy). A component with a ``draw`` has
-    the differential property ``matches_reference`` over its ``variants``; its other properties register
-    themselves with ``@prop(COMPONENT, ...)``, and the registry (spec/registry.py) collects the record."""
+    implementation may be (``error_scale``, for the tolerance policy). A component with a ``draw``
+    has
+    the differential property ``matches_reference`` over its ``variants``; its other properties
+    register
+    themselves with ``@prop(COMPONENT, ...)``, and the registry (spec/registry.py) collects the
+    record."""
 
     name: str
     family: str
@@ -158,10 +165,14 @@ class Subject:
     omitted: set[str] = field(default_factory=set)
 
     def label(self, inputs: Mapping[str, Any]) -> str:
-        return f"[{self.component.name} | adapter={self.adapter_name} | dtype={self.dtype}] inputs: {describe_inputs(inputs)}"
+        return (
+            f"[{self.component.name} | adapter={self.adapter_name} | dtype={self.dtype}] "
+            f"inputs: {describe_inputs(inputs)}"
+        )
 
     def sibling(self, name: str) -> Subject:
-        """The same adapter's function for another component, at the same dtype (Unsupported if absent)."""
+        """The same adapter's function for another component, at the same dtype (Unsupported if
+        absent)."""
         from spec.registry import COMPONENTS
 
         fn = getattr(self.namespace, name, None)
@@ -188,11 +199,15 @@ class Subject:
     def fail(self, inputs: Mapping[str, Any], message: str) -> NoReturn:
         said = "".join(f"\nthe library warned: {w}" for w in dict.fromkeys(self.warnings))
         if self.omitted:
-            said += f"\nsome calls left out {sorted(self.omitted)}, which held the spec's defaults (the adapter's own defaults ran)"
+            said += (
+                f"\nsome calls left out {sorted(self.omitted)}, which held the spec's defaults "
+                "(the adapter's own defaults ran)"
+            )
         raise ConformanceError(f"{self.label(inputs)}\n{message}{said}", inputs)
 
     def _with_defaults_left_out(self, inputs: Mapping[str, Any]) -> Mapping[str, Any]:
-        """Every other call of an example leaves out the arguments that hold the spec's default, so the
+        """Every other call of an example leaves out the arguments that hold the spec's default, so
+        the
         adapter's own defaults are exercised too (an adapter whose eps defaults to 1e-6 is caught);
         the next call passes them, so a property comparing two calls compares both ways."""
         if len(self.calls) % 2 == 0:
@@ -242,7 +257,8 @@ class Subject:
 
 
 class Case:
-    """One set of inputs: the adapter's output, the oracle's, and the policy's bound, each computed once."""
+    """One set of inputs: the adapter's output, the oracle's, and the policy's bound, each computed
+    once."""
 
     def __init__(self, subject: Subject, inputs: dict[str, Any], expected_fn: Callable[..., Any]):
         self.subject = subject
@@ -294,7 +310,8 @@ def matches_reference(
     )
 
 
-# Properties registered by decorator: component name -> its properties, in the order they were declared.
+# Properties registered by decorator: component name -> its properties, in the order they were
+# declared.
 REGISTERED: dict[str, list[Property]] = {}
 
 
@@ -305,7 +322,8 @@ def prop(
     kind: str = "forward",
     name: str | None = None,
 ) -> Callable[[Check], Check]:
-    """Register the decorated check as a property of each component; its name and doc are the function's."""
+    """Register the decorated check as a property of each component; its name and doc are the
+    function's."""
 
     def register(check: Check) -> Check:
         found = Property(

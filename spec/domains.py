@@ -2,7 +2,8 @@
 must draw, and the mechanical mutants of the reference the suite must catch.
 
 An ``Arg`` is one parameter of a component's signature: its domain in words (printed next to the
-signature by ``explain``), its kind, which decides its mutants, and its regions: named predicates over
+signature by ``explain``), its kind, which decides its mutants, and its regions: named predicates
+over
 drawn inputs marking the boundaries and special values of the domain (zero, negative, non-dyadic,
 extreme magnitudes, the smallest and largest sizes, ties). Two meta-tests hold the spec to it:
 tests/meta/test_domains.py draws every property's inputs and asserts every region is drawn;

@@ -1,4 +1,5 @@
-"""The vjp properties of the components whose records do not yet state their ``Gradient`` (spec/core.py):
+"""The vjp properties of the components whose records do not yet state their ``Gradient``
+(spec/core.py):
 which inputs are differentiated and over which variants (spec/gradients.py states the interface, the
 oracle and the bound). The registry appends these to the components' properties.
 """
@@ -37,5 +38,6 @@ VJP_PROPERTIES: dict[str, Property] = {
 
 
 def gradient_properties(component: str) -> tuple[Property, ...]:
-    """The vjp property of a component whose record states no Gradient (being moved into the records)."""
+    """The vjp property of a component whose record states no Gradient (being moved into the
+    records)."""
     return (VJP_PROPERTIES[component],) if component in VJP_PROPERTIES else ()

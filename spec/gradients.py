@@ -1,23 +1,28 @@
-"""Gradient conformance: the adapter's vector-Jacobian products against finite differences of the oracle.
+"""Gradient conformance: the adapter's vector-Jacobian products against finite differences of the
+oracle.
 
-Adapter interface (optional): ``vjp(component, inputs, cotangent, wrt) -> {path: gradient}`` returns,
+Adapter interface (optional): ``vjp(component, inputs, cotangent, wrt) -> {path: gradient}``
+returns,
 for each differentiable input named by a path in ``wrt`` ("q", "params.w_q"), the gradient of
 <cotangent, component(**inputs)> with respect to it, same shape and dtype as the input. torch uses
 autograd, jax ``jax.vjp``; an adapter without ``vjp`` is reported "unsupported".
 
-Oracle (no hand-written backward): the float64 reference (x87 extended for float64 tests) differentiated
+Oracle (no hand-written backward): the float64 reference (x87 extended for float64 tests)
+differentiated
 by central differences along a random direction t per input:
     D(e) = <c, f(x + e t) - f(x - e t)> / 2e,    e = u_o^(1/3) max(1, max|x|)
 and the adapter passes iff |<G, t> - D(e)| <= allowed, with
     allowed = GRAD_MULTIPLIER |<G_same, t> - D(e)| + GRAD_ULPS u(d) scale
               + ORACLE_MULT (|D(e) - D(2e)| + 8 u_o error_scale ||c||_1 / e)
-    scale   = (sum |c| |f(x + e t) - f(x - e t)| / 2e  +  sum |G| |t|) max(1, error_scale / max|f(x)|)
+    scale   = (sum |c| |f(x + e t) - f(x - e t)| / 2e  +  sum |G| |t|) max(1, error_scale /
+    max|f(x)|)
 G_same is the analytic VJP evaluated in the test dtype, where the reference has one (softmax and
 attention, reference/gradients.py): the forward policy's same-precision term, with flash-attention's
 gradient multiplier. It is what captures the backward pass's own cancellations (dS = P (dP - D) at a
 saturated softmax is a difference of equal numbers, amplified by |q| in dK). The second term is the
 policy's floor for gradients (GRAD_ULPS is the gradient multiplier: a backward
-pass rounds at the magnitude of the products it sums, amplified as the forward is); the second is the
+pass rounds at the magnitude of the products it sums, amplified as the forward is); the second is
+the
 oracle's own error (Richardson's truncation estimate plus the rounding of two evaluations divided by
 2e). So float64 gradients are checked to the oracle's resolution, ~1e-13 relative, not to float64's.
 Checked at float64 and float32 only: finite differences in float16 say nothing.
@@ -45,8 +50,10 @@ from spec.strategies import seeds
 from spec.tolerance import Bound, cast_floats, compare
 
 GRAD_ULPS = 32.0
-# flash-attention's rule for gradients is 3x its own reference's error (shared/README.md); we compare
-# other libraries' algorithms, so the forward policy's 4 (the analytic VJPs in reference/gradients.py).
+# flash-attention's rule for gradients is 3x its own reference's error (shared/README.md); we
+# compare
+# other libraries' algorithms, so the forward policy's 4 (the analytic VJPs in
+# reference/gradients.py).
 GRAD_MULTIPLIER = 4.0
 ORACLE_MULT = 4.0
 GRAD_DTYPES = (FLOAT64, FLOAT32)
@@ -54,14 +61,16 @@ GRAD_DTYPES = (FLOAT64, FLOAT32)
 
 @dataclass(frozen=True)
 class GradBound(Bound):
-    """Bound for a directional derivative: same_precision_error holds the oracle's own error estimate,
+    """Bound for a directional derivative: same_precision_error holds the oracle's own error
+    estimate,
     analytic_error the same-precision analytic VJP's error (0 where the reference has none)."""
 
     analytic_error: float = 0.0
 
     def explain(self) -> str:
         return (
-            f"allowed {self.allowed:.3g} = {GRAD_MULTIPLIER:g} x same-precision VJP error {self.analytic_error:.3g}"
+            f"allowed {self.allowed:.3g} = {GRAD_MULTIPLIER:g} x same-precision VJP error "
+            f"{self.analytic_error:.3g}"
             f" + floor {self.floor:.3g} ({GRAD_ULPS:g} u({self.dtype}) x scale)"
             f" + {ORACLE_MULT:g} x finite-difference error {self.same_precision_error:.3g}"
         )
@@ -97,7 +106,8 @@ def call_vjp(
         if not isinstance(g, np.ndarray) or g.shape != x.shape or g.dtype != x.dtype:
             subject.fail(
                 inputs,
-                f"vjp for {path} returned {getattr(g, 'shape', g)} {getattr(g, 'dtype', '')}; expected {x.shape} {x.dtype}",
+                f"vjp for {path} returned {getattr(g, 'shape', g)} {getattr(g, 'dtype', '')}; "
+                f"expected {x.shape} {x.dtype}",
             )
         if not np.isfinite(g.astype(np.float64)).all():
             subject.fail(inputs, f"vjp for {path} has non-finite entries")
@@ -109,7 +119,8 @@ def _finite(x: np.ndarray) -> np.ndarray:
     return x[np.isfinite(x)]
 
 
-# The oracle's precision for every gradient test: x87 extended (64-bit significand) where NumPy has it.
+# The oracle's precision for every gradient test: x87 extended (64-bit significand) where NumPy has
+# it.
 WIDE = np.dtype(np.longdouble)
 U_WIDE = float(np.finfo(WIDE).eps) / 2
 
@@ -132,7 +143,8 @@ def directional_derivative(
     e: float,
     scale: float,
 ) -> Directional:
-    """Central differences of fn along t at steps e, e/2, e/4, in extended precision, contracted with c.
+    """Central differences of fn along t at steps e, e/2, e/4, in extended precision, contracted
+    with c.
     Every alias of path (alias_paths) moves with it."""
     paths = alias_paths(inputs, path)
     x = cast_floats(dict(inputs), WIDE)
@@ -162,10 +174,13 @@ MaxStep = Callable[[Mapping[str, Any], str, np.ndarray, float], "float | None"]
 class SamePrecision:
     """The same-precision gradient algorithms of one example, computed once for all its paths.
 
-    ``gradients[k][path]`` is algorithm k's gradient in the test dtype: reverse-mode differentiation of
+    ``gradients[k][path]`` is algorithm k's gradient in the test dtype: reverse-mode differentiation
+    of
     the reference itself (reference/autodiff.py), for every component, and the short analytic VJPs
-    where the reference has them (reference/gradients.py: softmax, attention in both forms of D, MHA,
-    additive attention). ``wide[path]`` is the reverse-mode gradient in extended precision, what they
+    where the reference has them (reference/gradients.py: softmax, attention in both forms of D,
+    MHA,
+    additive attention). ``wide[path]`` is the reverse-mode gradient in extended precision, what
+    they
     are measured against; ``rounding[path]`` the analytic algorithms' running error bounds.
     An aliased array's gradient is the sum over its uses (query + key + value in self-attention).
     """
@@ -229,7 +244,8 @@ def directional_check(
     same: SamePrecision,
     max_step: MaxStep | None = None,
 ) -> None:
-    """<g, t> against the oracle's central difference along a random t, within the gradient bound."""
+    """<g, t> against the oracle's central difference along a random t, within the gradient
+    bound."""
     fn = subject.component.reference
     base = get_path(inputs, path)
     t = np.random.default_rng(seed).standard_normal(base.shape).astype(WIDE)
@@ -272,7 +288,8 @@ Draw = Callable[[st.DataObject, Subject, "str | None"], dict[str, Any]]
 
 
 def cotangent(data: st.DataObject, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
-    """A random N(0, 1) cotangent of the output's shape, in the test dtype (its seed a labelled draw)."""
+    """A random N(0, 1) cotangent of the output's shape, in the test dtype (its seed a labelled
+    draw)."""
     rng = np.random.default_rng(data.draw(seeds(), label="cotangent_seed"))
     return np.asarray(rng.standard_normal(shape), dtype=dtype.np_dtype)
 
@@ -284,7 +301,8 @@ def vjp_property(
     max_step: MaxStep | None = None,
 ) -> Property:
     """The differential gradient property of a component whose inputs come from draw(data, dtype,
-    variant): every path in wrt(variant) checked. A piecewise-smooth component (ReLU) gives max_step,
+    variant): every path in wrt(variant) checked. A piecewise-smooth component (ReLU) gives
+    max_step,
     so no difference straddles a kink."""
 
     def check(subject: Subject, data: st.DataObject, variant: Any) -> None:
@@ -309,7 +327,8 @@ def vjp_property(
 
     return Property(
         "vjp_matches_finite_differences",
-        "The adapter's vector-Jacobian product agrees with central differences of the oracle along random directions.",
+        "The adapter's vector-Jacobian product agrees with central differences of the oracle along "
+        "random directions.",
         check,
         variants,
         GRAD_DTYPES,

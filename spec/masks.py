@@ -96,7 +96,8 @@ def causal_rows_are_growing_prefixes(
     if not prefix.all() or not (counts == want).all():
         subject.fail(
             inputs,
-            f"rows allow {counts.tolist()} keys (prefixes: {bool(prefix.all())}); expected prefixes of {want.tolist()}",
+            f"rows allow {counts.tolist()} keys (prefixes: {bool(prefix.all())}); expected "
+            f"prefixes of {want.tolist()}",
         )
 
 
@@ -111,7 +112,8 @@ def padding_counts_lengths(subject: Subject, data: st.DataObject, variant: str |
     ):
         subject.fail(
             inputs,
-            f"allowed keys per item {counts.tolist()}; expected lengths {inputs['lengths'].tolist()}",
+            f"allowed keys per item {counts.tolist()}; expected lengths "
+            f"{inputs['lengths'].tolist()}",
         )
 
 

@@ -1,14 +1,20 @@
-"""Spec entry: encoder_decoder(src_tokens, tgt_in, params, num_heads, src_lengths=None, norm_first=False,
+"""Spec entry: encoder_decoder(src_tokens, tgt_in, params, num_heads, src_lengths=None,
+norm_first=False,
 activation="relu", eps=1e-5) -> log-probabilities (B, T, V); see reference/model.py for the layout.
 
-Teacher forcing: tgt_in = shift_right(targets), so the log-probs at step t may depend on tgt_in[:t+1]
-(targets before t) only. Properties: rows are log-distributions; (a) changing the decoder input after
-step t leaves steps <= t unchanged; (b) decoding step by step, re-running the growing prefix, gives the
+Teacher forcing: tgt_in = shift_right(targets), so the log-probs at step t may depend on
+tgt_in[:t+1]
+(targets before t) only. Properties: rows are log-distributions; (a) changing the decoder input
+after
+step t leaves steps <= t unchanged; (b) decoding step by step, re-running the growing prefix, gives
+the
 parallel teacher-forced log-probs. The key/value-cache variant of (b) is the component
-incremental_decoder (spec/stacks.py): cached step-by-step decoding equals the parallel decoder, and the
+incremental_decoder (spec/stacks.py): cached step-by-step decoding equals the parallel decoder, and
+the
 log-probs are a per-position function of the decoder output (tied projection, log-softmax).
 src_lengths in [0, S]: an empty source leaves attention rows that see no key (their output is b_o).
-error_scale: (1 + max|logp|) times the number of sublayers, 2 per encoder and 3 per decoder layer (see
+error_scale: (1 + max|logp|) times the number of sublayers, 2 per encoder and 3 per decoder layer
+(see
 spec/stacks.py).
 """
 
@@ -38,8 +44,10 @@ from spec.tolerance import compare
 
 
 def _model_inputs(data: st.DataObject, dtype: DType, variant: str | None) -> dict[str, Any]:
-    """Inputs under a variant "post_ln|pre_ln[+src_padding]": 1 or 2 layers per stack, the final norms
-    (present for pre-LN, drawn for post-LN, as torch's nn.Transformer has them), activation and eps drawn."""
+    """Inputs under a variant "post_ln|pre_ln[+src_padding]": 1 or 2 layers per stack, the final
+    norms
+    (present for pre-LN, drawn for post-LN, as torch's nn.Transformer has them), activation and eps
+    drawn."""
     tokens = (variant or "post_ln").split("+")
     s: StackShape = data.draw(st.sampled_from(STACK_BUCKETS), label="shape")
     params: dict[str, Any] = {
@@ -103,7 +111,8 @@ def log_probs_are_normalised(subject: Subject, data: st.DataObject, variant: str
 
 
 def later_inputs_do_not_matter(subject: Subject, data: st.DataObject, variant: str | None) -> None:
-    """(a) Changing the decoder input after step t (targets at positions >= t) leaves steps <= t unchanged."""
+    """(a) Changing the decoder input after step t (targets at positions >= t) leaves steps <= t
+    unchanged."""
     inputs = _model_inputs(data, subject.dtype, variant)
     tgt = inputs["tgt_in"]
     t = data.draw(st.integers(0, tgt.shape[1] - 1), label="t")
@@ -183,7 +192,8 @@ def _source_mask(i: Any) -> Any:
 
 
 def empty_source(inputs: Any) -> bool:
-    """Whether some item's source is empty (src_lengths 0): its encoder and cross-attention rows see no key."""
+    """Whether some item's source is empty (src_lengths 0): its encoder and cross-attention rows see
+    no key."""
     return has_empty_row(_source_mask(inputs))
 
 
@@ -202,7 +212,8 @@ def _norm_entries(name: str, stack: str) -> tuple[Arg, ...]:
     dropped = Arg(
         name,
         f"{{gamma (D,), beta (D,)}}: a LayerNorm after the {stack}, or absent",
-        kind="other",  # not "params": so that dropping the norm (absent is its default) is a mutant too
+        # not "params": so that dropping the norm (absent is its default) is a mutant too
+        kind="other",
         default=None,
         regions=(
             region("absent", lambda v, i: v is None),
@@ -238,7 +249,8 @@ MODEL_ARGS = (
     _tokens_arg("tgt_in", "shift_right(targets), the decoder's input under teacher forcing", "T"),
     Arg(
         "params",
-        "dict src_table (V, D), tgt_table (V, D) (the output projection is tied to it), encoder / decoder (lists of "
+        "dict src_table (V, D), tgt_table (V, D) (the output projection is tied to it), encoder / "
+        "decoder (lists of "
         "layer params, reference/stacks.py), optional encoder_norm / decoder_norm {gamma, beta}",
         kind="params",
         entries=(
@@ -253,8 +265,10 @@ MODEL_ARGS = (
     heads_arg(_width),
     Arg(
         "src_lengths",
-        "None (every source position real) or int array (B,) in [0, S]: positions from a length on are padding, in "
-        "the encoder and in cross-attention; a length of 0 leaves rows that see no key (their attention gives b_o)",
+        "None (every source position real) or int array (B,) in [0, S]: positions from a length on "
+        "are padding, in "
+        "the encoder and in cross-attention; a length of 0 leaves rows that see no key (their "
+        "attention gives b_o)",
         kind="int",
         default=None,
         perturb=_src_lengths_one_fewer,
@@ -292,7 +306,8 @@ ENCODER_DECODER = Component(
     name="encoder_decoder",
     family="model",
     signature=(
-        "encoder_decoder(src_tokens, tgt_in, params, num_heads, src_lengths=None, norm_first=False, activation='relu', eps=1e-5)"
+        "encoder_decoder(src_tokens, tgt_in, params, num_heads, src_lengths=None, "
+        "norm_first=False, activation='relu', eps=1e-5)"
     ),
     shapes="src_tokens (B, S), tgt_in (B, T) int -> log-probs (B, T, V)",
     error_scale=_scale,
@@ -310,7 +325,8 @@ ENCODER_DECODER = Component(
             later_inputs_do_not_matter,
             ("post_ln", "pre_ln"),
         ),
-        # float64 and float32: T + 1 runs of the whole model per example, each prefix a new jax shape
+        # float64 and float32: T + 1 runs of the whole model per example, each prefix a new jax
+        # shape
         Property(
             "step_by_step_equals_parallel",
             step_by_step_equals_parallel.__doc__,

@@ -39,9 +39,12 @@ from spec.strategies import (
 
 @dataclass(frozen=True)
 class Attending:
-    """A multi-head attention variant: which arrays the query, key and value are (``self``: one array;
-    ``memory``: cross-attention over one encoder memory, key is value, as encoder-decoder models call
-    it; ``cross``: three arrays), the mask variant, and whether H is forced to 1. Its str is the test
+    """A multi-head attention variant: which arrays the query, key and value are (``self``: one
+    array;
+    ``memory``: cross-attention over one encoder memory, key is value, as encoder-decoder models
+    call
+    it; ``cross``: three arrays), the mask variant, and whether H is forced to 1. Its str is the
+    test
     id's ("self+causal_top_left", "memory+padding")."""
 
     kind: str = "self"
@@ -98,7 +101,8 @@ def mha_error_scale(inputs: Mapping[str, Any]) -> float:
     def bias(name: str) -> float:
         return float(np.abs(p[name].astype(np.float64)).max()) if p.get(name) is not None else 0.0
 
-    # each projection rounds at |x| |W| + |b|; the output adds b_o, so it rounds at |context W_o| + |b_o|
+    # each projection rounds at |x| |W| + |b|; the output adds b_o, so it rounds at |context W_o| +
+    # |b_o|
     proj = max(
         float((np.abs(inputs[x].astype(np.float64)) @ np.abs(p[w].astype(np.float64))).max())
         + bias(b)
@@ -206,7 +210,8 @@ def fully_masked_rows_are_zero(subject: Subject, data: st.DataObject, variant: A
 
 # Argument domains (spec/domains.py).
 def _next_divisor(H: int, inputs: Any) -> int | None:
-    """Another head count that divides D: the nearest one above H, else below (None if D has only H)."""
+    """Another head count that divides D: the nearest one above H, else below (None if D has only
+    H)."""
     D = inputs["query"].shape[-1]
     others = [h for h in range(1, D + 1) if D % h == 0 and h != H]
     above = [h for h in others if h > H]
@@ -217,13 +222,18 @@ def _is(a: str, b: str) -> Any:
     return lambda v, i: i[a] is i[b]
 
 
-# The key bias adds q . b_k to every logit of a query's row: softmax is shift-invariant, so no output
+# The key bias adds q . b_k to every logit of a query's row: softmax is shift-invariant, so no
+# output
 # (and no gradient but b_k's own, which is 0) depends on it.
 _KEY_BIAS = {
-    kind: "the key bias shifts every logit of a row by the same q . b_k; softmax is invariant to that shift"
+    kind: "the key bias shifts every logit of a row by the same q . b_k; softmax is invariant to "
+    "that shift"
     for kind in ("default", "perturbed")
 }
-_WEIGHT = "float array (D, D), acting on the right (y = x W + b); head h owns columns h K .. (h + 1) K - 1"
+_WEIGHT = (
+    "float array (D, D), acting on the right (y = x W + b); head h owns columns h K .. (h + "
+    "1) K - 1"
+)
 _BIAS = "float array (D,), or absent (0)"
 MHA_ARGS = (
     Arg(
@@ -240,7 +250,8 @@ MHA_ARGS = (
     ),
     Arg(
         "key",
-        "float array (B, S, D), S >= 1; may be the very array passed as query (self-attention) or as value",
+        "float array (B, S, D), S >= 1; may be the very array passed as query (self-attention) or "
+        "as value",
         regions=(
             region(
                 "one memory (key is value, not query)",

@@ -1,14 +1,18 @@
-"""Spec entries: recurrent_cell, rnn_encoder, context_vector (canonical layout in reference/recurrent.py).
+"""Spec entries: recurrent_cell, rnn_encoder, context_vector (canonical layout in
+reference/recurrent.py).
 
-    recurrent_cell(x (B, E), state (B, N) | LSTM [h | c] (B, 2N), params, cell) -> new state, same shape
+    recurrent_cell(x (B, E), state (B, N) | LSTM [h | c] (B, 2N), params, cell) -> new state, same
+    shape
     rnn_encoder(x (B, T, E), params {"forward"[, "backward"]}, cell, lengths=None) -> (B, T, dirs N)
     context_vector(x, params, cell, lengths=None) -> (B, dirs N): the final hidden state(s)
 Gate order (the spec's own): gru (z, r, n), lstm (i, f, g, o). Bidirectional outputs concatenate
 [forward | backward]; outputs past a sequence's length are 0; the backward direction starts at each
-sequence's last real step. Properties: a run equals the cell applied step by step; a batch equals its
+sequence's last real step. Properties: a run equals the cell applied step by step; a batch equals
+its
 items; padded steps change nothing; reversing the input swaps the two directions; the context's size
 does not depend on T and equals the encoder's outputs at the sequence ends.
-error_scale: the largest pre-activation |x| |W_x| + |b_x| + |h| |W_h| + |b_h| (|h| <= 1, |c| <= T), times T.
+error_scale: the largest pre-activation |x| |W_x| + |b_x| + |h| |W_h| + |b_h| (|h| <= 1, |c| <= T),
+times T.
 """
 
 from __future__ import annotations
@@ -33,8 +37,10 @@ class RecShape(NamedTuple):
     N: int
 
 
-# float64 and float32 in the default run for the recurrent and seq2seq families: the seq2seq issue's scope.
-# All four dtypes passed on numpy, torch and jax when measured (README); half precision here costs jax a
+# float64 and float32 in the default run for the recurrent and seq2seq families: the seq2seq issue's
+# scope.
+# All four dtypes passed on numpy, torch and jax when measured (README); half precision here costs
+# jax a
 # compilation per shape for little.
 DEFAULT_RUN_DTYPES: tuple[DType, ...] = (FLOAT64, FLOAT32)
 # the smallest legal sizes (B = T = E = N = 1: w_x and w_h of one shape), E > N and E < N
@@ -70,7 +76,8 @@ def _cell_inputs(data: st.DataObject, dtype: DType, variant: str | None) -> dict
 
 
 def _lengths(data: st.DataObject, B: int, T: int) -> np.ndarray:
-    """Lengths in [1, T], in any order; one of them T (a batch is padded to its longest) unless B = 1."""
+    """Lengths in [1, T], in any order; one of them T (a batch is padded to its longest) unless B =
+    1."""
     rng = np.random.default_rng(data.draw(seeds(), label="len_seed"))
     lengths = rng.integers(1, T + 1, B)
     if B > 1:
@@ -79,7 +86,8 @@ def _lengths(data: st.DataObject, B: int, T: int) -> np.ndarray:
 
 
 def encoder_inputs(data: st.DataObject, dtype: DType, variant: str | None) -> dict[str, Any]:
-    """Inputs of rnn_encoder / context_vector; variant names the cell, "+bidirectional", "+lengths"."""
+    """Inputs of rnn_encoder / context_vector; variant names the cell, "+bidirectional",
+    "+lengths"."""
     cell, variant = _cell(variant), variant or ""
     s: RecShape = data.draw(st.sampled_from(REC_BUCKETS), label="shape")
     directions = ("forward", "backward") if "bidirectional" in variant else ("forward",)
@@ -188,7 +196,8 @@ def context_size_is_fixed(subject: Subject, data: st.DataObject, variant: str | 
 
 
 def context_is_encoder_ends(subject: Subject, data: st.DataObject, variant: str | None) -> None:
-    """The context is the encoder's forward output at each sequence's last real step and, bidirectional,
+    """The context is the encoder's forward output at each sequence's last real step and,
+    bidirectional,
     the backward output at step 0 (its final state), from the same adapter's rnn_encoder."""
     inputs = encoder_inputs(data, subject.dtype, variant)
     context = subject.case(inputs)
@@ -293,10 +302,11 @@ def _one_step_fewer(lengths: Any, inputs: Any) -> Any:
 
 
 _CELL_WEIGHTS = {
-    "w_x": "float array (E, G N): the input weights, G gate blocks of N columns in the spec's order",
+    "w_x": "float array (E, G N): the input weights, G gate blocks of N columns in spec order",
     "w_h": "float array (N, G N): the recurrent weights, gate blocks as w_x",
     "b_x": "float array (G N,): the input bias",
-    "b_h": "float array (G N,): the recurrent bias (GRU: inside the reset product for the candidate n)",
+    "b_h": "float array (G N,): the recurrent bias (GRU: inside the reset product for the "
+    "candidate n)",
 }
 _CELL_ENTRIES = tuple(Arg(name, domain) for name, domain in _CELL_WEIGHTS.items())
 CELL_ARG = Arg(
@@ -323,7 +333,8 @@ CELL_ARGS = (
     ),
     Arg(
         "state",
-        "float array (B, N) with x's B, or for the LSTM [h | c] (B, 2N); any finite values (h need not lie in [-1, 1])",
+        "float array (B, N) with x's B, or for the LSTM [h | c] (B, 2N); any finite values (h need "
+        "not lie in [-1, 1])",
         regions=(
             region("zero (a sequence's first step)", lambda v, i: not v.any()),
             region("nonzero", lambda v, i: bool(v.any())),
@@ -376,7 +387,8 @@ ENCODER_ARGS = (
     ),
     Arg(
         "params",
-        "{'forward': cell params[, 'backward': cell params]}: with 'backward' the encoder is bidirectional; both "
+        "{'forward': cell params[, 'backward': cell params]}: with 'backward' the encoder is "
+        "bidirectional; both "
         "directions have one N",
         kind="params",
         regions=(
@@ -389,7 +401,8 @@ ENCODER_ARGS = (
     CELL_ARG,
     Arg(
         "lengths",
-        "None (every sequence has T steps) or int array (B,), each length in [1, T], in any order; outputs past a "
+        "None (every sequence has T steps) or int array (B,), each length in [1, T], in any order; "
+        "outputs past a "
         "length are 0 and the backward direction starts at the sequence's last real step",
         kind="int",
         default=None,
@@ -420,7 +433,8 @@ RECURRENT_CELL = Component(
     family="recurrent",
     dtypes=DEFAULT_RUN_DTYPES,
     signature="recurrent_cell(x, state, params, cell='gru') -> new state",
-    shapes="x (B, E), state (B, N) or LSTM [h | c] (B, 2N), W_x (E, G N), W_h (N, G N) -> like state",
+    shapes="x (B, E), state (B, N) or LSTM [h | c] (B, 2N), W_x (E, G N), W_h (N, G N) -> like "
+    "state",
     error_scale=_cell_scale,
     args=CELL_ARGS,
     properties=(matches_reference(_cell_inputs, ("rnn", "gru", "lstm")),),

@@ -1,7 +1,9 @@
 """Every component of the spec, by name: collected from the spec's modules, not listed by hand.
 
-A spec module states its components as ``Component`` records at module level; importing the module is
-what makes them part of the spec. Gradient properties (spec/gradient_checks.py) join the forward ones of
+A spec module states its components as ``Component`` records at module level; importing the module
+is
+what makes them part of the spec. Gradient properties (spec/gradient_checks.py) join the forward
+ones of
 the components they cover.
 """
 
@@ -47,7 +49,8 @@ def _collect() -> dict[str, Component]:
     unknown = {c.family for c in found.values()} - set(FAMILIES)
     if unknown:
         raise ValueError(
-            f"components of unknown families {sorted(unknown)}: add them to spec/registry.py FAMILIES"
+            f"components of unknown families {sorted(unknown)}: add them to spec/registry.py "
+            "FAMILIES"
         )
     return dict(sorted(found.items(), key=lambda kv: (FAMILIES.index(kv[1].family), kv[0])))
 

@@ -1,15 +1,20 @@
-"""Spec entries: additive_attention_weights (Bahdanau), multiplicative_attention_weights (Luong dot /
+"""Spec entries: additive_attention_weights (Bahdanau), multiplicative_attention_weights (Luong dot
+/
 general / concat), attention_context, attentional_hidden, attention_decoder (teacher forcing) and
 free_running_decoder (formulas in reference/seq2seq.py).
 
-mask (B, S) bool, True = a real source position; a row with no real position gets all-zero weights (the
+mask (B, S) bool, True = a real source position; a row with no real position gets all-zero weights
+(the
 suite's fully-masked convention; the decoders' src_lengths lie in [1, S]). Properties: weights are
-distributions with padded positions at exactly 0; with the scoring network blind to the decoder state (W = 0) Bahdanau's weights
+distributions with padded positions at exactly 0; with the scoring network blind to the decoder
+state (W = 0) Bahdanau's weights
 are the same for every state; a context lies within the per-coordinate range of the encoder states;
 feeding the teacher-forced decoder the free-running output reproduces the free-running logits; the
-free-running logits equal the oracle's teacher-forced logits on the tokens the adapter chose (robust to
+free-running logits equal the oracle's teacher-forced logits on the tokens the adapter chose (robust
+to
 near-ties: an argmax is never compared across implementations).
-error_scale: weights 1 + how far rounding moves a score (through a tanh: where it is not flat); context
+error_scale: weights 1 + how far rounding moves a score (through a tanh: where it is not flat);
+context
 the largest sum_j |alpha_j h_jd|; decoders (1 + max|logit|) x steps.
 """
 
@@ -46,7 +51,8 @@ def _abs(a: np.ndarray) -> np.ndarray:
 
 
 def _lengths(data: st.DataObject, B: int, S: int) -> np.ndarray:
-    """Source lengths in [1, S], in any order; one of them S (a batch is padded to its longest) unless B = 1."""
+    """Source lengths in [1, S], in any order; one of them S (a batch is padded to its longest)
+    unless B = 1."""
     rng = np.random.default_rng(data.draw(seeds(), label="len_seed"))
     lengths = rng.integers(1, S + 1, B)
     if B > 1:
@@ -55,7 +61,8 @@ def _lengths(data: st.DataObject, B: int, S: int) -> np.ndarray:
 
 
 def _mask(data: st.DataObject, B: int, S: int, empty_row: bool = False) -> np.ndarray:
-    """(B, S) bool, True = a real position: key padding, every row with one (empty_row: one row with none)."""
+    """(B, S) bool, True = a real position: key padding, every row with one (empty_row: one row with
+    none)."""
     mask = np.arange(S)[None, :] < _lengths(data, B, S)[:, None]  # (B, S)
     if empty_row:
         mask[data.draw(st.integers(0, B - 1), label="empty_row")] = False
@@ -91,7 +98,8 @@ def _weights_inputs(component: str) -> Any:
             s = s._replace(Dh=s.N)
         state = _state(data, (s.B, s.N), dtype, "s")
         inputs: dict[str, Any] = {"s_prev" if score == "additive" else "s": state}
-        # large encoder states (|h| ~ 1e4): scores of 1e4 (dot, general), saturated tanh (additive, concat)
+        # large encoder states (|h| ~ 1e4): scores of 1e4 (dot, general), saturated tanh (additive,
+        # concat)
         inputs["h"] = data.draw(arrays((s.B, s.S, s.Dh), dtype), label="h")
         inputs["params"] = _score_params(data, s, score, dtype)
         if score != "additive":
@@ -104,9 +112,12 @@ def _weights_inputs(component: str) -> Any:
 
 
 def _weights_scale(inputs: dict[str, Any]) -> float:
-    """1 + a bound on how far rounding moves a score: |s| |W| |h| for dot and general; through a tanh,
-    e = v . tanh(a), sum_k |v_k| (1 + sech^2(a_k) |a_k|-magnitude): the score's own size, and the rounding
-    of the tanh's argument a = s W_s + h_j W_h (at |s| |W_s| + |h_j| |W_h|) where the tanh is not flat
+    """1 + a bound on how far rounding moves a score: |s| |W| |h| for dot and general; through a
+    tanh,
+    e = v . tanh(a), sum_k |v_k| (1 + sech^2(a_k) |a_k|-magnitude): the score's own size, and the
+    rounding
+    of the tanh's argument a = s W_s + h_j W_h (at |s| |W_s| + |h_j| |W_h|) where the tanh is not
+    flat
     (found by drawing large encoder states: |h| ~ 1e4 rounds a at 1e4 u)."""
     p = inputs["params"]
     s, h = inputs.get("s", inputs.get("s_prev")), inputs["h"]
@@ -129,7 +140,8 @@ def _weights_scale(inputs: dict[str, Any]) -> float:
 
 
 def weights_are_distributions(subject: Subject, data: st.DataObject, variant: str | None) -> None:
-    """Weights over the source sum to 1 and padded source positions get exactly 0 (a row with no real
+    """Weights over the source sum to 1 and padded source positions get exactly 0 (a row with no
+    real
     position: all zeros, the suite's fully-masked convention)."""
     case = subject.case(_weights_inputs(subject.component.name)(data, subject.dtype, variant))
     w = case.got.astype(np.float64)
@@ -152,7 +164,8 @@ def weights_are_distributions(subject: Subject, data: st.DataObject, variant: st
 def state_blind_scores_give_fixed_weights(
     subject: Subject, data: st.DataObject, variant: str | None
 ) -> None:
-    """With W = 0, e_ij = v^T tanh(h_j U) does not depend on s_{i-1}: every decoder state gets the same weights."""
+    """With W = 0, e_ij = v^T tanh(h_j U) does not depend on s_{i-1}: every decoder state gets the
+    same weights."""
     inputs = _weights_inputs(subject.component.name)(data, subject.dtype, variant)
     inputs["params"] = {**inputs["params"], "w": np.zeros_like(inputs["params"]["w"])}
     other = data.draw(
@@ -166,13 +179,16 @@ def state_blind_scores_give_fixed_weights(
     )
 
 
-# How a row of weights is made: attention's (softmax over the real positions), hard attention (one-hot),
-# uniform (ties), all zeros (a fully padded source), or any reals (the context is a plain weighted sum)
+# How a row of weights is made: attention's (softmax over the real positions), hard attention
+# (one-hot),
+# uniform (ties), all zeros (a fully padded source), or any reals (the context is a plain weighted
+# sum)
 WEIGHT_KINDS = ("softmax", "one_hot", "uniform", "zero_row", "unnormalised")
 
 
 def _context_inputs(data: st.DataObject, dtype: DType, variant: str | None) -> dict[str, Any]:
-    """weights (B, S) of a drawn kind (variant "distributions": no unnormalised rows) and h (B, S, Dh)."""
+    """weights (B, S) of a drawn kind (variant "distributions": no unnormalised rows) and h (B, S,
+    Dh)."""
     s: AttnShape = data.draw(st.sampled_from(ATTN_BUCKETS), label="shape")
     kinds = WEIGHT_KINDS[:-1] if variant == "distributions" else WEIGHT_KINDS
     kind = data.draw(st.sampled_from(kinds), label="weights_kind")
@@ -196,7 +212,8 @@ def _context_inputs(data: st.DataObject, dtype: DType, variant: str | None) -> d
 
 
 def context_within_range(subject: Subject, data: st.DataObject, variant: str | None) -> None:
-    """A context is a convex combination: each coordinate lies within the range of the encoder states
+    """A context is a convex combination: each coordinate lies within the range of the encoder
+    states
     it weights (positions of nonzero weight), up to the policy's bound."""
     case = subject.case(_context_inputs(data, subject.dtype, "distributions"))
     h, w = case.inputs["h"].astype(np.float64), case.inputs["weights"].astype(np.float64)
@@ -231,7 +248,8 @@ def _hidden_inputs(data: st.DataObject, dtype: DType, variant: str | None) -> di
 
 
 def decoder_inputs(data: st.DataObject, dtype: DType, variant: str | None) -> dict[str, Any]:
-    """Inputs of attention_decoder (tgt_in) or, with free=True via the caller, free_running_decoder."""
+    """Inputs of attention_decoder (tgt_in) or, with free=True via the caller,
+    free_running_decoder."""
     variant = variant or "bahdanau"
     attention = variant.split("+")[0]
     score = "additive" if attention == "bahdanau" else attention.removeprefix("luong_")
@@ -297,7 +315,8 @@ def _teacher_forced_on_own_tokens(subject: Subject, inputs: dict[str, Any]) -> t
 
 
 def free_running_matches_oracle(subject: Subject, data: st.DataObject, variant: str | None) -> None:
-    """The free-running logits equal the oracle's teacher-forced logits on the tokens the adapter chose
+    """The free-running logits equal the oracle's teacher-forced logits on the tokens the adapter
+    chose
     (so an implementation that feeds back anything but its own argmax is caught)."""
     free, forced = _teacher_forced_on_own_tokens(
         subject, _free_inputs(data, subject.dtype, variant)
@@ -314,7 +333,8 @@ def free_running_matches_oracle(subject: Subject, data: st.DataObject, variant: 
 
 
 def teacher_forcing_own_output(subject: Subject, data: st.DataObject, variant: str | None) -> None:
-    """Teacher-forced decoding with ground truth equal to the free-running output gives the free-running logits."""
+    """Teacher-forced decoding with ground truth equal to the free-running output gives the
+    free-running logits."""
     free, forced = _teacher_forced_on_own_tokens(
         subject, _free_inputs(data, subject.dtype, variant)
     )
@@ -362,7 +382,8 @@ def _state_arg(name: str, domain: str) -> Arg:
 
 _SOURCE_MASK = Arg(
     "mask",
-    "None (every position real) or bool (B, S), True = a real source position; a row with no real position gets "
+    "None (every position real) or bool (B, S), True = a real source position; a row with no real "
+    "position gets "
     "all-zero weights (the suite's fully-masked convention); any other shape or dtype is refused",
     kind="mask",
     default=None,
@@ -381,7 +402,8 @@ _SOURCE_MASK = Arg(
 )
 _ENCODER_STATES = Arg(
     "h",
-    "float array (B, S, Dh) with the state's B, S >= 1, Dh >= 1 (2 N_enc for a bidirectional encoder); finite values",
+    "float array (B, S, Dh) with the state's B, S >= 1, Dh >= 1 (2 N_enc for a bidirectional "
+    "encoder); finite values",
     regions=(
         region("S = 1", lambda v, i: v.shape[1] == 1),
         region("S > 1", lambda v, i: v.shape[1] > 1),
@@ -393,7 +415,8 @@ ADDITIVE_ARGS = (
     _ENCODER_STATES,
     Arg(
         "params",
-        "dict w (N, A), u (Dh, A), v (A,): the scoring network e_ij = v . tanh(s_{i-1} W + h_j U), A >= 1",
+        "dict w (N, A), u (Dh, A), v (A,): the scoring network e_ij = v . tanh(s_{i-1} W + h_j U), "
+        "A >= 1",
         kind="params",
         regions=(
             region("A = 1", lambda v, i: v["v"].shape == (1,)),
@@ -412,7 +435,8 @@ MULTIPLICATIVE_ARGS = (
     _ENCODER_STATES,
     Arg(
         "params",
-        "dict of the score's weights: dot none ({}), general w (N, Dh), concat w (N + Dh, A) and v (A,)",
+        "dict of the score's weights: dot none ({}), general w (N, Dh), concat w (N + Dh, A) and v "
+        "(A,)",
         kind="params",
         entries=(
             Arg("w", "float array: general (N, Dh), concat (N + Dh, A); absent for dot"),
@@ -421,7 +445,8 @@ MULTIPLICATIVE_ARGS = (
     ),
     Arg(
         "score",
-        "'dot' (s . h_j, needs N = Dh), 'general' (s W h_j) or 'concat' (v . tanh([s; h_j] W)); anything else is refused",
+        "'dot' (s . h_j, needs N = Dh), 'general' (s W h_j) or 'concat' (v . tanh([s; h_j] W)); "
+        "anything else is refused",
         kind="choice",
         default="dot",
         choices=("dot", "general", "concat"),
@@ -438,7 +463,8 @@ def _row_sums(i: Any) -> np.ndarray:
 CONTEXT_ARGS = (
     Arg(
         "weights",
-        "float array (B, S), any finite reals (the context is sum_j alpha_j h_j); attention gives each row a "
+        "float array (B, S), any finite reals (the context is sum_j alpha_j h_j); attention gives "
+        "each row a "
         "distribution over the real positions, or zeros for a fully padded source",
         regions=(
             region(
@@ -486,19 +512,24 @@ HIDDEN_ARGS = (
     Arg("w_c", "float array (Dh + N, N): rows for the context first, then for the state"),
 )
 
-_CELL = "cell.w_x (input M + Dh for bahdanau, M for luong, 3N), cell.w_h (N, 3N), cell.b_x, cell.b_h (3N,): a GRU"
+_CELL = (
+    "cell.w_x (input M + Dh for bahdanau, M for luong, 3N), cell.w_h (N, 3N), cell.b_x, "
+    "cell.b_h (3N,): a GRU"
+)
 _DECODER_ENTRIES = (
     Arg("embedding", "float array (V, M): the target embedding"),
     Arg(
         "cell.w_x",
-        "float array (M + Dh for bahdanau, M for luong, 3N): the GRU's input weights (gates z, r, n)",
+        "float array (M + Dh for bahdanau, M for luong, 3N): the GRU's input weights (gates z, r, "
+        "n)",
     ),
     Arg("cell.w_h", "float array (N, 3N): the GRU's recurrent weights"),
     Arg("cell.b_x", "float array (3N,)"),
     Arg("cell.b_h", "float array (3N,)"),
     Arg(
         "attention.w",
-        "float array: the score's w (additive (N, A), general (N, Dh), concat (N + Dh, A)); absent for dot",
+        "float array: the score's w (additive (N, A), general (N, Dh), concat (N + Dh, A)); absent "
+        "for dot",
     ),
     Arg("attention.u", "float array (Dh, A): additive only"),
     Arg("attention.v", "float array (A,): additive and concat"),
@@ -516,7 +547,8 @@ _DECODER_PARAMS = Arg(
 )
 _ATTENTION_ARG = Arg(
     "attention",
-    "'bahdanau' (additive, from s_{i-1}, [s_i; c] to the output) or 'luong_dot' / 'luong_general' / 'luong_concat' "
+    "'bahdanau' (additive, from s_{i-1}, [s_i; c] to the output) or 'luong_dot' / 'luong_general' "
+    "/ 'luong_concat' "
     "(from s_t, through tanh([c; s_t] W_c)); anything else is refused",
     kind="choice",
     default="bahdanau",
@@ -537,7 +569,8 @@ _MEMORY = Arg(
 _S0 = _state_arg("s0", "float array (B, N), the decoder's initial state; finite values")
 _SRC_LENGTHS = Arg(
     "src_lengths",
-    "None (every source position real) or int array (B,), each in [1, S]: positions from a length on are padding",
+    "None (every source position real) or int array (B,), each in [1, S]: positions from a length "
+    "on are padding",
     kind="int",
     default=None,
     perturb=_one_fewer,
@@ -559,7 +592,8 @@ _SRC_LENGTHS = Arg(
 DECODER_ARGS = (
     Arg(
         "tgt_in",
-        f"int array (B, T) of ids in [0, V) (V = {VOCAB} here), T >= 1: shift_right(targets), step t is fed tgt_in[:, t]",
+        f"int array (B, T) of ids in [0, V) (V = {VOCAB} here), T >= 1: shift_right(targets), step "
+        "t is fed tgt_in[:, t]",
         kind="tokens",
         perturb=_next_token,
         regions=(
@@ -769,7 +803,8 @@ ATTENTION_DECODER = Component(
     name="attention_decoder",
     family="seq2seq",
     dtypes=DEFAULT_RUN_DTYPES,  # as spec/recurrent.py explains
-    signature="attention_decoder(tgt_in, memory, s0, params, attention='bahdanau', src_lengths=None) -> logits",
+    signature="attention_decoder(tgt_in, memory, s0, params, attention='bahdanau', "
+    "src_lengths=None) -> logits",
     shapes="tgt_in (B, T) int, memory (B, S, Dh), s0 (B, N) -> (B, T, V)",
     error_scale=_decoder_scale,
     args=DECODER_ARGS,
@@ -818,7 +853,8 @@ FREE_RUNNING_DECODER = Component(
     name="free_running_decoder",
     family="seq2seq",
     dtypes=DEFAULT_RUN_DTYPES,  # as spec/recurrent.py explains
-    signature="free_running_decoder(memory, s0, params, attention='bahdanau', bos=1, steps=1, src_lengths=None) -> logits",
+    signature="free_running_decoder(memory, s0, params, attention='bahdanau', bos=1, steps=1, "
+    "src_lengths=None) -> logits",
     shapes="memory (B, S, Dh), s0 (B, N) -> (B, steps, V)",
     error_scale=_decoder_scale,
     args=FREE_ARGS,

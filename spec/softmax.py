@@ -33,7 +33,8 @@ def softmax_inputs(
     neg_inf: bool | None = None,
     empty: bool = False,
 ) -> dict[str, Any]:
-    """Return a strategy for softmax kwargs: x from a named distribution, sometimes with -inf entries."""
+    """Return a strategy for softmax kwargs: x from a named distribution, sometimes with -inf
+    entries."""
     shape = draw(st.sampled_from(SOFTMAX_SHAPES + ((EMPTY_SHAPE,) if empty else ())), label="shape")
     axis = draw(st.sampled_from([-1] + list(range(-len(shape), len(shape)))), label="axis")
     kind = kind or draw(value_kinds(), label="kind")
@@ -66,7 +67,8 @@ def _slices(i: Any) -> np.ndarray:
 SOFTMAX_ARGS = (
     Arg(
         "x",
-        "floating array of any shape with at least one axis; entries finite or -inf (masked); an empty softmax "
+        "floating array of any shape with at least one axis; entries finite or -inf (masked); an "
+        "empty softmax "
         "axis gives an empty output",
         regions=(
             region("1-D", lambda v, i: v.ndim == 1),
@@ -175,7 +177,8 @@ def shift_invariant(subject: Subject, data: st.DataObject, variant: str | None) 
 
 @prop(SOFTMAX)
 def finite_for_large_logits(subject: Subject, data: st.DataObject, variant: str | None) -> None:
-    """Logits of 1e4 (near the float16 range in float16) give finite outputs equal to the oracle's."""
+    """Logits of 1e4 (near the float16 range in float16) give finite outputs equal to the
+    oracle's."""
     subject.case(
         data.draw(softmax_inputs(subject.dtype, kind="large"), label="inputs")
     ).assert_matches_oracle()
@@ -183,7 +186,8 @@ def finite_for_large_logits(subject: Subject, data: st.DataObject, variant: str 
 
 @prop(SOFTMAX)
 def monotone(subject: Subject, data: st.DataObject, variant: str | None) -> None:
-    """Within a slice, x_i < x_j implies y_i <= y_j, and x_i == x_j implies y_i == y_j (within the bound)."""
+    """Within a slice, x_i < x_j implies y_i <= y_j, and x_i == x_j implies y_i == y_j (within the
+    bound)."""
     case = subject.case(
         data.draw(softmax_inputs(subject.dtype, kind="ties", neg_inf=False), label="inputs")
     )
@@ -200,7 +204,8 @@ def monotone(subject: Subject, data: st.DataObject, variant: str | None) -> None
         i = tuple(int(t) for t in np.argwhere(wrong)[0])
         subject.fail(
             case.inputs,
-            f"not monotone at {i}: x_i - x_j = {dx[i]:.6g} but y_i - y_j = {dy[i]:.6g} (allowed {tol:.3g})",
+            f"not monotone at {i}: x_i - x_j = {dx[i]:.6g} but y_i - y_j = {dy[i]:.6g} (allowed "
+            f"{tol:.3g})",
         )
 
 
@@ -221,7 +226,8 @@ def softmax_gradient_sums_to_zero(subject: Subject, data: st.DataObject, variant
     inputs = data.draw(softmax_inputs(subject.dtype), label="inputs")
     c = cotangent(data, inputs["x"].shape, subject.dtype)
     g = call_vjp(subject, inputs, c, ("x",))["x"].astype(np.float64)
-    # dx_i = y_i (c_i - <c, y>): the sum rounds at the magnitude of its terms (reference/gradients.py)
+    # dx_i = y_i (c_i - <c, y>): the sum rounds at the magnitude of its terms
+    # (reference/gradients.py)
     magnitude = softmax_vjp(**inputs, cotangent=c)[1]["x"].sum(inputs["axis"])
     floor = GRAD_ULPS * subject.dtype.unit_roundoff * float(magnitude.max())
     sums = g.sum(inputs["axis"])

@@ -1,14 +1,20 @@
-"""Spec entries: encoder_layer, decoder_layer, encoder, decoder (canonical params in reference/stacks.py).
+"""Spec entries: encoder_layer, decoder_layer, encoder, decoder (canonical params in
+reference/stacks.py).
 
-    encoder_layer(x (B, T, D), params, num_heads, mask=None, norm_first=False, activation="relu", eps=1e-5)
-    decoder_layer(y (B, T, D), memory (B, S, D), params, num_heads, memory_mask=None, norm_first=False, ...)
-    encoder(x, layers, num_heads, mask=None, norm_first=False, activation="relu", eps=1e-5, final_norm=None)
+    encoder_layer(x (B, T, D), params, num_heads, mask=None, norm_first=False, activation="relu",
+    eps=1e-5)
+    decoder_layer(y (B, T, D), memory (B, S, D), params, num_heads, memory_mask=None,
+    norm_first=False, ...)
+    encoder(x, layers, num_heads, mask=None, norm_first=False, activation="relu", eps=1e-5,
+    final_norm=None)
     decoder(y, memory, layers, num_heads, memory_mask=None, ..., final_norm=None)
 The decoder's self-attention is causal (top-left). Dropout is not part of these: evaluation mode.
-A query row whose mask hides every key attends to nothing: its attention output is the output bias b_o
+A query row whose mask hides every key attends to nothing: its attention output is the output bias
+b_o
 (multi_head_attention's convention), so an item of key-padding length 0 is in the domain.
 error_scale (compound components): (1 + max|output|) times the number of sublayers. The measured
-same-precision error, which sees every rounding of the composition, carries the bound; the floor only
+same-precision error, which sees every rounding of the composition, carries the bound; the floor
+only
 guards outputs of O(1) magnitude against a lucky exact same-precision run.
 """
 
@@ -56,7 +62,8 @@ MASK_KINDS = ("padding", "padding_zero_length", "bool", "additive")
 
 @st.composite
 def layer_params(draw: Any, D: int, dtype: DType, decoder: bool) -> dict[str, Any]:
-    """Return a strategy for one layer's canonical params (F = 2 D; attention biases all, none or some;
+    """Return a strategy for one layer's canonical params (F = 2 D; attention biases all, none or
+    some;
     LayerNorm gamma ~ 1, beta ~ 0)."""
     F = 2 * D
     params: dict[str, Any] = {"self_attn": draw(mha_params(D, dtype), label="self_attn")}
@@ -84,8 +91,10 @@ def norm_params(draw: Any, D: int, dtype: DType) -> dict[str, np.ndarray]:
 
 
 def _bool_mask(data: st.DataObject, s: AttentionShape) -> np.ndarray:
-    """A bool mask in one of the broadcast shapes models pass: per head (B, H, T, S), one (T, S) for the
-    batch, per item and query (B, 1, T, S), key-only (B, 1, 1, S) or (S,), or per query row (T, 1) (every
+    """A bool mask in one of the broadcast shapes models pass: per head (B, H, T, S), one (T, S) for
+    the
+    batch, per item and query (B, 1, T, S), key-only (B, 1, 1, S) or (S,), or per query row (T, 1)
+    (every
     key or none, here every one); every row keeps a key."""
     shapes = [
         (s.B, s.H, s.T, s.S),
@@ -111,8 +120,10 @@ def _draw(component: str) -> Any:
     stack = component in ("encoder", "decoder", "incremental_decoder")
 
     def draw(data: st.DataObject, dtype: DType, variant: str | None) -> dict[str, Any]:
-        """Inputs under a variant "post_ln|pre_ln[+mask kind|+masked][+activation][+final_norm|+no_final_norm]";
-        what the variant does not name (activation, eps, the number of layers, the final norm) is drawn."""
+        """Inputs under a variant "post_ln|pre_ln[+mask
+        kind|+masked][+activation][+final_norm|+no_final_norm]";
+        what the variant does not name (activation, eps, the number of layers, the final norm) is
+        drawn."""
         tokens = (variant or "post_ln").split("+")
         s: StackShape = data.draw(st.sampled_from(STACK_BUCKETS), label="shape")
         x = data.draw(arrays((s.B, s.T, s.D), dtype, allow_large=False), label="x")
@@ -175,7 +186,8 @@ def _scale(sublayers: int) -> Any:
         base = (1.0 + float(np.abs(out).max())) * sublayers * n
         if wide.get("final_norm") is None:
             return base
-        # A final LayerNorm divides what reaches it by its std (found by the seed sweep: jax, pre-LN,
+        # A final LayerNorm divides what reaches it by its std (found by the seed sweep: jax,
+        # pre-LN,
         # D = 4, float64 off by 1.2x a bound without this): the stack's error is amplified by
         # max|gamma| / std, and the norm adds its own rounding (spec/layers.py's scale).
         from spec.layers import _ln_scale
@@ -193,7 +205,8 @@ def _scale(sublayers: int) -> Any:
 def future_targets_do_not_matter(
     subject: Subject, data: st.DataObject, variant: str | None
 ) -> None:
-    """Changing the decoder input at positions >= t leaves every output before t unchanged (causality)."""
+    """Changing the decoder input at positions >= t leaves every output before t unchanged
+    (causality)."""
     inputs = _draw(subject.component.name)(data, subject.dtype, variant)
     y = inputs["y"]
     t = data.draw(st.integers(0, y.shape[1] - 1), label="t")
@@ -237,7 +250,8 @@ def batch_equals_items(subject: Subject, data: st.DataObject, variant: str | Non
 def cache_equals_parallel(subject: Subject, data: st.DataObject, variant: str | None) -> None:
     """Decoding one position at a time with a key/value cache equals the same adapter's parallel
     (teacher-forced) decoder at every position: issue 3's property 7(b) with a cache. The model's
-    log-probs are a per-position function of the decoder output, so equality here carries over to them."""
+    log-probs are a per-position function of the decoder output, so equality here carries over to
+    them."""
     inputs = _draw(subject.component.name)(data, subject.dtype, variant)
     cached = subject.case(inputs)
     cached.assert_equivalent(
@@ -310,7 +324,8 @@ def _mask_regions(keys: str) -> tuple[Any, ...]:
 
 
 _KEY_BIAS = {
-    kind: "the key bias shifts every logit of a row by the same q . b_k; softmax is invariant to that shift"
+    kind: "the key bias shifts every logit of a row by the same q . b_k; softmax is invariant to "
+    "that shift"
     for kind in ("default", "perturbed")
 }
 
@@ -406,7 +421,8 @@ def heads_arg(width: Any) -> Arg:
     """num_heads, for inputs whose model width D is width(inputs)."""
 
     def next_divisor(H: int, inputs: Any) -> int | None:
-        """Another head count that divides D: the nearest one above H, else below (None if D has only H)."""
+        """Another head count that divides D: the nearest one above H, else below (None if D has
+        only H)."""
         D = width(inputs)
         others = [h for h in range(1, D + 1) if D % h == 0 and h != H]
         above = [h for h in others if h > H]
@@ -454,7 +470,8 @@ def layer_options(rows: Any = None) -> tuple[Arg, ...]:
         ),
         Arg(
             "activation",
-            "the FFN's 'relu', 'gelu' (exact) or 'gelu_tanh' (the tanh approximation); anything else is refused",
+            "the FFN's 'relu', 'gelu' (exact) or 'gelu_tanh' (the tanh approximation); anything "
+            "else is refused",
             kind="choice",
             default="relu",
             choices=ACTIVATIONS,
@@ -462,7 +479,8 @@ def layer_options(rows: Any = None) -> tuple[Arg, ...]:
         ),
         Arg(
             "eps",
-            "finite float >= 0 inside every LayerNorm's square root (0: no floor, where no normalised row is constant); "
+            "finite float >= 0 inside every LayerNorm's square root (0: no floor, where no "
+            "normalised row is constant); "
             "a negative eps is refused",
             kind="number",
             default=1e-5,
@@ -472,10 +490,12 @@ def layer_options(rows: Any = None) -> tuple[Arg, ...]:
 
 
 def _options(mask_name: str, keys: str, stack: bool) -> tuple[Arg, ...]:
-    """num_heads, the mask and the options every layer and stack shares (and a stack's final_norm)."""
+    """num_heads, the mask and the options every layer and stack shares (and a stack's
+    final_norm)."""
     mask = Arg(
         mask_name,
-        f"None, bool (True = may attend) or additive float (-inf hides a key), broadcastable to (B, H, T, {keys}); "
+        "None, bool (True = may attend) or additive float (-inf hides a key), broadcastable to "
+        f"(B, H, T, {keys}); "
         "a row that sees no key attends to nothing (its attention output is b_o)",
         kind="mask",
         default=None,
@@ -488,7 +508,8 @@ def _options(mask_name: str, keys: str, stack: bool) -> tuple[Arg, ...]:
         return options
     final = Arg(
         "final_norm",
-        "None or {gamma (D,), beta (D,)}: a LayerNorm after the last layer (pre-LN stacks need one; torch's "
+        "None or {gamma (D,), beta (D,)}: a LayerNorm after the last layer (pre-LN stacks need "
+        "one; torch's "
         "nn.Transformer has one after post-LN stacks too)",
         kind="other",  # not "params": so that dropping the final norm (its default) is a mutant too
         default=None,
@@ -508,8 +529,10 @@ def _options(mask_name: str, keys: str, stack: bool) -> tuple[Arg, ...]:
 def _layers_arg(decoder: bool) -> Arg:
     return Arg(
         "layers",
-        f"a non-empty list of {'decoder' if decoder else 'encoder'} layer params (as the layer's params), applied in order",
-        kind="array",  # a list, but "array" gives it the perturbation below as a mutant ("params" would give none)
+        f"a non-empty list of {'decoder' if decoder else 'encoder'} layer params (as the layer's "
+        "params), applied in order",
+        # a list, but "array" gives it the perturbation below as a mutant ("params" would give none)
+        kind="array",
         perturb=_last_layer_perturbed,
         regions=(
             region("1 layer", lambda v, i: len(v) == 1),
@@ -605,7 +628,8 @@ def _bad_inputs(component: str) -> tuple[BadInput, ...]:
     return bad
 
 
-# The placements real models use, post-LN (the paper, BERT) and pre-LN (GPT-2, T5), each unmasked and
+# The placements real models use, post-LN (the paper, BERT) and pre-LN (GPT-2, T5), each unmasked
+# and
 # with a mask of a drawn kind (MASK_KINDS)
 LAYER_VARIANTS = ("post_ln", "pre_ln", "post_ln+masked", "pre_ln+masked")
 STACK_VARIANTS = ("post_ln", "pre_ln+final_norm", "post_ln+masked", "pre_ln+masked")
@@ -662,7 +686,8 @@ DECODER_LAYER = _component(
     3,
     LAYER_VARIANTS,
     _CAUSAL,
-    "decoder_layer(y, memory, params, num_heads, memory_mask=None, norm_first=False, activation='relu', eps=1e-5)",
+    "decoder_layer(y, memory, params, num_heads, memory_mask=None, norm_first=False, "
+    "activation='relu', eps=1e-5)",
     DECODER_LAYER_ARGS,
 )
 _STACK_VARIANTS = ("post_ln", "pre_ln+final_norm")
@@ -695,7 +720,8 @@ INCREMENTAL_DECODER = _component(
             _STACK_VARIANTS,
         ),
     ),
-    "incremental_decoder(y, memory, layers, num_heads, memory_mask=None, ..., final_norm=None): one position per step, "
+    "incremental_decoder(y, memory, layers, num_heads, memory_mask=None, ..., final_norm=None): "
+    "one position per step, "
     "key/value cache",
     DECODER_ARGS,
 )

@@ -41,9 +41,11 @@ ATTENTION_BUCKETS = (
     AttentionShape(B=1, H=2, T=8, S=8, K=2, Kv=2),
 )
 
-# Shapes past the tiles kernels cut the problem into (16 to 256 rows or keys, head dims specialised up
+# Shapes past the tiles kernels cut the problem into (16 to 256 rows or keys, head dims specialised
+# up
 # to 64, 128 or 256): the last partial key block, a running maximum carried across blocks, a causal
-# boundary inside a block, head dims past a specialisation, one past a power of two. Drawn in a share
+# boundary inside a block, head dims past a specialisation, one past a power of two. Drawn in a
+# share
 # of the examples (TILE_SHARE), so the default run reaches them within its time budget.
 TILE_BUCKETS = (
     AttentionShape(B=1, H=1, T=65, S=129, K=80, Kv=80),  # one past 64 and 128; K = 80
@@ -72,11 +74,13 @@ ShapeFilter = Callable[[AttentionShape], bool]
 
 @st.composite
 def attention_shapes(draw: Any, where: ShapeFilter | None = None) -> AttentionShape:
-    """Return a strategy for (B, H, T, S, K, Kv): the small buckets, a share of tile shapes (and free sizes
+    """Return a strategy for (B, H, T, S, K, Kv): the small buckets, a share of tile shapes (and
+    free sizes
     when thorough)."""
     keep = where or (lambda s: True)
     tiles = [s for s in TILE_BUCKETS if keep(s)]
-    # the last choice of the index means a tile shape: Hypothesis starts from, and shrinks to, small ones
+    # the last choice of the index means a tile shape: Hypothesis starts from, and shrinks to, small
+    # ones
     if tiles and draw(st.integers(0, TILE_SHARE - 1), label="tile") == TILE_SHARE - 1:
         return draw(st.sampled_from(tiles), label="tile_shape")
     strategy = st.sampled_from([s for s in ATTENTION_BUCKETS if keep(s)])
@@ -144,8 +148,10 @@ class AttentionInputs(NamedTuple):
 
 
 def attention_scales(K: int) -> st.SearchStrategy[float | None]:
-    """Return a strategy for ``scale`` over its domain (None or any finite real): the default, the default
-    written out, 0 (uniform weights), negative, non-dyadic, large, tiny, and 1/K (the classic slip)."""
+    """Return a strategy for ``scale`` over its domain (None or any finite real): the default, the
+    default
+    written out, 0 (uniform weights), negative, non-dyadic, large, tiny, and 1/K (the classic
+    slip)."""
     return st.sampled_from([None, None, 1.0 / np.sqrt(K), 0.5, 0.0, -0.7, 0.3, 4.0, 1e-3, 1.0 / K])
 
 
@@ -153,12 +159,15 @@ def attention_scales(K: int) -> st.SearchStrategy[float | None]:
 def attention_inputs(
     draw: Any, dtype: DType, where: ShapeFilter | None = None, scaled: bool = False
 ) -> AttentionInputs:
-    """Return a strategy for q (B, H, T, K), k (B, H, S, K), v (B, H, S, Kv) in dtype (and a scale, if scaled)."""
+    """Return a strategy for q (B, H, T, K), k (B, H, S, K), v (B, H, S, Kv) in dtype (and a scale,
+    if scaled)."""
     s = draw(attention_shapes(where), label="shape")
     scale = draw(attention_scales(s.K), label="scale") if scaled else None
     kind = draw(value_kinds(), label="qk_kind")
-    # "large" aims the logits q.k * scale at large_logit(dtype): q, k ~ N(0, sigma^2), logit ~ sigma^2 sqrt(K)
-    # at the default scale 1/sqrt(K); another scale moves sigma so the logits stay at that magnitude.
+    # "large" aims the logits q.k * scale at large_logit(dtype): q, k ~ N(0, sigma^2), logit ~
+    # sigma^2 sqrt(K)
+    # at the default scale 1/sqrt(K); another scale moves sigma so the logits stay at that
+    # magnitude.
     default = 1.0 / np.sqrt(s.K)
     effective = abs(scale) if scale else default
     sigma2 = min(large_logit(dtype), 1e4) / np.sqrt(s.K) * default / effective
@@ -173,9 +182,12 @@ def attention_inputs(
 @dataclass(frozen=True)
 class Masking:
     """A mask variant, the discrete axis of attention tests: the mask's kind ("none", "bool",
-    "additive", "padding"), the causal alignment, and whether some query row sees no key (``empty``).
-    Its str is the test id's ("bool+causal_top_left", "padding_zero_length", "causal_bottom_right_T>S").
-    A variant never empties a query row unless it says so (that convention has a property of its own)."""
+    "additive", "padding"), the causal alignment, and whether some query row sees no key
+    (``empty``).
+    Its str is the test id's ("bool+causal_top_left", "padding_zero_length",
+    "causal_bottom_right_T>S").
+    A variant never empties a query row unless it says so (that convention has a property of its
+    own)."""
 
     mask: str = "none"
     causal: str | None = None
@@ -230,8 +242,10 @@ class MaskDraw(NamedTuple):
 
 
 def _mask_shape(draw: Any, s: AttentionShape) -> tuple[int, ...]:
-    """Any shape that broadcasts to (B, H, T, S): each axis full or 1, leading axes dropped (1 to 4 axes),
-    so per-head, per-batch, per-query-row (..., T, 1), key-only (..., 1, S) and 1-D (S,) masks all come."""
+    """Any shape that broadcasts to (B, H, T, S): each axis full or 1, leading axes dropped (1 to 4
+    axes),
+    so per-head, per-batch, per-query-row (..., T, 1), key-only (..., 1, S) and 1-D (S,) masks all
+    come."""
     full = (s.B, s.H, s.T, s.S)
     kept = draw(st.tuples(*[st.booleans()] * 4), label="mask_full_axes")
     ndim = draw(st.sampled_from([4, 2, 3, 1]), label="mask_ndim")
@@ -261,7 +275,8 @@ def masks(draw: Any, s: AttentionShape, variant: Masking | str, dtype: DType) ->
             allowed[..., rng.integers(0, allowed.shape[-2]), :] = False
         elif v.empty:  # a 1-D (S,) mask is every row: all of them empty
             allowed[:] = False
-        else:  # every row keeps a key: a row of a broadcast mask stands for every row it is broadcast to
+        # every row keeps a key: a row of a broadcast mask stands for every row it is broadcast to
+        else:
             allowed = _keep_one_per_row(allowed, rng)
         mask = allowed
         if v.mask == "additive":
@@ -311,7 +326,8 @@ MHA_BUCKETS = (
 def mha_params(
     draw: Any, D: int, dtype: DType, biases: bool | None = None
 ) -> dict[str, np.ndarray]:
-    """Return a strategy for the canonical MHA weights: W_* (D, D) ~ N(0, 1/D), biases (D,) or absent."""
+    """Return a strategy for the canonical MHA weights: W_* (D, D) ~ N(0, 1/D), biases (D,) or
+    absent."""
     rng = np.random.default_rng(draw(seeds(), label="params_seed"))
     names = ("b_q", "b_k", "b_v", "b_o")
     if biases is None:  # all, none, or some of the biases (absent = 0)
@@ -356,7 +372,8 @@ def normal_params(
     dtype: DType,
     scale: dict[str, float] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Return a strategy for a dict of N(0, scale^2) weights with the given shapes (1/sqrt(fan-in) by default)."""
+    """Return a strategy for a dict of N(0, scale^2) weights with the given shapes (1/sqrt(fan-in)
+    by default)."""
     rng = np.random.default_rng(draw(seeds(), label="params_seed"))
     scale = scale or {}
     return {

@@ -29,7 +29,8 @@ from spec.dtypes import DType, oracle_dtype
 
 # A small multiple: flash-attention uses 2 for outputs (3 for gradients); 4 leaves room for a
 # library that sums in a different order than the reference yet is as accurate. Every run prints the
-# closest a passing test came to its bound, per adapter (measured in the README, "Tolerance policy").
+# closest a passing test came to its bound, per adapter (measured in the README, "Tolerance
+# policy").
 MULTIPLIER = 4.0
 # A few rounding units at the computation's magnitude.
 FLOOR_ULPS = 8.0
@@ -38,7 +39,8 @@ FLOOR_ULPS = 8.0
 def cast_floats(value: Any, dtype: np.dtype) -> Any:
     """Cast every floating array in value (arrays, dicts of arrays, tuples) to dtype; keep the rest.
 
-    A ``dtype`` argument (a component with no float input names its output precision so) is raised too.
+    A ``dtype`` argument (a component with no float input names its output precision so) is raised
+    too.
     """
     if isinstance(value, Mapping) and isinstance(value.get("dtype"), str):
         return {
@@ -57,7 +59,8 @@ def cast_floats(value: Any, dtype: np.dtype) -> Any:
 
 
 def _abs_diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """|a - b| in the wider of the two precisions; equal infinities (incl. -inf masks) count as 0."""
+    """|a - b| in the wider of the two precisions; equal infinities (incl. -inf masks) count as
+    0."""
     wide = np.longdouble if np.longdouble in (a.dtype, b.dtype) else np.float64
     a, b = np.asarray(a, dtype=wide), np.asarray(b, dtype=wide)
     with np.errstate(invalid="ignore"):
@@ -77,7 +80,8 @@ class Bound:
     def explain(self) -> str:
         return (
             f"allowed {self.allowed:.3g} = {MULTIPLIER:g} x same-precision error "
-            f"{self.same_precision_error:.3g} + floor {self.floor:.3g} ({FLOOR_ULPS:g} u({self.dtype}) x scale)"
+            f"{self.same_precision_error:.3g} + floor {self.floor:.3g} ({FLOOR_ULPS:g} "
+            f"u({self.dtype}) x scale)"
         )
 
     def __add__(self, other: Bound) -> Bound:
@@ -162,7 +166,8 @@ def compare(
     what: str = "output",
     select: np.ndarray | None = None,
 ) -> Comparison:
-    """Compare arrays of one shape, optionally only where ``select`` (broadcastable bool) is True."""
+    """Compare arrays of one shape, optionally only where ``select`` (broadcastable bool) is
+    True."""
     err = _abs_diff(got, expected)
     if select is not None:
         err = np.where(np.broadcast_to(select, err.shape), err, 0.0)

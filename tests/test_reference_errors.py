@@ -1,4 +1,5 @@
-"""The reference refuses every bad input the spec lists, with a ValueError naming what was expected and what came."""
+"""The reference refuses every bad input the spec lists, with a ValueError naming what was expected
+and what came."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """The ``transformer-conformance`` command: check an adapter against the spec from any repository.
 
     transformer-conformance --adapter mypkg.mod:obj [--component NAME ...] [--report DIR]
-                            [--profile dev|ci|thorough] [--max-examples N] [--device cpu|cuda] [-n N]
+                            [--profile dev|ci|thorough] [--max-examples N] [--device cpu|cuda] [-n
+                            N]
                             [any other pytest option]
     transformer-conformance list                  the components and their signatures
     transformer-conformance explain COMPONENT     one component's contract
@@ -33,7 +34,8 @@ def signature(component: object) -> str:
     """name(arg, arg=default, ...) from the reference itself, the one source of the defaults."""
     sig = inspect.signature(component.reference)  # type: ignore[attr-defined]
     plain = [p.replace(annotation=inspect.Parameter.empty) for p in sig.parameters.values()]
-    return f"{component.name}{sig.replace(parameters=plain, return_annotation=inspect.Signature.empty)}"  # type: ignore[attr-defined]
+    bare = sig.replace(parameters=plain, return_annotation=inspect.Signature.empty)
+    return f"{component.name}{bare}"
 
 
 def list_components() -> str:
@@ -51,19 +53,23 @@ def list_components() -> str:
 ADAPTER_CONTRACT = """\
 How an adapter is called (adapters/__init__.py states the whole interface):
     A function named like the component receives the keyword arguments above as NumPy arrays and
-    Python values and returns a NumPy array of the output's shape in the inputs' dtype (token ids and
+    Python values and returns a NumPy array of the output's shape in the inputs' dtype (token ids
+    and
     masks: their integer/bool dtype). bfloat16 arrives as ml_dtypes.bfloat16 (NumPy has none): to
     torch, torch.from_numpy(a.view(np.int16)).view(torch.bfloat16), and back, t.view(torch.int16)
     .numpy().view(ml_dtypes.bfloat16); jax takes and gives ml_dtypes arrays as they are. An argument
-    that holds its default may be left out of a call, so the adapter's own defaults must be the spec's.
+    that holds its default may be left out of a call, so the adapter's own defaults must be the
+    spec's.
     Raise adapters.Unsupported for an input your library cannot express (counted per example).
     Gradients: vjp(component, inputs, cotangent, wrt) -> {path: gradient of <cotangent, output>} for
     the paths in wrt ("q", "params.w_q"), same shape and dtype as the input; an array passed as two
-    arguments (self-attention: query is key is value) is one variable: its gradient sums its uses."""
+    arguments (self-attention: query is key is value) is one variable: its gradient sums its
+    uses."""
 
 
 def explain(name: str) -> str:
-    """A component's contract: signature, shapes, dtypes, argument domains, properties, bad inputs."""
+    """A component's contract: signature, shapes, dtypes, argument domains, properties, bad
+    inputs."""
     import importlib
 
     c = _components()[name]
@@ -96,7 +102,8 @@ def explain(name: str) -> str:
         variants = ", ".join(str(v) for v in p.variants if v is not None)
         dtypes = ", ".join(d.name for d in p.dtypes if d in c.dtypes)
         lines.append(
-            f"  {p.name}{f' [{variants}]' if variants else ''} @ {dtypes}{' (gradient: the vjp)' if p.kind == 'gradient' else ''}"
+            f"  {p.name}{f' [{variants}]' if variants else ''} @ "
+            f"{dtypes}{' (gradient: the vjp)' if p.kind == 'gradient' else ''}"
         )
         lines.append(wrap(p.doc or "", "      "))
     lines += ["", "Bad inputs (the reference raises ValueError; an adapter must raise too):"]
@@ -139,7 +146,8 @@ def run(argv: list[str]) -> int:
     if known.workers is not None:
         args += ["-n", known.workers]
     code = int(pytest.main(args))
-    # pytest: 0 passed, 1 failures, 2 interrupted, 3 internal error, 4 usage error, 5 no tests collected
+    # pytest: 0 passed, 1 failures, 2 interrupted, 3 internal error, 4 usage error, 5 no tests
+    # collected
     return {0: OK, 1: NONCONFORMANCE, 4: USAGE, 5: USAGE}.get(code, code)
 
 
@@ -186,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
             return USAGE
         failed = merge(parsed.dirs, parsed.out)
         print(
-            f"merged {len(parsed.dirs)} reports into {parsed.out}/conformance.json and CONFORMANCE.md"
+            f"merged {len(parsed.dirs)} reports into {parsed.out}/conformance.json and "
+            "CONFORMANCE.md"
         )
         return NONCONFORMANCE if failed else OK
     return run(argv)

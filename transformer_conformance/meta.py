@@ -1,7 +1,9 @@
-"""The spec held to its own argument domains (spec/domains.py): which regions the strategies draw, and
+"""The spec held to its own argument domains (spec/domains.py): which regions the strategies draw,
+and
 which mechanical mutants of the reference the properties catch.
 
-    python -m transformer_conformance.meta mutants [COMPONENT ...]    # the mutant table (docs/MUTANTS.md)
+    python -m transformer_conformance.meta mutants [COMPONENT ...]    # the mutant table
+    (docs/MUTANTS.md)
     python -m transformer_conformance.meta coverage [COMPONENT ...]   # regions never drawn
 
 Both run the component's forward properties exactly as the conformance tests do (the runner, the
@@ -52,7 +54,8 @@ def forward_targets(component: Component, namespace: Any) -> Iterator[Target]:
 
 
 class _Recorded(Exception):
-    """Raised by the recording adapter once it holds an example's inputs: the example goes no further."""
+    """Raised by the recording adapter once it holds an example's inputs: the example goes no
+    further."""
 
 
 def drawn_inputs(component: Component) -> list[Mapping[str, Any]]:
@@ -129,7 +132,8 @@ class Verdict:
 
 
 def first_failure(component: str, namespace: Any) -> str | None:
-    """The first of the component's forward targets (ci profile) that a namespace's function fails, or None."""
+    """The first of the component's forward targets (ci profile) that a namespace's function fails,
+    or None."""
     for target in forward_targets(COMPONENTS[component], namespace):
         try:
             runner.run(
@@ -148,8 +152,10 @@ def first_failure(component: str, namespace: Any) -> str | None:
 
 
 def hunt(mutant: Mutant, drawn: list[Mapping[str, Any]] | None = None) -> Verdict | None:
-    """Run the component's properties against the mutant until one fails. A mutant that changes none of
-    the drawn inputs is not hunted: a swap of two arguments never of one shape does not apply (None);
+    """Run the component's properties against the mutant until one fails. A mutant that changes none
+    of
+    the drawn inputs is not hunted: a swap of two arguments never of one shape does not apply
+    (None);
     a default or a perturbation that changes nothing means the argument's domain is never drawn."""
     component = COMPONENTS[mutant.component]
     if drawn is not None and not any(mutant.applies(i) for i in drawn):
@@ -230,7 +236,8 @@ def main(argv: list[str]) -> int:
     caught = sum(v.caught_by is not None for v in rows)
     invisible = sum(v.caught_by is None and v.mutant.why_invisible is not None for v in rows)
     print(
-        f"\n{len(rows)} mutants: {caught} caught, {invisible} explained as invisible, {len(rows) - caught - invisible} not caught"
+        f"\n{len(rows)} mutants: {caught} caught, {invisible} explained as invisible, "
+        f"{len(rows) - caught - invisible} not caught"
     )
     return 0 if all(v.ok for v in rows) else 1
 

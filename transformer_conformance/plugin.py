@@ -1,9 +1,13 @@
-"""The pytest plugin: adapter selection, devices, Hypothesis profiles, the conformance matrix and report.
+"""The pytest plugin: adapter selection, devices, Hypothesis profiles, the conformance matrix and
+report.
 
-Installed, it is the ``pytest11`` entry point ``transformer_conformance`` and loads with every pytest
-run, inert until asked: it becomes active when ``--adapter`` is given (the conformance tests are then
+Installed, it is the ``pytest11`` entry point ``transformer_conformance`` and loads with every
+pytest
+run, inert until asked: it becomes active when ``--adapter`` is given (the conformance tests are
+then
 added to the run, beside the user's own), when ``--conformance`` is, or when the run collects the
-conformance tests (transformer_conformance/conformance/). Inactive, it changes nothing: no profile is
+conformance tests (transformer_conformance/conformance/). Inactive, it changes nothing: no profile
+is
 loaded, no library imported, no environment variable set.
 
 State lives in one object (``Conformance``) registered with pytest, not in module globals. Under
@@ -31,7 +35,8 @@ USAGE_ERROR, IMPORT_ERROR = 2, 3
 # Where the conformance tests live: added to a run that names an adapter.
 TESTS = Path(__file__).parent / "conformance"
 
-# Hypothesis profiles, as settings objects (the user's own profiles and loaded profile are left alone).
+# Hypothesis profiles, as settings objects (the user's own profiles and loaded profile are left
+# alone).
 # `ci` is derandomized (the same examples every run) and the default under CI; `dev` is quick and
 # random; `thorough` draws many more examples and free shapes as well as buckets. Deadlines are off:
 # JAX compiles on a shape's first call; hangs are pytest-timeout's job.
@@ -60,8 +65,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="append",
         default=[],
         metavar="NAME|module:object",
-        help="adapter to check: a built-in (numpy, torch, jax) or a third party's module:object; repeatable. "
-        "Default: numpy, torch and jax, those installed; third-party adapters (keras) run when named.",
+        help="adapter to check: a built-in (numpy, torch, jax) or a third party's module:object; "
+        "repeatable. "
+        "Default: numpy, torch and jax, those installed; third-party adapters (keras) run when "
+        "named.",
     )
     group.addoption(
         "--conformance",
@@ -81,7 +88,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--profile",
         default=None,
         choices=sorted(PROFILES),
-        help="Hypothesis profile of the conformance tests (default: $HYPOTHESIS_PROFILE, ci under $CI, else dev)",
+        help="Hypothesis profile of the conformance tests (default: $HYPOTHESIS_PROFILE, ci under "
+        "$CI, else dev)",
     )
     group.addoption(
         "--max-examples",
@@ -109,7 +117,8 @@ def _close(name: str, known: Iterable[str]) -> str:
 
 
 def _adapters_in_node_ids(args: list[str], components: Iterable[str]) -> list[str]:
-    """The adapter keys named by test ids on the command line ('...::test_property[torch-softmax....]')."""
+    """The adapter keys named by test ids on the command line
+    ('...::test_property[torch-softmax....]')."""
     names = "|".join(re.escape(c) for c in sorted(components, key=len, reverse=True))
     found = []
     for arg in args:
@@ -120,7 +129,8 @@ def _adapters_in_node_ids(args: list[str], components: Iterable[str]) -> list[st
 
 
 def _collects_conformance(config: pytest.Config) -> bool:
-    """Whether the run's paths (its arguments, or testpaths without any) reach the conformance tests."""
+    """Whether the run's paths (its arguments, or testpaths without any) reach the conformance
+    tests."""
     args = [a.split("::")[0] for a in config.args] or [str(config.rootpath)]
     for arg in args:
         path = Path(arg) if Path(arg).is_absolute() else Path(config.invocation_params.dir) / arg
@@ -139,8 +149,10 @@ def pytest_configure(config: pytest.Config) -> None:
         return  # another project's pytest run: stay out of its way
     if requested and not _collects_conformance(config):
         config.args.append(str(TESTS))  # the conformance tests join the user's own
-    # JAX would take 75% of a GPU's memory when its backend starts, leaving torch (same process, --device
-    # cuda, the benchmarks) to run out: allocate on demand instead. Must precede the first jax import.
+    # JAX would take 75% of a GPU's memory when its backend starts, leaving torch (same process,
+    # --device
+    # cuda, the benchmarks) to run out: allocate on demand instead. Must precede the first jax
+    # import.
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     profile = config.getoption("profile") or default_profile()
     if profile == "thorough":  # read by spec/strategies.py at import
@@ -170,7 +182,8 @@ def pytest_configure(config: pytest.Config) -> None:
         if ":" not in name and name not in BUILTINS:
             known = ", ".join(BUILTINS)
             pytest.exit(
-                f"--adapter {name!r} is neither a built-in ({known}) nor module:object{_close(name, BUILTINS)}",
+                f"--adapter {name!r} is neither a built-in ({known}) nor "
+                f"module:object{_close(name, BUILTINS)}",
                 USAGE_ERROR,
             )
         try:
@@ -193,12 +206,14 @@ def conformance(config: pytest.Config) -> Conformance:
 
 @pytest.fixture
 def tcs(request: pytest.FixtureRequest) -> Conformance:
-    """The run's conformance state (adapters, settings, results): what a conformance test reports to."""
+    """The run's conformance state (adapters, settings, results): what a conformance test reports
+    to."""
     return conformance(request.config)
 
 
 class Conformance:
-    """One run's adapters, the tallies of its tests and, on the xdist controller, the matrix and report."""
+    """One run's adapters, the tallies of its tests and, on the xdist controller, the matrix and
+    report."""
 
     def __init__(self, config: pytest.Config, adapters: list[Any], profile: str, chosen: settings):
         self.config, self.adapters = config, adapters
@@ -246,7 +261,8 @@ class Conformance:
     def pytest_collection_modifyitems(
         self, config: pytest.Config, items: list[pytest.Item]
     ) -> None:
-        # a family none of whose components was asked for leaves an empty parametrisation: not a test
+        # a family none of whose components was asked for leaves an empty parametrisation: not a
+        # test
         empty = [
             i for i in items if "target" in getattr(i, "fixturenames", ()) and _target(i) is None
         ]
@@ -287,7 +303,8 @@ class Conformance:
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
-        """Under xdist the controller collects nothing: count the cells from the first worker's test ids."""
+        """Under xdist the controller collects nothing: count the cells from the first worker's test
+        ids."""
         if self.collected:
             return
         from spec.registry import COMPONENTS
@@ -305,7 +322,8 @@ class Conformance:
 
     # --- running a target (called by the conformance tests) --------------------------------------
     def run(self, request: pytest.FixtureRequest, target: Any, gradient: bool = False) -> None:
-        """Run one target: pass, or skip (unsupported), xfail (declared deviation seen), or fail with
+        """Run one target: pass, or skip (unsupported), xfail (declared deviation seen), or fail
+        with
         a rerun command and the failing inputs saved."""
         from transformer_conformance import runner
 
@@ -358,7 +376,8 @@ class Conformance:
                 and target.declared.when is not None
             ):
                 record["reason"] = (
-                    f"declared deviation seen in {tally.deviations} of {tally.supported} examples: {target.declared}"
+                    f"declared deviation seen in {tally.deviations} of {tally.supported} examples: "
+                    f"{target.declared}"
                 )
 
     def rerun_command(self, nodeid: str, target: Any, blob: str | None) -> str:
@@ -438,7 +457,8 @@ class Conformance:
         for adapter, (seconds, examples) in sorted(self.speed.items()):
             rate = examples / seconds if seconds else 0.0
             terminalreporter.write_line(
-                f"{adapter}: {examples:.0f} examples in {seconds:.1f} s of test time ({rate:.0f} examples/s; summed over workers)"
+                f"{adapter}: {examples:.0f} examples in {seconds:.1f} s of test time ({rate:.0f} "
+                "examples/s; summed over workers)"
             )
         for adapter in self.adapters:
             for said in adapter.import_warnings:
@@ -456,7 +476,8 @@ class Conformance:
             )
         for adapter, (ratio, test) in sorted(self.worst.items()):
             terminalreporter.write_line(
-                f"{adapter}: closest a passing test came to its bound: {ratio:.2f} of allowed ({test})"
+                f"{adapter}: closest a passing test came to its bound: {ratio:.2f} of allowed "
+                f"({test})"
             )
 
 

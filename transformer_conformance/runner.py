@@ -4,12 +4,15 @@ A target is one adapter x component x property (or bad input) x variant x dtype 
 Each example draws inputs, calls the adapter and checks; this module decides what the run as a whole
 means, so that an outcome does not depend on which example happened to come first:
 
-- An example the adapter cannot express (it raised ``Unsupported``) is counted, rejected, and the run
+- An example the adapter cannot express (it raised ``Unsupported``) is counted, rejected, and the
+run
   goes on with examples it can express; Hypothesis keeps drawing until the profile's number of
-  supported examples is reached (or it has tried ten times as many). Only a target with fewer than ``MIN_SUPPORTED`` supported examples
+  supported examples is reached (or it has tried ten times as many). Only a target with fewer than
+  ``MIN_SUPPORTED`` supported examples
   is reported unsupported, with "N of M examples unsupported" and the reasons.
 - A declared deviation is judged over all examples: the run never stops at the first difference and
-  reports "seen in N of M examples". When no example shows it, a dedicated search (``CONFIRM_FACTOR``
+  reports "seen in N of M examples". When no example shows it, a dedicated search
+  (``CONFIRM_FACTOR``
   times the examples, steered by Hypothesis' targeting towards the largest observed / allowed error)
   runs before the target is said to conform.
 - A failure carries the command that reruns exactly that example (the test id, the adapter, the
@@ -37,10 +40,12 @@ from spec.core import ConformanceError, Subject, Unsupported
 
 # A target needs this many examples the adapter can express before its verdict counts.
 MIN_SUPPORTED = 3
-# A declared deviation that no example showed gets this many times the examples, targeted, before the
+# A declared deviation that no example showed gets this many times the examples, targeted, before
+# the
 # target is reported as conforming ("the declaration may be stale").
 CONFIRM_FACTOR = 5
-# Hypothesis' targeting needs a finite score; an infinite observed / allowed (allowed 0) is capped here.
+# Hypothesis' targeting needs a finite score; an infinite observed / allowed (allowed 0) is capped
+# here.
 _SCORE_CAP = 1e9
 
 
@@ -70,7 +75,8 @@ class Tally:
 
 
 class Outcome(Exception):
-    """The run's verdict when it is not a plain pass or a failure: unsupported, or a deviation seen."""
+    """The run's verdict when it is not a plain pass or a failure: unsupported, or a deviation
+    seen."""
 
     def __init__(self, kind: str, reason: str):
         super().__init__(reason)
@@ -116,7 +122,8 @@ def _run(
 ) -> None:
     test = config(given(data=st.data())(example))
     # Hypothesis derives a derandomized run's examples and its database key from the test function;
-    # every target shares this one, so add the target's id, as the pytest plugin adds a parametrised id.
+    # every target shares this one, so add the target's id, as the pytest plugin adds a parametrised
+    # id.
     test.hypothesis.inner_test._hypothesis_internal_add_digest = digest.encode()  # type: ignore[attr-defined]
     if seed is not None:  # --hypothesis-seed: one seed for the run, its own stream for every target
         test = hypothesis_seed(
@@ -142,8 +149,10 @@ def run(
 ) -> Tally:
     """Run ``body`` over Hypothesis examples; return the tally, or raise Outcome or the failure.
 
-    ``declared`` is the adapter's declared deviation for this target. One without a trigger covers the
-    whole target, and the verdict is the deviation's (seen, or not seen after a targeted search). One
+    ``declared`` is the adapter's declared deviation for this target. One without a trigger covers
+    the
+    whole target, and the verdict is the deviation's (seen, or not seen after a targeted search).
+    One
     with a trigger covers only the examples it names: any other example's failure is a failure, and
     the target passes with the count of examples that showed the deviation in its tally.
     """
@@ -186,7 +195,8 @@ def run(
         raise Outcome("deviation", f"declared deviation {seen}: {declared}")
     raise Outcome(
         "deviation not seen",
-        f"declared deviation not seen in {tally.supported} examples, a targeted search included: {declared} "
+        f"declared deviation not seen in {tally.supported} examples, a targeted search included: "
+        f"{declared} "
         "(the declaration may be stale)",
     )
 

@@ -1,9 +1,12 @@
-"""A seed sweep: the project's tests under many random seeds of the ``dev`` profile, from frozen clones.
+"""A seed sweep: the project's tests under many random seeds of the ``dev`` profile, from frozen
+clones.
 
     python -m transformer_conformance.sweep --seeds 1-50 --workers 2 --out results/sweep
 
-A flaky bound is a defect as serious as a missed bug, and the derandomized ``ci`` profile can hide one:
-this runs ``pytest --hypothesis-seed=N`` for every seed, each worker in its own clone of HEAD (so the
+A flaky bound is a defect as serious as a missed bug, and the derandomized ``ci`` profile can hide
+one:
+this runs ``pytest --hypothesis-seed=N`` for every seed, each worker in its own clone of HEAD (so
+the
 working copy can change meanwhile) and one pytest process per core. It writes, under --out:
 ``s<N>/conformance.json`` per seed, ``summary.json`` and ``SWEEP.md``: failures (with their rerun
 commands), and the distribution of observed / allowed over every comparison of the passing tests,
@@ -43,7 +46,8 @@ def _clone(repo: Path, where: Path) -> Path:
 def _run_seeds(
     clone: Path, seeds: list[int], out: Path, pytest_args: list[str]
 ) -> list[dict[str, Any]]:
-    """Run pytest once per seed in one clone, sequentially (one core); return each run's exit and time."""
+    """Run pytest once per seed in one clone, sequentially (one core); return each run's exit and
+    time."""
     runs = []
     env = {**os.environ, "HYPOTHESIS_PROFILE": "dev", "PYTHONDONTWRITEBYTECODE": "1"}
     env.pop("CI", None)
@@ -78,7 +82,8 @@ def _run_seeds(
 
 
 def summarise(out: Path, runs: list[dict[str, Any]], wall: float) -> dict[str, Any]:
-    """Failures and the observed / allowed distribution over every passing comparison, per adapter x dtype."""
+    """Failures and the observed / allowed distribution over every passing comparison, per adapter x
+    dtype."""
     ratios: dict[str, list[float]] = defaultdict(list)
     failures, closest = [], []
     for run in runs:
@@ -128,7 +133,8 @@ def markdown(summary: dict[str, Any]) -> str:
     lines = [
         "# Seed sweep",
         "",
-        f"Seeds {min(seeds)}-{max(seeds)} ({len(seeds)} runs of the `dev` profile, `--hypothesis-seed=N`), "
+        f"Seeds {min(seeds)}-{max(seeds)} ({len(seeds)} runs of the `dev` profile, "
+        "`--hypothesis-seed=N`), "
         f"wall time {summary['wall_seconds'] / 60:.1f} min; failures: {len(summary['failures'])}.",
         "",
         "Observed error / allowed bound over every comparison of the passing tests:",
@@ -138,14 +144,16 @@ def markdown(summary: dict[str, Any]) -> str:
     ]
     for key, row in summary["observed_over_allowed"].items():
         lines.append(
-            f"| {key} | {row['comparisons']} | {row['median']:.3g} | {row['p99']:.3g} | {row['max']:.3g} |"
+            f"| {key} | {row['comparisons']} | {row['median']:.3g} | {row['p99']:.3g} | "
+            f"{row['max']:.3g} |"
         )
     lines += ["", "Closest to the bound:", ""]
     lines += [f"- {c['ratio']:.3f}: seed {c['seed']}, `{c['test']}`" for c in summary["closest"]]
     if summary["failures"]:
         lines += ["", "## Failures", ""]
         lines += [
-            f"- seed {f['seed']}: `{f['test']}`: {f['failure'].splitlines()[1] if f['failure'].count(chr(10)) else f['failure']}"
+            f"- seed {f['seed']}: `{f['test']}`: "
+            f"{f['failure'].splitlines()[1] if f['failure'].count(chr(10)) else f['failure']}"
             for f in summary["failures"]
         ]
     return "\n".join(lines) + "\n"

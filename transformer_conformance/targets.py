@@ -1,4 +1,5 @@
-"""What a conformance test runs on: one adapter x component x property (or bad input) x variant x dtype.
+"""What a conformance test runs on: one adapter x component x property (or bad input) x variant x
+dtype.
 
 Built from the spec's records at collection time. A component the adapter does not offer becomes a
 skip mark; a declared deviation is carried as ``declared`` and judged by the runner over the run's
@@ -44,7 +45,8 @@ class Target:
 
     @property
     def id(self) -> str:
-        """The test id: the adapter's key (a built-in's name or a third party's module:object, so that a
+        """The test id: the adapter's key (a built-in's name or a third party's module:object, so
+        that a
         pasted id loads its adapter), component.property[variant], dtype."""
         return f"{self.adapter.key}-{self.component.name}.{self.property_name}-{self.dtype.name}"
 
@@ -88,7 +90,8 @@ class Target:
         if self.adapter.function(self.component.name) is None:
             marks.append(
                 pytest.mark.skip(
-                    reason=f"unsupported: adapter {self.adapter.name} does not offer {self.component.name}"
+                    reason=f"unsupported: adapter {self.adapter.name} does not offer "
+                    f"{self.component.name}"
                 )
             )
         elif (
@@ -105,7 +108,8 @@ class Target:
 
 
 def refuses(bad: BadInput, dtype: Any, subject: Subject, data: st.DataObject) -> None:
-    """The adapter raises (any exception) on input the spec refuses, instead of broadcasting or returning garbage."""
+    """The adapter raises (any exception) on input the spec refuses, instead of broadcasting or
+    returning garbage."""
     inputs = bad.draw(data, dtype)
     subject.calls.append(inputs)
     try:

@@ -2,8 +2,10 @@
 
 Deselected from the default run (marker `benchmark`); `make bench` runs them and writes the report.
 Each test: inputs placed on the device; the first call timed apart (compilation, autotuning) and
-spot-checked against the oracle; warm-up; synchronised timed rounds; then an independent timer, whose
-median is recorded beside the harness's (benchmarks/timing.py). GPU points skip where there is no GPU.
+spot-checked against the oracle; warm-up; synchronised timed rounds; then an independent timer,
+whose
+median is recorded beside the harness's (benchmarks/timing.py). GPU points skip where there is no
+GPU.
 """
 
 from __future__ import annotations
@@ -64,7 +66,8 @@ def test_speed(benchmark, case: Case, backend: Backend) -> None:
     comparison = spot_check(case, inputs, prepared.to_numpy(out))
     if comparison is not None:
         assert comparison.ok, (
-            f"{backend.name} computes {case.component} wrongly, so its speed is not reported: {comparison.report()}"
+            f"{backend.name} computes {case.component} wrongly, so its speed is not reported: "
+            f"{comparison.report()}"
         )
     del out
     estimate = timing.steady_estimate(prepared)
@@ -104,7 +107,8 @@ def test_speed(benchmark, case: Case, backend: Backend) -> None:
 @pytest.mark.parametrize("device", ["cpu", "cuda"])
 @pytest.mark.parametrize("library", ["numpy", "torch", "jax"])
 def test_harness_overhead(benchmark, library: str, device: str) -> None:
-    """What the harness adds per call: a call that does nothing, synchronised as that library's calls are."""
+    """What the harness adds per call: a call that does nothing, synchronised as that library's
+    calls are."""
     if library == "numpy" and device == "cuda":
         pytest.skip("numpy has no GPU")
     if importlib.util.find_spec(library) is None:

@@ -1,6 +1,7 @@
 """Deliberately broken adapters: each is the reference with one bug real code has had.
 
-The meta-tests assert the conformance suite catches every one of them (tests/meta/test_planted_bugs.py).
+The meta-tests assert the conformance suite catches every one of them
+(tests/meta/test_planted_bugs.py).
 """
 
 from __future__ import annotations
@@ -102,7 +103,8 @@ sdpa_accepts_kv_mismatch = SimpleNamespace(
     name="sdpa_accepts_kv_mismatch", scaled_dot_product_attention=_sdpa_truncating_v
 )
 
-# (adapter, component, property or "refuses[bad input]", variant, dtype name): where each bug must be caught
+# (adapter, component, property or "refuses[bad input]", variant, dtype name): where each bug must
+# be caught
 CAUGHT_BY = [
     (scale_1_over_K, "scaled_dot_product_attention", "matches_reference", "none", "float32"),
     (scale_1_over_K, "attention_weights", "matches_reference", "none", "float64"),

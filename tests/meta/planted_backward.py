@@ -1,5 +1,7 @@
-"""Deliberately broken backward passes behind a correct forward (issue: gradient conformance): a torch
-autograd.Function and a jax custom_vjp for attention, each with one bug the gradient checks must catch.
+"""Deliberately broken backward passes behind a correct forward (issue: gradient conformance): a
+torch
+autograd.Function and a jax custom_vjp for attention, each with one bug the gradient checks must
+catch.
 """
 
 from __future__ import annotations
@@ -87,7 +89,8 @@ class BrokenTorchBackward(TorchAdapter):
 
 
 def _jax_attention(allowed: jax.Array, scale: float, bug: str):
-    """A custom_vjp attention over (q, k, v) for one mask, scale and bug (captured, not differentiated)."""
+    """A custom_vjp attention over (q, k, v) for one mask, scale and bug (captured, not
+    differentiated)."""
 
     @jax.custom_vjp
     def attention(q, k, v):
@@ -130,8 +133,10 @@ class BrokenJaxBackward(JaxAdapter):
 
 
 class SelfAttentionGradientViaQueryOnly(TorchAdapter):
-    """Self-attention whose gradient reaches the shared input through its query use only: the forward is
-    right, the key and value uses are cut from the graph (a copy), as a kernel that fuses Q/K/V might."""
+    """Self-attention whose gradient reaches the shared input through its query use only: the
+    forward is
+    right, the key and value uses are cut from the graph (a copy), as a kernel that fuses Q/K/V
+    might."""
 
     name = "self_attention_gradient_via_query_only"
 

@@ -155,7 +155,8 @@ def _decoder_cache_lost(
     eps=1e-5,
     final_norm=None,
 ):
-    """The key/value cache is reset every step (its index never advances): a position sees only itself."""
+    """The key/value cache is reset every step (its index never advances): a position sees only
+    itself."""
     from reference.stacks import _row
 
     steps = [

@@ -1,4 +1,5 @@
-"""Deliberately broken variants of the seq2seq lineage (issue: RNN encoder-decoder, Bahdanau, Luong)."""
+"""Deliberately broken variants of the seq2seq lineage (issue: RNN encoder-decoder, Bahdanau,
+Luong)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ def _gru_gates_swapped(x, state, params, cell="gru"):
 
 
 def _backward_not_reversed_back(x, params, cell="gru", lengths=None):
-    """Runs the backward direction over the reversed input but leaves its outputs in reversed order."""
+    """Runs the backward direction over the reversed input but leaves its outputs in reversed
+    order."""
     out = R.rnn_encoder(x, params, cell, lengths)
     if "backward" not in params:
         return out
@@ -45,7 +47,8 @@ def _softmax_over_batch(s_prev, h, params, mask=None):
 def _bahdanau_with_current_state(
     tgt_in, memory, s0, params, attention="bahdanau", src_lengths=None
 ):
-    """Attends from the CURRENT state s_i (updated with the previous context) where Bahdanau uses s_{i-1}."""
+    """Attends from the CURRENT state s_i (updated with the previous context) where Bahdanau uses
+    s_{i-1}."""
     if attention != "bahdanau":
         return R.attention_decoder(tgt_in, memory, s0, params, attention, src_lengths)
     mask = (
@@ -78,7 +81,8 @@ def _free_running_feeds_second_best(
 
 
 def _encoder_ignores_lengths(x, params, cell="gru", lengths=None):
-    """Runs every sequence over all T steps (the backward direction starts in the padding), then zeros the tail."""
+    """Runs every sequence over all T steps (the backward direction starts in the padding), then
+    zeros the tail."""
     out = R.rnn_encoder(x, params, cell, None)
     if lengths is None:
         return out

@@ -1,24 +1,33 @@
-"""Tiled attention kernels: a correct one and the bugs real kernels have had, each showing only past a tile.
+"""Tiled attention kernels: a correct one and the bugs real kernels have had, each showing only past
+a tile.
 
-``tiled_attention`` is the FlashAttention-2 forward loop written in NumPy (Dao 2023, algorithm 1): query
-blocks of ``BLOCK_T`` rows, key blocks of ``BLOCK_S`` columns, an online softmax whose running maximum
-and sum are carried from one key block to the next, low precisions accumulated in float32 and rounded
+``tiled_attention`` is the FlashAttention-2 forward loop written in NumPy (Dao 2023, algorithm 1):
+query
+blocks of ``BLOCK_T`` rows, key blocks of ``BLOCK_S`` columns, an online softmax whose running
+maximum
+and sum are carried from one key block to the next, low precisions accumulated in float32 and
+rounded
 once at the end, as GPU kernels do. The planted variants change one line each; the default run of
-scaled_dot_product_attention (its tile-boundary shapes, spec/strategies.py) must catch every one, and
+scaled_dot_product_attention (its tile-boundary shapes, spec/strategies.py) must catch every one,
+and
 the correct kernel must pass (tests/meta/test_planted_bugs.py).
 
 The bugs, and where real kernels had them:
-- last_block_unmasked: the last partial key block is padded to the block size and its padded keys are
+- last_block_unmasked: the last partial key block is padded to the block size and its padded keys
+are
   not masked (logit 0 joins the softmax): wrong whenever S is not a multiple of the block.
 - stale_running_max: the accumulator is not rescaled when a later block raises the row maximum.
 - max_starts_at_zero: the running maximum starts at 0 instead of -inf, so rows whose logits are all
   below about -88 underflow to an all-zero sum (NaN), and others lose precision.
-- causal_block_skip_off_by_one: key blocks entirely in a row block's future are skipped, but "entirely"
+- causal_block_skip_off_by_one: key blocks entirely in a row block's future are skipped, but
+"entirely"
   is judged on the block's first query, so keys the later queries of the block may see are dropped.
 - causal_alignment_top_left: the tile loop always aligns causality top-left, also when asked
   bottom-right (T != S: flash-attention's convention is bottom-right).
-- head_dim_truncated: a kernel specialised for head dims up to 64 reads only the first 64 of a larger K.
-- bf16_accumulation: the accumulator and row sums are kept in the input precision instead of float32.
+- head_dim_truncated: a kernel specialised for head dims up to 64 reads only the first 64 of a
+larger K.
+- bf16_accumulation: the accumulator and row sums are kept in the input precision instead of
+float32.
 """
 
 from __future__ import annotations

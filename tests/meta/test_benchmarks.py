@@ -1,7 +1,9 @@
-"""Tests of the benchmark machinery (benchmarks/), cheap enough for CI, which never runs the benchmarks.
+"""Tests of the benchmark machinery (benchmarks/), cheap enough for CI, which never runs the
+benchmarks.
 
 The cost models count what the spec's masks say; every CPU kernel the benchmarks time computes the
-component (spot-checked by the oracle at a tiny size), and a wrong one is refused; the report computes
+component (spot-checked by the oracle at a tiny size), and a wrong one is refused; the report
+computes
 percentages of the measured peak and fits growth exponents from a synthetic run.
 """
 
@@ -26,7 +28,8 @@ from reference.masks import causal_mask
 
 @given(T=st.integers(1, 40), S=st.integers(1, 40), causal=st.booleans())
 def test_attended_pairs_counts_the_causal_mask(T: int, S: int, causal: bool) -> None:
-    """The FLOP model's pair count is the number of True entries of the spec's top-left causal mask."""
+    """The FLOP model's pair count is the number of True entries of the spec's top-left causal
+    mask."""
     expected = int(causal_mask(T, S, "top_left").sum()) if causal else T * S
     assert cost.attended_pairs(T, S, causal) == expected, f"T={T}, S={S}, causal={causal}"
 
@@ -126,7 +129,8 @@ def _record(name: str, median: float, **info: object) -> dict:
 
 
 def test_report_percentages_exponents_and_plots(tmp_path: Path) -> None:
-    """A synthetic run: attention at half the matmul peak reads 50%; time ~ T^2 per sequence fits p = 2."""
+    """A synthetic run: attention at half the matmul peak reads 50%; time ~ T^2 per sequence fits p
+    = 2."""
     peak_tflops = 2.0
     matmul = cost.matmul(1000, 1000, 1000, 4)
     records = [

@@ -27,7 +27,8 @@ def test_args_are_the_reference_signature(component) -> None:
         default = params[arg.name].default
         stated = arg.default if arg.has_default else inspect.Parameter.empty
         assert stated == default, (
-            f"{component.name}.{arg.name}: the spec says default {stated!r}, the reference {default!r}"
+            f"{component.name}.{arg.name}: the spec says default {stated!r}, the reference "
+            f"{default!r}"
         )
 
 

@@ -33,7 +33,8 @@ def test_bound_is_multiple_of_same_precision_error_plus_floor(dtype) -> None:
 
 
 def test_float64_oracle_is_more_precise_than_float64() -> None:
-    """The float64 same-precision error is measured against extended precision, not against itself."""
+    """The float64 same-precision error is measured against extended precision, not against
+    itself."""
     x = np.random.default_rng(1).standard_normal((8, 33))
     expected = oracle(R.softmax, {"x": x}, FLOAT64)
     if np.finfo(np.longdouble).eps < np.finfo(np.float64).eps:
@@ -127,7 +128,8 @@ def test_paths_read_and_replace_nested_inputs_without_mutating() -> None:
 
 
 def test_directional_derivative_matches_the_analytic_softmax_vjp() -> None:
-    """The oracle's central difference along t equals <softmax VJP(c), t>, and its error estimate is small."""
+    """The oracle's central difference along t equals <softmax VJP(c), t>, and its error estimate is
+    small."""
     from reference import softmax
     from reference.gradients import softmax_vjp
     from spec.gradients import directional_derivative
@@ -137,5 +139,6 @@ def test_directional_derivative_matches_the_analytic_softmax_vjp() -> None:
     oracle = directional_derivative(softmax, {"x": x, "axis": -1}, "x", t, c, e=1e-6, scale=1.0)
     exact = float((softmax_vjp(x, -1, c)[0]["x"] * t).sum())
     assert abs(oracle.value - exact) <= oracle.error, (oracle.value, exact, oracle.error)
-    # fine enough to judge float32 gradients: its own error is below one float32 rounding of the answer
+    # fine enough to judge float32 gradients: its own error is below one float32 rounding of the
+    # answer
     assert oracle.error < FLOAT32.unit_roundoff * abs(exact), (oracle.error, exact)

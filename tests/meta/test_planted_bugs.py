@@ -13,7 +13,8 @@ from tests.meta import planted, planted_layers, planted_seq2seq, planted_tiled
 from transformer_conformance import runner
 from transformer_conformance.targets import Target
 
-# Enough examples to reach the bug, no shrinking (the meta-test wants "caught", not a minimal example).
+# Enough examples to reach the bug, no shrinking (the meta-test wants "caught", not a minimal
+# example).
 HUNT = settings(
     max_examples=60,
     derandomize=True,
@@ -25,7 +26,8 @@ HUNT = settings(
 
 
 def hunt(target: Target) -> ConformanceError | None:
-    """Run one conformance check as the conformance tests do (the runner); return the failure it finds."""
+    """Run one conformance check as the conformance tests do (the runner); return the failure it
+    finds."""
     try:
         runner.run(
             target.id,
@@ -53,7 +55,8 @@ def _target(
     return Target(Adapter(namespace.name, namespace), spec, found, variant, BY_NAME[dtype])
 
 
-try:  # the planted backward passes are torch and jax code: without them installed, they are not planted
+# the planted backward passes are torch and jax code: without them installed, they are not planted
+try:
     from tests.meta import planted_backward
 
     BACKWARD = planted_backward.CAUGHT_BY
@@ -88,7 +91,8 @@ def test_planted_bug_is_caught(
 def test_reference_passes_the_same_hunt(
     namespace: object, component: str, check: str, variant: str | None, dtype: str
 ) -> None:
-    """Control: the same hunt on the correct reference finds nothing (the check is not just failing everything)."""
+    """Control: the same hunt on the correct reference finds nothing (the check is not just failing
+    everything)."""
     import reference as ref
 
     assert hunt(_target(ref, component, check, variant, dtype)) is None
@@ -96,8 +100,10 @@ def test_reference_passes_the_same_hunt(
 
 @pytest.mark.parametrize("bug", [None, *planted_tiled.BUGS], ids=lambda b: b or "correct")
 def test_tiled_kernel_bugs_are_caught_and_the_correct_kernel_conforms(bug: str | None) -> None:
-    """The tiled kernels of tests/meta/planted_tiled.py against scaled_dot_product_attention's whole default
-    run (every property, variant and dtype; ci profile): the correct one passes, each planted bug fails."""
+    """The tiled kernels of tests/meta/planted_tiled.py against scaled_dot_product_attention's whole
+    default
+    run (every property, variant and dtype; ci profile): the correct one passes, each planted bug
+    fails."""
     from transformer_conformance.meta import first_failure
 
     kernel = planted_tiled.correct_tiled if bug is None else planted_tiled.PLANTED[bug]

@@ -1,4 +1,5 @@
-"""One name per component everywhere: the spec's records, the reference's functions, the numpy adapter's."""
+"""One name per component everywhere: the spec's records, the reference's functions, the numpy
+adapter's."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The report writer: the matrix shows each cell's worst outcome, findings are grouped with their dtypes."""
+"""The report writer: the matrix shows each cell's worst outcome, findings are grouped with their
+dtypes."""
 
 from __future__ import annotations
 

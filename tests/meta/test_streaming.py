@@ -1,4 +1,5 @@
-"""The streaming oracle (reference/streaming.py) equals the plain reference where both run, for every
+"""The streaming oracle (reference/streaming.py) equals the plain reference where both run, for
+every
 mask kind, causal alignment, scale and block size, including rows that see no key."""
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ def test_streaming_equals_the_plain_reference(
         atol=1e-12 * (1 + np.abs(v).max()),
         err_msg=f"{variant}, block {block}",
     )
-    # the row statistics: exp(logit - lse) are the plain reference's weights, max is the largest visible logit
+    # the row statistics: exp(logit - lse) are the plain reference's weights, max is the largest
+    # visible logit
     weights = R.attention_weights(q, k, m.mask, scale, m.causal)  # (B, H, T, S)
     seen = m.allowed.any(-1)  # (B, H, T)
     assert (np.isneginf(lse) == ~seen).all() and (np.isneginf(row_max) == ~seen).all(), (

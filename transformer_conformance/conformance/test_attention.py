@@ -1,6 +1,8 @@
-"""Conformance of the attention family (softmax, attention weights, scaled dot-product and multi-head attention): spec/ records of family "attention".
+"""Conformance of the attention family (softmax, attention weights, scaled dot-product and
+multi-head attention): spec/ records of family "attention".
 
-Generated from the records: the plugin parametrises these over adapter x component x property x variant
+Generated from the records: the plugin parametrises these over adapter x component x property x
+variant
 x dtype (or bad input); transformer_conformance/conformance/tests.py holds the test bodies.
 """
 

@@ -1,6 +1,8 @@
-"""Conformance of the decoding family (greedy and beam decoding): spec/ records of family "decoding".
+"""Conformance of the decoding family (greedy and beam decoding): spec/ records of family
+"decoding".
 
-Generated from the records: the plugin parametrises these over adapter x component x property x variant
+Generated from the records: the plugin parametrises these over adapter x component x property x
+variant
 x dtype (or bad input); transformer_conformance/conformance/tests.py holds the test bodies.
 """
 

@@ -1,6 +1,8 @@
-"""Conformance of the embeddings family (sinusoidal positions, token embeddings, tied output logits): spec/ records of family "embeddings".
+"""Conformance of the embeddings family (sinusoidal positions, token embeddings, tied output
+logits): spec/ records of family "embeddings".
 
-Generated from the records: the plugin parametrises these over adapter x component x property x variant
+Generated from the records: the plugin parametrises these over adapter x component x property x
+variant
 x dtype (or bad input); transformer_conformance/conformance/tests.py holds the test bodies.
 """
 

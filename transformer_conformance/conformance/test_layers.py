@@ -1,6 +1,8 @@
-"""Conformance of the layers family (position-wise FFN, LayerNorm, Add & Norm, dropout): spec/ records of family "layers".
+"""Conformance of the layers family (position-wise FFN, LayerNorm, Add & Norm, dropout): spec/
+records of family "layers".
 
-Generated from the records: the plugin parametrises these over adapter x component x property x variant
+Generated from the records: the plugin parametrises these over adapter x component x property x
+variant
 x dtype (or bad input); transformer_conformance/conformance/tests.py holds the test bodies.
 """
 

@@ -1,6 +1,8 @@
-"""Conformance of the model family (the encoder-decoder's log-probabilities): spec/ records of family "model".
+"""Conformance of the model family (the encoder-decoder's log-probabilities): spec/ records of
+family "model".
 
-Generated from the records: the plugin parametrises these over adapter x component x property x variant
+Generated from the records: the plugin parametrises these over adapter x component x property x
+variant
 x dtype (or bad input); transformer_conformance/conformance/tests.py holds the test bodies.
 """
 

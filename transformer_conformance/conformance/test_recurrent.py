@@ -1,6 +1,8 @@
-"""Conformance of the recurrent family (recurrent cells, RNN encoders, the fixed context vector): spec/ records of family "recurrent".
+"""Conformance of the recurrent family (recurrent cells, RNN encoders, the fixed context vector):
+spec/ records of family "recurrent".
 
-Generated from the records: the plugin parametrises these over adapter x component x property x variant
+Generated from the records: the plugin parametrises these over adapter x component x property x
+variant
 x dtype (or bad input); transformer_conformance/conformance/tests.py holds the test bodies.
 """
 

@@ -1,6 +1,8 @@
-"""Conformance of the seq2seq family (Bahdanau and Luong attention and the attention decoders): spec/ records of family "seq2seq".
+"""Conformance of the seq2seq family (Bahdanau and Luong attention and the attention decoders):
+spec/ records of family "seq2seq".
 
-Generated from the records: the plugin parametrises these over adapter x component x property x variant
+Generated from the records: the plugin parametrises these over adapter x component x property x
+variant
 x dtype (or bad input); transformer_conformance/conformance/tests.py holds the test bodies.
 """
 

@@ -1,6 +1,8 @@
-"""Conformance of the training family (shift-right (teacher forcing) and cross-entropy): spec/ records of family "training".
+"""Conformance of the training family (shift-right (teacher forcing) and cross-entropy): spec/
+records of family "training".
 
-Generated from the records: the plugin parametrises these over adapter x component x property x variant
+Generated from the records: the plugin parametrises these over adapter x component x property x
+variant
 x dtype (or bad input); transformer_conformance/conformance/tests.py holds the test bodies.
 """
 
