@@ -70,13 +70,17 @@ class Deviation:
         return self.when is None or any(self.when(c) for c in calls)
 
 
+# What a deviations entry may hold: a reason, a Deviation, or several Deviations.
+Declared = str | Deviation | tuple[Deviation, ...]
+
+
 @dataclass(frozen=True)
 class Adapter:
     """A loaded adapter: its display name, namespace and declared deviations."""
 
     name: str
     namespace: Any
-    deviations: Mapping[str, str | Deviation | tuple[Deviation, ...]] = field(default_factory=dict)
+    deviations: Mapping[str, Declared] = field(default_factory=dict)
     key: str = ""  # what --adapter said: a built-in's name or module:object (test ids carry it)
     import_warnings: tuple[str, ...] = ()  # what its libraries warned while it was imported
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from functools import cache, partial
-from typing import Any
+from typing import Any, cast
 
 import flax.linen as nn
 import jax
@@ -112,7 +112,8 @@ def _apply(
         params: Any, x: jax.Array, memory: jax.Array | None, mask: jax.Array | None, eps: float
     ) -> jax.Array:
         layer = Layer(num_heads, width, norm_first, activation, eps, decoder, dtype, D)
-        return layer.apply({"params": params}, x, memory, mask)
+        # without mutable=, Module.apply returns the output alone (its type allows a tuple)
+        return cast(jax.Array, layer.apply({"params": params}, x, memory, mask))
 
     return jax.jit(apply)
 
@@ -152,7 +153,10 @@ def _empty_cache(B: int, T: int, D: int, H: int, dtype: Any) -> dict[str, Any]:
 def _final_norm(h: jax.Array, final_norm: Mapping[str, np.ndarray] | None, eps: float) -> jax.Array:
     if final_norm is not None:
         ln = nn.LayerNorm(epsilon=eps, dtype=h.dtype, param_dtype=h.dtype)
-        h = ln.apply({"params": {"scale": final_norm["gamma"], "bias": final_norm["beta"]}}, h)
+        h = cast(  # without mutable=, Module.apply returns the output alone
+            jax.Array,
+            ln.apply({"params": {"scale": final_norm["gamma"], "bias": final_norm["beta"]}}, h),
+        )
     return h
 
 

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import cache, partial
-from typing import Any
+from typing import Any, cast, overload
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from adapters import Deviation
+from adapters import Declared, Deviation
 from adapters.jax_seq2seq import SEQ2SEQ_DEVIATIONS, JaxSeq2Seq
 from spec.core import Unsupported
 from spec.model import empty_source
@@ -65,7 +65,9 @@ def _flax_mha(num_heads: int, D: int, dtype: str) -> Any:
     )
 
 
-def _flax_mha_params(params: Mapping[str, np.ndarray], D: int, H: int) -> dict[str, Any]:
+def _flax_mha_params(
+    params: Mapping[str, np.ndarray | jax.Array], D: int, H: int
+) -> dict[str, Any]:
     """Canonical MHA weights as flax's: query/key/value kernels (D, H, K), out kernel (H, K, D);
     the canonical columns h*K:(h+1)*K are head h, which is what a (D, H, K) reshape gives."""
     K = D // H
@@ -209,7 +211,7 @@ def _stack_empty_row(mask: str) -> Deviation:
 
 class JaxAdapter(JaxSeq2Seq):
     name = "jax"
-    deviations: dict[str, str] = {
+    deviations: dict[str, Declared] = {
         **SEQ2SEQ_DEVIATIONS,
         **{f"{c}.*": _stack_empty_row("mask") for c in ("encoder_layer", "encoder")},
         **{
@@ -378,6 +380,10 @@ class JaxAdapter(JaxSeq2Seq):
     def on_device(self, device: str) -> JaxAdapter:
         return JaxAdapter(device)
 
+    @overload
+    def _j(self, a: np.ndarray) -> jax.Array: ...
+    @overload
+    def _j(self, a: None) -> None: ...
     def _j(self, a: np.ndarray | None) -> jax.Array | None:
         if (
             self._leaves is not None and id(a) in self._leaves
@@ -431,7 +437,8 @@ class JaxAdapter(JaxSeq2Seq):
                 if np.dtype(q.dtype).itemsize != 2 or "not supported" not in str(e):
                     raise
                 _EAGER.add(signature)
-        out = _sdpa.__wrapped__(*args, scale, causal == "top_left")
+        # jit's wrapper has __wrapped__ (functools.wraps); jax's JitWrapped stub leaves it out
+        out = _sdpa.__wrapped__(*args, scale, causal == "top_left")  # type: ignore[attr-defined]
         return self._np(jnp.swapaxes(out, 1, 2)[..., :Kv])  # (B, H, T, Kv)
 
     def attention_weights(self, q, k, mask=None, scale=None, causal=None):
@@ -512,11 +519,12 @@ class JaxAdapter(JaxSeq2Seq):
     ) -> np.ndarray:
         import flax.linen as nn
 
-        act = {
+        acts: dict[str, Callable[[jax.Array], jax.Array]] = {
             "relu": jax.nn.relu,
             "gelu": partial(jax.nn.gelu, approximate=False),
             "gelu_tanh": partial(jax.nn.gelu, approximate=True),
-        }[activation]
+        }
+        act = acts[activation]
         D, F = params["w1"].shape
         if params["w2"].shape != (F, D):
             raise ValueError(f"w2 must be (F, D)=({F}, {D}); got {params['w2'].shape}")
@@ -526,8 +534,16 @@ class JaxAdapter(JaxSeq2Seq):
         )
         # flax kernels are (in, out): the canonical layout as it is
         p = {name: self._j(w) for name, w in params.items()}
-        h = act(dense1.apply({"params": {"kernel": p["w1"], "bias": p["b1"]}}, self._j(x)))
-        return self._np(dense2.apply({"params": {"kernel": p["w2"], "bias": p["b2"]}}, h))
+        # without mutable=, Module.apply returns the output alone (its type allows a tuple)
+        h = act(
+            cast(
+                jax.Array,
+                dense1.apply({"params": {"kernel": p["w1"], "bias": p["b1"]}}, self._j(x)),
+            )
+        )
+        return self._np(
+            cast(jax.Array, dense2.apply({"params": {"kernel": p["w2"], "bias": p["b2"]}}, h))
+        )
 
     def layer_norm(
         self, x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float = 1e-5
@@ -539,9 +555,8 @@ class JaxAdapter(JaxSeq2Seq):
                 f"gamma, beta must be (D,)=({x.shape[-1]},); got {gamma.shape}, {beta.shape}"
             )
         ln = nn.LayerNorm(epsilon=eps, dtype=x.dtype, param_dtype=x.dtype)
-        return self._np(
-            ln.apply({"params": {"scale": self._j(gamma), "bias": self._j(beta)}}, self._j(x))
-        )
+        out = ln.apply({"params": {"scale": self._j(gamma), "bias": self._j(beta)}}, self._j(x))
+        return self._np(cast(jax.Array, out))  # without mutable=, apply returns the output alone
 
     def add_and_norm(
         self,

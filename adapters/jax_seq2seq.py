@@ -51,7 +51,7 @@ def flax_cell_params(p: Mapping[str, np.ndarray], cell: str) -> dict[str, Any]:
     return tree
 
 
-def _cell_module(cell: str, N: int, dtype: str) -> nn.Module:
+def _cell_module(cell: str, N: int, dtype: str) -> nn.RNNCellBase:
     return _CELLS[cell](N, dtype=dtype, param_dtype=dtype, carry_init=nn.initializers.zeros_init())
 
 
@@ -270,7 +270,9 @@ class JaxSeq2Seq:
         B, S, _ = memory.shape
         N = params["cell"]["w_h"].shape[0]
         step = _decoder_step(attention, N, np.dtype(memory.dtype).name)
-        tree = {k: jnp.asarray(v) for k, v in params.items() if k not in ("cell", "attention")}
+        tree: dict[str, Any] = {
+            k: jnp.asarray(v) for k, v in params.items() if k not in ("cell", "attention")
+        }
         tree["attention"] = self._tree(params["attention"])
         cell = flax_cell_params(params["cell"], "gru")
         mask = (

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, cast
 
 import ml_dtypes
 import numpy as np
@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention.bias import causal_lower_right, causal_upper_left
 
-from adapters import Deviation
+from adapters import Declared, Deviation
 from adapters.torch_seq2seq import SEQ2SEQ_DEVIATIONS, TorchSeq2Seq
 from spec.core import Unsupported
 from spec.model import empty_source
@@ -159,7 +159,7 @@ CE_FLOAT16_SMOOTHING = Deviation(
 
 class TorchAdapter(TorchSeq2Seq):
     name = "torch"
-    deviations: dict[str, str] = {
+    deviations: dict[str, Declared] = {
         "softmax.all_neg_inf_slice_is_zero": (
             "torch.softmax returns NaN for a slice of only -inf (SDPA has its own _safe_softmax)"
         ),
@@ -437,6 +437,7 @@ class TorchAdapter(TorchSeq2Seq):
                     m & allowed if m.dtype == torch.bool else m.masked_fill(~allowed, float("-inf"))
                 )
             )
+        assert m is not None  # a mask or causal is given (None returned above otherwise)
         return ~m if m.dtype == torch.bool else m
 
     # --- embeddings -------------------------------------------------------------------------------
@@ -592,11 +593,12 @@ class TorchAdapter(TorchSeq2Seq):
         eps: float,
         dtype: torch.dtype,
     ) -> torch.nn.Module:
-        act = {
+        acts: dict[str, str | Callable[[torch.Tensor], torch.Tensor]] = {
             "relu": "relu",
             "gelu": "gelu",
             "gelu_tanh": lambda h: F.gelu(h, approximate="tanh"),
-        }[activation]
+        }
+        act = acts[activation]
         cls = torch.nn.TransformerDecoderLayer if decoder else torch.nn.TransformerEncoderLayer
         return cls(
             D,
@@ -637,7 +639,10 @@ class TorchAdapter(TorchSeq2Seq):
             module, state = layer, self._layer_state(layers[0])
         elif memory is None:
             module = torch.nn.TransformerEncoder(
-                layer, len(layers), norm=norm, enable_nested_tensor=False
+                cast(torch.nn.TransformerEncoderLayer, layer),
+                len(layers),
+                norm=norm,
+                enable_nested_tensor=False,
             )
             state = {
                 k: v
@@ -645,13 +650,15 @@ class TorchAdapter(TorchSeq2Seq):
                 for k, v in self._layer_state(p, f"layers.{i}.").items()
             }
         else:
-            module = torch.nn.TransformerDecoder(layer, len(layers), norm=norm)
+            module = torch.nn.TransformerDecoder(
+                cast(torch.nn.TransformerDecoderLayer, layer), len(layers), norm=norm
+            )
             state = {
                 k: v
                 for i, p in enumerate(layers)
                 for k, v in self._layer_state(p, f"layers.{i}.").items()
             }
-        if norm is not None and not single:
+        if final_norm is not None and not single:  # where norm was made
             state.update(
                 {
                     "norm.weight": self._t(final_norm["gamma"]),

@@ -63,7 +63,8 @@ def greedy_decode(logprobs: np.ndarray, bos: int, eos: int, max_len: int) -> np.
     """y_t = argmax_v log p(v | y_{t-1}) until EOS (kept) or max_len tokens; ties go to the lowest
     id."""
     _check("greedy_decode", logprobs, bos, eos, max_len)
-    tokens, prev = [], bos
+    tokens: list[int] = []
+    prev = bos
     while len(tokens) < max_len:
         prev = int(np.argmax(logprobs[prev]))
         tokens.append(prev)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -54,7 +55,7 @@ def sinusoidal_positional_encoding(
             f"sinusoidal_positional_encoding: dtype must name a floating dtype {FLOAT_NAMES}; got "
             f"{dtype!r}"
         )
-    work = np.longdouble if np.dtype(dtype) == np.longdouble else np.float64
+    work: type[np.floating[Any]] = np.longdouble if np.dtype(dtype) == np.longdouble else np.float64
     pos = np.arange(T, dtype=work)[:, None]  # (T, 1)
     two_i = np.arange(0, D, 2, dtype=work)[None, :]  # (1, ceil(D/2))
     angle = pos / np.power(work(base), two_i / D)  # (T, ceil(D/2))
@@ -128,7 +129,7 @@ def _activation(x: np.ndarray, name: str) -> np.ndarray:
     """relu: max(0, x); gelu: x Phi(x) with the exact erf; gelu_tanh: the tanh approximation."""
     if name == "relu":
         return np.maximum(x, x.dtype.type(0))
-    x64 = x.astype(np.longdouble if x.dtype == np.longdouble else np.float64)
+    x64: np.ndarray = x.astype(np.longdouble if x.dtype == np.longdouble else np.float64)
     if name == "gelu":
         phi = 0.5 * (1.0 + erf(x64 / np.sqrt(2.0)))
         return (x64 * phi).astype(x.dtype)

@@ -15,6 +15,7 @@ state.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -60,7 +61,7 @@ def _check_cell(component: str, params: Params, cell: str, E: int) -> int:
     return N
 
 
-def _check_float(component: str, name: str, x: object, ndim: int, legend: str) -> None:
+def _check_float(component: str, name: str, x: Any, ndim: int, legend: str) -> None:
     if (
         not is_array(x)
         or (x.dtype.kind != "f" and x.dtype.name != "bfloat16")

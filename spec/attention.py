@@ -17,7 +17,7 @@ at most a few u times that sum, and a weight moves by at most a quarter of its l
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import ml_dtypes
 import numpy as np
@@ -134,7 +134,7 @@ def _rows(i: Any) -> np.ndarray:
     bias = i.get("mask")
     if bias is not None and bias.dtype != np.bool_:
         allowed = allowed & np.isfinite(np.broadcast_to(bias.astype(np.float64), allowed.shape))
-    return allowed.any(-1)
+    return cast(np.ndarray, allowed.any(-1))  # numpy types any(axis) as "bool | array"
 
 
 Q_ARG = Arg(
@@ -336,7 +336,7 @@ HIDING = (
 @prop(ATTENTION_WEIGHTS, variants=MASK_VARIANTS)
 def weights_are_distributions(subject: Subject, data: st.DataObject, variant: Masking) -> None:
     """Weights lie in [0, 1], every row with a visible key sums to 1, masked keys get exactly 0."""
-    inputs = subject.component.draw(data, subject.dtype, variant)
+    inputs = subject.draw(data, variant)
     allowed = visible(inputs)
     case = subject.case(inputs)
     w = case.got.astype(np.float64)
@@ -355,8 +355,8 @@ def weights_are_distributions(subject: Subject, data: st.DataObject, variant: Ma
 @prop(ATTENTION_WEIGHTS, SCALED_DOT_PRODUCT_ATTENTION, variants=EMPTY_ROW_VARIANTS)
 def fully_masked_rows_are_zero(subject: Subject, data: st.DataObject, variant: Masking) -> None:
     """A query row that sees no key gets zero weights / a zero context (ONNX, flash-attention)."""
-    inputs = subject.component.draw(data, subject.dtype, variant)
-    empty = ~visible(inputs).any(-1, keepdims=True)  # (B, H, T, 1)
+    inputs = subject.draw(data, variant)
+    empty = cast(np.ndarray, ~visible(inputs).any(-1, keepdims=True))  # (B, H, T, 1)
     case = subject.case(inputs)
     got = case.got.astype(np.float64)
     if (np.broadcast_to(empty, got.shape) & (got != 0)).any():
@@ -374,7 +374,7 @@ def fully_masked_rows_are_zero(subject: Subject, data: st.DataObject, variant: M
 def context_is_weighted_sum(subject: Subject, data: st.DataObject, variant: Masking) -> None:
     """context == (the adapter's own attention_weights) @ V, and lies in the per-coordinate range of
     the attended values."""
-    inputs = subject.component.draw(data, subject.dtype, variant)
+    inputs = subject.draw(data, variant)
     allowed = visible(inputs)
     case = subject.case(inputs)
     v = inputs["v"].astype(np.float64)  # (B, H, S, Kv)
@@ -424,7 +424,7 @@ def _permute(inputs: dict[str, Any], axis_name: str, perm: np.ndarray) -> dict[s
 def permutation_equivariant(subject: Subject, data: st.DataObject, variant: Masking) -> None:
     """Permuting key/value pairs together leaves the context unchanged (permutes the weights);
     permuting queries permutes the output rows."""
-    inputs = subject.component.draw(data, subject.dtype, variant)
+    inputs = subject.draw(data, variant)
     axis_name = data.draw(st.sampled_from(["S", "T"]), label="permuted_axis")
     n = inputs["k"].shape[2] if axis_name == "S" else inputs["q"].shape[2]
     perm = np.random.default_rng(data.draw(seeds(), label="perm_seed")).permutation(n)
@@ -444,7 +444,7 @@ def permutation_equivariant(subject: Subject, data: st.DataObject, variant: Mask
 def hidden_keys_do_not_matter(subject: Subject, data: st.DataObject, variant: Masking) -> None:
     """Changing keys and values a query cannot see (masked, or in its future under causality)
     leaves that query's output unchanged."""
-    inputs = subject.component.draw(data, subject.dtype, variant)
+    inputs = subject.draw(data, variant)
     allowed = visible(inputs)
     S = inputs["k"].shape[2]
     rng = np.random.default_rng(data.draw(seeds(), label="change_seed"))
@@ -473,7 +473,7 @@ def hidden_keys_do_not_matter(subject: Subject, data: st.DataObject, variant: Ma
 )
 def batch_equals_items(subject: Subject, data: st.DataObject, variant: Masking) -> None:
     """A batch equals its items computed one at a time."""
-    inputs = subject.component.draw(data, subject.dtype, variant)
+    inputs = subject.draw(data, variant)
     whole = subject.case(inputs)
     for b in range(inputs["q"].shape[0]):
         item = {key: _batch_item(key, value, b) for key, value in inputs.items()}

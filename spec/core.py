@@ -170,6 +170,13 @@ class Subject:
             f"inputs: {describe_inputs(inputs)}"
         )
 
+    def draw(self, data: st.DataObject, variant: Any) -> dict[str, Any]:
+        """The component's own draw at this dtype (for a property of a component that has one)."""
+        draw = self.component.draw
+        if draw is None:
+            raise TypeError(f"component {self.component.name} has no draw")
+        return draw(data, self.dtype, variant)
+
     def sibling(self, name: str) -> Subject:
         """The same adapter's function for another component, at the same dtype (Unsupported if
         absent)."""

@@ -346,7 +346,7 @@ def greedy_tokens_are_the_best_next(
     """Every token is the highest-scoring next token after the one before (the lowest id among
     equal scores), only the last may be EOS, and the output is max_len long unless it ends with
     EOS."""
-    inputs = subject.component.draw(data, subject.dtype, variant)
+    inputs = subject.draw(data, variant)
     got, table, eos = subject.case(inputs).got, inputs["logprobs"], inputs["eos"]
     prev = np.concatenate([[inputs["bos"]], got[:-1]]).astype(int)  # (L,)
     best = np.argmax(table[prev], axis=-1)  # (L,): the first maximum, the lowest id
@@ -365,7 +365,7 @@ def greedy_tokens_are_the_best_next(
 @prop(BEAM_SEARCH, variants=(Decoding(),), dtypes=(EXACT,))
 def width_one_is_greedy(subject: Subject, data: st.DataObject, variant: Decoding) -> None:
     """Beam search with beam_width 1 returns the greedy sequence."""
-    inputs = {**subject.component.draw(data, subject.dtype, variant), "beam_width": 1}
+    inputs = {**subject.draw(data, variant), "beam_width": 1}
     got = subject.case(inputs).got[0]
     greedy = greedy_decode(inputs["logprobs"], inputs["bos"], inputs["eos"], inputs["max_len"])
     if not np.array_equal(got[got >= 0], greedy):
@@ -376,7 +376,7 @@ def width_one_is_greedy(subject: Subject, data: st.DataObject, variant: Decoding
 def ordered_by_score(subject: Subject, data: st.DataObject, variant: Decoding) -> None:
     """Hypotheses come out best first: scores (with the length penalty) never increase down the
     list, and hypotheses of equal score come in increasing token order (the lowest ids first)."""
-    inputs = subject.component.draw(data, subject.dtype, variant)
+    inputs = subject.draw(data, variant)
     got = subject.case(inputs).got
     scores = _scores(got, inputs)
     if any(a < b - 1e-12 for a, b in zip(scores, scores[1:], strict=False)):

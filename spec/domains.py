@@ -83,6 +83,11 @@ def region(name: str, holds: Predicate) -> Region:
     return Region(name, holds)
 
 
+def equals(value: Any) -> Predicate:
+    """The predicate "the argument is ``value``": the region of one choice of a choice argument."""
+    return lambda v, i: v == value
+
+
 def _get(inputs: Inputs, path: str) -> Any:
     value: Any = inputs
     for key in path.split("."):

@@ -18,13 +18,14 @@ sum_d |h_d E_vd| for tied logits.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 from hypothesis import strategies as st
 
 from spec.core import BadInput, Component, Subject, prop
-from spec.domains import Arg, region
+from spec.domains import Arg, equals, region
 from spec.dtypes import DType
 from spec.strategies import VOCAB, arrays, token_ids
 from spec.tolerance import compare
@@ -93,7 +94,7 @@ PE_ARGS = (
         kind="choice",
         default="float32",
         choices=FLOAT_NAMES,
-        regions=tuple(region(n, lambda v, i, n=n: v == n) for n in FLOAT_NAMES),
+        regions=tuple(region(n, equals(n)) for n in FLOAT_NAMES),
     ),
 )
 
@@ -123,7 +124,7 @@ def values_bounded_and_pairs_on_circle(
 ) -> None:
     """|PE| <= 1 and sin^2 + cos^2 = 1 for every frequency pair; row 0 is exactly
     [0, 1, 0, 1, ...]."""
-    case = subject.case(subject.component.draw(data, subject.dtype, variant))
+    case = subject.case(subject.draw(data, variant))
     pe = case.got.astype(np.float64)
     if np.abs(pe).max() > 1:
         subject.fail(case.inputs, f"|PE| reaches {np.abs(pe).max():.6g} > 1")
@@ -144,7 +145,7 @@ def relative_positions_are_rotations(
 ) -> None:
     """PE(pos + k) is PE(pos) rotated, pair by pair, by the angle k / base^(2i/D) (the
     relative-position property)."""
-    case = subject.case(subject.component.draw(data, subject.dtype, variant))
+    case = subject.case(subject.draw(data, variant))
     pe = case.got.astype(np.float64)
     T, D = pe.shape
     k = data.draw(st.integers(0, T - 1), label="k")
@@ -189,7 +190,7 @@ def _embedding_inputs(data: st.DataObject, dtype: DType, variant: str | None) ->
     return inputs
 
 
-def _embedding_scale(inputs: dict[str, Any]) -> float:
+def _embedding_scale(inputs: Mapping[str, Any]) -> float:
     table = inputs["table"]
     return 1.0 + np.sqrt(table.shape[1]) * float(np.abs(table.astype(np.float64)).max())
 
@@ -330,7 +331,7 @@ def _tied_inputs(data: st.DataObject, dtype: DType, variant: str | None) -> dict
     }
 
 
-def _tied_scale(inputs: dict[str, Any]) -> float:
+def _tied_scale(inputs: Mapping[str, Any]) -> float:
     return float(
         (
             np.abs(inputs["h"].astype(np.float64)) @ np.abs(inputs["table"].astype(np.float64)).T

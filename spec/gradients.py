@@ -36,7 +36,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from hypothesis import strategies as st
@@ -204,13 +204,15 @@ class SamePrecision:
         wide = dict(
             zip(paths, autodiff.vjp(fn, wide_inputs, cotangent.astype(WIDE), groups), strict=True)
         )
-        algorithms, rounding = [same], {}
+        algorithms = [same]
+        rounding: dict[str, np.ndarray] = {}
         for vjp in VJPS.get(subject.component.name, ()):
             with np.errstate(all="ignore"):
                 grads, mags = vjp(**inputs, cotangent=cotangent)
             algorithms.append(
                 {
-                    p: sum(grads[a].astype(np.float64) for a in g)
+                    # g is never empty: the sum is an array
+                    p: cast(np.ndarray, sum(grads[a].astype(np.float64) for a in g))
                     for p, g in zip(paths, groups, strict=True)
                 }
             )

@@ -19,6 +19,7 @@ max|gamma| + max|beta| (the mean is rounded at u |x| and the division by the std
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -27,7 +28,7 @@ from hypothesis import strategies as st
 
 import reference
 from spec.core import BadInput, Component, Gradient, Subject, paths, prop
-from spec.domains import Arg, region
+from spec.domains import Arg, equals, region
 from spec.dtypes import DType, oracle_dtype
 from spec.gradients import GRAD_ULPS
 from spec.strategies import arrays, normal_params, seeds
@@ -64,7 +65,7 @@ def _ffn_inputs(data: st.DataObject, dtype: DType, variant: str | None) -> dict[
     }
 
 
-def _ffn_scale(inputs: dict[str, Any]) -> float:
+def _ffn_scale(inputs: Mapping[str, Any]) -> float:
     p = {k: np.abs(v.astype(np.float64)) for k, v in inputs["params"].items()}
     h = np.abs(inputs["x"].astype(np.float64)) @ p["w1"] + p["b1"]  # (..., F): bound on |x W1 + b1|
     return float((h @ p["w2"] + p["b2"]).max())
@@ -139,7 +140,7 @@ FFN_ARGS = (
         kind="choice",
         default="relu",
         choices=("relu", "gelu", "gelu_tanh"),
-        regions=tuple(region(a, lambda v, i, a=a: v == a) for a in ("relu", "gelu", "gelu_tanh")),
+        regions=tuple(region(a, equals(a)) for a in ("relu", "gelu", "gelu_tanh")),
     ),
 )
 
@@ -217,7 +218,7 @@ POSITION_WISE_FFN = Component(
 def ffn_acts_per_position(subject: Subject, data: st.DataObject, variant: str | None) -> None:
     """Applying the FFN to the whole input equals applying it to each position alone (a 1-D x), and
     permuting positions permutes the outputs."""
-    inputs = subject.component.draw(data, subject.dtype, variant)
+    inputs = subject.draw(data, variant)
     whole = subject.case(inputs)
     x = inputs["x"]
     D = x.shape[-1]
@@ -351,7 +352,7 @@ def _ln_draw_for(component: str, gradient: bool = False) -> Any:
     return draw
 
 
-def _ln_scale(inputs: dict[str, Any]) -> float:
+def _ln_scale(inputs: Mapping[str, Any]) -> float:
     """D max|x| / min std * max|gamma| + max|beta|: the mean is rounded at u |x|, whatever the
     algorithm, and dividing by the std amplifies that by |x| / std (found by the 20-seed sweep:
     torch at mean 1, std 3e-3 is off by 2e-5 in float32, a bound from the centred spread allowed
@@ -582,7 +583,7 @@ ADD_AND_NORM = Component(
 @prop(LAYER_NORM, ADD_AND_NORM)
 def normalised_moments(subject: Subject, data: st.DataObject, variant: str | None) -> None:
     """With gamma = 1 and beta = 0, every position has mean 0 and variance var / (var + eps)."""
-    inputs = subject.component.draw(data, subject.dtype, "unit_affine")
+    inputs = subject.draw(data, "unit_affine")
     case = subject.case(inputs)
     y = case.got.astype(np.float64)
     x = inputs["x"].astype(np.float64) + inputs.get("sublayer_out", np.zeros(1)).astype(np.float64)

@@ -20,6 +20,7 @@ spec/stacks.py).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -82,7 +83,7 @@ def _model_inputs(data: st.DataObject, dtype: DType, variant: str | None) -> dic
     return inputs
 
 
-def _scale(inputs: dict[str, Any]) -> float:
+def _scale(inputs: Mapping[str, Any]) -> float:
     from reference.model import encoder_decoder
     from spec.tolerance import cast_floats
 
@@ -317,11 +318,13 @@ ENCODER_DECODER = Component(
             _model_inputs, ("post_ln", "pre_ln", "post_ln+src_padding", "pre_ln+src_padding")
         ),
         Property(
-            "log_probs_are_normalised", log_probs_are_normalised.__doc__, log_probs_are_normalised
+            "log_probs_are_normalised",
+            log_probs_are_normalised.__doc__ or "",
+            log_probs_are_normalised,
         ),
         Property(
             "later_inputs_do_not_matter",
-            later_inputs_do_not_matter.__doc__,
+            later_inputs_do_not_matter.__doc__ or "",
             later_inputs_do_not_matter,
             ("post_ln", "pre_ln"),
         ),
@@ -329,7 +332,7 @@ ENCODER_DECODER = Component(
         # shape
         Property(
             "step_by_step_equals_parallel",
-            step_by_step_equals_parallel.__doc__,
+            step_by_step_equals_parallel.__doc__ or "",
             step_by_step_equals_parallel,
             (None,),
             (FLOAT64, FLOAT32),

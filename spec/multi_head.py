@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from hypothesis import strategies as st
@@ -201,7 +201,8 @@ def batch_equals_items(subject: Subject, data: st.DataObject, variant: Attending
 def fully_masked_rows_are_zero(subject: Subject, data: st.DataObject, variant: Attending) -> None:
     """A query row that sees no key gets a zero context, so its output is b_o (0 without biases)."""
     inputs = draw_mha(data, subject.dtype, variant)
-    empty = ~_visible(inputs).any(-1).any(1)  # (B, T): rows no head can see anything from
+    # (B, T): rows no head can see anything from (numpy types any(axis) as "bool | array")
+    empty = ~cast(np.ndarray, _visible(inputs).any(-1)).any(1)
     case = subject.case(inputs)
     case.assert_matches_oracle("output (fully masked rows give b_o)")
     if not empty.any():

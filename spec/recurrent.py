@@ -17,6 +17,7 @@ times T.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -24,7 +25,7 @@ from hypothesis import strategies as st
 
 from reference.recurrent import GATES
 from spec.core import BadInput, Component, Property, Subject, matches_reference
-from spec.domains import Arg, region
+from spec.domains import Arg, equals, region
 from spec.dtypes import FLOAT32, FLOAT64, DType
 from spec.strategies import arrays, normal_params, seeds
 from spec.tolerance import compare
@@ -101,7 +102,7 @@ def encoder_inputs(data: st.DataObject, dtype: DType, variant: str | None) -> di
     return inputs
 
 
-def _pre_activation(inputs: dict[str, Any], state_bound: float) -> float:
+def _pre_activation(inputs: Mapping[str, Any], state_bound: float) -> float:
     params = inputs["params"]
     params = params.get("forward", params)
     w = {k: np.abs(v.astype(np.float64)) for k, v in params.items()}
@@ -109,11 +110,11 @@ def _pre_activation(inputs: dict[str, Any], state_bound: float) -> float:
     return float((x * w["w_x"].sum(0) + w["b_x"] + state_bound * w["w_h"].sum(0) + w["b_h"]).max())
 
 
-def _cell_scale(inputs: dict[str, Any]) -> float:
+def _cell_scale(inputs: Mapping[str, Any]) -> float:
     return 1.0 + _pre_activation(inputs, float(np.abs(inputs["state"].astype(np.float64)).max()))
 
 
-def _encoder_scale(inputs: dict[str, Any]) -> float:
+def _encoder_scale(inputs: Mapping[str, Any]) -> float:
     T = inputs["x"].shape[1]
     return (1.0 + _pre_activation(inputs, float(T))) * T
 
@@ -315,7 +316,7 @@ CELL_ARG = Arg(
     kind="choice",
     default="gru",
     choices=("rnn", "gru", "lstm"),
-    regions=tuple(region(c, lambda v, i, c=c: v == c) for c in ("rnn", "gru", "lstm")),
+    regions=tuple(region(c, equals(c)) for c in ("rnn", "gru", "lstm")),
 )
 CELL_ARGS = (
     Arg(
@@ -482,25 +483,25 @@ RNN_ENCODER = Component(
         ),
         Property(
             "run_equals_cell_steps",
-            run_equals_cell_steps.__doc__,
+            run_equals_cell_steps.__doc__ or "",
             run_equals_cell_steps,
             ("rnn", "gru", "lstm"),
         ),
         Property(
             "batch_equals_items",
-            batch_equals_items.__doc__,
+            batch_equals_items.__doc__ or "",
             batch_equals_items,
             ("gru+bidirectional+lengths",),
         ),
         Property(
             "padding_does_not_matter",
-            padding_does_not_matter.__doc__,
+            padding_does_not_matter.__doc__ or "",
             padding_does_not_matter,
             ("lstm+bidirectional+lengths",),
         ),
         Property(
             "reversal_swaps_directions",
-            reversal_swaps_directions.__doc__,
+            reversal_swaps_directions.__doc__ or "",
             reversal_swaps_directions,
             ("gru+bidirectional",),
         ),
@@ -523,19 +524,19 @@ CONTEXT_VECTOR = Component(
         ),
         Property(
             "size_independent_of_T",
-            context_size_is_fixed.__doc__,
+            context_size_is_fixed.__doc__ or "",
             context_size_is_fixed,
             ("gru+bidirectional",),
         ),
         Property(
             "is_encoder_ends",
-            context_is_encoder_ends.__doc__,
+            context_is_encoder_ends.__doc__ or "",
             context_is_encoder_ends,
             ("lstm+bidirectional+lengths",),
         ),
         Property(
             "padding_does_not_matter",
-            padding_does_not_matter.__doc__,
+            padding_does_not_matter.__doc__ or "",
             padding_does_not_matter,
             ("gru+bidirectional+lengths",),
         ),

@@ -20,6 +20,7 @@ the largest sum_j |alpha_j h_jd|; decoders (1 + max|logit|) x steps.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -27,7 +28,7 @@ from hypothesis import strategies as st
 
 from reference.seq2seq import attention_decoder
 from spec.core import BadInput, Component, Property, Subject, matches_reference
-from spec.domains import Arg, region
+from spec.domains import Arg, equals, region
 from spec.dtypes import DType
 from spec.recurrent import DEFAULT_RUN_DTYPES, cell_params
 from spec.strategies import VOCAB, arrays, normal_params, seeds, token_ids
@@ -80,12 +81,13 @@ def _state(
 def _score_params(
     data: st.DataObject, s: AttnShape, score: str, dtype: DType
 ) -> dict[str, np.ndarray]:
-    shapes = {
+    by_score: dict[str, dict[str, tuple[int, ...]]] = {
         "additive": {"w": (s.N, s.A), "u": (s.Dh, s.A), "v": (s.A,)},
         "general": {"w": (s.N, s.Dh)},
         "concat": {"w": (s.N + s.Dh, s.A), "v": (s.A,)},
         "dot": {},
-    }[score]
+    }
+    shapes = by_score[score]
     return data.draw(normal_params(shapes, dtype), label=f"{score}_params") if shapes else {}
 
 
@@ -111,7 +113,7 @@ def _weights_inputs(component: str) -> Any:
     return draw
 
 
-def _weights_scale(inputs: dict[str, Any]) -> float:
+def _weights_scale(inputs: Mapping[str, Any]) -> float:
     """1 + a bound on how far rounding moves a score: |s| |W| |h| for dot and general; through a
     tanh,
     e = v . tanh(a), sum_k |v_k| (1 + sech^2(a_k) |a_k|-magnitude): the score's own size, and the
@@ -293,10 +295,12 @@ def _free_inputs(data: st.DataObject, dtype: DType, variant: str | None) -> dict
     return {**inputs, "bos": bos, "steps": steps}
 
 
-def _decoder_scale(inputs: dict[str, Any]) -> float:
-    fn = attention_decoder
+def _decoder_scale(inputs: Mapping[str, Any]) -> float:
+    fn: Callable[..., np.ndarray] = attention_decoder
     if "tgt_in" not in inputs:
-        from reference.seq2seq import free_running_decoder as fn
+        from reference.seq2seq import free_running_decoder
+
+        fn = free_running_decoder
     out = fn(**cast_floats(inputs, np.dtype(np.float64)))
     return (1.0 + float(np.abs(out).max())) * out.shape[1]
 
@@ -450,7 +454,7 @@ MULTIPLICATIVE_ARGS = (
         kind="choice",
         default="dot",
         choices=("dot", "general", "concat"),
-        regions=tuple(region(c, lambda v, i, c=c: v == c) for c in ("dot", "general", "concat")),
+        regions=tuple(region(c, equals(c)) for c in ("dot", "general", "concat")),
     ),
     _SOURCE_MASK,
 )
@@ -554,8 +558,7 @@ _ATTENTION_ARG = Arg(
     default="bahdanau",
     choices=("bahdanau", "luong_dot", "luong_general", "luong_concat"),
     regions=tuple(
-        region(c, lambda v, i, c=c: v == c)
-        for c in ("bahdanau", "luong_dot", "luong_general", "luong_concat")
+        region(c, equals(c)) for c in ("bahdanau", "luong_dot", "luong_general", "luong_concat")
     ),
 )
 _MEMORY = Arg(
@@ -666,13 +669,13 @@ ADDITIVE_ATTENTION_WEIGHTS = Component(
         matches_reference(_weights_inputs("additive"), (None, "padding")),
         Property(
             "weights_are_distributions",
-            weights_are_distributions.__doc__,
+            weights_are_distributions.__doc__ or "",
             weights_are_distributions,
             ("padding", "padding_empty_row"),
         ),
         Property(
             "state_blind_scores",
-            state_blind_scores_give_fixed_weights.__doc__,
+            state_blind_scores_give_fixed_weights.__doc__ or "",
             state_blind_scores_give_fixed_weights,
         ),
     ),
@@ -723,7 +726,7 @@ MULTIPLICATIVE_ATTENTION_WEIGHTS = Component(
         ),
         Property(
             "weights_are_distributions",
-            weights_are_distributions.__doc__,
+            weights_are_distributions.__doc__ or "",
             weights_are_distributions,
             ("dot+padding", "concat+padding", "general+padding_empty_row"),
         ),
@@ -768,7 +771,7 @@ ATTENTION_CONTEXT = Component(
     args=CONTEXT_ARGS,
     properties=(
         matches_reference(_context_inputs),
-        Property("within_range", context_within_range.__doc__, context_within_range),
+        Property("within_range", context_within_range.__doc__ or "", context_within_range),
     ),
     bad_inputs=(
         BadInput(
@@ -861,13 +864,13 @@ FREE_RUNNING_DECODER = Component(
     properties=(
         Property(
             "matches_oracle_on_own_tokens",
-            free_running_matches_oracle.__doc__,
+            free_running_matches_oracle.__doc__ or "",
             free_running_matches_oracle,
             _ATTENTIONS,
         ),
         Property(
             "teacher_forcing_own_output",
-            teacher_forcing_own_output.__doc__,
+            teacher_forcing_own_output.__doc__ or "",
             teacher_forcing_own_output,
             ("bahdanau+padding", "luong_concat"),
         ),

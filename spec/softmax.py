@@ -214,7 +214,7 @@ def all_neg_inf_slice_is_zero(subject: Subject, data: st.DataObject, variant: st
     """A slice of only -inf (every key masked) returns zeros, not NaN."""
     inputs = data.draw(softmax_inputs(subject.dtype, neg_inf=False), label="inputs")
     x, axis = inputs["x"].copy(), inputs["axis"]
-    index = [slice(None)] * x.ndim
+    index: list[slice | int] = [slice(None)] * x.ndim
     index[(axis + 1) % x.ndim if x.ndim > 1 else 0] = 0
     x[tuple(index)] = -np.inf
     subject.case({"x": x, "axis": axis}).assert_matches_oracle("output with all -inf slices")

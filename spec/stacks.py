@@ -20,6 +20,7 @@ guards outputs of O(1) magnitude against a lucky exact same-precision run.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, NamedTuple
 
@@ -29,7 +30,7 @@ from hypothesis import strategies as st
 
 from reference.layers import ACTIVATIONS
 from spec.core import BadInput, Component, Property, Subject, matches_reference
-from spec.domains import Arg, region
+from spec.domains import Arg, Region, equals, region
 from spec.dtypes import FLOAT32, FLOAT64, DType
 from spec.strategies import (
     AttentionShape,
@@ -173,7 +174,7 @@ def _draw(component: str) -> Any:
 
 
 def _scale(sublayers: int) -> Any:
-    def scale(inputs: dict[str, Any]) -> float:
+    def scale(inputs: Mapping[str, Any]) -> float:
         from spec.tolerance import cast_floats
 
         component = "decoder" if "memory" in inputs else "encoder"
@@ -444,7 +445,7 @@ def heads_arg(width: Any) -> Arg:
 def layer_options(rows: Any = None) -> tuple[Arg, ...]:
     """norm_first, activation and eps, which every layer shares; rows(inputs): the (rows, D) a first
     LayerNorm normalises, where known."""
-    eps_regions = (
+    eps_regions: tuple[Region, ...] = (
         region("the default 1e-5", lambda v, i: v == 1e-5),
         region("1e-6", lambda v, i: v == 1e-6),
         region("1e-12 (BERT)", lambda v, i: v == 1e-12),
@@ -475,7 +476,7 @@ def layer_options(rows: Any = None) -> tuple[Arg, ...]:
             kind="choice",
             default="relu",
             choices=ACTIVATIONS,
-            regions=tuple(region(a, lambda v, i, a=a: v == a) for a in ACTIVATIONS),
+            regions=tuple(region(a, equals(a)) for a in ACTIVATIONS),
         ),
         Arg(
             "eps",
@@ -595,7 +596,7 @@ def _memory_narrower(inputs: dict[str, Any]) -> dict[str, Any]:
 
 
 def _bad_inputs(component: str) -> tuple[BadInput, ...]:
-    bad = (
+    bad: tuple[BadInput, ...] = (
         BadInput(
             "heads_do_not_divide_D", "num_heads = D + 1", _bad(component, None, _heads_not_dividing)
         ),
@@ -654,7 +655,7 @@ def _component(
             matches_reference(_draw(name), variants),
             Property(
                 "batch_equals_items",
-                batch_equals_items.__doc__,
+                batch_equals_items.__doc__ or "",
                 batch_equals_items,
                 ("post_ln+masked",),
             ),
@@ -667,7 +668,7 @@ def _component(
 _CAUSAL = (
     Property(
         "future_targets_do_not_matter",
-        future_targets_do_not_matter.__doc__,
+        future_targets_do_not_matter.__doc__ or "",
         future_targets_do_not_matter,
         ("post_ln", "pre_ln+masked"),
     ),
@@ -715,7 +716,7 @@ INCREMENTAL_DECODER = _component(
     + (
         Property(
             "cache_equals_parallel",
-            cache_equals_parallel.__doc__,
+            cache_equals_parallel.__doc__ or "",
             cache_equals_parallel,
             _STACK_VARIANTS,
         ),

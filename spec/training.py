@@ -176,7 +176,7 @@ SHIFT_RIGHT = Component(
 def bos_first_last_dropped(subject: Subject, data: st.DataObject, variant: Labels | None) -> None:
     """Input position 0 is BOS and input t is target t - 1 wherever the target is not padding;
     padding stays padding."""
-    inputs = subject.component.draw(data, subject.dtype, variant)
+    inputs = subject.draw(data, variant)
     got = subject.case(inputs).got
     targets, bos, pad = inputs["targets"], inputs["bos"], inputs["pad"]
     real = targets != pad
@@ -197,7 +197,14 @@ def bos_first_last_dropped(subject: Subject, data: st.DataObject, variant: Label
 
 # (targets' shape, V): the sequence buckets with the shared vocabulary, 1-D logits (V,) for one
 # position, 2-D (N, V) with V = 2, and 4-D with V = 1 (the loss is 0)
-CE_SHAPES = (((1, 1), VOCAB), ((2, 5), VOCAB), ((1, 9), VOCAB), ((), 3), ((6,), 2), ((2, 2, 3), 1))
+CE_SHAPES: tuple[tuple[tuple[int, ...], int], ...] = (
+    ((1, 1), VOCAB),
+    ((2, 5), VOCAB),
+    ((1, 9), VOCAB),
+    ((), 3),
+    ((6,), 2),
+    ((2, 2, 3), 1),
+)
 # "large" logits reach 1e3: a sum of nine float16 losses stays finite (1e4 overflows)
 CE_LARGE = 1e3
 CE_SMOOTHING = (0.1, 0.1, 1.0, 0.5)  # Vaswani et al.'s 0.1, the uniform target, half
@@ -418,7 +425,7 @@ CROSS_ENTROPY = Component(
 @prop(CROSS_ENTROPY, variants=(Labels(padded=True), Labels(padded=True, smoothing=True)))
 def ignored_positions_do_not_matter(subject: Subject, data: st.DataObject, variant: Labels) -> None:
     """Changing the logits at ignored (padding) positions leaves the loss unchanged."""
-    inputs = subject.component.draw(data, subject.dtype, variant)
+    inputs = subject.draw(data, variant)
     ignored = inputs["targets"] == inputs["ignore_index"]  # (...,)
     rng = np.random.default_rng(data.draw(seeds(), label="noise_seed"))
     noise = (10 * rng.standard_normal(inputs["logits"].shape)).astype(inputs["logits"].dtype)

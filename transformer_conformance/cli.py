@@ -20,6 +20,10 @@ import inspect
 import sys
 import textwrap
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from spec.core import Component
 
 OK, NONCONFORMANCE, USAGE, IMPORT = 0, 1, 2, 3
 
@@ -30,9 +34,9 @@ def _components() -> dict:
     return COMPONENTS
 
 
-def signature(component: object) -> str:
+def signature(component: Component) -> str:
     """name(arg, arg=default, ...) from the reference itself, the one source of the defaults."""
-    sig = inspect.signature(component.reference)  # type: ignore[attr-defined]
+    sig = inspect.signature(component.reference)
     plain = [p.replace(annotation=inspect.Parameter.empty) for p in sig.parameters.values()]
     bare = sig.replace(parameters=plain, return_annotation=inspect.Signature.empty)
     return f"{component.name}{bare}"

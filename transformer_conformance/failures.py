@@ -15,7 +15,7 @@ import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import ml_dtypes
 import numpy as np
@@ -62,7 +62,9 @@ def save(path: Path, inputs: Mapping[str, Any], **info: Any) -> Path:
     structure = {str(k): _flatten(v, str(k), arrays) for k, v in inputs.items()}
     meta = {"structure": structure, "info": info}
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, **{_META: np.array(json.dumps(meta, default=repr))}, **arrays)
+    named: dict[str, Any] = {_META: np.array(json.dumps(meta, default=repr))}
+    # Any values: mypy would match an array in **arrays against savez's allow_pickle: bool
+    np.savez(path, **named, **cast(dict[str, Any], arrays))
     return path
 
 

@@ -23,7 +23,7 @@ import re
 import shlex
 import tempfile
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Generator, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,7 @@ _COMMON: dict[str, Any] = dict(
     print_blob=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-PROFILES = {
+PROFILES: dict[str, dict[str, Any]] = {
     "dev": dict(max_examples=10),
     "ci": dict(max_examples=10, derandomize=True, database=None),
     "thorough": dict(max_examples=200, phases=list(Phase)),
@@ -409,8 +409,8 @@ class Conformance:
     # --- reports ---------------------------------------------------------------------------------
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(
-        self, item: pytest.Item, call: pytest.CallInfo
-    ) -> pytest.TestReport:
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
         report = yield
         record = self.results.pop(item.nodeid, None) if report.when == "call" else None
         if record is not None:  # plain values only: execnet carries them to the controller
@@ -418,7 +418,7 @@ class Conformance:
         return report
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        props = dict(report.user_properties)
+        props: dict[str, Any] = dict(report.user_properties)
         key = props.get("tcs")
         if key is None or (report.when == "teardown" and not report.failed):
             return

@@ -96,7 +96,7 @@ class Report:
         self.collected: dict[tuple[str, str], int] = {}  # (component, adapter) -> tests collected
 
     def add(self, report: pytest.TestReport, outcome: str) -> None:
-        props = dict(report.user_properties)
+        props: dict[str, Any] = dict(report.user_properties)
         component, adapter, family, check, dtype = props["tcs"]
         ratios = props.get("tcs_ratios") or []
         worst = max(ratios, default=0.0)
@@ -345,7 +345,8 @@ def merge(directories: list[Path], out: Path) -> bool:
     test's record once (a test two shards ran keeps its worst outcome), the runs' information side
     by
     side. Returns whether any test failed."""
-    runs, by_test = [], {}
+    runs: list[dict[str, Any]] = []
+    by_test: dict[str, dict[str, Any]] = {}
     for directory in directories:
         data = json.loads((Path(directory) / "conformance.json").read_text())
         runs.append(data["run"])
