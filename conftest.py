@@ -1,10 +1,8 @@
 """The repository's own pytest configuration. The conformance plugin
-(transformer_conformance/plugin.py)
-is the installed package's pytest11 entry point, so `pip install -e .` is what loads it here too;
-its
-profiles govern the conformance tests. This project's other Hypothesis tests (tests/meta) use the
-same settings by name: derandomized under CI, random otherwise, no deadline (JAX compiles on first
-use).
+(transformer_conformance/plugin.py) is the installed package's pytest11 entry point, so `pip install
+-e .` is what loads it here too; its profiles govern the conformance tests. This project's other
+Hypothesis tests (tests/meta) use the same settings by name: derandomized under CI, random
+otherwise, no deadline (JAX compiles on first use).
 """
 
 import os

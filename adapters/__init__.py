@@ -1,9 +1,8 @@
 """The adapter interface and its loader.
 
 An adapter is any Python namespace (module, class instance, SimpleNamespace) offering functions
-named
-exactly like the spec's components, taking and returning NumPy arrays. It converts to its library's
-tensors, runs the library's own code and converts back. Optional attributes:
+named exactly like the spec's components, taking and returning NumPy arrays. It converts to its
+library's tensors, runs the library's own code and converts back. Optional attributes:
 
     name: str                      shown in test ids and the matrix (default: what --adapter said)
     deviations: dict[str, str | Deviation]
@@ -12,12 +11,10 @@ tensors, runs the library's own code and converts back. Optional attributes:
                                    "component.property", "component.property[variant]",
                                    "component.refuses[bad_input]", any of them with "@dtype"
                                    appended, "component.*@dtype" for every property at a dtype and
-                                   "component.*" for every property.
-                                   A str holds for every example of the tests it names (judged over
-                                   them: "seen in N of M"); a Deviation(reason, when=...) only for
-                                   the
-                                   examples whose inputs satisfy ``when``, and every other example
-                                   must conform
+                                   "component.*" for every property. A str holds for every example
+                                   of the tests it names (judged over them: "seen in N of M"); a
+                                   Deviation(reason, when=...) only for the examples whose inputs
+                                   satisfy ``when``, and every other example must conform
     on_device(device) -> namespace the same adapter bound to "cpu" or "cuda"
     vjp(component, inputs, cotangent, wrt) -> {path: gradient}
                                    gradients of <cotangent, output> for the inputs named by the
@@ -55,8 +52,8 @@ BUILTINS: dict[str, tuple[str, str]] = {
 @dataclass(frozen=True)
 class Deviation:
     """A declared difference from the spec: why, and, with ``when``, on which inputs only (a
-    predicate
-    over the keyword arguments of an adapter call; ``trigger`` says it in words for the report)."""
+    predicate over the keyword arguments of an adapter call; ``trigger`` says it in words for the
+    report)."""
 
     reason: str
     when: Callable[[Mapping[str, Any]], bool] | None = None
@@ -111,10 +108,8 @@ class Adapter:
         self, component: str, prop: str, variant: str | None = None, dtype: str | None = None
     ) -> Deviation | None:
         """The declared deviation of this adapter on component.prop[variant] at dtype, if any: the
-        most
-        specific declaration that covers the whole target, else every triggered one that matches,
-        combined
-        (an example is covered when any of their triggers holds)."""
+        most specific declaration that covers the whole target, else every triggered one that
+        matches, combined (an example is covered when any of their triggers holds)."""
         declared: list[Deviation] = []
         for key in self.deviation_keys(component, prop, variant, dtype):
             value = self.deviations.get(key)
@@ -159,8 +154,7 @@ def load_adapter(spec: str, device: str = "cpu") -> Adapter:
     target = BUILTINS[spec][0] if spec in BUILTINS else spec
     try:
         # A library's warning at import (a DeprecationWarning, say) is the adapter's, not an abort
-        # of
-        # the run, even where the run's filterwarnings turn warnings into errors: recorded, then
+        # of the run, even where the run's filterwarnings turn warnings into errors: recorded, then
         # shown.
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

@@ -101,9 +101,8 @@ def flax_layer_params(
 
 
 # eps is an argument of the jitted functions, not part of their cache key: every eps would otherwise
-# cost a
-# compilation. A Python float passed to jax.jit is traced weakly typed, so var + eps rounds in the
-# variance's own dtype, as the static float does.
+# cost a compilation. A Python float passed to jax.jit is traced weakly typed, so var + eps rounds
+# in the variance's own dtype, as the static float does.
 @cache
 def _apply(
     num_heads: int, width: int, norm_first: bool, activation: str, decoder: bool, dtype: str, D: int
@@ -174,8 +173,7 @@ def run_stack(
     to_jax: Callable[[Any], jax.Array] = jnp.asarray,
 ) -> jax.Array:
     """Apply the layers one after another (then the optional final flax LayerNorm). ``to_jax``
-    converts
-    x and memory (the adapter's converter, so that vjp() can trace them)."""
+    converts x and memory (the adapter's converter, so that vjp() can trace them)."""
     if not layers:  # the loop below would make an empty stack the identity
         raise ValueError("layers must hold at least one layer's params; got none")
     D = x.shape[-1]

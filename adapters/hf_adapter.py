@@ -1,13 +1,12 @@
 """HuggingFace transformers adapter: MarianAttention (the BART family's attention) with random
 weights.
 
-Selectable as `--adapter hf-eager` or `--adapter hf-sdpa` (config._attn_implementation) once
-`pip install -e ".[thirdparty]"` has installed transformers; no download: the module is built from a
+Selectable as `--adapter hf-eager` or `--adapter hf-sdpa` (config._attn_implementation) once `pip
+install -e ".[thirdparty]"` has installed transformers; no download: the module is built from a
 MarianConfig. It maps multi_head_attention: q_proj / k_proj / v_proj / out_proj are nn.Linear (W^T),
 self-attention passes hidden_states only, cross-attention key_value_states (key and value must then
-be
-the same array: Marian projects one memory into both). Masks go in as HF does it, an additive float
-mask (B or 1, H or 1, T, S), with -inf where the spec forbids a key.
+be the same array: Marian projects one memory into both). Masks go in as HF does it, an additive
+float mask (B or 1, H or 1, T, S), with -inf where the spec forbids a key.
 """
 
 from __future__ import annotations

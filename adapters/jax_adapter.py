@@ -27,8 +27,8 @@ from spec.stacks import has_empty_row
 
 jax.config.update("jax_enable_x64", True)  # float64 inputs must stay float64
 
-# A persistent compilation cache shared by every pytest-xdist worker of a run (and by later runs):
-# a shape compiled by one worker is loaded, not recompiled, by the others. TCS_JAX_CACHE="" turns it
+# A persistent compilation cache shared by every pytest-xdist worker of a run (and by later runs): a
+# shape compiled by one worker is loaded, not recompiled, by the others. TCS_JAX_CACHE="" turns it
 # off.
 _CACHE = os.environ.get("TCS_JAX_CACHE", os.path.join(tempfile.gettempdir(), "tcs-jax-cache"))
 if _CACHE:
@@ -133,8 +133,7 @@ FLOAT32_SOFTMAX = (
 @partial(jax.jit, static_argnums=(0, 1, 2, 3))
 def positional_encoding_table(T: int, D: int, base: float, dtype: str) -> jax.Array:
     """The (T, D) sinusoidal table. Neither jax nor flax has one: user code with jnp, the angle
-    formed in
-    float64. Also what benchmarks/ times."""
+    formed in float64. Also what benchmarks/ times."""
     angle = jnp.arange(T, dtype=jnp.float64)[:, None] / base ** (
         jnp.arange(0, D, 2, dtype=jnp.float64) / D
     )  # (T, ceil(D/2))

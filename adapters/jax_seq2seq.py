@@ -2,14 +2,11 @@
 
 Cells and encoders are flax's own: nn.SimpleCell / GRUCell / LSTMCell, nn.RNN with seq_lengths and
 nn.Bidirectional. flax keeps one Dense per gate and a single bias where input and recurrent terms
-are
-summed, so the canonical b_x + b_h becomes that bias (GRU's candidate keeps both: b_xn on "in", b_hn
-on
-"hn", inside the reset product). An LSTM carry is (c, h) in flax, [h | c] in the spec. flax leaves
-the
-outputs past a sequence's length unspecified (it keeps computing there); the adapter zeros them, as
-torch's pad_packed_sequence does. Bahdanau / Luong attention and the decoders are jnp code around
-flax's GRUCell (flax has neither), jitted per shape.
+are summed, so the canonical b_x + b_h becomes that bias (GRU's candidate keeps both: b_xn on "in",
+b_hn on "hn", inside the reset product). An LSTM carry is (c, h) in flax, [h | c] in the spec. flax
+leaves the outputs past a sequence's length unspecified (it keeps computing there); the adapter
+zeros them, as torch's pad_packed_sequence does. Bahdanau / Luong attention and the decoders are jnp
+code around flax's GRUCell (flax has neither), jitted per shape.
 """
 
 from __future__ import annotations

@@ -2,15 +2,14 @@
 jax).
 
 `KERAS_BACKEND=torch pytest --adapter keras` checks the torch backend (keras picks its backend once
-per
-process, so one run checks one backend; the adapter is named keras-jax or keras-torch accordingly).
+per process, so one run checks one backend; the adapter is named keras-jax or keras-torch
+accordingly).
 
 Selectable as `--adapter keras` once `pip install -e ".[thirdparty]"` has installed keras; not part
-of
-the default run. The canonical MHA weights map onto keras's EinsumDense kernels as they do onto
-flax's:
-query/key/value (D, H, K), output (H, K, D). keras's attention_mask is (B, T, S), True = may attend:
-a spec mask that differs per head cannot be expressed (Unsupported), nor can a finite additive bias.
+of the default run. The canonical MHA weights map onto keras's EinsumDense kernels as they do onto
+flax's: query/key/value (D, H, K), output (H, K, D). keras's attention_mask is (B, T, S), True = may
+attend: a spec mask that differs per head cannot be expressed (Unsupported), nor can a finite
+additive bias.
 """
 
 from __future__ import annotations
@@ -131,9 +130,8 @@ class KerasAdapter:
         self, component: str, inputs: Mapping[str, Any], cotangent: np.ndarray, wrt: tuple[str, ...]
     ) -> dict[str, np.ndarray]:
         """jax.vjp through keras's own layer, called statelessly (Layer.stateless_call) with the
-        weights as
-        traced arguments. jax backend only; an array passed as query, key and value is traced
-        once."""
+        weights as traced arguments. jax backend only; an array passed as query, key and value is
+        traced once."""
         if component != "multi_head_attention" or keras.backend.backend() != "jax":
             raise Unsupported("keras vjp: multi_head_attention on the jax backend only")
         import jax

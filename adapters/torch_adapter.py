@@ -3,8 +3,7 @@
 softmax -> torch.softmax; scaled_dot_product_attention -> F.scaled_dot_product_attention (is_causal
 for top-left, torch.nn.attention.bias.causal_lower_right for bottom-right); attention_weights -> the
 same SDPA with V = identity, so the weights come out of torch's kernel itself; multi_head_attention
-->
-nn.MultiheadAttention with the canonical weights loaded; causal_mask -> torch.nn.attention.bias.
+-> nn.MultiheadAttention with the canonical weights loaded; causal_mask -> torch.nn.attention.bias.
 """
 
 from __future__ import annotations
@@ -33,10 +32,8 @@ def positional_encoding_table(
     T: int, D: int, base: float, dtype: str, device: torch.device
 ) -> torch.Tensor:
     """The (T, D) sinusoidal table on ``device``. torch has no sinusoidal encoding: user code with
-    torch
-    ops, the angle formed in float64 (a float32 pos * frequency product is ~1e-3 rad off at pos 1e4;
-    see
-    the spec). Also what benchmarks/ times."""
+    torch ops, the angle formed in float64 (a float32 pos * frequency product is ~1e-3 rad off at
+    pos 1e4; see the spec). Also what benchmarks/ times."""
     pos = torch.arange(T, dtype=torch.float64, device=device)[:, None]  # (T, 1)
     freq = base ** (torch.arange(0, D, 2, dtype=torch.float64, device=device) / D)  # (ceil(D/2),)
     angle = pos / freq  # (T, ceil(D/2))
@@ -265,9 +262,8 @@ class TorchAdapter(TorchSeq2Seq):
         self, component: str, inputs: Mapping[str, Any], cotangent: np.ndarray, wrt: tuple[str, ...]
     ) -> dict[str, np.ndarray]:
         """torch.autograd: the component's own forward, run with the inputs named in ``wrt`` (paths
-        such as
-        "q" or "params.w_q") as leaves, and the gradient of <cotangent, output> with respect to
-        each."""
+        such as "q" or "params.w_q") as leaves, and the gradient of <cotangent, output> with respect
+        to each."""
         return self.vjp_of(getattr(self, component), component, inputs, cotangent, wrt)
 
     def vjp_of(
@@ -279,8 +275,7 @@ class TorchAdapter(TorchSeq2Seq):
         wrt: tuple[str, ...],
     ) -> dict[str, np.ndarray]:
         """vjp() of any forward that converts through this adapter's _t / _np (a third party's torch
-        module
-        too: adapters/hf_adapter.py)."""
+        module too: adapters/hf_adapter.py)."""
         from spec.gradients import get_path
 
         arrays = {path: get_path(inputs, path) for path in wrt}
@@ -397,8 +392,8 @@ class TorchAdapter(TorchSeq2Seq):
             for n in ("b_q", "b_k", "b_v", "b_o")
         }
         # torch computes x W^T + b with W (D_out, D_in): it stores the canonical weights transposed.
-        # The
-        # weights go in through functional_call, so vjp() can differentiate with respect to them.
+        # The weights go in through functional_call, so vjp() can differentiate with respect to
+        # them.
         weights = {
             "in_proj_weight": torch.cat([w["w_q"].T, w["w_k"].T, w["w_v"].T]),  # (3D, D)
             "in_proj_bias": torch.cat([b["b_q"], b["b_k"], b["b_v"]]),  # (3D,)

@@ -3,14 +3,11 @@ device.
 
 A backend maps the spec's canonical inputs onto the library once, outside the timed region (layout
 transposes, device placement, jit), and returns a Prepared: ``call()`` runs the library's kernel
-once,
-``sync(out)`` waits for it (CUDA and XLA launch asynchronously), ``to_numpy(out)`` brings the output
-back
-in the spec's layout for the spot check against the oracle. Nothing here re-implements a kernel.
-torch SDPA is timed with each backend it has (``torch.nn.attention.sdpa_kernel``); jax's
+once, ``sync(out)`` waits for it (CUDA and XLA launch asynchronously), ``to_numpy(out)`` brings the
+output back in the spec's layout for the spot check against the oracle. Nothing here re-implements a
+kernel. torch SDPA is timed with each backend it has (``torch.nn.attention.sdpa_kernel``); jax's
 ``dot_product_attention`` with each ``implementation``. Libraries import lazily: a machine without
-jax
-still runs the torch and numpy benchmarks.
+jax still runs the torch and numpy benchmarks.
 """
 
 from __future__ import annotations

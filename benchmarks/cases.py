@@ -2,10 +2,9 @@
 
 A Case is one (component, device, dtype, shape, causal) point; the backends (benchmarks/backends.py)
 that support it are the other axis. The CPU sweep is small enough for a 2-core machine (a few
-minutes);
-the GPU sweep is the issue's: T = S from 512 to 16k, head dims 64 and 128, causal and not, bf16 and
-fp16, with B H T fixed as in FlashAttention's benchmarks (B = 16k / T, H = 2048 / K) so each point
-does the same work per token.
+minutes); the GPU sweep is the issue's: T = S from 512 to 16k, head dims 64 and 128, causal and not,
+bf16 and fp16, with B H T fixed as in FlashAttention's benchmarks (B = 16k / T, H = 2048 / K) so
+each point does the same work per token.
 """
 
 from __future__ import annotations
@@ -103,8 +102,7 @@ class Case:
         ``got``.
 
         Attention: batch 0, head 0, the first and last ``rows`` queries against every key (with
-        their
-        rows of the causal mask); row-wise components: the first and last ``rows`` rows.
+        their rows of the causal mask); row-wise components: the first and last ``rows`` rows.
         """
         if self.component == ATTENTION:
             T, S = self.size["T"], self.size["S"]

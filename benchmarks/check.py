@@ -1,8 +1,7 @@
 """The spot check: a benchmark's output must agree with the oracle before its speed is reported.
 
 A fast wrong kernel is no result. The oracle cannot afford a 16k x 16k attention, so the check takes
-a
-slice it can (Case.spot_check) and holds it to the same tolerance policy as the conformance suite.
+a slice it can (Case.spot_check) and holds it to the same tolerance policy as the conformance suite.
 """
 
 from __future__ import annotations

@@ -4,11 +4,9 @@ plots beside it.
 From pytest-benchmark's JSON (tests/benchmarks/test_speed.py fills each record's extra_info):
 throughput (TFLOP/s for compute-bound components, GB/s for memory-bound ones) as a percentage of the
 peak measured in the same run on the same device (a large matmul per dtype, a device-to-device
-copy),
-with the paper peak beside it; the harness against the independent timer; the harness's own
-overhead;
-plots of throughput vs sequence length with the roofline, and of time per sequence vs length on
-log-log axes with the fitted growth exponent.
+copy), with the paper peak beside it; the harness against the independent timer; the harness's own
+overhead; plots of throughput vs sequence length with the roofline, and of time per sequence vs
+length on log-log axes with the fitted growth exponent.
 """
 
 from __future__ import annotations
@@ -24,8 +22,8 @@ from typing import Any
 import numpy as np
 
 # Dense paper peaks (TFLOP/s per dtype, memory TB/s) for the GPUs this project is lent; a measured
-# peak
-# is the roofline, this is printed beside it. NVIDIA's H100/H200 datasheets; fp32 is without TF32.
+# peak is the roofline, this is printed beside it. NVIDIA's H100/H200 datasheets; fp32 is without
+# TF32.
 PAPER_PEAKS: dict[str, dict[str, float]] = {
     "H100 80GB HBM3": {"bfloat16": 989.4, "float16": 989.4, "float32": 66.9, "TB/s": 3.35},
     "H100 PCIe": {"bfloat16": 756.0, "float16": 756.0, "float32": 51.2, "TB/s": 2.0},

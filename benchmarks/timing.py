@@ -37,10 +37,9 @@ def timed_once(prepared: Prepared) -> tuple[float, Any]:
 
 def first_call(backend: Backend, case: Case, inputs: dict[str, Any]) -> tuple[Prepared, float, Any]:
     """Prepare ``backend`` for ``case`` and make its first call (compilation, autotuning, lazy
-    init), timed
-    apart: (prepared, seconds, output). A library saying it has no kernel for this here (or no
-    memory)
-    raises Unavailable; any other exception propagates, so a crashing backend fails its own test."""
+    init), timed apart: (prepared, seconds, output). A library saying it has no kernel for this here
+    (or no memory) raises Unavailable; any other exception propagates, so a crashing backend fails
+    its own test."""
     try:
         prepared = backend.prepare(case, inputs)
         seconds, out = timed_once(prepared)

@@ -1,11 +1,9 @@
 """The NumPy oracle: one small pure function per component, named exactly as in the spec.
 
 This module is also the built-in ``numpy`` adapter (``--adapter numpy``): the oracle checked against
-its
-own spec, in the test dtype, which is the "plain same-precision evaluation" the tolerance policy
+its own spec, in the test dtype, which is the "plain same-precision evaluation" the tolerance policy
 measures, so it must pass with room to spare. Its ``vjp`` is reverse-mode differentiation of these
-very
-functions (reference/autodiff.py), judged against the finite differences of the oracle like any
+very functions (reference/autodiff.py), judged against the finite differences of the oracle like any
 adapter's.
 """
 

@@ -117,9 +117,8 @@ def multi_head_attention(
     mask: np.ndarray | None = None,
     causal: str | None = None,
 ) -> np.ndarray:
-    """MultiHead(Q, K, V) = Concat(head_1..head_H) W_o + b_o,
-    head_h = Attention(Q W_q^h + b_q^h, K W_k^h + b_k^h, V W_v^h + b_v^h)  (Vaswani et al. 2017,
-    3.2.2).
+    """MultiHead(Q, K, V) = Concat(head_1..head_H) W_o + b_o, head_h = Attention(Q W_q^h + b_q^h, K
+    W_k^h + b_k^h, V W_v^h + b_v^h)  (Vaswani et al. 2017, 3.2.2).
 
     Canonical layout: query (B, T, D), key and value (B, S, D); W_q, W_k, W_v, W_o are (D, D) and
     act on the right (y = x W + b); biases (D,) are optional (absent = 0). Head h owns columns

@@ -88,9 +88,8 @@ def set_paths(inputs: Mapping[str, Any], paths: tuple[str, ...], new: Any) -> di
 
 def alias_paths(inputs: Mapping[str, Any], path: str) -> tuple[str, ...]:
     """path and every top-level input that is the very same array (self-attention passes query as
-    key and
-    value): an adapter differentiates that array once, through every use, so the oracle moves every
-    use."""
+    key and value): an adapter differentiates that array once, through every use, so the oracle
+    moves every use."""
     target = get_path(inputs, path)
     return (path, *(k for k, v in inputs.items() if k != path and v is target))
 
@@ -102,9 +101,8 @@ def vjp(
     paths: tuple[tuple[str, ...], ...],
 ) -> list[np.ndarray]:
     """The gradient of <cotangent, fn(**inputs)> with respect to each group of paths (an array and
-    its
-    aliases: self-attention passes one array as query, key and value, and all of its uses move), in
-    the precision of the inputs. Entries at non-finite inputs (a -inf mask) are 0."""
+    its aliases: self-attention passes one array as query, key and value, and all of its uses move),
+    in the precision of the inputs. Entries at non-finite inputs (a -inf mask) are 0."""
     leaves = [get_path(inputs, group[0]) for group in paths]
 
     def forward(*values: Any) -> Any:

@@ -1,6 +1,5 @@
 """Executable shape and argument rules. The reference calls these, so its ValueErrors are the
-spec's;
-the spec (spec/) imports them from here, so the two never import each other in a circle.
+spec's; the spec (spec/) imports them from here, so the two never import each other in a circle.
 
 Legend, used in every message and comment: B batch, H heads, T query length, S key length,
 D model dim, K head dim (Kv for values when it differs).

@@ -14,8 +14,7 @@ from reference.checks import is_array
 
 def _check(component: str, logprobs: np.ndarray, bos: int, eos: int, max_len: int) -> None:
     """logprobs a square table of scores, finite or -inf, every row with a finite entry; bos, eos
-    ids in
-    [0, V); max_len >= 1."""
+    ids in [0, V); max_len >= 1."""
     if (
         not is_array(logprobs)
         or logprobs.ndim != 2
@@ -80,13 +79,10 @@ def beam_search(
 
     Each step expands every live hypothesis by every token and keeps the beam_width candidates of
     highest cumulative log-probability (ties: lower token ids first); a kept candidate ending in EOS
-    is
-    finished, the rest stay live. After max_len steps live hypotheses finish as they are. The result
-    ranks every finished hypothesis by score = log P(Y) / lp(|Y|) (GNMT length penalty, alpha = 0:
-    none).
-    Standard beam search is NOT guaranteed to beat greedy: greedy's prefix can be pruned by
-    candidates
-    whose continuations are all poor. Only a beam wide enough to be exhaustive is
+    is finished, the rest stay live. After max_len steps live hypotheses finish as they are. The
+    result ranks every finished hypothesis by score = log P(Y) / lp(|Y|) (GNMT length penalty, alpha
+    = 0: none). Standard beam search is NOT guaranteed to beat greedy: greedy's prefix can be pruned
+    by candidates whose continuations are all poor. Only a beam wide enough to be exhaustive is
     (spec/decoding.py).
     """
     _check("beam_search", logprobs, bos, eos, max_len)

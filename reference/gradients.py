@@ -3,12 +3,10 @@ backward pass cancel (a floor from output magnitudes cannot see that): softmax, 
 attention, multi-head attention, additive attention weights.
 
 Evaluated in the test dtype they are the gradient policy's "same-precision reference"
-(spec/gradients.py),
-as the forward functions are for outputs; the finite differences in extended precision stay the
-oracle.
-Each returns (gradients, magnitudes): the magnitude of an entry is the sum of the absolute values of
-the terms that make it (a running error bound, Higham 2002, 3.1), which is what rounding scales
-with.
+(spec/gradients.py), as the forward functions are for outputs; the finite differences in extended
+precision stay the oracle. Each returns (gradients, magnitudes): the magnitude of an entry is the
+sum of the absolute values of the terms that make it (a running error bound, Higham 2002, 3.1),
+which is what rounding scales with.
 """
 
 from __future__ import annotations
@@ -62,8 +60,8 @@ def scaled_dot_product_attention_vjp(
         dV = P^T dO,   dP = dO V^T,   dS = P * (dP - D),
         dQ = scale dS K,   dK = scale dS^T Q,   dM = dS (summed over the axes M broadcasts along)
     with D = rowsum(P * dP) ("softmax", the Jacobian's form) or rowsum(dO * O) ("flash"): equal in
-    exact
-    arithmetic, not in rounding (at a saturated softmax dP - D cancels, and |q| amplifies it in dK).
+    exact arithmetic, not in rounding (at a saturated softmax dP - D cancels, and |q| amplifies it
+    in dK).
     """
     dt = q.dtype
     p = attention_weights(q, k, mask, scale, causal)  # (B, H, T, S)
@@ -116,12 +114,10 @@ def multi_head_attention_vjp(
     causal: str | None = None,
 ) -> Grads:
     """MultiHead = Concat(heads) W_o + b_o, heads = SDPA(query W_q + b_q, key W_k + b_k, value W_v +
-    b_v):
-    the output projection's VJP, then SDPA's (both forms, the larger magnitude), then the input
-    projections'.
-    Gradients for query, key, value and W_q, W_k, W_v, W_o, one per use: for self-attention (one
-    array
-    passed three times) the gradient of that array is their sum (spec/gradients.py, alias_paths)."""
+    b_v): the output projection's VJP, then SDPA's (both forms, the larger magnitude), then the
+    input projections'. Gradients for query, key, value and W_q, W_k, W_v, W_o, one per use: for
+    self-attention (one array passed three times) the gradient of that array is their sum
+    (spec/gradients.py, alias_paths)."""
     dt, H = query.dtype, num_heads
     w = {n: params[n].astype(dt) for n in ("w_q", "w_k", "w_v", "w_o")}
     proj = {}

@@ -30,14 +30,12 @@ def sinusoidal_positional_encoding(
     al. 2017, 3.5).
 
     -> (T, D) in ``dtype``. Odd D: the last column is the sine of the next frequency pair, whose
-    cosine
-    is dropped (the even/odd interleaving simply stops at D), as the tensor2tensor layout truncates.
-    The angle pos / base^(2i/D) is formed in float64 for every output dtype up to float64 (in the
-    output's own precision above it): a float32 product of a position near 1e4 and a frequency is
-    off
-    by ~1e-3 rad, which is the known precision failure. ``dtype`` names a floating dtype: float32 by
-    default (the libraries' default float), float64, float16, bfloat16 (or the oracle's extended
-    precision).
+    cosine is dropped (the even/odd interleaving simply stops at D), as the tensor2tensor layout
+    truncates. The angle pos / base^(2i/D) is formed in float64 for every output dtype up to float64
+    (in the output's own precision above it): a float32 product of a position near 1e4 and a
+    frequency is off by ~1e-3 rad, which is the known precision failure. ``dtype`` names a floating
+    dtype: float32 by default (the libraries' default float), float64, float16, bfloat16 (or the
+    oracle's extended precision).
     """
     if not (
         isinstance(T, (int, np.integer)) and isinstance(D, (int, np.integer)) and T >= 1 and D >= 1
@@ -210,8 +208,7 @@ def layer_norm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float = 
 
     var is the biased variance (divide by D, not D - 1) and eps is inside the square root: torch's
     nn.LayerNorm convention, which flax and the paper's tensor2tensor share. eps >= 0; with eps = 0
-    a
-    constant row (zero variance, D = 1 included) is refused: its normalisation is 0/0.
+    a constant row (zero variance, D = 1 included) is refused: its normalisation is 0/0.
     """
     return _layer_norm("layer_norm", x, gamma, beta, eps)
 
@@ -230,12 +227,9 @@ def add_and_norm(
 
 def dropout(x: np.ndarray, p: float, training: bool = False, seed: int = 0) -> np.ndarray:
     """Dropout (Srivastava et al. 2014), inverted: each entry kept with probability 1 - p and scaled
-    by
-    1 / (1 - p), else 0; the identity when not training. The random draw is the adapter's own, so
-    only
-    properties are checked in training mode, never values. seed: any int in [-2^63, 2^63), the name
-    of
-    a stream (its bits seed NumPy's generator here; the spec fixes no stream)."""
+    by 1 / (1 - p), else 0; the identity when not training. The random draw is the adapter's own, so
+    only properties are checked in training mode, never values. seed: any int in [-2^63, 2^63), the
+    name of a stream (its bits seed NumPy's generator here; the spec fixes no stream)."""
     if isinstance(p, bool) or not (
         isinstance(p, (int, float, np.integer, np.floating)) and 0 <= p <= 1
     ):

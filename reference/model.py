@@ -25,15 +25,14 @@ def encoder_decoder(
 ) -> np.ndarray:
     """log p(y_t | y_<t, x) at every target position, under teacher forcing:
 
-        memory = Encoder(E_src[x] sqrt(D) + PE)
-        h      = Decoder(E_tgt[tgt_in] sqrt(D) + PE, memory)      (causal self-attention)
-        logp   = log_softmax(h E_tgt^T)                             (output projection tied to
-        E_tgt)
+        memory = Encoder(E_src[x] sqrt(D) + PE) h      = Decoder(E_tgt[tgt_in] sqrt(D) + PE, memory)
+        (causal self-attention) logp   = log_softmax(h E_tgt^T)                             (output
+        projection tied to E_tgt)
 
     src_tokens (B, S), tgt_in (B, T) = shift_right(targets) -> (B, T, V). params: src_table (V, D),
     tgt_table (V, D), encoder / decoder (lists of layer params), optional encoder_norm /
-    decoder_norm.
-    src_lengths (B,) masks the source's padded tail in the encoder and in cross-attention.
+    decoder_norm. src_lengths (B,) masks the source's padded tail in the encoder and in
+    cross-attention.
     """
     for key in ("src_table", "tgt_table", "encoder", "decoder"):
         if key not in params:

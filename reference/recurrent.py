@@ -1,14 +1,12 @@
 """The oracle for recurrent cells and encoders (Elman 1990; Cho et al. 2014; Hochreiter &
-Schmidhuber 1997;
-Sutskever et al. 2014).
+Schmidhuber 1997; Sutskever et al. 2014).
 
 Canonical cell parameters (weights act on the right, y = x W + b, as everywhere in the spec):
     w_x (E, G N), w_h (N, G N), b_x (G N,), b_h (G N,)
 with G gate blocks of N columns each, in the SPEC's order (libraries differ; adapters map):
     rnn:  (h,)              gru: (z, r, n) update, reset, candidate        lstm: (i, f, g, o)
 torch stores GRU blocks as (r, z, n) and LSTM as (i, f, g, o), transposed; flax keeps one Dense per
-gate.
-An LSTM's state is [h | c] concatenated on the last axis (B, 2N); the output of a step is that
+gate. An LSTM's state is [h | c] concatenated on the last axis (B, 2N); the output of a step is that
 state.
 """
 
@@ -29,8 +27,8 @@ Params = Mapping[str, np.ndarray]
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     """1 / (1 + e^-x) = e^min(x, 0) / (e^min(x, 0) + e^min(-x, 0)): no exponent is positive, so a
-    large |x|
-    (saturated gates) no longer overflows exp, and autograd's derivative at x = 0 stays 1/4."""
+    large |x| (saturated gates) no longer overflows exp, and autograd's derivative at x = 0 stays
+    1/4."""
     a, b = np.exp(np.minimum(x, 0)), np.exp(np.minimum(-x, 0))
     return (a / (a + b)).astype(x.dtype)
 
@@ -83,9 +81,8 @@ def recurrent_cell(
 
     rnn:  h' = tanh(x W_x + b_x + h W_h + b_h)
     gru:  z = sigma(x W_xz + b_xz + h W_hz + b_hz),  r = sigma(x W_xr + b_xr + h W_hr + b_hr),
-          n = tanh(x W_xn + b_xn + r * (h W_hn + b_hn)),  h' = (1 - z) * n + z * h
-          (reset applied after the recurrent matmul, as cuDNN, torch and flax do; Cho et al. apply
-          it before)
+          n = tanh(x W_xn + b_xn + r * (h W_hn + b_hn)),  h' = (1 - z) * n + z * h (reset applied
+          after the recurrent matmul, as cuDNN, torch and flax do; Cho et al. apply it before)
     lstm: i, f, o = sigma(.), g = tanh(.) of x W_x + b_x + h W_h + b_h;  c' = f * c + i * g;  h' = o
     * tanh(c')
     """
@@ -139,8 +136,7 @@ def _run(
     N).
 
     Backward: steps run T-1 .. 0 but a sequence's state stays 0 until t < length, so it starts at
-    its own
-    last real step (torch's packed-sequence semantics)."""
+    its own last real step (torch's packed-sequence semantics)."""
     B, T, _ = x.shape
     N = params["w_h"].shape[0]
     state = np.zeros((B, 2 * N if cell == "lstm" else N), x.dtype)
@@ -192,9 +188,8 @@ def rnn_encoder(
 ) -> np.ndarray:
     """h_t = cell(x_t, h_{t-1}), h_0 = 0, over x (B, T, E) -> outputs (B, T, N) or, bidirectional
     (params has "backward"), [forward h_t | backward h_t] (B, T, 2N), the backward direction run
-    from
-    each sequence's last real step to its first. Outputs past a sequence's length (lengths (B,)) are
-    0."""
+    from each sequence's last real step to its first. Outputs past a sequence's length (lengths
+    (B,)) are 0."""
     return np.concatenate(
         [out for out, _ in _encode("rnn_encoder", x, params, cell, lengths)], axis=-1
     )
@@ -207,9 +202,8 @@ def context_vector(
     lengths: np.ndarray | None = None,
 ) -> np.ndarray:
     """The fixed-size summary c of Sutskever et al. 2014: the encoder's final hidden state, h at
-    each
-    sequence's last real step (B, N); bidirectional: [forward h_{len-1} | backward h_0] (B, 2N).
-    (LSTM: h, not c.)"""
+    each sequence's last real step (B, N); bidirectional: [forward h_{len-1} | backward h_0] (B,
+    2N). (LSTM: h, not c.)"""
     return np.concatenate(
         [final for _, final in _encode("context_vector", x, params, cell, lengths)], axis=-1
     )

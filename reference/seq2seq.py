@@ -196,12 +196,10 @@ def attention_decoder(
     src_lengths: np.ndarray | None = None,
 ) -> np.ndarray:
     """Teacher forcing: step t is fed the ground-truth previous token tgt_in[:, t] (=
-    shift_right(targets)).
-    tgt_in (B, T) int, memory (B, S, Dh), s0 (B, N) -> logits (B, T, V). params: embedding (V, M),
-    cell
-    (GRU params; input [E y; c] for bahdanau, E y for luong), attention (scoring params), w_out,
-    b_out,
-    w_c (luong). src_lengths (B,) masks the source's padded tail."""
+    shift_right(targets)). tgt_in (B, T) int, memory (B, S, Dh), s0 (B, N) -> logits (B, T, V).
+    params: embedding (V, M), cell (GRU params; input [E y; c] for bahdanau, E y for luong),
+    attention (scoring params), w_out, b_out, w_c (luong). src_lengths (B,) masks the source's
+    padded tail."""
     _check_decoder("attention_decoder", memory, s0, params, attention)
     tokens = np.asarray(tgt_in)
     V = params["embedding"].shape[0]

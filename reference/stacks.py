@@ -3,12 +3,10 @@
 Canonical parameters of one layer (weights act on the right, y = x W + b, as everywhere in the
 spec):
     encoder layer: {"self_attn": MHA params, "ffn": {w1, b1, w2, b2}, "norm1": {gamma, beta},
-    "norm2": ...}
-    decoder layer: adds "cross_attn" (MHA params) and "norm3"
+    "norm2": ...} decoder layer: adds "cross_attn" (MHA params) and "norm3"
 A stack is a list of layer params, with an optional final {gamma, beta} norm (pre-LN stacks need
-one).
-Placement: post-LN (the paper)  x = LN(x + Sublayer(x));  pre-LN  x = x + Sublayer(LN(x)).
-The decoder's self-attention is always causal (top-left: position t sees targets <= t).
+one). Placement: post-LN (the paper)  x = LN(x + Sublayer(x));  pre-LN  x = x + Sublayer(LN(x)). The
+decoder's self-attention is always causal (top-left: position t sees targets <= t).
 """
 
 from __future__ import annotations
@@ -226,9 +224,8 @@ def _cached_self_attention(
     h: np.ndarray, params: Params, num_heads: int, cache: dict[str, np.ndarray]
 ) -> np.ndarray:
     """One step of self-attention: h (B, 1, D) is the newest position; its key and value are
-    appended
-    to ``cache`` (k, v: (B, H, t, K) -> (B, H, t + 1, K)) and its query attends to every cached
-    one."""
+    appended to ``cache`` (k, v: (B, H, t, K) -> (B, H, t + 1, K)) and its query attends to every
+    cached one."""
     B, _, D = h.shape
     H, K = num_heads, D // num_heads
 
@@ -269,12 +266,10 @@ def incremental_decoder(
     final_norm: Params | None = None,
 ) -> np.ndarray:
     """The decoder run one position at a time, as at inference: step t sees y[:, t] and, in every
-    layer,
-    a key/value cache of that layer's self-attention keys and values at positions <= t:
+    layer, a key/value cache of that layer's self-attention keys and values at positions <= t:
 
         k_t = h_t W_k + b_k,  v_t = h_t W_v + b_v,  K_cache <- [K_cache; k_t],  V_cache <- [V_cache;
-        v_t]
-        SelfAttention(h_t) = softmax(q_t K_cache^T / sqrt(K)) V_cache
+        v_t] SelfAttention(h_t) = softmax(q_t K_cache^T / sqrt(K)) V_cache
 
     Same signature and result as ``decoder`` (causality makes the two equal).  (B, T, D) -> (B, T,
     D).

@@ -1,24 +1,19 @@
 """Attention over long rows, block by block: the oracle where the plain reference's (B, H, T, S)
-logits
-would not fit in memory.
+logits would not fit in memory.
 
 ``streaming_attention`` computes scaled_dot_product_attention's context and each query row's maximum
 logit and log-sum-exp, visiting the keys a block at a time with exact rescaling (the online softmax
 of Milakov & Gimelshein 2018, the loop of FlashAttention, Dao et al. 2022): for each key block j
 
     m_j = max(m_{j-1}, rowmax(L_j)),   l_j = l_{j-1} exp(m_{j-1} - m_j) + rowsum(exp(L_j - m_j)),
-    acc_j = acc_{j-1} exp(m_{j-1} - m_j) + exp(L_j - m_j) V_j,   context = acc / l,   lse = m + log
-    l
+    acc_j = acc_{j-1} exp(m_{j-1} - m_j) + exp(L_j - m_j) V_j, context = acc / l,   lse = m + log l
 
 with L_j the block's scaled, masked logits. In exact arithmetic it equals the plain reference (a
-property
-in tests/meta/test_streaming.py); in float64 its rounding is of the same order. Memory is O(T_block
-x
-S_block) per step, the queries visited in blocks too, so T = S = 16384 runs in seconds. The same
-masks
-and conventions as reference.attention: boolean True = may attend, additive float masks added, -inf
-masks a key, causal "top_left" / "bottom_right", and a row that sees no key gets a zero context, max
--inf and log-sum-exp -inf.
+property in tests/meta/test_streaming.py); in float64 its rounding is of the same order. Memory is
+O(T_block x S_block) per step, the queries visited in blocks too, so T = S = 16384 runs in seconds.
+The same masks and conventions as reference.attention: boolean True = may attend, additive float
+masks added, -inf masks a key, causal "top_left" / "bottom_right", and a row that sees no key gets a
+zero context, max -inf and log-sum-exp -inf.
 """
 
 from __future__ import annotations
@@ -49,8 +44,7 @@ def streaming_attention(
     block: int = 1024,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(context (B, H, T, Kv), row max (B, H, T), log-sum-exp (B, H, T)) of softmax(scale Q K^T + M)
-    V,
-    computed in the inputs' dtype, ``block`` queries by ``block`` keys at a time."""
+    V, computed in the inputs' dtype, ``block`` queries by ``block`` keys at a time."""
     check_attention("streaming_attention", q, k, v, mask, scale, causal)
     B, H, T, K = q.shape
     S, Kv = k.shape[2], v.shape[3]

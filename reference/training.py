@@ -13,9 +13,8 @@ def shift_right(targets: np.ndarray, bos: int, pad: int) -> np.ndarray:
     Zipser 1989).
 
     targets (B, T) int -> (B, T): BOS first, the last token dropped. Padding stays padding: a
-    position
-    whose target is padding gets ``pad`` as input too (it is masked out of the loss anyway), so a
-    sequence's real tokens are never shifted into its padded tail.
+    position whose target is padding gets ``pad`` as input too (it is masked out of the loss
+    anyway), so a sequence's real tokens are never shifted into its padded tail.
     """
     if not is_array(targets) or targets.ndim != 2 or targets.dtype.kind not in "iu":
         raise ValueError(
@@ -47,9 +46,8 @@ def cross_entropy(
     included, as torch's ``label_smoothing`` and optax's ``smooth_labels`` do; none goes to ignored
     positions, which contribute nothing. logits (..., V) with any leading axes ((V,): one position),
     targets of the leading shape -> scalar. ignore_index is any int, a real class included (a
-    padding id).
-    If every position is ignored the mean is over nothing: the spec refuses that (torch returns
-    NaN).
+    padding id). If every position is ignored the mean is over nothing: the spec refuses that (torch
+    returns NaN).
     """
     if not is_array(logits) or logits.ndim < 1:
         raise ValueError(

@@ -72,8 +72,7 @@ Draw = Callable[[st.DataObject, DType, Any], dict[str, Any]]
 class Gradient:
     """What a component's gradient property differentiates (spec/gradients.py): the input paths per
     variant ("q", "params.w_q"), the variants, the draw when it is not the component's own, and, for
-    a
-    piecewise-smooth component, the largest step that stays on one side of every kink."""
+    a piecewise-smooth component, the largest step that stays on one side of every kink."""
 
     wrt: Callable[[Any], tuple[str, ...]]
     variants: tuple[Any, ...] = (None,)
@@ -89,14 +88,11 @@ def paths(*names: str) -> Callable[[Any], tuple[str, ...]]:
 @dataclass(frozen=True)
 class Component:
     """One spec entry: what the component is (its reference function of the same name is the oracle
-    and
-    the source of the signature), its arguments' domains, how its inputs are drawn, and how wrong an
-    implementation may be (``error_scale``, for the tolerance policy). A component with a ``draw``
-    has
-    the differential property ``matches_reference`` over its ``variants``; its other properties
-    register
-    themselves with ``@prop(COMPONENT, ...)``, and the registry (spec/registry.py) collects the
-    record."""
+    and the source of the signature), its arguments' domains, how its inputs are drawn, and how
+    wrong an implementation may be (``error_scale``, for the tolerance policy). A component with a
+    ``draw`` has the differential property ``matches_reference`` over its ``variants``; its other
+    properties register themselves with ``@prop(COMPONENT, ...)``, and the registry
+    (spec/registry.py) collects the record."""
 
     name: str
     family: str
@@ -214,9 +210,8 @@ class Subject:
 
     def _with_defaults_left_out(self, inputs: Mapping[str, Any]) -> Mapping[str, Any]:
         """Every other call of an example leaves out the arguments that hold the spec's default, so
-        the
-        adapter's own defaults are exercised too (an adapter whose eps defaults to 1e-6 is caught);
-        the next call passes them, so a property comparing two calls compares both ways."""
+        the adapter's own defaults are exercised too (an adapter whose eps defaults to 1e-6 is
+        caught); the next call passes them, so a property comparing two calls compares both ways."""
         if len(self.calls) % 2 == 0:
             return inputs
         left = {

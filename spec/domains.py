@@ -3,10 +3,9 @@ must draw, and the mechanical mutants of the reference the suite must catch.
 
 An ``Arg`` is one parameter of a component's signature: its domain in words (printed next to the
 signature by ``explain``), its kind, which decides its mutants, and its regions: named predicates
-over
-drawn inputs marking the boundaries and special values of the domain (zero, negative, non-dyadic,
-extreme magnitudes, the smallest and largest sizes, ties). Two meta-tests hold the spec to it:
-tests/meta/test_domains.py draws every property's inputs and asserts every region is drawn;
+over drawn inputs marking the boundaries and special values of the domain (zero, negative,
+non-dyadic, extreme magnitudes, the smallest and largest sizes, ties). Two meta-tests hold the spec
+to it: tests/meta/test_domains.py draws every property's inputs and asserts every region is drawn;
 tests/meta/test_mutants.py replaces each argument of the reference by its default, perturbs it
 slightly and swaps it with an argument of its kind, and asserts the component's properties catch
 every such mutant, or that the Arg's ``invisible`` says why no property can.

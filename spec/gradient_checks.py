@@ -1,7 +1,6 @@
 """The vjp properties of the components whose records do not yet state their ``Gradient``
-(spec/core.py):
-which inputs are differentiated and over which variants (spec/gradients.py states the interface, the
-oracle and the bound). The registry appends these to the components' properties.
+(spec/core.py): which inputs are differentiated and over which variants (spec/gradients.py states
+the interface, the oracle and the bound). The registry appends these to the components' properties.
 """
 
 from __future__ import annotations

@@ -2,14 +2,12 @@
 oracle.
 
 Adapter interface (optional): ``vjp(component, inputs, cotangent, wrt) -> {path: gradient}``
-returns,
-for each differentiable input named by a path in ``wrt`` ("q", "params.w_q"), the gradient of
-<cotangent, component(**inputs)> with respect to it, same shape and dtype as the input. torch uses
-autograd, jax ``jax.vjp``; an adapter without ``vjp`` is reported "unsupported".
+returns, for each differentiable input named by a path in ``wrt`` ("q", "params.w_q"), the gradient
+of <cotangent, component(**inputs)> with respect to it, same shape and dtype as the input. torch
+uses autograd, jax ``jax.vjp``; an adapter without ``vjp`` is reported "unsupported".
 
 Oracle (no hand-written backward): the float64 reference (x87 extended for float64 tests)
-differentiated
-by central differences along a random direction t per input:
+differentiated by central differences along a random direction t per input:
     D(e) = <c, f(x + e t) - f(x - e t)> / 2e,    e = u_o^(1/3) max(1, max|x|)
 and the adapter passes iff |<G, t> - D(e)| <= allowed, with
     allowed = GRAD_MULTIPLIER |<G_same, t> - D(e)| + GRAD_ULPS u(d) scale
@@ -20,15 +18,14 @@ G_same is the analytic VJP evaluated in the test dtype, where the reference has 
 attention, reference/gradients.py): the forward policy's same-precision term, with flash-attention's
 gradient multiplier. It is what captures the backward pass's own cancellations (dS = P (dP - D) at a
 saturated softmax is a difference of equal numbers, amplified by |q| in dK). The second term is the
-policy's floor for gradients (GRAD_ULPS is the gradient multiplier: a backward
-pass rounds at the magnitude of the products it sums, amplified as the forward is); the second is
-the
-oracle's own error (Richardson's truncation estimate plus the rounding of two evaluations divided by
-2e). So float64 gradients are checked to the oracle's resolution, ~1e-13 relative, not to float64's.
-Checked at float64 and float32 only: finite differences in float16 say nothing.
-Properties beside the differential check: masked keys and values get exactly zero gradient; under a
-causal mask, outputs before t do not send gradient to inputs at or after t; softmax's Jacobian rows
-sum to zero (the input gradient sums to 0 along the softmax axis).
+policy's floor for gradients (GRAD_ULPS is the gradient multiplier: a backward pass rounds at the
+magnitude of the products it sums, amplified as the forward is); the second is the oracle's own
+error (Richardson's truncation estimate plus the rounding of two evaluations divided by 2e). So
+float64 gradients are checked to the oracle's resolution, ~1e-13 relative, not to float64's. Checked
+at float64 and float32 only: finite differences in float16 say nothing. Properties beside the
+differential check: masked keys and values get exactly zero gradient; under a causal mask, outputs
+before t do not send gradient to inputs at or after t; softmax's Jacobian rows sum to zero (the
+input gradient sums to 0 along the softmax axis).
 """
 
 from __future__ import annotations
@@ -51,8 +48,7 @@ from spec.tolerance import Bound, cast_floats, compare
 
 GRAD_ULPS = 32.0
 # flash-attention's rule for gradients is 3x its own reference's error (shared/README.md); we
-# compare
-# other libraries' algorithms, so the forward policy's 4 (the analytic VJPs in
+# compare other libraries' algorithms, so the forward policy's 4 (the analytic VJPs in
 # reference/gradients.py).
 GRAD_MULTIPLIER = 4.0
 ORACLE_MULT = 4.0
@@ -62,8 +58,8 @@ GRAD_DTYPES = (FLOAT64, FLOAT32)
 @dataclass(frozen=True)
 class GradBound(Bound):
     """Bound for a directional derivative: same_precision_error holds the oracle's own error
-    estimate,
-    analytic_error the same-precision analytic VJP's error (0 where the reference has none)."""
+    estimate, analytic_error the same-precision analytic VJP's error (0 where the reference has
+    none)."""
 
     analytic_error: float = 0.0
 
@@ -144,8 +140,7 @@ def directional_derivative(
     scale: float,
 ) -> Directional:
     """Central differences of fn along t at steps e, e/2, e/4, in extended precision, contracted
-    with c.
-    Every alias of path (alias_paths) moves with it."""
+    with c. Every alias of path (alias_paths) moves with it."""
     paths = alias_paths(inputs, path)
     x = cast_floats(dict(inputs), WIDE)
     base = get_path(x, path)
@@ -175,14 +170,12 @@ class SamePrecision:
     """The same-precision gradient algorithms of one example, computed once for all its paths.
 
     ``gradients[k][path]`` is algorithm k's gradient in the test dtype: reverse-mode differentiation
-    of
-    the reference itself (reference/autodiff.py), for every component, and the short analytic VJPs
-    where the reference has them (reference/gradients.py: softmax, attention in both forms of D,
-    MHA,
-    additive attention). ``wide[path]`` is the reverse-mode gradient in extended precision, what
-    they
-    are measured against; ``rounding[path]`` the analytic algorithms' running error bounds.
-    An aliased array's gradient is the sum over its uses (query + key + value in self-attention).
+    of the reference itself (reference/autodiff.py), for every component, and the short analytic
+    VJPs where the reference has them (reference/gradients.py: softmax, attention in both forms of
+    D, MHA, additive attention). ``wide[path]`` is the reverse-mode gradient in extended precision,
+    what they are measured against; ``rounding[path]`` the analytic algorithms' running error
+    bounds. An aliased array's gradient is the sum over its uses (query + key + value in
+    self-attention).
     """
 
     gradients: tuple[dict[str, np.ndarray], ...]
@@ -304,8 +297,7 @@ def vjp_property(
 ) -> Property:
     """The differential gradient property of a component whose inputs come from draw(data, dtype,
     variant): every path in wrt(variant) checked. A piecewise-smooth component (ReLU) gives
-    max_step,
-    so no difference straddles a kink."""
+    max_step, so no difference straddles a kink."""
 
     def check(subject: Subject, data: st.DataObject, variant: Any) -> None:
         inputs = draw(data, subject.dtype, variant)

@@ -1,21 +1,16 @@
 """Spec entry: encoder_decoder(src_tokens, tgt_in, params, num_heads, src_lengths=None,
-norm_first=False,
-activation="relu", eps=1e-5) -> log-probabilities (B, T, V); see reference/model.py for the layout.
+norm_first=False, activation="relu", eps=1e-5) -> log-probabilities (B, T, V); see
+reference/model.py for the layout.
 
 Teacher forcing: tgt_in = shift_right(targets), so the log-probs at step t may depend on
-tgt_in[:t+1]
-(targets before t) only. Properties: rows are log-distributions; (a) changing the decoder input
-after
-step t leaves steps <= t unchanged; (b) decoding step by step, re-running the growing prefix, gives
-the
-parallel teacher-forced log-probs. The key/value-cache variant of (b) is the component
-incremental_decoder (spec/stacks.py): cached step-by-step decoding equals the parallel decoder, and
-the
-log-probs are a per-position function of the decoder output (tied projection, log-softmax).
-src_lengths in [0, S]: an empty source leaves attention rows that see no key (their output is b_o).
-error_scale: (1 + max|logp|) times the number of sublayers, 2 per encoder and 3 per decoder layer
-(see
-spec/stacks.py).
+tgt_in[:t+1] (targets before t) only. Properties: rows are log-distributions; (a) changing the
+decoder input after step t leaves steps <= t unchanged; (b) decoding step by step, re-running the
+growing prefix, gives the parallel teacher-forced log-probs. The key/value-cache variant of (b) is
+the component incremental_decoder (spec/stacks.py): cached step-by-step decoding equals the parallel
+decoder, and the log-probs are a per-position function of the decoder output (tied projection,
+log-softmax). src_lengths in [0, S]: an empty source leaves attention rows that see no key (their
+output is b_o). error_scale: (1 + max|logp|) times the number of sublayers, 2 per encoder and 3 per
+decoder layer (see spec/stacks.py).
 """
 
 from __future__ import annotations
@@ -46,9 +41,8 @@ from spec.tolerance import compare
 
 def _model_inputs(data: st.DataObject, dtype: DType, variant: str | None) -> dict[str, Any]:
     """Inputs under a variant "post_ln|pre_ln[+src_padding]": 1 or 2 layers per stack, the final
-    norms
-    (present for pre-LN, drawn for post-LN, as torch's nn.Transformer has them), activation and eps
-    drawn."""
+    norms (present for pre-LN, drawn for post-LN, as torch's nn.Transformer has them), activation
+    and eps drawn."""
     tokens = (variant or "post_ln").split("+")
     s: StackShape = data.draw(st.sampled_from(STACK_BUCKETS), label="shape")
     params: dict[str, Any] = {

@@ -40,12 +40,9 @@ from spec.strategies import (
 @dataclass(frozen=True)
 class Attending:
     """A multi-head attention variant: which arrays the query, key and value are (``self``: one
-    array;
-    ``memory``: cross-attention over one encoder memory, key is value, as encoder-decoder models
-    call
-    it; ``cross``: three arrays), the mask variant, and whether H is forced to 1. Its str is the
-    test
-    id's ("self+causal_top_left", "memory+padding")."""
+    array; ``memory``: cross-attention over one encoder memory, key is value, as encoder-decoder
+    models call it; ``cross``: three arrays), the mask variant, and whether H is forced to 1. Its
+    str is the test id's ("self+causal_top_left", "memory+padding")."""
 
     kind: str = "self"
     masking: Masking = Masking()
@@ -224,8 +221,7 @@ def _is(a: str, b: str) -> Any:
 
 
 # The key bias adds q . b_k to every logit of a query's row: softmax is shift-invariant, so no
-# output
-# (and no gradient but b_k's own, which is 0) depends on it.
+# output (and no gradient but b_k's own, which is 0) depends on it.
 _KEY_BIAS = {
     kind: "the key bias shifts every logit of a row by the same q . b_k; softmax is invariant to "
     "that shift"

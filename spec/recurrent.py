@@ -2,17 +2,14 @@
 reference/recurrent.py).
 
     recurrent_cell(x (B, E), state (B, N) | LSTM [h | c] (B, 2N), params, cell) -> new state, same
-    shape
-    rnn_encoder(x (B, T, E), params {"forward"[, "backward"]}, cell, lengths=None) -> (B, T, dirs N)
-    context_vector(x, params, cell, lengths=None) -> (B, dirs N): the final hidden state(s)
+    shape rnn_encoder(x (B, T, E), params {"forward"[, "backward"]}, cell, lengths=None) -> (B, T,
+    dirs N) context_vector(x, params, cell, lengths=None) -> (B, dirs N): the final hidden state(s)
 Gate order (the spec's own): gru (z, r, n), lstm (i, f, g, o). Bidirectional outputs concatenate
 [forward | backward]; outputs past a sequence's length are 0; the backward direction starts at each
 sequence's last real step. Properties: a run equals the cell applied step by step; a batch equals
-its
-items; padded steps change nothing; reversing the input swaps the two directions; the context's size
-does not depend on T and equals the encoder's outputs at the sequence ends.
-error_scale: the largest pre-activation |x| |W_x| + |b_x| + |h| |W_h| + |b_h| (|h| <= 1, |c| <= T),
-times T.
+its items; padded steps change nothing; reversing the input swaps the two directions; the context's
+size does not depend on T and equals the encoder's outputs at the sequence ends. error_scale: the
+largest pre-activation |x| |W_x| + |b_x| + |h| |W_h| + |b_h| (|h| <= 1, |c| <= T), times T.
 """
 
 from __future__ import annotations
@@ -39,10 +36,8 @@ class RecShape(NamedTuple):
 
 
 # float64 and float32 in the default run for the recurrent and seq2seq families: the seq2seq issue's
-# scope.
-# All four dtypes passed on numpy, torch and jax when measured (README); half precision here costs
-# jax a
-# compilation per shape for little.
+# scope. All four dtypes passed on numpy, torch and jax when measured (README); half precision here
+# costs jax a compilation per shape for little.
 DEFAULT_RUN_DTYPES: tuple[DType, ...] = (FLOAT64, FLOAT32)
 # the smallest legal sizes (B = T = E = N = 1: w_x and w_h of one shape), E > N and E < N
 REC_BUCKETS = (RecShape(1, 1, 1, 1), RecShape(2, 5, 4, 3), RecShape(3, 4, 2, 4))
@@ -198,8 +193,8 @@ def context_size_is_fixed(subject: Subject, data: st.DataObject, variant: str | 
 
 def context_is_encoder_ends(subject: Subject, data: st.DataObject, variant: str | None) -> None:
     """The context is the encoder's forward output at each sequence's last real step and,
-    bidirectional,
-    the backward output at step 0 (its final state), from the same adapter's rnn_encoder."""
+    bidirectional, the backward output at step 0 (its final state), from the same adapter's
+    rnn_encoder."""
     inputs = encoder_inputs(data, subject.dtype, variant)
     context = subject.case(inputs)
     outputs = subject.sibling("rnn_encoder").case(inputs)

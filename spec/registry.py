@@ -1,10 +1,8 @@
 """Every component of the spec, by name: collected from the spec's modules, not listed by hand.
 
 A spec module states its components as ``Component`` records at module level; importing the module
-is
-what makes them part of the spec. Gradient properties (spec/gradient_checks.py) join the forward
-ones of
-the components they cover.
+is what makes them part of the spec. Gradient properties (spec/gradient_checks.py) join the forward
+ones of the components they cover.
 """
 
 from __future__ import annotations

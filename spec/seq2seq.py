@@ -1,21 +1,16 @@
 """Spec entries: additive_attention_weights (Bahdanau), multiplicative_attention_weights (Luong dot
-/
-general / concat), attention_context, attentional_hidden, attention_decoder (teacher forcing) and
+/ general / concat), attention_context, attentional_hidden, attention_decoder (teacher forcing) and
 free_running_decoder (formulas in reference/seq2seq.py).
 
 mask (B, S) bool, True = a real source position; a row with no real position gets all-zero weights
-(the
-suite's fully-masked convention; the decoders' src_lengths lie in [1, S]). Properties: weights are
-distributions with padded positions at exactly 0; with the scoring network blind to the decoder
-state (W = 0) Bahdanau's weights
-are the same for every state; a context lies within the per-coordinate range of the encoder states;
-feeding the teacher-forced decoder the free-running output reproduces the free-running logits; the
-free-running logits equal the oracle's teacher-forced logits on the tokens the adapter chose (robust
-to
-near-ties: an argmax is never compared across implementations).
-error_scale: weights 1 + how far rounding moves a score (through a tanh: where it is not flat);
-context
-the largest sum_j |alpha_j h_jd|; decoders (1 + max|logit|) x steps.
+(the suite's fully-masked convention; the decoders' src_lengths lie in [1, S]). Properties: weights
+are distributions with padded positions at exactly 0; with the scoring network blind to the decoder
+state (W = 0) Bahdanau's weights are the same for every state; a context lies within the
+per-coordinate range of the encoder states; feeding the teacher-forced decoder the free-running
+output reproduces the free-running logits; the free-running logits equal the oracle's teacher-forced
+logits on the tokens the adapter chose (robust to near-ties: an argmax is never compared across
+implementations). error_scale: weights 1 + how far rounding moves a score (through a tanh: where it
+is not flat); context the largest sum_j |alpha_j h_jd|; decoders (1 + max|logit|) x steps.
 """
 
 from __future__ import annotations
@@ -115,12 +110,9 @@ def _weights_inputs(component: str) -> Any:
 
 def _weights_scale(inputs: Mapping[str, Any]) -> float:
     """1 + a bound on how far rounding moves a score: |s| |W| |h| for dot and general; through a
-    tanh,
-    e = v . tanh(a), sum_k |v_k| (1 + sech^2(a_k) |a_k|-magnitude): the score's own size, and the
-    rounding
-    of the tanh's argument a = s W_s + h_j W_h (at |s| |W_s| + |h_j| |W_h|) where the tanh is not
-    flat
-    (found by drawing large encoder states: |h| ~ 1e4 rounds a at 1e4 u)."""
+    tanh, e = v . tanh(a), sum_k |v_k| (1 + sech^2(a_k) |a_k|-magnitude): the score's own size, and
+    the rounding of the tanh's argument a = s W_s + h_j W_h (at |s| |W_s| + |h_j| |W_h|) where the
+    tanh is not flat (found by drawing large encoder states: |h| ~ 1e4 rounds a at 1e4 u)."""
     p = inputs["params"]
     s, h = inputs.get("s", inputs.get("s_prev")), inputs["h"]
     if "v" in p:
@@ -143,8 +135,7 @@ def _weights_scale(inputs: Mapping[str, Any]) -> float:
 
 def weights_are_distributions(subject: Subject, data: st.DataObject, variant: str | None) -> None:
     """Weights over the source sum to 1 and padded source positions get exactly 0 (a row with no
-    real
-    position: all zeros, the suite's fully-masked convention)."""
+    real position: all zeros, the suite's fully-masked convention)."""
     case = subject.case(_weights_inputs(subject.component.name)(data, subject.dtype, variant))
     w = case.got.astype(np.float64)
     mask = case.inputs.get("mask", np.ones(w.shape, bool))
@@ -182,9 +173,8 @@ def state_blind_scores_give_fixed_weights(
 
 
 # How a row of weights is made: attention's (softmax over the real positions), hard attention
-# (one-hot),
-# uniform (ties), all zeros (a fully padded source), or any reals (the context is a plain weighted
-# sum)
+# (one-hot), uniform (ties), all zeros (a fully padded source), or any reals (the context is a plain
+# weighted sum)
 WEIGHT_KINDS = ("softmax", "one_hot", "uniform", "zero_row", "unnormalised")
 
 
@@ -215,8 +205,7 @@ def _context_inputs(data: st.DataObject, dtype: DType, variant: str | None) -> d
 
 def context_within_range(subject: Subject, data: st.DataObject, variant: str | None) -> None:
     """A context is a convex combination: each coordinate lies within the range of the encoder
-    states
-    it weights (positions of nonzero weight), up to the policy's bound."""
+    states it weights (positions of nonzero weight), up to the policy's bound."""
     case = subject.case(_context_inputs(data, subject.dtype, "distributions"))
     h, w = case.inputs["h"].astype(np.float64), case.inputs["weights"].astype(np.float64)
     seen = (w > 0)[..., None]  # (B, S, 1)
@@ -320,8 +309,7 @@ def _teacher_forced_on_own_tokens(subject: Subject, inputs: dict[str, Any]) -> t
 
 def free_running_matches_oracle(subject: Subject, data: st.DataObject, variant: str | None) -> None:
     """The free-running logits equal the oracle's teacher-forced logits on the tokens the adapter
-    chose
-    (so an implementation that feeds back anything but its own argmax is caught)."""
+    chose (so an implementation that feeds back anything but its own argmax is caught)."""
     free, forced = _teacher_forced_on_own_tokens(
         subject, _free_inputs(data, subject.dtype, variant)
     )

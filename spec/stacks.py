@@ -2,20 +2,16 @@
 reference/stacks.py).
 
     encoder_layer(x (B, T, D), params, num_heads, mask=None, norm_first=False, activation="relu",
-    eps=1e-5)
-    decoder_layer(y (B, T, D), memory (B, S, D), params, num_heads, memory_mask=None,
-    norm_first=False, ...)
-    encoder(x, layers, num_heads, mask=None, norm_first=False, activation="relu", eps=1e-5,
-    final_norm=None)
-    decoder(y, memory, layers, num_heads, memory_mask=None, ..., final_norm=None)
-The decoder's self-attention is causal (top-left). Dropout is not part of these: evaluation mode.
-A query row whose mask hides every key attends to nothing: its attention output is the output bias
-b_o
+    eps=1e-5) decoder_layer(y (B, T, D), memory (B, S, D), params, num_heads, memory_mask=None,
+    norm_first=False, ...) encoder(x, layers, num_heads, mask=None, norm_first=False,
+    activation="relu", eps=1e-5, final_norm=None) decoder(y, memory, layers, num_heads,
+    memory_mask=None, ..., final_norm=None)
+The decoder's self-attention is causal (top-left). Dropout is not part of these: evaluation mode. A
+query row whose mask hides every key attends to nothing: its attention output is the output bias b_o
 (multi_head_attention's convention), so an item of key-padding length 0 is in the domain.
 error_scale (compound components): (1 + max|output|) times the number of sublayers. The measured
 same-precision error, which sees every rounding of the composition, carries the bound; the floor
-only
-guards outputs of O(1) magnitude against a lucky exact same-precision run.
+only guards outputs of O(1) magnitude against a lucky exact same-precision run.
 """
 
 from __future__ import annotations
@@ -64,8 +60,7 @@ MASK_KINDS = ("padding", "padding_zero_length", "bool", "additive")
 @st.composite
 def layer_params(draw: Any, D: int, dtype: DType, decoder: bool) -> dict[str, Any]:
     """Return a strategy for one layer's canonical params (F = 2 D; attention biases all, none or
-    some;
-    LayerNorm gamma ~ 1, beta ~ 0)."""
+    some; LayerNorm gamma ~ 1, beta ~ 0)."""
     F = 2 * D
     params: dict[str, Any] = {"self_attn": draw(mha_params(D, dtype), label="self_attn")}
     if decoder:
@@ -93,10 +88,8 @@ def norm_params(draw: Any, D: int, dtype: DType) -> dict[str, np.ndarray]:
 
 def _bool_mask(data: st.DataObject, s: AttentionShape) -> np.ndarray:
     """A bool mask in one of the broadcast shapes models pass: per head (B, H, T, S), one (T, S) for
-    the
-    batch, per item and query (B, 1, T, S), key-only (B, 1, 1, S) or (S,), or per query row (T, 1)
-    (every
-    key or none, here every one); every row keeps a key."""
+    the batch, per item and query (B, 1, T, S), key-only (B, 1, 1, S) or (S,), or per query row (T,
+    1) (every key or none, here every one); every row keeps a key."""
     shapes = [
         (s.B, s.H, s.T, s.S),
         (s.T, s.S),
@@ -122,9 +115,8 @@ def _draw(component: str) -> Any:
 
     def draw(data: st.DataObject, dtype: DType, variant: str | None) -> dict[str, Any]:
         """Inputs under a variant "post_ln|pre_ln[+mask
-        kind|+masked][+activation][+final_norm|+no_final_norm]";
-        what the variant does not name (activation, eps, the number of layers, the final norm) is
-        drawn."""
+        kind|+masked][+activation][+final_norm|+no_final_norm]"; what the variant does not name
+        (activation, eps, the number of layers, the final norm) is drawn."""
         tokens = (variant or "post_ln").split("+")
         s: StackShape = data.draw(st.sampled_from(STACK_BUCKETS), label="shape")
         x = data.draw(arrays((s.B, s.T, s.D), dtype, allow_large=False), label="x")
@@ -188,9 +180,8 @@ def _scale(sublayers: int) -> Any:
         if wide.get("final_norm") is None:
             return base
         # A final LayerNorm divides what reaches it by its std (found by the seed sweep: jax,
-        # pre-LN,
-        # D = 4, float64 off by 1.2x a bound without this): the stack's error is amplified by
-        # max|gamma| / std, and the norm adds its own rounding (spec/layers.py's scale).
+        # pre-LN, D = 4, float64 off by 1.2x a bound without this): the stack's error is amplified
+        # by max|gamma| / std, and the norm adds its own rounding (spec/layers.py's scale).
         from spec.layers import _ln_scale
 
         h = fn(**{**wide, "final_norm": None})  # (B, T, D): what the final norm normalises
@@ -630,8 +621,7 @@ def _bad_inputs(component: str) -> tuple[BadInput, ...]:
 
 
 # The placements real models use, post-LN (the paper, BERT) and pre-LN (GPT-2, T5), each unmasked
-# and
-# with a mask of a drawn kind (MASK_KINDS)
+# and with a mask of a drawn kind (MASK_KINDS)
 LAYER_VARIANTS = ("post_ln", "pre_ln", "post_ln+masked", "pre_ln+masked")
 STACK_VARIANTS = ("post_ln", "pre_ln+final_norm", "post_ln+masked", "pre_ln+masked")
 

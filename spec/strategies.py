@@ -42,11 +42,9 @@ ATTENTION_BUCKETS = (
 )
 
 # Shapes past the tiles kernels cut the problem into (16 to 256 rows or keys, head dims specialised
-# up
-# to 64, 128 or 256): the last partial key block, a running maximum carried across blocks, a causal
-# boundary inside a block, head dims past a specialisation, one past a power of two. Drawn in a
-# share
-# of the examples (TILE_SHARE), so the default run reaches them within its time budget.
+# up to 64, 128 or 256): the last partial key block, a running maximum carried across blocks, a
+# causal boundary inside a block, head dims past a specialisation, one past a power of two. Drawn in
+# a share of the examples (TILE_SHARE), so the default run reaches them within its time budget.
 TILE_BUCKETS = (
     AttentionShape(B=1, H=1, T=65, S=129, K=80, Kv=80),  # one past 64 and 128; K = 80
     AttentionShape(
@@ -75,8 +73,7 @@ ShapeFilter = Callable[[AttentionShape], bool]
 @st.composite
 def attention_shapes(draw: Any, where: ShapeFilter | None = None) -> AttentionShape:
     """Return a strategy for (B, H, T, S, K, Kv): the small buckets, a share of tile shapes (and
-    free sizes
-    when thorough)."""
+    free sizes when thorough)."""
     keep = where or (lambda s: True)
     tiles = [s for s in TILE_BUCKETS if keep(s)]
     # the last choice of the index means a tile shape: Hypothesis starts from, and shrinks to, small
@@ -149,9 +146,8 @@ class AttentionInputs(NamedTuple):
 
 def attention_scales(K: int) -> st.SearchStrategy[float | None]:
     """Return a strategy for ``scale`` over its domain (None or any finite real): the default, the
-    default
-    written out, 0 (uniform weights), negative, non-dyadic, large, tiny, and 1/K (the classic
-    slip)."""
+    default written out, 0 (uniform weights), negative, non-dyadic, large, tiny, and 1/K (the
+    classic slip)."""
     return st.sampled_from([None, None, 1.0 / np.sqrt(K), 0.5, 0.0, -0.7, 0.3, 4.0, 1e-3, 1.0 / K])
 
 
@@ -165,9 +161,8 @@ def attention_inputs(
     scale = draw(attention_scales(s.K), label="scale") if scaled else None
     kind = draw(value_kinds(), label="qk_kind")
     # "large" aims the logits q.k * scale at large_logit(dtype): q, k ~ N(0, sigma^2), logit ~
-    # sigma^2 sqrt(K)
-    # at the default scale 1/sqrt(K); another scale moves sigma so the logits stay at that
-    # magnitude.
+    # sigma^2 sqrt(K) at the default scale 1/sqrt(K); another scale moves sigma so the logits stay
+    # at that magnitude.
     default = 1.0 / np.sqrt(s.K)
     effective = abs(scale) if scale else default
     sigma2 = min(large_logit(dtype), 1e4) / np.sqrt(s.K) * default / effective
@@ -183,11 +178,9 @@ def attention_inputs(
 class Masking:
     """A mask variant, the discrete axis of attention tests: the mask's kind ("none", "bool",
     "additive", "padding"), the causal alignment, and whether some query row sees no key
-    (``empty``).
-    Its str is the test id's ("bool+causal_top_left", "padding_zero_length",
-    "causal_bottom_right_T>S").
-    A variant never empties a query row unless it says so (that convention has a property of its
-    own)."""
+    (``empty``). Its str is the test id's ("bool+causal_top_left", "padding_zero_length",
+    "causal_bottom_right_T>S"). A variant never empties a query row unless it says so (that
+    convention has a property of its own)."""
 
     mask: str = "none"
     causal: str | None = None
@@ -243,9 +236,8 @@ class MaskDraw(NamedTuple):
 
 def _mask_shape(draw: Any, s: AttentionShape) -> tuple[int, ...]:
     """Any shape that broadcasts to (B, H, T, S): each axis full or 1, leading axes dropped (1 to 4
-    axes),
-    so per-head, per-batch, per-query-row (..., T, 1), key-only (..., 1, S) and 1-D (S,) masks all
-    come."""
+    axes), so per-head, per-batch, per-query-row (..., T, 1), key-only (..., 1, S) and 1-D (S,)
+    masks all come."""
     full = (s.B, s.H, s.T, s.S)
     kept = draw(st.tuples(*[st.booleans()] * 4), label="mask_full_axes")
     ndim = draw(st.sampled_from([4, 2, 3, 1]), label="mask_ndim")

@@ -2,8 +2,7 @@
 
     transformer-conformance --adapter mypkg.mod:obj [--component NAME ...] [--report DIR]
                             [--profile dev|ci|thorough] [--max-examples N] [--device cpu|cuda] [-n
-                            N]
-                            [any other pytest option]
+                            N] [any other pytest option]
     transformer-conformance list                  the components and their signatures
     transformer-conformance explain COMPONENT     one component's contract
     transformer-conformance merge DIR... --out D  one matrix, JSON and Markdown from shard reports
@@ -58,17 +57,15 @@ ADAPTER_CONTRACT = """\
 How an adapter is called (adapters/__init__.py states the whole interface):
     A function named like the component receives the keyword arguments above as NumPy arrays and
     Python values and returns a NumPy array of the output's shape in the inputs' dtype (token ids
-    and
-    masks: their integer/bool dtype). bfloat16 arrives as ml_dtypes.bfloat16 (NumPy has none): to
-    torch, torch.from_numpy(a.view(np.int16)).view(torch.bfloat16), and back, t.view(torch.int16)
+    and masks: their integer/bool dtype). bfloat16 arrives as ml_dtypes.bfloat16 (NumPy has none):
+    to torch, torch.from_numpy(a.view(np.int16)).view(torch.bfloat16), and back, t.view(torch.int16)
     .numpy().view(ml_dtypes.bfloat16); jax takes and gives ml_dtypes arrays as they are. An argument
     that holds its default may be left out of a call, so the adapter's own defaults must be the
-    spec's.
-    Raise adapters.Unsupported for an input your library cannot express (counted per example).
-    Gradients: vjp(component, inputs, cotangent, wrt) -> {path: gradient of <cotangent, output>} for
-    the paths in wrt ("q", "params.w_q"), same shape and dtype as the input; an array passed as two
-    arguments (self-attention: query is key is value) is one variable: its gradient sums its
-    uses."""
+    spec's. Raise adapters.Unsupported for an input your library cannot express (counted per
+    example). Gradients: vjp(component, inputs, cotangent, wrt) -> {path: gradient of <cotangent,
+    output>} for the paths in wrt ("q", "params.w_q"), same shape and dtype as the input; an array
+    passed as two arguments (self-attention: query is key is value) is one variable: its gradient
+    sums its uses."""
 
 
 def explain(name: str) -> str:

@@ -1,10 +1,9 @@
 """The spec held to its own argument domains (spec/domains.py): which regions the strategies draw,
-and
-which mechanical mutants of the reference the properties catch.
+and which mechanical mutants of the reference the properties catch.
 
     python -m transformer_conformance.meta mutants [COMPONENT ...]    # the mutant table
-    (docs/MUTANTS.md)
-    python -m transformer_conformance.meta coverage [COMPONENT ...]   # regions never drawn
+    (docs/MUTANTS.md) python -m transformer_conformance.meta coverage [COMPONENT ...]   # regions
+    never drawn
 
 Both run the component's forward properties exactly as the conformance tests do (the runner, the
 derandomized ``ci`` profile): coverage with an adapter that records its inputs, the mutants with the
@@ -153,10 +152,9 @@ def first_failure(component: str, namespace: Any) -> str | None:
 
 def hunt(mutant: Mutant, drawn: list[Mapping[str, Any]] | None = None) -> Verdict | None:
     """Run the component's properties against the mutant until one fails. A mutant that changes none
-    of
-    the drawn inputs is not hunted: a swap of two arguments never of one shape does not apply
-    (None);
-    a default or a perturbation that changes nothing means the argument's domain is never drawn."""
+    of the drawn inputs is not hunted: a swap of two arguments never of one shape does not apply
+    (None); a default or a perturbation that changes nothing means the argument's domain is never
+    drawn."""
     component = COMPONENTS[mutant.component]
     if drawn is not None and not any(mutant.applies(i) for i in drawn):
         if mutant.is_swap:

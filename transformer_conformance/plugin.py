@@ -2,13 +2,10 @@
 report.
 
 Installed, it is the ``pytest11`` entry point ``transformer_conformance`` and loads with every
-pytest
-run, inert until asked: it becomes active when ``--adapter`` is given (the conformance tests are
-then
-added to the run, beside the user's own), when ``--conformance`` is, or when the run collects the
-conformance tests (transformer_conformance/conformance/). Inactive, it changes nothing: no profile
-is
-loaded, no library imported, no environment variable set.
+pytest run, inert until asked: it becomes active when ``--adapter`` is given (the conformance tests
+are then added to the run, beside the user's own), when ``--conformance`` is, or when the run
+collects the conformance tests (transformer_conformance/conformance/). Inactive, it changes nothing:
+no profile is loaded, no library imported, no environment variable set.
 
 State lives in one object (``Conformance``) registered with pytest, not in module globals. Under
 pytest-xdist every worker runs tests and the controller, which receives every test report, keeps the
@@ -36,10 +33,9 @@ USAGE_ERROR, IMPORT_ERROR = 2, 3
 TESTS = Path(__file__).parent / "conformance"
 
 # Hypothesis profiles, as settings objects (the user's own profiles and loaded profile are left
-# alone).
-# `ci` is derandomized (the same examples every run) and the default under CI; `dev` is quick and
-# random; `thorough` draws many more examples and free shapes as well as buckets. Deadlines are off:
-# JAX compiles on a shape's first call; hangs are pytest-timeout's job.
+# alone). `ci` is derandomized (the same examples every run) and the default under CI; `dev` is
+# quick and random; `thorough` draws many more examples and free shapes as well as buckets.
+# Deadlines are off: JAX compiles on a shape's first call; hangs are pytest-timeout's job.
 _COMMON: dict[str, Any] = dict(
     deadline=None,
     print_blob=True,
@@ -150,9 +146,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if requested and not _collects_conformance(config):
         config.args.append(str(TESTS))  # the conformance tests join the user's own
     # JAX would take 75% of a GPU's memory when its backend starts, leaving torch (same process,
-    # --device
-    # cuda, the benchmarks) to run out: allocate on demand instead. Must precede the first jax
-    # import.
+    # --device cuda, the benchmarks) to run out: allocate on demand instead. Must precede the first
+    # jax import.
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     profile = config.getoption("profile") or default_profile()
     if profile == "thorough":  # read by spec/strategies.py at import
@@ -323,8 +318,7 @@ class Conformance:
     # --- running a target (called by the conformance tests) --------------------------------------
     def run(self, request: pytest.FixtureRequest, target: Any, gradient: bool = False) -> None:
         """Run one target: pass, or skip (unsupported), xfail (declared deviation seen), or fail
-        with
-        a rerun command and the failing inputs saved."""
+        with a rerun command and the failing inputs saved."""
         from transformer_conformance import runner
 
         base = self.settings

@@ -163,9 +163,8 @@ def not_run(collected: dict[tuple[str, str], int], records: list[dict[str, Any]]
 
 def cell_text(outcomes: dict[str, int], emphasis: bool = False, not_run: int = 0) -> str:
     """One matrix cell: the worst outcome of its tests with counts (bold in Markdown when not a
-    pass),
-    and how many of its tests never ran (a run stopped by -x): a cell is not judged on tests it
-    skipped."""
+    pass), and how many of its tests never ran (a run stopped by -x): a cell is not judged on tests
+    it skipped."""
     tail = f", {not_run} not run" if not_run else ""
     if not outcomes:
         return f"not run ({not_run})" if not_run else "-"
@@ -341,10 +340,8 @@ def plot(records: list[dict[str, Any]], path: Path) -> Path | None:
 
 def merge(directories: list[Path], out: Path) -> bool:
     """One report from shard reports (a CI matrix or a job array, each shard run with --report):
-    every
-    test's record once (a test two shards ran keeps its worst outcome), the runs' information side
-    by
-    side. Returns whether any test failed."""
+    every test's record once (a test two shards ran keeps its worst outcome), the runs' information
+    side by side. Returns whether any test failed."""
     runs: list[dict[str, Any]] = []
     by_test: dict[str, dict[str, Any]] = {}
     for directory in directories:

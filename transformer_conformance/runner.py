@@ -8,13 +8,12 @@ means, so that an outcome does not depend on which example happened to come firs
 run
   goes on with examples it can express; Hypothesis keeps drawing until the profile's number of
   supported examples is reached (or it has tried ten times as many). Only a target with fewer than
-  ``MIN_SUPPORTED`` supported examples
-  is reported unsupported, with "N of M examples unsupported" and the reasons.
+  ``MIN_SUPPORTED`` supported examples is reported unsupported, with "N of M examples unsupported"
+  and the reasons.
 - A declared deviation is judged over all examples: the run never stops at the first difference and
   reports "seen in N of M examples". When no example shows it, a dedicated search
-  (``CONFIRM_FACTOR``
-  times the examples, steered by Hypothesis' targeting towards the largest observed / allowed error)
-  runs before the target is said to conform.
+  (``CONFIRM_FACTOR`` times the examples, steered by Hypothesis' targeting towards the largest
+  observed / allowed error) runs before the target is said to conform.
 - A failure carries the command that reruns exactly that example (the test id, the adapter, the
   Hypothesis reproduction blob) and the path of the failing inputs saved as .npz (``failures.py``).
 """
@@ -41,8 +40,7 @@ from spec.core import ConformanceError, Subject, Unsupported
 # A target needs this many examples the adapter can express before its verdict counts.
 MIN_SUPPORTED = 3
 # A declared deviation that no example showed gets this many times the examples, targeted, before
-# the
-# target is reported as conforming ("the declaration may be stale").
+# the target is reported as conforming ("the declaration may be stale").
 CONFIRM_FACTOR = 5
 # Hypothesis' targeting needs a finite score; an infinite observed / allowed (allowed 0) is capped
 # here.
@@ -150,11 +148,10 @@ def run(
     """Run ``body`` over Hypothesis examples; return the tally, or raise Outcome or the failure.
 
     ``declared`` is the adapter's declared deviation for this target. One without a trigger covers
-    the
-    whole target, and the verdict is the deviation's (seen, or not seen after a targeted search).
-    One
-    with a trigger covers only the examples it names: any other example's failure is a failure, and
-    the target passes with the count of examples that showed the deviation in its tally.
+    the whole target, and the verdict is the deviation's (seen, or not seen after a targeted
+    search). One with a trigger covers only the examples it names: any other example's failure is a
+    failure, and the target passes with the count of examples that showed the deviation in its
+    tally.
     """
     tally = Tally() if tally is None else tally  # the caller's, to read even when the run raises
     config = settings(

@@ -6,8 +6,7 @@ clones.
 A flaky bound is a defect as serious as a missed bug, and the derandomized ``ci`` profile can hide
 one:
 this runs ``pytest --hypothesis-seed=N`` for every seed, each worker in its own clone of HEAD (so
-the
-working copy can change meanwhile) and one pytest process per core. It writes, under --out:
+the working copy can change meanwhile) and one pytest process per core. It writes, under --out:
 ``s<N>/conformance.json`` per seed, ``summary.json`` and ``SWEEP.md``: failures (with their rerun
 commands), and the distribution of observed / allowed over every comparison of the passing tests,
 per adapter and dtype (median, 99th percentile, maximum), with the sweep's wall time.

@@ -46,8 +46,7 @@ class Target:
     @property
     def id(self) -> str:
         """The test id: the adapter's key (a built-in's name or a third party's module:object, so
-        that a
-        pasted id loads its adapter), component.property[variant], dtype."""
+        that a pasted id loads its adapter), component.property[variant], dtype."""
         return f"{self.adapter.key}-{self.component.name}.{self.property_name}-{self.dtype.name}"
 
     @property

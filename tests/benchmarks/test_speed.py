@@ -3,9 +3,8 @@
 Deselected from the default run (marker `benchmark`); `make bench` runs them and writes the report.
 Each test: inputs placed on the device; the first call timed apart (compilation, autotuning) and
 spot-checked against the oracle; warm-up; synchronised timed rounds; then an independent timer,
-whose
-median is recorded beside the harness's (benchmarks/timing.py). GPU points skip where there is no
-GPU.
+whose median is recorded beside the harness's (benchmarks/timing.py). GPU points skip where there is
+no GPU.
 """
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
 """Deliberately broken backward passes behind a correct forward (issue: gradient conformance): a
-torch
-autograd.Function and a jax custom_vjp for attention, each with one bug the gradient checks must
-catch.
+torch autograd.Function and a jax custom_vjp for attention, each with one bug the gradient checks
+must catch.
 """
 
 from __future__ import annotations
@@ -134,9 +133,8 @@ class BrokenJaxBackward(JaxAdapter):
 
 class SelfAttentionGradientViaQueryOnly(TorchAdapter):
     """Self-attention whose gradient reaches the shared input through its query use only: the
-    forward is
-    right, the key and value uses are cut from the graph (a copy), as a kernel that fuses Q/K/V
-    might."""
+    forward is right, the key and value uses are cut from the graph (a copy), as a kernel that fuses
+    Q/K/V might."""
 
     name = "self_attention_gradient_via_query_only"
 

@@ -2,15 +2,11 @@
 a tile.
 
 ``tiled_attention`` is the FlashAttention-2 forward loop written in NumPy (Dao 2023, algorithm 1):
-query
-blocks of ``BLOCK_T`` rows, key blocks of ``BLOCK_S`` columns, an online softmax whose running
-maximum
-and sum are carried from one key block to the next, low precisions accumulated in float32 and
-rounded
-once at the end, as GPU kernels do. The planted variants change one line each; the default run of
-scaled_dot_product_attention (its tile-boundary shapes, spec/strategies.py) must catch every one,
-and
-the correct kernel must pass (tests/meta/test_planted_bugs.py).
+query blocks of ``BLOCK_T`` rows, key blocks of ``BLOCK_S`` columns, an online softmax whose running
+maximum and sum are carried from one key block to the next, low precisions accumulated in float32
+and rounded once at the end, as GPU kernels do. The planted variants change one line each; the
+default run of scaled_dot_product_attention (its tile-boundary shapes, spec/strategies.py) must
+catch every one, and the correct kernel must pass (tests/meta/test_planted_bugs.py).
 
 The bugs, and where real kernels had them:
 - last_block_unmasked: the last partial key block is padded to the block size and its padded keys

@@ -3,8 +3,7 @@ benchmarks.
 
 The cost models count what the spec's masks say; every CPU kernel the benchmarks time computes the
 component (spot-checked by the oracle at a tiny size), and a wrong one is refused; the report
-computes
-percentages of the measured peak and fits growth exponents from a synthetic run.
+computes percentages of the measured peak and fits growth exponents from a synthetic run.
 """
 
 from __future__ import annotations

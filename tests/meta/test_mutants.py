@@ -1,11 +1,9 @@
 """Mechanical mutants of the reference (spec/domains.py): each argument replaced by its default,
 perturbed slightly, swapped with an argument of its kind. The component's own properties (ci
-profile)
-catch every one, or its Arg says why no property can see it.
+profile) catch every one, or its Arg says why no property can see it.
 
 The whole table is ``make mutants`` (docs/MUTANTS.md, minutes); CI hunts a deterministic sample:
-every
-mutant of the arguments that carry regions in the attention family, and every fifth mutant
+every mutant of the arguments that carry regions in the attention family, and every fifth mutant
 elsewhere.
 """
 

@@ -101,9 +101,8 @@ def test_reference_passes_the_same_hunt(
 @pytest.mark.parametrize("bug", [None, *planted_tiled.BUGS], ids=lambda b: b or "correct")
 def test_tiled_kernel_bugs_are_caught_and_the_correct_kernel_conforms(bug: str | None) -> None:
     """The tiled kernels of tests/meta/planted_tiled.py against scaled_dot_product_attention's whole
-    default
-    run (every property, variant and dtype; ci profile): the correct one passes, each planted bug
-    fails."""
+    default run (every property, variant and dtype; ci profile): the correct one passes, each
+    planted bug fails."""
     from transformer_conformance.meta import first_failure
 
     kernel = planted_tiled.correct_tiled if bug is None else planted_tiled.PLANTED[bug]

@@ -1,6 +1,5 @@
 """The streaming oracle (reference/streaming.py) equals the plain reference where both run, for
-every
-mask kind, causal alignment, scale and block size, including rows that see no key."""
+every mask kind, causal alignment, scale and block size, including rows that see no key."""
 
 from __future__ import annotations
 

@@ -2,8 +2,7 @@
 "decoding".
 
 Generated from the records: the plugin parametrises these over adapter x component x property x
-variant
-x dtype (or bad input); transformer_conformance/conformance/tests.py holds the test bodies.
+variant x dtype (or bad input); transformer_conformance/conformance/tests.py holds the test bodies.
 """
 
 from transformer_conformance.conformance.tests import (

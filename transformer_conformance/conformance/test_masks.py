@@ -1,8 +1,7 @@
 """Conformance of the masks family (causal and key-padding masks): spec/ records of family "masks".
 
 Generated from the records: the plugin parametrises these over adapter x component x property x
-variant
-x dtype (or bad input); transformer_conformance/conformance/tests.py holds the test bodies.
+variant x dtype (or bad input); transformer_conformance/conformance/tests.py holds the test bodies.
 """
 
 from transformer_conformance.conformance.tests import (

@@ -1,12 +1,11 @@
 """The conformance tests' bodies, shared by the one thin file per family (test_<family>.py), so that
-a
-test id names the file of its family.
+a test id names the file of its family.
 
 Each test reads: draw inputs -> call the adapter -> check shape and dtype -> check the property ->
-compare with the oracle under the tolerance policy. Parametrised over adapter x component x
-property x variant x dtype (ids like
-``torch-scaled_dot_product_attention.matches_reference[additive]-float16``);
-the runner (transformer_conformance/runner.py) runs the examples and gives the verdict.
+compare with the oracle under the tolerance policy. Parametrised over adapter x component x property
+x variant x dtype (ids like
+``torch-scaled_dot_product_attention.matches_reference[additive]-float16``); the runner
+(transformer_conformance/runner.py) runs the examples and gives the verdict.
 """
 
 from __future__ import annotations
