@@ -7,72 +7,33 @@ very functions (reference/autodiff.py), judged against the finite differences of
 adapter's.
 """
 
-from reference.attention import (
-    attention_weights,
-    multi_head_attention,
-    scaled_dot_product_attention,
-    softmax,
+from reference import (
+    attention,
+    decoding,
+    layers,
+    masks,
+    model,
+    recurrent,
+    seq2seq,
+    stacks,
+    training,
 )
-from reference.decoding import beam_search, greedy_decode
-from reference.layers import (
-    add_and_norm,
-    dropout,
-    embed_with_positions,
-    layer_norm,
-    position_wise_ffn,
-    sinusoidal_positional_encoding,
-    tied_output_logits,
-    token_embedding,
-)
-from reference.masks import causal_mask, key_padding_mask
-from reference.model import encoder_decoder
-from reference.recurrent import context_vector, recurrent_cell, rnn_encoder
-from reference.seq2seq import (
-    additive_attention_weights,
-    attention_context,
-    attention_decoder,
-    attentional_hidden,
-    free_running_decoder,
-    multiplicative_attention_weights,
-)
-from reference.stacks import decoder, decoder_layer, encoder, encoder_layer, incremental_decoder
-from reference.training import cross_entropy, shift_right
+from reference.attention import *  # noqa: F403
+from reference.decoding import *  # noqa: F403
+from reference.layers import *  # noqa: F403
+from reference.masks import *  # noqa: F403
+from reference.model import *  # noqa: F403
+from reference.recurrent import *  # noqa: F403
+from reference.seq2seq import *  # noqa: F403
+from reference.stacks import *  # noqa: F403
+from reference.training import *  # noqa: F403
 
-__all__ = [
-    "add_and_norm",
-    "additive_attention_weights",
-    "attention_context",
-    "attention_decoder",
-    "attention_weights",
-    "attentional_hidden",
-    "beam_search",
-    "causal_mask",
-    "context_vector",
-    "cross_entropy",
-    "decoder",
-    "decoder_layer",
-    "dropout",
-    "embed_with_positions",
-    "encoder",
-    "encoder_decoder",
-    "encoder_layer",
-    "free_running_decoder",
-    "greedy_decode",
-    "incremental_decoder",
-    "key_padding_mask",
-    "layer_norm",
-    "multi_head_attention",
-    "multiplicative_attention_weights",
-    "position_wise_ffn",
-    "recurrent_cell",
-    "rnn_encoder",
-    "scaled_dot_product_attention",
-    "shift_right",
-    "sinusoidal_positional_encoding",
-    "softmax",
-    "tied_output_logits",
-    "token_embedding",
-]
+# Every component, collected from the modules' own __all__ (a new component is listed once, there).
+__all__ = sorted(
+    name
+    for module in (attention, decoding, layers, masks, model, recurrent, seq2seq, stacks, training)
+    for name in module.__all__
+)
 
 # The adapter interface (adapters/__init__.py): the reference is the built-in numpy adapter.
 name = "numpy"

@@ -20,6 +20,9 @@ import numpy as np
 from reference.checks import check_attention, check_multi_head, is_array
 from reference.masks import causal_mask
 
+# The components (the numpy adapter re-exports exactly these).
+__all__ = ["attention_weights", "multi_head_attention", "scaled_dot_product_attention", "softmax"]
+
 
 def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """a @ b rounded to a's dtype (NumPy's bfloat16 matmul returns float32)."""

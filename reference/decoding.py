@@ -11,6 +11,9 @@ import numpy as np
 
 from reference.checks import is_array
 
+# The components (the numpy adapter re-exports exactly these).
+__all__ = ["beam_search", "greedy_decode"]
+
 
 def _check(component: str, logprobs: np.ndarray, bos: int, eos: int, max_len: int) -> None:
     """logprobs a square table of scores, finite or -inf, every row with a finite entry; bos, eos

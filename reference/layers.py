@@ -12,6 +12,18 @@ import numpy as np
 
 from reference.checks import check_float_array, is_array, value
 
+# The components (the numpy adapter re-exports exactly these).
+__all__ = [
+    "add_and_norm",
+    "dropout",
+    "embed_with_positions",
+    "layer_norm",
+    "position_wise_ffn",
+    "sinusoidal_positional_encoding",
+    "tied_output_logits",
+    "token_embedding",
+]
+
 FLOAT_NAMES = ("float64", "float32", "float16", "bfloat16")
 
 

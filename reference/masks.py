@@ -11,6 +11,9 @@ import numpy as np
 
 from reference.checks import CAUSAL_ALIGNMENTS
 
+# The components (the numpy adapter re-exports exactly these).
+__all__ = ["causal_mask", "key_padding_mask"]
+
 
 def causal_mask(T: int, S: int, alignment: str = "top_left") -> np.ndarray:
     """Causal mask (T, S), True where query t may see key s.

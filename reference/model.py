@@ -12,6 +12,9 @@ from reference.masks import key_padding_mask
 from reference.stacks import check_options, decoder, encoder
 from reference.training import log_softmax
 
+# The components (the numpy adapter re-exports exactly these).
+__all__ = ["encoder_decoder"]
+
 
 def encoder_decoder(
     src_tokens: np.ndarray,

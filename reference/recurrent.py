@@ -20,6 +20,9 @@ import numpy as np
 from reference.attention import _matmul
 from reference.checks import is_array
 
+# The components (the numpy adapter re-exports exactly these).
+__all__ = ["context_vector", "recurrent_cell", "rnn_encoder"]
+
 GATES = {"rnn": ("h",), "gru": ("z", "r", "n"), "lstm": ("i", "f", "g", "o")}
 
 Params = Mapping[str, np.ndarray]

@@ -16,6 +16,16 @@ from reference.attention import _matmul, softmax
 from reference.checks import is_array
 from reference.recurrent import _check_float, _check_lengths, _fail, recurrent_cell
 
+# The components (the numpy adapter re-exports exactly these).
+__all__ = [
+    "additive_attention_weights",
+    "attention_context",
+    "attention_decoder",
+    "attentional_hidden",
+    "free_running_decoder",
+    "multiplicative_attention_weights",
+]
+
 SCORES = ("dot", "general", "concat")
 ATTENTIONS = ("bahdanau", "luong_dot", "luong_general", "luong_concat")
 

@@ -20,6 +20,9 @@ from reference.attention import _matmul, multi_head_attention, scaled_dot_produc
 from reference.checks import check_mask, is_array
 from reference.layers import ACTIVATIONS, layer_norm, position_wise_ffn
 
+# The components (the numpy adapter re-exports exactly these).
+__all__ = ["decoder", "decoder_layer", "encoder", "encoder_layer", "incremental_decoder"]
+
 Params = Mapping[str, Any]
 
 

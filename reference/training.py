@@ -7,6 +7,9 @@ import numpy as np
 
 from reference.checks import is_array
 
+# The components (the numpy adapter re-exports exactly these).
+__all__ = ["cross_entropy", "shift_right"]
+
 
 def shift_right(targets: np.ndarray, bos: int, pad: int) -> np.ndarray:
     """Decoder input under teacher forcing: [BOS] + target[:-1]  (Vaswani et al. 2017, 3; Williams &
