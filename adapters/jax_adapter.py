@@ -182,6 +182,19 @@ FAST_VARIANCE_ROWS = Deviation(
     when=_mean_dominates,
     trigger="a row whose |mean| exceeds 10 standard deviations",
 )
+# RMSNorm's eps and D, refused by the spec, accepted by flax nn.RMSNorm (flax 0.12.8)
+FLAX_RMS_NORM_UNCHECKED = {
+    "negative_eps": (
+        "flax nn.RMSNorm accepts epsilon < 0 without a check: nn.RMSNorm(epsilon=-1e-6) returns "
+        "finite values"
+    ),
+    "nan_eps": "flax nn.RMSNorm accepts epsilon = NaN without a check and returns NaN",
+    "eps_zero_on_a_zero_row": (
+        "flax nn.RMSNorm returns NaN (0/0) for a row of zeros at epsilon = 0 instead of refusing: "
+        "nn.RMSNorm(epsilon=0.0).apply(params, jnp.zeros((1, 4)))"
+    ),
+    "empty_model_dim": "flax nn.RMSNorm normalises over D = 0 features: an empty (..., 0)",
+}
 # LayerNorm's eps and D, refused by the spec, accepted by flax nn.LayerNorm (flax 0.12.8)
 FLAX_LAYER_NORM_UNCHECKED = {
     "negative_eps": "flax nn.LayerNorm accepts epsilon < 0 without a check: "
@@ -285,6 +298,7 @@ class JaxAdapter(JaxSeq2Seq):
             for c in ("layer_norm", "add_and_norm")
             for b, why in FLAX_LAYER_NORM_UNCHECKED.items()
         },
+        **{f"rms_norm.refuses[{b}]": why for b, why in FLAX_RMS_NORM_UNCHECKED.items()},
         **{
             f"cross_entropy.refuses[{b}]": (
                 "jax.nn.one_hot turns a target >= V or < 0 into a zero row, so the optax loss is "
@@ -555,6 +569,15 @@ class JaxAdapter(JaxSeq2Seq):
             )
         ln = nn.LayerNorm(epsilon=eps, dtype=x.dtype, param_dtype=x.dtype)
         out = ln.apply({"params": {"scale": self._j(gamma), "bias": self._j(beta)}}, self._j(x))
+        return self._np(cast(jax.Array, out))  # without mutable=, apply returns the output alone
+
+    def rms_norm(self, x: np.ndarray, gamma: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+        import flax.linen as nn
+
+        if gamma.shape != (x.shape[-1],):
+            raise ValueError(f"gamma must be (D,)=({x.shape[-1]},); got {gamma.shape}")
+        rms = nn.RMSNorm(epsilon=eps, dtype=x.dtype, param_dtype=x.dtype)
+        out = rms.apply({"params": {"scale": self._j(gamma)}}, self._j(x))
         return self._np(cast(jax.Array, out))  # without mutable=, apply returns the output alone
 
     def add_and_norm(

@@ -202,6 +202,20 @@ class TorchAdapter(TorchSeq2Seq):
             for c in ("layer_norm", "add_and_norm")
             for b, reason in LAYER_NORM_UNCHECKED.items()
         },
+        # F.rms_norm checks neither eps nor D (torch 2.13.0)
+        "rms_norm.refuses[negative_eps]": (
+            "F.rms_norm accepts eps < 0: F.rms_norm(torch.ones(1, 4), (4,), torch.ones(4), -1e-6) "
+            "is finite"
+        ),
+        "rms_norm.refuses[nan_eps]": "F.rms_norm accepts eps = NaN and returns NaN",
+        "rms_norm.refuses[eps_zero_on_a_zero_row]": (
+            "F.rms_norm returns NaN (0/0) for a row of zeros at eps = 0 instead of refusing: "
+            "F.rms_norm(torch.zeros(1, 4), (4,), torch.ones(4), 0.0)"
+        ),
+        "rms_norm.refuses[empty_model_dim]": (
+            "F.rms_norm normalises over D = 0 features: F.rms_norm(torch.ones(1, 0), (0,), "
+            "torch.ones(0)) is (1, 0)"
+        ),
         "token_embedding.refuses[empty_tokens]": (
             "F.embedding accepts an empty id array: F.embedding(torch.zeros(2, 0, "
             "dtype=torch.long), table) is (2, 0, D)"
@@ -481,6 +495,10 @@ class TorchAdapter(TorchSeq2Seq):
         return self._np(
             F.layer_norm(self._t(x), (x.shape[-1],), self._t(gamma), self._t(beta), eps)
         )
+
+    def rms_norm(self, x: np.ndarray, gamma: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+        # eps explicitly: F.rms_norm's own default (None) is finfo(x.dtype).eps, not the spec's 1e-6
+        return self._np(F.rms_norm(self._t(x), (x.shape[-1],), self._t(gamma), eps))
 
     def add_and_norm(
         self,

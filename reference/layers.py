@@ -19,6 +19,7 @@ __all__ = [
     "embed_with_positions",
     "layer_norm",
     "position_wise_ffn",
+    "rms_norm",
     "sinusoidal_positional_encoding",
     "tied_output_logits",
     "token_embedding",
@@ -223,6 +224,28 @@ def layer_norm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float = 
     a constant row (zero variance, D = 1 included) is refused: its normalisation is 0/0.
     """
     return _layer_norm("layer_norm", x, gamma, beta, eps)
+
+
+def rms_norm(x: np.ndarray, gamma: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    """RMSNorm(x) = x / sqrt(mean(x^2) + eps) * gamma over the last axis  (Zhang & Sennrich 2019).
+
+    No centring and no shift (T5, LLaMA); eps inside the square root, as torch's F.rms_norm and
+    flax's nn.RMSNorm. eps >= 0; with eps = 0 a row of zeros is refused: its normalisation is 0/0.
+    """
+    check_float_array("rms_norm", "x", x, x.ndim if is_array(x) and x.ndim else 1, "(..., D)")
+    D = x.shape[-1]
+    if getattr(gamma, "shape", None) != (D,):
+        raise ValueError(
+            f"rms_norm: gamma must be (D,)=({D},); got {getattr(gamma, 'shape', gamma)}"
+        )
+    if isinstance(eps, bool) or not (
+        isinstance(eps, (int, float, np.integer, np.floating)) and np.isfinite(eps) and eps >= 0
+    ):
+        raise ValueError(f"rms_norm: eps must be a finite number >= 0; got {eps!r}")
+    if eps == 0 and (value(x) == 0).all(-1).any():  # exactly, in every precision
+        raise ValueError("rms_norm: eps = 0 expected no row of x to be all zeros (0/0); got one")
+    ms = (x * x).mean(axis=-1, keepdims=True)  # (..., 1): the mean square
+    return (x / np.sqrt(ms + x.dtype.type(eps)) * gamma.astype(x.dtype)).astype(x.dtype)
 
 
 def add_and_norm(
