@@ -39,12 +39,18 @@ sweep: install
 mutants: install
 	$(PYTHON) -m transformer_conformance.meta mutants $(ARGS) > docs/MUTANTS.md; status=$$?; tail -n 2 docs/MUTANTS.md; exit $$status
 
+# The package as a third party installs it: a wheel into a fresh venv outside the checkout, the
+# console script's exit codes and `pytest -p transformer_conformance` (tests/meta/test_installed.py).
+installed: install
+	$(PYTHON) -m pip install -q build
+	TCS_INSTALLED=1 $(PYTEST) -p no:xdist tests/meta/test_installed.py $(ARGS)
+
 # A wheel and an sdist in dist/, what `pip install transformer-conformance` installs.
 dist: install
 	$(PYTHON) -m pip install -q build
 	$(PYTHON) -m build --outdir dist .
 
-.PHONY: install conformance test lint sweep mutants mutation dist thirdparty bench
+.PHONY: install conformance test lint sweep mutants mutation installed dist thirdparty bench
 
 # Third-party adapters (issue 6): keras on each backend (one per process) and HuggingFace Marian attention.
 # Not part of `make test` / CI; each writes its report under thirdparty/.

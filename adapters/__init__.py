@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
+import sys
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -143,6 +145,10 @@ def available_builtins() -> list[str]:
 
 def _resolve(target: str) -> Any:
     module_name, _, attribute = target.partition(":")
+    # A third party's module is found from the directory the run started in, as `python -m pytest`
+    # finds it, also under the console script and a plain `pytest` (whose sys.path lacks it).
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.append(os.getcwd())
     obj: Any = importlib.import_module(module_name)
     for part in filter(None, attribute.split(".")):
         obj = getattr(obj, part)

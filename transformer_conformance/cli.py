@@ -143,7 +143,12 @@ def run(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="transformer-conformance", add_help=False)
     parser.add_argument("-n", dest="workers", default=None)
     known, rest = parser.parse_known_args(argv)
-    args = [str(tests), "--conformance", "-p", "no:cacheprovider", *rest]
+    # this process imported the package before pytest could rewrite its asserts (it has none)
+    quiet = [
+        "-W",
+        "ignore:Module already imported so cannot be rewritten:pytest.PytestAssertRewriteWarning",
+    ]
+    args = [str(tests), "--conformance", "-p", "no:cacheprovider", *quiet, *rest]
     if known.workers is not None:
         args += ["-n", known.workers]
     code = int(pytest.main(args))

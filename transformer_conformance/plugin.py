@@ -134,7 +134,11 @@ def _collects_conformance(config: pytest.Config) -> bool:
             path = path.resolve()
         except OSError:
             continue
-        if path == TESTS or TESTS in path.parents or path in TESTS.parents:
+        if path == TESTS or TESTS in path.parents:
+            return True
+        # a folder above them, unless they are installed below it (pytest does not collect from a
+        # virtualenv's site-packages: a user's `pytest -p transformer_conformance` in their repo)
+        if path in TESTS.parents and "site-packages" not in TESTS.relative_to(path).parts:
             return True
     return False
 
@@ -144,7 +148,14 @@ def pytest_configure(config: pytest.Config) -> None:
     if not (requested or _collects_conformance(config)):
         return  # another project's pytest run: stay out of its way
     if requested and not _collects_conformance(config):
-        config.args.append(str(TESTS))  # the conformance tests join the user's own
+        here = Path(config.invocation_params.dir).resolve()
+        if [Path(a).resolve() for a in config.args] == [here] and here in TESTS.parents:
+            # installed in a virtualenv inside the folder pytest would walk, which pytest does not
+            # enter, and an argument below an argument is not collected again: run them alone (a
+            # user's own tests run beside them when named: `pytest tests/ --adapter ...`)
+            config.args[:] = [str(TESTS)]
+        else:
+            config.args.append(str(TESTS))  # the conformance tests join the user's own
     # JAX would take 75% of a GPU's memory when its backend starts, leaving torch (same process,
     # --device cuda, the benchmarks) to run out: allocate on demand instead. Must precede the first
     # jax import.
