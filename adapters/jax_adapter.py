@@ -9,6 +9,7 @@ transposes and zero-pads (exact: padded columns add 0 to every dot product and a
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import tempfile
 from collections.abc import Callable, Mapping
@@ -30,9 +31,16 @@ jax.config.update("jax_enable_x64", True)  # float64 inputs must stay float64
 # A persistent compilation cache shared by every pytest-xdist worker of a run (and by later runs): a
 # shape compiled by one worker is loaded, not recompiled, by the others. TCS_JAX_CACHE="" turns it
 # off.
+#
+# Its reads and writes must hold jax's file lock: without a size limit jax writes an entry in place,
+# unlocked, and another process reading it half-written crashed in deserialize_executable
+# (a segfault of an xdist worker, found by a cold CI run). A size limit turns the lock on; it needs
+# the filelock package (torch brings it), and without it the cache stays off.
 _CACHE = os.environ.get("TCS_JAX_CACHE", os.path.join(tempfile.gettempdir(), "tcs-jax-cache"))
-if _CACHE:
+_CACHE_BYTES = 4 * 2**30
+if _CACHE and importlib.util.find_spec("filelock") is not None:
     jax.config.update("jax_compilation_cache_dir", _CACHE)
+    jax.config.update("jax_compilation_cache_max_size", _CACHE_BYTES)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
 
