@@ -43,7 +43,7 @@ def _clone(repo: Path, where: Path) -> Path:
 
 
 def _run_seeds(
-    clone: Path, seeds: list[int], out: Path, pytest_args: list[str]
+    clone: Path, seeds: list[int], out: Path, pytest_args: list[str], deadline: float = float("inf")
 ) -> list[dict[str, Any]]:
     """Run pytest once per seed in one clone, sequentially (one core); return each run's exit and
     time."""
@@ -51,6 +51,8 @@ def _run_seeds(
     env = {**os.environ, "HYPOTHESIS_PROFILE": "dev", "PYTHONDONTWRITEBYTECODE": "1"}
     env.pop("CI", None)
     for seed in seeds:
+        if time.perf_counter() > deadline:  # --minutes: no new seed after it; the summary says so
+            break
         report = out / f"s{seed}"
         start = time.perf_counter()
         cmd = [
@@ -168,6 +170,12 @@ def main(argv: list[str] | None = None) -> int:
         "--out", default="results/sweep", help="where the reports go (default results/sweep)"
     )
     parser.add_argument(
+        "--minutes",
+        type=float,
+        default=None,
+        help="start no new seed after this many minutes (the summary counts the seeds run)",
+    )
+    parser.add_argument(
         "pytest_args", nargs="*", help="passed to pytest (after --), e.g. tests/test_conformance.py"
     )
     args = parser.parse_args(argv)
@@ -180,12 +188,13 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     seeds = _seeds(args.seeds)
     start = time.perf_counter()
+    deadline = start + 60 * args.minutes if args.minutes else float("inf")
     with tempfile.TemporaryDirectory(prefix="tcs-sweep-") as tmp:
         clones = [_clone(repo, Path(tmp) / f"clone-{i}") for i in range(args.workers)]
         shares = [seeds[i :: args.workers] for i in range(args.workers)]
         with ThreadPoolExecutor(args.workers) as pool:
             results = pool.map(
-                lambda pair: _run_seeds(pair[0], pair[1], out, args.pytest_args),
+                lambda pair: _run_seeds(pair[0], pair[1], out, args.pytest_args, deadline),
                 zip(clones, shares, strict=True),
             )
             runs = sorted((r for share in results for r in share), key=lambda r: r["seed"])

@@ -1,8 +1,8 @@
-"""The package as a third party installs it: a wheel built from this checkout, installed into a fresh
-virtualenv outside it (core dependencies only), checks a numpy adapter in another folder through the
-console script (exit 0 conforming, 1 not, 2 a usage error, 3 an unimportable adapter) and through
-`pytest -p transformer_conformance`, beside the user's own tests. Minutes (pip): behind
-TCS_INSTALLED=1 (`make installed`), not in the default run."""
+"""The package as a third party installs it: a wheel built from this checkout, installed into a
+fresh virtualenv outside it (core dependencies only), checks a numpy adapter in another folder
+through the console script (exit 0 conforming, 1 not, 2 a usage error, 3 an unimportable adapter)
+and through `pytest -p transformer_conformance`, beside the user's own tests. Minutes (pip):
+behind TCS_INSTALLED=1 (`make installed`), not in the default run."""
 
 from __future__ import annotations
 
