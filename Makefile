@@ -45,6 +45,12 @@ installed: install
 	$(PYTHON) -m pip install -q build
 	TCS_INSTALLED=1 $(PYTEST) -p no:xdist tests/meta/test_installed.py $(ARGS)
 
+# The mutation score of the torch/jax adapters (mutmut, the conformance suite as the tests, one
+# process): docs/MUTATION.md. Hours for all five files; EVERY=N runs every N-th mutant of each file.
+mutation: install
+	$(PYTHON) -m pip install -q "mutmut==3.8.1"
+	$(PYTHON) tools/mutation.py run $(if $(EVERY),--every $(EVERY)) $(ARGS)
+
 # A wheel and an sdist in dist/, what `pip install transformer-conformance` installs.
 dist: install
 	$(PYTHON) -m pip install -q build

@@ -75,6 +75,9 @@ MHA_VARIANTS = _variants(
     "cross+additive",
     "cross+causal_top_left",
     "cross+causal_bottom_right",
+    # a mask combined with causality, which the adapter has to merge (found by `make mutation`)
+    "self+bool+causal_top_left",
+    "self+additive+causal_top_left",
 )
 
 

@@ -217,6 +217,9 @@ MASK_VARIANTS = (
     Masking(causal="top_left"),
     Masking(causal="bottom_right"),
     Masking("bool", causal="top_left"),
+    # an additive mask combined with causality: an adapter has to merge the two itself (torch's
+    # SDPA takes attn_mask or is_causal, not both); found by `make mutation` (docs/MUTATION.md)
+    Masking("additive", causal="top_left"),
 )
 EMPTY_ROW_VARIANTS = (
     Masking("bool", empty=True),
@@ -283,10 +286,13 @@ def masks(draw: Any, s: AttentionShape, variant: Masking | str, dtype: DType) ->
         if v.empty:
             lengths[rng.integers(0, s.B)] = 0
         mask = key_padding_mask(lengths, s.S)  # (B, 1, 1, S)
-    elif v.mask == "bool":  # with a causal alignment: a full per-head mask
+    elif v.mask in ("bool", "additive"):  # with a causal alignment: a full per-head mask
         allowed = rng.random(full) < 0.6
         allowed[..., 0] = True  # key 0 is visible to every query under top-left causality
         mask = allowed
+        if v.mask == "additive":  # a finite N(0, 1) bias or 0 where allowed, -inf where not
+            bias = np.where(rng.random(full) < 0.5, 0.0, rng.standard_normal(full))
+            mask = np.where(allowed, bias, -np.inf).astype(dtype.np_dtype)
     allowed_all = np.ones(full, dtype=bool)
     if mask is not None:
         allowed_all &= mask if mask.dtype == np.bool_ else np.isfinite(mask.astype(np.float64))

@@ -1,0 +1,184 @@
+"""`make mutation` (not CI): the mutation score of the torch and jax adapters.
+
+mutmut (3.x, configured in pyproject.toml's [tool.mutmut]) mutates the five adapter files; the test
+command is the conformance suite itself (``-p no:xdist --profile ci --max-examples 3``, and ``-x``
+from mutmut), and mutmut runs, for each mutant, only the conformance tests whose trampolines hit
+the mutated function. This script drives mutmut and writes docs/MUTATION.md from its results:
+
+    python tools/mutation.py run [--every N] [--adapters torch,jax] [GLOB ...]  # run, report
+    python tools/mutation.py report [--scope TEXT]           # docs/MUTATION.md from mutants/*.meta
+
+GLOB is a mutant-name pattern (default: every mutant of the five files). ``--every N`` runs a
+deterministic sample, every N-th mutant of each file in name order (explicitly named mutants are
+rerun even when mutmut has a result for them). The adapters reach pytest through PYTEST_ADDOPTS,
+with tools/mutation_pytest.py (no shrinking). Each undetected mutant's triage (equivalent: why; or
+the gap it shows) is kept in tools/mutation_triage.py; one without an entry is UNTRIAGED.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FILES = [
+    "adapters/torch_adapter.py",
+    "adapters/torch_seq2seq.py",
+    "adapters/jax_adapter.py",
+    "adapters/jax_seq2seq.py",
+    "adapters/flax_stacks.py",
+]
+MUTMUT = [sys.executable, "-m", "mutmut"]
+STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped"}
+STATUS |= {36: "timeout", 24: "timeout", -24: "timeout", 152: "timeout", 255: "timeout"}
+STATUS |= {None: "not checked", 2: "interrupted", -11: "segfault", -9: "segfault"}
+OUT = ROOT / "docs" / "MUTATION.md"
+HEADER = ROOT / "tools" / "mutation_header.md"
+
+sys.path.insert(0, str(ROOT / "tools"))
+from mutation_triage import TRIAGE  # noqa: E402  (tools/ is not a package)
+
+
+def _module(path: str) -> str:
+    return path.removesuffix(".py").replace("/", ".")
+
+
+def _meta(path: str) -> dict[str, int | None]:
+    meta = ROOT / "mutants" / (path + ".meta")
+    if not meta.exists():
+        return {}
+    return json.loads(meta.read_text())["exit_code_by_key"]
+
+
+def generate() -> None:
+    """Create the mutants (mutants/*.meta) without running any test, as `mutmut run` does first."""
+    code = (
+        "from mutmut.__main__ import create_mutants, set_mutant_under_test\n"
+        "from mutmut.utils.file_utils import copy_src_dir, copy_also_copy_files\n"
+        "import os; os.makedirs('mutants', exist_ok=True)\n"
+        "set_mutant_under_test('mutant_generation')\n"
+        "copy_src_dir(); copy_also_copy_files(); create_mutants(1)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+
+
+def sample(every: int) -> list[str]:
+    generate()
+    names: list[str] = []
+    for path in FILES:
+        names += sorted(_meta(path))[::every]
+    return names
+
+
+def run(patterns: list[str], adapters: list[str]) -> float:
+    """mutmut run, one child at a time, torch on one thread; the adapters through PYTEST_ADDOPTS
+    (mutmut's cache does not see it: a change of adapters starts from a clean mutants/)."""
+    chosen = " ".join(f"--adapter {a}" for a in adapters) + " -p tools.mutation_pytest"
+    mark = ROOT / "mutants" / "adapters.txt"
+    if mark.exists() and mark.read_text() != chosen:
+        shutil.rmtree(ROOT / "mutants")
+    env = dict(os.environ, PYTEST_ADDOPTS=chosen, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    env |= dict(XLA_FLAGS="--xla_cpu_multi_thread_eigen=false")
+    start = time.monotonic()
+    generate()
+    mark.write_text(chosen)
+    command = [*MUTMUT, "run", "--max-children", "1", *patterns]
+    subprocess.run(command, cwd=ROOT, env=env, check=False)
+    return time.monotonic() - start
+
+
+def diff(name: str) -> str:
+    shown = subprocess.run([*MUTMUT, "show", name], cwd=ROOT, capture_output=True, text=True)
+    lines = shown.stdout.splitlines()
+    return "\n".join(line for line in lines if line[:1] in "+-" and line[:3] not in ("+++", "---"))
+
+
+def report(wall_s: float | None = None, scope: str = "") -> str:
+    rows, survivors, statuses = [], [], {}
+    total: Counter[str] = Counter()
+    for path in FILES:
+        counts = Counter(STATUS.get(code, "suspicious") for code in _meta(path).values())
+        counts.pop("not checked", None)
+        if not counts:
+            continue
+        total += counts
+        rows.append((path, counts))
+        for n, c in sorted(_meta(path).items()):
+            if STATUS.get(c) in ("survived", "no tests"):
+                survivors.append(n)
+                statuses[n] = STATUS[c]
+
+    def line(name: str, c: Counter[str]) -> str:
+        detected, missed = c["killed"] + c["timeout"], c["survived"] + c["no tests"]
+        score = 100.0 * detected / (detected + missed) if detected + missed else 0.0
+        other = sum(c.values()) - detected - missed
+        return (
+            f"| {name} | {sum(c.values())} | {c['killed']} | {c['timeout']} | {c['survived']} | "
+            f"{c['no tests']} | {other} | {score:.1f}% |"
+        )
+
+    out = [HEADER.read_text().rstrip() if HEADER.exists() else "# Mutation score", ""]
+    out += ["## Results (generated by `make mutation`)", ""]
+    if scope:
+        out += [textwrap.fill(f"Scope of this run: {scope}.", 100), ""]
+    if wall_s is not None:
+        out += [f"Wall time of the mutmut run: {wall_s / 60:.1f} min (one process).", ""]
+    out += [
+        "| file | mutants | killed | timeout | survived | no tests | other | score |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    out += [line(f"`{p}`", c) for p, c in rows] + [line("**all**", total), ""]
+    out += [
+        "score = (killed + timeout) / (killed + timeout + survived + no tests): a mutant that no\n"
+        "test executes is not detected either. other = suspicious/segfault/interrupted.",
+        "",
+    ]
+    out += [f"## Undetected mutants ({len(survivors)})", ""]
+    for name in survivors:
+        triage = TRIAGE.get(name) or next(
+            (t for p, t in TRIAGE.items() if fnmatch.fnmatch(name, p)), "**UNTRIAGED**"
+        )
+        out += [
+            f"### `{name}` ({statuses[name]})",
+            "",
+            textwrap.fill(triage, 100),
+            "",
+            "```diff",
+            diff(name),
+            "```",
+            "",
+        ]
+    return "\n".join(out)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="tools/mutation.py")
+    parser.add_argument("command", choices=["run", "report"])
+    parser.add_argument("--every", type=int, default=0, help="run every N-th mutant of each file")
+    parser.add_argument("--scope", default="", help="the scope line written into the report")
+    parser.add_argument("--adapters", default="torch,jax", help="comma-separated --adapter names")
+    parser.add_argument("patterns", nargs="*")
+    args = parser.parse_intermixed_args(argv)
+    wall = None
+    if args.command == "run":
+        patterns = args.patterns or [f"{_module(p)}.*" for p in FILES]
+        if args.every:
+            chosen = sample(args.every)
+            patterns = [n for n in chosen if any(fnmatch.fnmatch(n, p) for p in patterns)]
+        wall = run(patterns, args.adapters.split(","))
+    OUT.write_text(report(wall, args.scope))
+    print(f"wrote {OUT.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
