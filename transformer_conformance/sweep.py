@@ -176,7 +176,9 @@ def main(argv: list[str] | None = None) -> int:
         help="start no new seed after this many minutes (the summary counts the seeds run)",
     )
     parser.add_argument(
-        "pytest_args", nargs="*", help="passed to pytest (after --), e.g. transformer_conformance/conformance"
+        "pytest_args",
+        nargs="*",
+        help="passed to pytest (after --), e.g. transformer_conformance/conformance",
     )
     args = parser.parse_args(argv)
     repo = Path(
