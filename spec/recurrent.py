@@ -15,13 +15,14 @@ largest pre-activation |x| |W_x| + |b_x| + |h| |W_h| + |b_h| (|h| <= 1, |c| <= T
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
 from hypothesis import strategies as st
 
 from reference.recurrent import GATES
-from spec.core import BadInput, Component, Property, Subject, matches_reference
+from spec.core import BadInput, Component, Gradient, Subject, paths, prop
 from spec.domains import Arg, equals, region
 from spec.dtypes import FLOAT32, FLOAT64, DType
 from spec.strategies import arrays, normal_params, seeds
@@ -51,12 +52,43 @@ def cell_params(draw: Any, E: int, N: int, cell: str, dtype: DType) -> dict[str,
     return draw(normal_params(shapes, dtype, {"b_x": 0.1, "b_h": 0.1}), label=f"{cell}_params")
 
 
-def _cell(variant: str | None) -> str:
-    return next((c for c in GATES if variant and c in variant.split("+")), "gru")
+@dataclass(frozen=True)
+class Recurrence:
+    """A recurrent variant: the cell (``cell``: one of GATES' "rnn", "gru", "lstm") and, for an
+    encoder, whether it runs both directions (``bidirectional``) and is given sequence lengths
+    (``lengths``). Its str is the test id's ("gru", "lstm+bidirectional+lengths")."""
+
+    cell: str = "gru"
+    bidirectional: bool = False
+    lengths: bool = False
+
+    def __str__(self) -> str:
+        flags = (("bidirectional", self.bidirectional), ("lengths", self.lengths))
+        return "+".join([self.cell, *(name for name, on in flags if on)])
+
+    @classmethod
+    def parse(cls, text: Recurrence | str | None) -> Recurrence:
+        """The variant a test id names (the strings of earlier versions and deviation keys); None is
+        a unidirectional GRU without lengths."""
+        if isinstance(text, Recurrence):
+            return text
+        known = {
+            str(v): v
+            for v in (cls(c, b, n) for c in GATES for b in (False, True) for n in (False, True))
+        }
+        if (text or "gru") not in known:
+            raise ValueError(f"unknown recurrent variant {text!r}; expected one of {sorted(known)}")
+        return known[text or "gru"]
 
 
-def _cell_inputs(data: st.DataObject, dtype: DType, variant: str | None) -> dict[str, Any]:
-    cell = _cell(variant)
+def _variants(*names: str) -> tuple[Recurrence, ...]:
+    return tuple(Recurrence.parse(n) for n in names)
+
+
+def _cell_inputs(
+    data: st.DataObject, dtype: DType, variant: Recurrence | str | None
+) -> dict[str, Any]:
+    cell = Recurrence.parse(variant).cell
     s: RecShape = data.draw(st.sampled_from(REC_BUCKETS), label="shape")
     width = 2 * s.N if cell == "lstm" else s.N
     state = data.draw(arrays((s.B, width), dtype, allow_large=False), label="state")
@@ -81,18 +113,21 @@ def _lengths(data: st.DataObject, B: int, T: int) -> np.ndarray:
     return lengths
 
 
-def encoder_inputs(data: st.DataObject, dtype: DType, variant: str | None) -> dict[str, Any]:
-    """Inputs of rnn_encoder / context_vector; variant names the cell, "+bidirectional",
-    "+lengths"."""
-    cell, variant = _cell(variant), variant or ""
+def encoder_inputs(
+    data: st.DataObject, dtype: DType, variant: Recurrence | str | None
+) -> dict[str, Any]:
+    """Inputs of rnn_encoder / context_vector under a variant (Recurrence): the cell, one or both
+    directions, lengths or none."""
+    v = Recurrence.parse(variant)
+    cell = v.cell
     s: RecShape = data.draw(st.sampled_from(REC_BUCKETS), label="shape")
-    directions = ("forward", "backward") if "bidirectional" in variant else ("forward",)
+    directions = ("forward", "backward") if v.bidirectional else ("forward",)
     inputs: dict[str, Any] = {
         "x": data.draw(arrays((s.B, s.T, s.E), dtype), label="x"),
         "params": {d: data.draw(cell_params(s.E, s.N, cell, dtype), label=d) for d in directions},
         "cell": cell,
     }
-    if "lengths" in variant:
+    if v.lengths:
         inputs["lengths"] = _lengths(data, s.B, s.T)
     return inputs
 
@@ -114,9 +149,9 @@ def _encoder_scale(inputs: Mapping[str, Any]) -> float:
     return (1.0 + _pre_activation(inputs, float(T))) * T
 
 
-def run_equals_cell_steps(subject: Subject, data: st.DataObject, variant: str | None) -> None:
+def run_equals_cell_steps(subject: Subject, data: st.DataObject, variant: Recurrence) -> None:
     """An encoder run equals the same adapter's cell applied step by step from a zero state."""
-    inputs = encoder_inputs(data, subject.dtype, variant)
+    inputs = subject.draw(data, variant)
     whole = subject.case(inputs)
     cell = subject.sibling("recurrent_cell")
     x, params, name = inputs["x"], inputs["params"]["forward"], inputs["cell"]
@@ -131,9 +166,9 @@ def run_equals_cell_steps(subject: Subject, data: st.DataObject, variant: str | 
         state = step.got
 
 
-def batch_equals_items(subject: Subject, data: st.DataObject, variant: str | None) -> None:
+def batch_equals_items(subject: Subject, data: st.DataObject, variant: Recurrence) -> None:
     """A batch equals its items run one at a time (lengths sliced with them)."""
-    inputs = encoder_inputs(data, subject.dtype, variant)
+    inputs = subject.draw(data, variant)
     whole = subject.case(inputs)
     for b in range(inputs["x"].shape[0]):
         item = {**inputs, "x": inputs["x"][b : b + 1]}
@@ -144,9 +179,9 @@ def batch_equals_items(subject: Subject, data: st.DataObject, variant: str | Non
         )
 
 
-def padding_does_not_matter(subject: Subject, data: st.DataObject, variant: str | None) -> None:
+def padding_does_not_matter(subject: Subject, data: st.DataObject, variant: Recurrence) -> None:
     """With lengths given, changing the input at padded steps (t >= length) changes nothing."""
-    inputs = encoder_inputs(data, subject.dtype, variant)
+    inputs = subject.draw(data, variant)
     x = inputs["x"]
     padded = np.arange(x.shape[1])[None, :, None] >= inputs["lengths"][:, None, None]  # (B, T, 1)
     noise = 3 * np.random.default_rng(data.draw(seeds(), label="noise_seed")).standard_normal(
@@ -159,10 +194,10 @@ def padding_does_not_matter(subject: Subject, data: st.DataObject, variant: str 
     )
 
 
-def reversal_swaps_directions(subject: Subject, data: st.DataObject, variant: str | None) -> None:
+def reversal_swaps_directions(subject: Subject, data: st.DataObject, variant: Recurrence) -> None:
     """Bidirectional: running the reversed sequence with the directions' weights swapped gives the
     original outputs reversed in time, with the forward and backward halves swapped."""
-    inputs = encoder_inputs(data, subject.dtype, variant)
+    inputs = subject.draw(data, variant)
     base = subject.case(inputs)
     p = inputs["params"]
     flipped = subject.case(
@@ -181,9 +216,9 @@ def reversal_swaps_directions(subject: Subject, data: st.DataObject, variant: st
     )
 
 
-def context_size_is_fixed(subject: Subject, data: st.DataObject, variant: str | None) -> None:
+def context_size_is_fixed(subject: Subject, data: st.DataObject, variant: Recurrence) -> None:
     """The context vector's size does not depend on the input length: (B, dirs N) for any T."""
-    inputs = encoder_inputs(data, subject.dtype, variant)
+    inputs = subject.draw(data, variant)
     T = inputs["x"].shape[1]
     shorter = data.draw(st.integers(1, T), label="shorter_T")
     shapes = {t: subject.case({**inputs, "x": inputs["x"][:, :t]}).got.shape for t in {T, shorter}}
@@ -191,11 +226,11 @@ def context_size_is_fixed(subject: Subject, data: st.DataObject, variant: str | 
         subject.fail(inputs, f"context vector shapes differ with the input length: {shapes}")
 
 
-def context_is_encoder_ends(subject: Subject, data: st.DataObject, variant: str | None) -> None:
+def context_is_encoder_ends(subject: Subject, data: st.DataObject, variant: Recurrence) -> None:
     """The context is the encoder's forward output at each sequence's last real step and,
     bidirectional, the backward output at step 0 (its final state), from the same adapter's
     rnn_encoder."""
-    inputs = encoder_inputs(data, subject.dtype, variant)
+    inputs = subject.draw(data, variant)
     context = subject.case(inputs)
     outputs = subject.sibling("rnn_encoder").case(inputs)
     x = inputs["x"]
@@ -218,7 +253,7 @@ def context_is_encoder_ends(subject: Subject, data: st.DataObject, variant: str 
 
 
 def _bad_gates(data: st.DataObject, dtype: DType) -> dict[str, Any]:
-    inputs = _cell_inputs(data, dtype, "gru")
+    inputs = _cell_inputs(data, dtype, Recurrence("gru"))
     return {
         **inputs,
         "params": {**inputs["params"], "w_h": inputs["params"]["w_h"][:, :-1]},
@@ -226,7 +261,7 @@ def _bad_gates(data: st.DataObject, dtype: DType) -> dict[str, Any]:
 
 
 def _bad_state(data: st.DataObject, dtype: DType) -> dict[str, Any]:
-    inputs = _cell_inputs(data, dtype, "gru")
+    inputs = _cell_inputs(data, dtype, Recurrence("gru"))
     return {
         **inputs,
         "state": np.concatenate([inputs["state"], inputs["state"][:, :1]], axis=1),
@@ -234,30 +269,30 @@ def _bad_state(data: st.DataObject, dtype: DType) -> dict[str, Any]:
 
 
 def _bad_lstm_state(data: st.DataObject, dtype: DType) -> dict[str, Any]:
-    inputs = _cell_inputs(data, dtype, "lstm")
+    inputs = _cell_inputs(data, dtype, Recurrence("lstm"))
     N = inputs["params"]["w_h"].shape[0]
     return {**inputs, "state": inputs["state"][:, :N]}  # (B, N): h without c
 
 
 def _bad_batch(data: st.DataObject, dtype: DType) -> dict[str, Any]:
-    inputs = _cell_inputs(data, dtype, "gru")
+    inputs = _cell_inputs(data, dtype, Recurrence("gru"))
     return {**inputs, "x": np.concatenate([inputs["x"], inputs["x"][:1]], axis=0)}  # (B + 1, E)
 
 
 def _unknown_cell(draw: Any) -> Any:
     def bad(data: st.DataObject, dtype: DType) -> dict[str, Any]:
-        return {**draw(data, dtype, "gru"), "cell": "GRU"}
+        return {**draw(data, dtype, Recurrence("gru")), "cell": "GRU"}
 
     return bad
 
 
 def _bad_lengths(data: st.DataObject, dtype: DType) -> dict[str, Any]:
-    inputs = encoder_inputs(data, dtype, "gru+lengths")
+    inputs = encoder_inputs(data, dtype, Recurrence(lengths=True))
     return {**inputs, "lengths": inputs["lengths"] * 0 + inputs["x"].shape[1] + 1}
 
 
 def _zero_length(data: st.DataObject, dtype: DType) -> dict[str, Any]:
-    inputs = encoder_inputs(data, dtype, "gru+lengths")
+    inputs = encoder_inputs(data, dtype, Recurrence(lengths=True))
     return {
         **inputs,
         "lengths": np.concatenate([[0], inputs["lengths"][1:]]),
@@ -265,7 +300,7 @@ def _zero_length(data: st.DataObject, dtype: DType) -> dict[str, Any]:
 
 
 def _lengths_not_per_item(data: st.DataObject, dtype: DType) -> dict[str, Any]:
-    inputs = encoder_inputs(data, dtype, "gru+lengths")
+    inputs = encoder_inputs(data, dtype, Recurrence(lengths=True))
     return {
         **inputs,
         "lengths": np.concatenate([inputs["lengths"], inputs["lengths"][:1]]),
@@ -273,7 +308,7 @@ def _lengths_not_per_item(data: st.DataObject, dtype: DType) -> dict[str, Any]:
 
 
 def _bad_directions(data: st.DataObject, dtype: DType) -> dict[str, Any]:
-    inputs = encoder_inputs(data, dtype, "gru+bidirectional")
+    inputs = encoder_inputs(data, dtype, Recurrence(bidirectional=True))
     x = inputs["x"]
     wider = data.draw(
         cell_params(x.shape[2], inputs["params"]["forward"]["w_h"].shape[0] + 1, "gru", dtype),
@@ -283,7 +318,7 @@ def _bad_directions(data: st.DataObject, dtype: DType) -> dict[str, Any]:
 
 
 def _backward_only(data: st.DataObject, dtype: DType) -> dict[str, Any]:
-    inputs = encoder_inputs(data, dtype, "gru")
+    inputs = encoder_inputs(data, dtype, Recurrence())
     return {**inputs, "params": {"backward": inputs["params"]["forward"]}}
 
 
@@ -433,7 +468,9 @@ RECURRENT_CELL = Component(
     "state",
     error_scale=_cell_scale,
     args=CELL_ARGS,
-    properties=(matches_reference(_cell_inputs, ("rnn", "gru", "lstm")),),
+    draw=_cell_inputs,
+    variants=_variants("rnn", "gru", "lstm"),
+    gradient=Gradient(wrt=paths("x", "state"), variants=_variants("gru", "lstm")),
     bad_inputs=(
         BadInput("gate_weights_wrong_shape", "GRU w_h (N, 3N - 1)", _bad_gates),
         BadInput("state_size_mismatch", "state (B, N + 1)", _bad_state),
@@ -464,43 +501,11 @@ RNN_ENCODER = Component(
     shapes="x (B, T, E), lengths (B,) -> (B, T, N) or bidirectional (B, T, 2N)",
     error_scale=_encoder_scale,
     args=ENCODER_ARGS,
-    properties=(
-        matches_reference(
-            encoder_inputs,
-            (
-                "rnn",
-                "gru",
-                "lstm",
-                "gru+bidirectional",
-                "gru+lengths",
-                "lstm+bidirectional+lengths",
-            ),
-        ),
-        Property(
-            "run_equals_cell_steps",
-            run_equals_cell_steps.__doc__ or "",
-            run_equals_cell_steps,
-            ("rnn", "gru", "lstm"),
-        ),
-        Property(
-            "batch_equals_items",
-            batch_equals_items.__doc__ or "",
-            batch_equals_items,
-            ("gru+bidirectional+lengths",),
-        ),
-        Property(
-            "padding_does_not_matter",
-            padding_does_not_matter.__doc__ or "",
-            padding_does_not_matter,
-            ("lstm+bidirectional+lengths",),
-        ),
-        Property(
-            "reversal_swaps_directions",
-            reversal_swaps_directions.__doc__ or "",
-            reversal_swaps_directions,
-            ("gru+bidirectional",),
-        ),
+    draw=encoder_inputs,
+    variants=_variants(
+        "rnn", "gru", "lstm", "gru+bidirectional", "gru+lengths", "lstm+bidirectional+lengths"
     ),
+    gradient=Gradient(wrt=paths("x"), variants=_variants("lstm+bidirectional+lengths")),
     bad_inputs=_ENCODER_BAD,
 )
 
@@ -512,29 +517,21 @@ CONTEXT_VECTOR = Component(
     shapes="x (B, T, E), lengths (B,) -> (B, N) or bidirectional (B, 2N)",
     error_scale=_encoder_scale,
     args=ENCODER_ARGS,
-    properties=(
-        matches_reference(
-            encoder_inputs,
-            ("gru", "rnn+lengths", "lstm+bidirectional", "gru+bidirectional+lengths"),
-        ),
-        Property(
-            "size_independent_of_T",
-            context_size_is_fixed.__doc__ or "",
-            context_size_is_fixed,
-            ("gru+bidirectional",),
-        ),
-        Property(
-            "is_encoder_ends",
-            context_is_encoder_ends.__doc__ or "",
-            context_is_encoder_ends,
-            ("lstm+bidirectional+lengths",),
-        ),
-        Property(
-            "padding_does_not_matter",
-            padding_does_not_matter.__doc__ or "",
-            padding_does_not_matter,
-            ("gru+bidirectional+lengths",),
-        ),
-    ),
+    draw=encoder_inputs,
+    variants=_variants("gru", "rnn+lengths", "lstm+bidirectional", "gru+bidirectional+lengths"),
     bad_inputs=_ENCODER_BAD,
 )
+
+# Properties beside the differential one (the records' draws give it), registered once the records
+# they belong to exist.
+prop(RNN_ENCODER, variants=_variants("rnn", "gru", "lstm"))(run_equals_cell_steps)
+prop(RNN_ENCODER, variants=_variants("gru+bidirectional+lengths"))(batch_equals_items)
+prop(RNN_ENCODER, variants=_variants("lstm+bidirectional+lengths"))(padding_does_not_matter)
+prop(RNN_ENCODER, variants=_variants("gru+bidirectional"))(reversal_swaps_directions)
+prop(CONTEXT_VECTOR, variants=_variants("gru+bidirectional"), name="size_independent_of_T")(
+    context_size_is_fixed
+)
+prop(CONTEXT_VECTOR, variants=_variants("lstm+bidirectional+lengths"), name="is_encoder_ends")(
+    context_is_encoder_ends
+)
+prop(CONTEXT_VECTOR, variants=_variants("gru+bidirectional+lengths"))(padding_does_not_matter)

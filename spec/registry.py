@@ -1,8 +1,8 @@
 """Every component of the spec, by name: collected from the spec's modules, not listed by hand.
 
 A spec module states its components as ``Component`` records at module level; importing the module
-is what makes them part of the spec. Gradient properties (spec/gradient_checks.py) join the forward
-ones of the components they cover.
+is what makes them part of the spec. A record's ``Gradient`` gives its vjp property
+(spec/gradients.py), after its forward ones.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from dataclasses import replace
 
 import spec
 from spec.core import REGISTERED, Component, Property, differential
-from spec.gradient_checks import gradient_properties
 from spec.gradients import vjp_property
 
 # The order components are reported and parametrised in: the paper's, from the core outwards.
@@ -57,7 +56,7 @@ def _gradient(c: Component) -> tuple[Property, ...]:
     """The vjp property the record's Gradient describes (spec/gradients.py)."""
     g = c.gradient
     if g is None:
-        return gradient_properties(c.name)  # a record that does not state its Gradient yet
+        return ()
     draw = g.draw or c.draw
     assert draw is not None, f"{c.name}: a Gradient needs a draw"
     return (vjp_property(draw, g.wrt, g.variants, g.max_step),)

@@ -16,16 +16,24 @@ is not flat); context the largest sum_j |alpha_j h_jd|; decoders (1 + max|logit|
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
 from hypothesis import strategies as st
 
 from reference.seq2seq import attention_decoder
-from spec.core import BadInput, Component, Property, Subject, matches_reference
-from spec.domains import Arg, equals, region
+from spec.core import BadInput, Component, Gradient, Subject, paths, prop
 from spec.dtypes import DType
 from spec.recurrent import DEFAULT_RUN_DTYPES, cell_params
+from spec.seq2seq_args import (
+    ADDITIVE_ARGS,
+    CONTEXT_ARGS,
+    DECODER_ARGS,
+    FREE_ARGS,
+    HIDDEN_ARGS,
+    MULTIPLICATIVE_ARGS,
+)
 from spec.strategies import VOCAB, arrays, normal_params, seeds, token_ids
 from spec.tolerance import cast_floats, compare
 
@@ -86,10 +94,49 @@ def _score_params(
     return data.draw(normal_params(shapes, dtype), label=f"{score}_params") if shapes else {}
 
 
+@dataclass(frozen=True)
+class Scoring:
+    """An attention-weights variant: the multiplicative score (``score``: "dot", "general" or
+    "concat"; None for the additive component, whose score is its own), whether the source is
+    padded (``padding``: a mask) and whether one row has no real position (``empty_row``). Its str
+    is the test id's ("padding", "general+padding_empty_row")."""
+
+    score: str | None = None
+    padding: bool = False
+    empty_row: bool = False
+
+    def __str__(self) -> str:
+        mask = "padding_empty_row" if self.empty_row else "padding" if self.padding else None
+        return "+".join(filter(None, (self.score, mask)))
+
+    @classmethod
+    def parse(cls, text: Scoring | str | None) -> Scoring:
+        """The variant a test id names (the strings of earlier versions and deviation keys); None is
+        no score named and no mask."""
+        if isinstance(text, Scoring):
+            return text
+        known = {
+            str(v): v
+            for v in (
+                cls(score, padding, empty and padding)
+                for score in (None, "dot", "general", "concat")
+                for padding in (False, True)
+                for empty in (False, True)
+            )
+        }
+        if (text or "") not in known:
+            raise ValueError(f"unknown scoring variant {text!r}; expected one of {sorted(known)}")
+        return known[text or ""]
+
+
+def _scorings(*names: str) -> tuple[Scoring, ...]:
+    return tuple(Scoring.parse(n) for n in names)
+
+
 def _weights_inputs(component: str) -> Any:
-    def draw(data: st.DataObject, dtype: DType, variant: str | None) -> dict[str, Any]:
-        variant = variant or ""
-        score = "additive" if component.startswith("additive") else variant.split("+")[0]
+    def draw(data: st.DataObject, dtype: DType, variant: Scoring | str | None) -> dict[str, Any]:
+        v = Scoring.parse(variant)
+        score = "additive" if component.startswith("additive") else v.score or ""
         s: AttnShape = data.draw(st.sampled_from(ATTN_BUCKETS), label="shape")
         if score == "dot":
             s = s._replace(Dh=s.N)
@@ -101,8 +148,8 @@ def _weights_inputs(component: str) -> Any:
         inputs["params"] = _score_params(data, s, score, dtype)
         if score != "additive":
             inputs["score"] = score
-        if "padding" in variant:
-            inputs["mask"] = _mask(data, s.B, s.S, empty_row=variant.endswith("empty_row"))
+        if v.padding:
+            inputs["mask"] = _mask(data, s.B, s.S, empty_row=v.empty_row)
         return inputs
 
     return draw
@@ -133,10 +180,10 @@ def _weights_scale(inputs: Mapping[str, Any]) -> float:
     return 1.0 + float((sw[:, None, :] * _abs(h)).sum(-1).max())
 
 
-def weights_are_distributions(subject: Subject, data: st.DataObject, variant: str | None) -> None:
+def weights_are_distributions(subject: Subject, data: st.DataObject, variant: Scoring) -> None:
     """Weights over the source sum to 1 and padded source positions get exactly 0 (a row with no
     real position: all zeros, the suite's fully-masked convention)."""
-    case = subject.case(_weights_inputs(subject.component.name)(data, subject.dtype, variant))
+    case = subject.case(subject.draw(data, variant))
     w = case.got.astype(np.float64)
     mask = case.inputs.get("mask", np.ones(w.shape, bool))
     if (w[~mask] != 0).any():
@@ -155,11 +202,11 @@ def weights_are_distributions(subject: Subject, data: st.DataObject, variant: st
 
 
 def state_blind_scores_give_fixed_weights(
-    subject: Subject, data: st.DataObject, variant: str | None
+    subject: Subject, data: st.DataObject, variant: Scoring | None
 ) -> None:
     """With W = 0, e_ij = v^T tanh(h_j U) does not depend on s_{i-1}: every decoder state gets the
     same weights."""
-    inputs = _weights_inputs(subject.component.name)(data, subject.dtype, variant)
+    inputs = subject.draw(data, variant)
     inputs["params"] = {**inputs["params"], "w": np.zeros_like(inputs["params"]["w"])}
     other = data.draw(
         arrays(inputs["s_prev"].shape, subject.dtype, allow_large=False), label="other_s_prev"
@@ -178,11 +225,12 @@ def state_blind_scores_give_fixed_weights(
 WEIGHT_KINDS = ("softmax", "one_hot", "uniform", "zero_row", "unnormalised")
 
 
-def _context_inputs(data: st.DataObject, dtype: DType, variant: str | None) -> dict[str, Any]:
-    """weights (B, S) of a drawn kind (variant "distributions": no unnormalised rows) and h (B, S,
-    Dh)."""
+def _context_inputs(
+    data: st.DataObject, dtype: DType, variant: None, distributions: bool = False
+) -> dict[str, Any]:
+    """weights (B, S) of a drawn kind (``distributions``: no unnormalised rows) and h (B, S, Dh)."""
     s: AttnShape = data.draw(st.sampled_from(ATTN_BUCKETS), label="shape")
-    kinds = WEIGHT_KINDS[:-1] if variant == "distributions" else WEIGHT_KINDS
+    kinds = WEIGHT_KINDS[:-1] if distributions else WEIGHT_KINDS
     kind = data.draw(st.sampled_from(kinds), label="weights_kind")
     mask = _mask(data, s.B, s.S)
     rng = np.random.default_rng(data.draw(seeds(), label="weights_seed"))
@@ -203,10 +251,10 @@ def _context_inputs(data: st.DataObject, dtype: DType, variant: str | None) -> d
     }
 
 
-def context_within_range(subject: Subject, data: st.DataObject, variant: str | None) -> None:
+def context_within_range(subject: Subject, data: st.DataObject, variant: None) -> None:
     """A context is a convex combination: each coordinate lies within the range of the encoder
     states it weights (positions of nonzero weight), up to the policy's bound."""
-    case = subject.case(_context_inputs(data, subject.dtype, "distributions"))
+    case = subject.case(_context_inputs(data, subject.dtype, variant, distributions=True))
     h, w = case.inputs["h"].astype(np.float64), case.inputs["weights"].astype(np.float64)
     seen = (w > 0)[..., None]  # (B, S, 1)
     lo, hi = np.where(seen, h, np.inf).min(1), np.where(seen, h, -np.inf).max(1)  # (B, Dh)
@@ -222,7 +270,7 @@ def context_within_range(subject: Subject, data: st.DataObject, variant: str | N
     )
 
 
-def _hidden_inputs(data: st.DataObject, dtype: DType, variant: str | None) -> dict[str, Any]:
+def _hidden_inputs(data: st.DataObject, dtype: DType, variant: None) -> dict[str, Any]:
     s: AttnShape = data.draw(st.sampled_from(ATTN_BUCKETS), label="shape")
     context = data.draw(
         arrays((s.B, s.Dh), dtype), label="context"
@@ -238,11 +286,44 @@ def _hidden_inputs(data: st.DataObject, dtype: DType, variant: str | None) -> di
     }
 
 
-def decoder_inputs(data: st.DataObject, dtype: DType, variant: str | None) -> dict[str, Any]:
-    """Inputs of attention_decoder (tgt_in) or, with free=True via the caller,
-    free_running_decoder."""
-    variant = variant or "bahdanau"
-    attention = variant.split("+")[0]
+_ATTENTIONS = ("bahdanau", "luong_dot", "luong_general", "luong_concat")
+
+
+@dataclass(frozen=True)
+class AttentionDecoding:
+    """A decoder variant: the attention (``attention``: one of _ATTENTIONS) and whether the source
+    is padded (``padding``: src_lengths drawn). Its str is the test id's ("bahdanau+padding",
+    "luong_dot")."""
+
+    attention: str = "bahdanau"
+    padding: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.attention}+padding" if self.padding else self.attention
+
+    @classmethod
+    def parse(cls, text: AttentionDecoding | str | None) -> AttentionDecoding:
+        """The variant a test id names (the strings of earlier versions and deviation keys); None is
+        Bahdanau without padding."""
+        if isinstance(text, AttentionDecoding):
+            return text
+        known = {str(v): v for v in (cls(a, p) for a in _ATTENTIONS for p in (False, True))}
+        if (text or "bahdanau") not in known:
+            raise ValueError(f"unknown decoder variant {text!r}; expected one of {sorted(known)}")
+        return known[text or "bahdanau"]
+
+
+def _decodings(*names: str) -> tuple[AttentionDecoding, ...]:
+    return tuple(AttentionDecoding.parse(n) for n in names)
+
+
+def decoder_inputs(
+    data: st.DataObject, dtype: DType, variant: AttentionDecoding | str | None
+) -> dict[str, Any]:
+    """Inputs of attention_decoder (tgt_in) under a variant (AttentionDecoding); _free_inputs makes
+    free_running_decoder's from them."""
+    v = AttentionDecoding.parse(variant)
+    attention = v.attention
     score = "additive" if attention == "bahdanau" else attention.removeprefix("luong_")
     s: AttnShape = data.draw(st.sampled_from(ATTN_BUCKETS), label="shape")
     if score == "dot":
@@ -271,12 +352,14 @@ def decoder_inputs(data: st.DataObject, dtype: DType, variant: str | None) -> di
         "params": params,
         "attention": attention,
     }
-    if "padding" in variant:
+    if v.padding:
         inputs["src_lengths"] = _lengths(data, s.B, s.S)
     return inputs
 
 
-def _free_inputs(data: st.DataObject, dtype: DType, variant: str | None) -> dict[str, Any]:
+def _free_inputs(
+    data: st.DataObject, dtype: DType, variant: AttentionDecoding | str | None
+) -> dict[str, Any]:
     inputs = decoder_inputs(data, dtype, variant)
     steps = inputs.pop("tgt_in").shape[1]
     # BOS: the default 1, the first and the last id, and another
@@ -307,7 +390,9 @@ def _teacher_forced_on_own_tokens(subject: Subject, inputs: dict[str, Any]) -> t
     return free, subject.sibling("attention_decoder").case({**forced, "tgt_in": tgt_in})
 
 
-def free_running_matches_oracle(subject: Subject, data: st.DataObject, variant: str | None) -> None:
+def free_running_matches_oracle(
+    subject: Subject, data: st.DataObject, variant: AttentionDecoding
+) -> None:
     """The free-running logits equal the oracle's teacher-forced logits on the tokens the adapter
     chose (so an implementation that feeds back anything but its own argmax is caught)."""
     free, forced = _teacher_forced_on_own_tokens(
@@ -324,7 +409,9 @@ def free_running_matches_oracle(subject: Subject, data: st.DataObject, variant: 
     )
 
 
-def teacher_forcing_own_output(subject: Subject, data: st.DataObject, variant: str | None) -> None:
+def teacher_forcing_own_output(
+    subject: Subject, data: st.DataObject, variant: AttentionDecoding
+) -> None:
     """Teacher-forced decoding with ground truth equal to the free-running output gives the
     free-running logits."""
     free, forced = _teacher_forced_on_own_tokens(
@@ -346,299 +433,13 @@ def _with(draw: Any, **changes: Any) -> Any:
     return bad
 
 
-# Argument domains (spec/domains.py).
-def _large(v: Any) -> bool:
-    return v is not None and float(np.abs(v.astype(np.float64)).max()) >= 1e3
-
-
-def _one_fewer(lengths: Any, inputs: Any) -> Any:
-    """Every length above 1 one position shorter (stays in [1, S]); None when all are 1."""
-    return np.where(lengths > 1, lengths - 1, lengths) if (lengths > 1).any() else None
-
-
-def _next_token(tokens: Any, inputs: Any) -> Any:
-    """Every id one higher, modulo V (stays in [0, V))."""
-    return (np.asarray(tokens) + 1) % VOCAB
-
-
-def _state_arg(name: str, domain: str) -> Arg:
-    return Arg(
-        name,
-        domain,
-        regions=(
-            region("zero (a decoder started from 0)", lambda v, i: not v.any()),
-            region("nonzero", lambda v, i: bool(v.any())),
-        ),
-    )
-
-
-_SOURCE_MASK = Arg(
-    "mask",
-    "None (every position real) or bool (B, S), True = a real source position; a row with no real "
-    "position gets "
-    "all-zero weights (the suite's fully-masked convention); any other shape or dtype is refused",
-    kind="mask",
-    default=None,
-    regions=(
-        region("None", lambda v, i: v is None),
-        region(
-            "padding (a False in a row that has a True)",
-            lambda v, i: v is not None and bool((~v & v.any(-1, keepdims=True)).any()),
-        ),
-        region("a row with no real position", lambda v, i: v is not None and not v.any(-1).all()),
-        region(
-            "B > 1 with rows of different lengths",
-            lambda v, i: v is not None and len(set(v.sum(-1).tolist())) > 1,
-        ),
-    ),
-)
-_ENCODER_STATES = Arg(
-    "h",
-    "float array (B, S, Dh) with the state's B, S >= 1, Dh >= 1 (2 N_enc for a bidirectional "
-    "encoder); finite values",
-    regions=(
-        region("S = 1", lambda v, i: v.shape[1] == 1),
-        region("S > 1", lambda v, i: v.shape[1] > 1),
-        region("large states (|h| >= 1e3)", lambda v, i: _large(v)),
-    ),
-)
-ADDITIVE_ARGS = (
-    _state_arg("s_prev", "float array (B, N), the decoder's previous state s_{i-1}; finite values"),
-    _ENCODER_STATES,
-    Arg(
-        "params",
-        "dict w (N, A), u (Dh, A), v (A,): the scoring network e_ij = v . tanh(s_{i-1} W + h_j U), "
-        "A >= 1",
-        kind="params",
-        regions=(
-            region("A = 1", lambda v, i: v["v"].shape == (1,)),
-            region("N = Dh (w and u of one shape)", lambda v, i: v["w"].shape == v["u"].shape),
-        ),
-        entries=(
-            Arg("w", "float array (N, A): the decoder-state weights"),
-            Arg("u", "float array (Dh, A): the encoder-state weights"),
-            Arg("v", "float array (A,): the score vector"),
-        ),
-    ),
-    _SOURCE_MASK,
-)
-MULTIPLICATIVE_ARGS = (
-    _state_arg("s", "float array (B, N), the decoder's current state s_t; finite values"),
-    _ENCODER_STATES,
-    Arg(
-        "params",
-        "dict of the score's weights: dot none ({}), general w (N, Dh), concat w (N + Dh, A) and v "
-        "(A,)",
-        kind="params",
-        entries=(
-            Arg("w", "float array: general (N, Dh), concat (N + Dh, A); absent for dot"),
-            Arg("v", "float array (A,): concat's score vector; absent otherwise"),
-        ),
-    ),
-    Arg(
-        "score",
-        "'dot' (s . h_j, needs N = Dh), 'general' (s W h_j) or 'concat' (v . tanh([s; h_j] W)); "
-        "anything else is refused",
-        kind="choice",
-        default="dot",
-        choices=("dot", "general", "concat"),
-        regions=tuple(region(c, equals(c)) for c in ("dot", "general", "concat")),
-    ),
-    _SOURCE_MASK,
-)
-
-
-def _row_sums(i: Any) -> np.ndarray:
-    return i["weights"].astype(np.float64).sum(-1)
-
-
-CONTEXT_ARGS = (
-    Arg(
-        "weights",
-        "float array (B, S), any finite reals (the context is sum_j alpha_j h_j); attention gives "
-        "each row a "
-        "distribution over the real positions, or zeros for a fully padded source",
-        regions=(
-            region(
-                "a one-hot row (hard attention)",
-                lambda v, i: bool(((v == 1).sum(-1) == 1).any()) and v.shape[1] > 1,
-            ),
-            region(
-                "a uniform row over S > 1 positions",
-                lambda v, i: v.shape[1] > 1 and bool((np.ptp(v, -1) == 0).any()) and bool(v.any()),
-            ),
-            region(
-                "zeros at padded positions",
-                lambda v, i: bool(((v == 0) & (v.sum(-1, keepdims=True) != 0)).any()),
-            ),
-            region("a row of zeros", lambda v, i: not v.any(-1).all()),
-            region("not a distribution (negative weights)", lambda v, i: bool((v < 0).any())),
-        ),
-    ),
-    Arg(
-        "h",
-        "float array (B, S, Dh) with the weights' (B, S); finite values",
-        regions=(
-            region("S = 1", lambda v, i: v.shape[1] == 1),
-            region("large states (|h| >= 1e3)", lambda v, i: _large(v)),
-        ),
-    ),
-)
-HIDDEN_ARGS = (
-    Arg(
-        "context",
-        "float array (B, Dh); finite values",
-        regions=(
-            region("zero (a fully padded source)", lambda v, i: not v.any()),
-            region("large (|c| >= 1e3: the tanh saturates)", lambda v, i: _large(v)),
-        ),
-    ),
-    Arg(
-        "s",
-        "float array (B, N) with the context's B; finite values",
-        regions=(
-            region("N = Dh", lambda v, i: v.shape == i["context"].shape),
-            region("N < Dh", lambda v, i: v.shape[1] < i["context"].shape[1]),
-        ),
-    ),
-    Arg("w_c", "float array (Dh + N, N): rows for the context first, then for the state"),
-)
-
-_CELL = (
-    "cell.w_x (input M + Dh for bahdanau, M for luong, 3N), cell.w_h (N, 3N), cell.b_x, "
-    "cell.b_h (3N,): a GRU"
-)
-_DECODER_ENTRIES = (
-    Arg("embedding", "float array (V, M): the target embedding"),
-    Arg(
-        "cell.w_x",
-        "float array (M + Dh for bahdanau, M for luong, 3N): the GRU's input weights (gates z, r, "
-        "n)",
-    ),
-    Arg("cell.w_h", "float array (N, 3N): the GRU's recurrent weights"),
-    Arg("cell.b_x", "float array (3N,)"),
-    Arg("cell.b_h", "float array (3N,)"),
-    Arg(
-        "attention.w",
-        "float array: the score's w (additive (N, A), general (N, Dh), concat (N + Dh, A)); absent "
-        "for dot",
-    ),
-    Arg("attention.u", "float array (Dh, A): additive only"),
-    Arg("attention.v", "float array (A,): additive and concat"),
-    Arg("w_out", "float array (N + Dh for bahdanau, N for luong, V)"),
-    Arg("b_out", "float array (V,)"),
-    Arg("w_c", "float array (Dh + N, N): luong only (the attentional hidden state)"),
-)
-_DECODER_PARAMS = Arg(
-    "params",
-    "dict embedding, cell, attention, w_out, b_out[, w_c]: "
-    + _CELL
-    + "; the score's params as in the weights components",
-    kind="params",
-    entries=_DECODER_ENTRIES,
-)
-_ATTENTION_ARG = Arg(
-    "attention",
-    "'bahdanau' (additive, from s_{i-1}, [s_i; c] to the output) or 'luong_dot' / 'luong_general' "
-    "/ 'luong_concat' "
-    "(from s_t, through tanh([c; s_t] W_c)); anything else is refused",
-    kind="choice",
-    default="bahdanau",
-    choices=("bahdanau", "luong_dot", "luong_general", "luong_concat"),
-    regions=tuple(
-        region(c, equals(c)) for c in ("bahdanau", "luong_dot", "luong_general", "luong_concat")
-    ),
-)
-_MEMORY = Arg(
-    "memory",
-    "float array (B, S, Dh), the encoder states, S >= 1; finite values",
-    regions=(
-        region("S = 1", lambda v, i: v.shape[1] == 1),
-        region("S > 1", lambda v, i: v.shape[1] > 1),
-    ),
-)
-_S0 = _state_arg("s0", "float array (B, N), the decoder's initial state; finite values")
-_SRC_LENGTHS = Arg(
-    "src_lengths",
-    "None (every source position real) or int array (B,), each in [1, S]: positions from a length "
-    "on are padding",
-    kind="int",
-    default=None,
-    perturb=_one_fewer,
-    regions=(
-        region("None", lambda v, i: v is None),
-        region(
-            "a length of 1 with S > 1",
-            lambda v, i: v is not None and bool((v == 1).any()) and i["memory"].shape[1] > 1,
-        ),
-        region(
-            "a length of S", lambda v, i: v is not None and bool((v == i["memory"].shape[1]).any())
-        ),
-        region(
-            "a length strictly between",
-            lambda v, i: v is not None and bool(((v > 1) & (v < i["memory"].shape[1])).any()),
-        ),
-    ),
-)
-DECODER_ARGS = (
-    Arg(
-        "tgt_in",
-        f"int array (B, T) of ids in [0, V) (V = {VOCAB} here), T >= 1: shift_right(targets), step "
-        "t is fed tgt_in[:, t]",
-        kind="tokens",
-        perturb=_next_token,
-        regions=(
-            region("T = 1", lambda v, i: v.shape[1] == 1),
-            region("T > 1", lambda v, i: v.shape[1] > 1),
-            region("id 0", lambda v, i: bool((v == 0).any())),
-            region("id V - 1", lambda v, i: bool((v == VOCAB - 1).any())),
-        ),
-    ),
-    _MEMORY,
-    _S0,
-    _DECODER_PARAMS,
-    _ATTENTION_ARG,
-    _SRC_LENGTHS,
-)
-FREE_ARGS = (
-    _MEMORY,
-    _S0,
-    _DECODER_PARAMS,
-    _ATTENTION_ARG,
-    Arg(
-        "bos",
-        "int in [0, V): the token fed at step 0",
-        kind="int",
-        default=1,
-        perturb=lambda v, i: (v + 1) % VOCAB,
-        regions=(
-            region("1 (the default, written out)", lambda v, i: v == 1),
-            region("0", lambda v, i: v == 0),
-            region("V - 1", lambda v, i: v == VOCAB - 1),
-            region("another id", lambda v, i: v not in (0, 1, VOCAB - 1)),
-        ),
-    ),
-    Arg(
-        "steps",
-        "int >= 1: the number of steps decoded",
-        kind="int",
-        default=1,
-        regions=(region("1", lambda v, i: v == 1), region("> 1", lambda v, i: v > 1)),
-    ),
-    _SRC_LENGTHS,
-)
-
-
 def _mask_wider(i: dict[str, Any]) -> np.ndarray:
     return np.ones((i["h"].shape[0], i["h"].shape[1] + 1), bool)  # (B, S + 1)
 
 
-_ATTENTIONS = ("bahdanau", "luong_dot", "luong_general", "luong_concat")
-
-
 def _padded(draw: Any) -> Any:
     """A decoder draw with source padding (src_lengths), whatever variant the caller passes."""
-    return lambda data, dtype, variant: draw(data, dtype, "bahdanau+padding")
+    return lambda data, dtype, variant: draw(data, dtype, AttentionDecoding(padding=True))
 
 
 _wider_s0 = _with(
@@ -653,20 +454,9 @@ ADDITIVE_ATTENTION_WEIGHTS = Component(
     shapes="s_prev (B, N), h (B, S, Dh), W (N, A), U (Dh, A), v (A,), mask (B, S) -> (B, S)",
     error_scale=_weights_scale,
     args=ADDITIVE_ARGS,
-    properties=(
-        matches_reference(_weights_inputs("additive"), (None, "padding")),
-        Property(
-            "weights_are_distributions",
-            weights_are_distributions.__doc__ or "",
-            weights_are_distributions,
-            ("padding", "padding_empty_row"),
-        ),
-        Property(
-            "state_blind_scores",
-            state_blind_scores_give_fixed_weights.__doc__ or "",
-            state_blind_scores_give_fixed_weights,
-        ),
-    ),
+    draw=_weights_inputs("additive"),
+    variants=(None, Scoring(padding=True)),
+    gradient=Gradient(wrt=paths("s_prev", "h"), variants=(Scoring(padding=True),)),
     bad_inputs=(
         BadInput(
             "w_rows_differ_from_N",
@@ -708,23 +498,14 @@ MULTIPLICATIVE_ATTENTION_WEIGHTS = Component(
     shapes="s (B, N), h (B, S, Dh), general W (N, Dh), concat W (N + Dh, A), v (A,) -> (B, S)",
     error_scale=_weights_scale,
     args=MULTIPLICATIVE_ARGS,
-    properties=(
-        matches_reference(
-            _weights_inputs("multiplicative"), ("dot", "general", "concat", "general+padding")
-        ),
-        Property(
-            "weights_are_distributions",
-            weights_are_distributions.__doc__ or "",
-            weights_are_distributions,
-            ("dot+padding", "concat+padding", "general+padding_empty_row"),
-        ),
-    ),
+    draw=_weights_inputs("multiplicative"),
+    variants=_scorings("dot", "general", "concat", "general+padding"),
     bad_inputs=(
         BadInput(
             "dot_needs_N_equal_Dh",
             "dot score, h (B, S, N + 1)",
             _with(
-                lambda d, t, v: _weights_inputs("multiplicative")(d, t, "dot"),
+                lambda d, t, v: _weights_inputs("multiplicative")(d, t, Scoring("dot")),
                 h=lambda i: np.concatenate([i["h"], i["h"][..., :1]], axis=-1),
             ),
         ),
@@ -732,7 +513,7 @@ MULTIPLICATIVE_ATTENTION_WEIGHTS = Component(
             "unknown_score",
             "score='bilinear'",
             _with(
-                lambda d, t, v: _weights_inputs("multiplicative")(d, t, "general"),
+                lambda d, t, v: _weights_inputs("multiplicative")(d, t, Scoring("general")),
                 score=lambda i: "bilinear",
             ),
         ),
@@ -740,7 +521,8 @@ MULTIPLICATIVE_ATTENTION_WEIGHTS = Component(
             "mask_wider_than_S",
             "mask (B, S + 1)",
             _with(
-                lambda d, t, v: _weights_inputs("multiplicative")(d, t, "general"), mask=_mask_wider
+                lambda d, t, v: _weights_inputs("multiplicative")(d, t, Scoring("general")),
+                mask=_mask_wider,
             ),
         ),
     ),
@@ -757,10 +539,7 @@ ATTENTION_CONTEXT = Component(
         (_abs(inputs["weights"])[:, None, :] @ _abs(inputs["h"])).max()
     ),
     args=CONTEXT_ARGS,
-    properties=(
-        matches_reference(_context_inputs),
-        Property("within_range", context_within_range.__doc__ or "", context_within_range),
-    ),
+    draw=_context_inputs,
     bad_inputs=(
         BadInput(
             "h_length_differs",
@@ -780,7 +559,7 @@ ATTENTIONAL_HIDDEN = Component(
         1.0 + float((np.concatenate([_abs(i["context"]), _abs(i["s"])], 1) @ _abs(i["w_c"])).max())
     ),
     args=HIDDEN_ARGS,
-    properties=(matches_reference(_hidden_inputs),),
+    draw=_hidden_inputs,
     bad_inputs=(
         BadInput(
             "w_c_wrong_shape",
@@ -799,10 +578,10 @@ ATTENTION_DECODER = Component(
     shapes="tgt_in (B, T) int, memory (B, S, Dh), s0 (B, N) -> (B, T, V)",
     error_scale=_decoder_scale,
     args=DECODER_ARGS,
-    properties=(
-        matches_reference(
-            decoder_inputs, _ATTENTIONS + ("bahdanau+padding", "luong_general+padding")
-        ),
+    draw=decoder_inputs,
+    variants=_decodings(*_ATTENTIONS, "bahdanau+padding", "luong_general+padding"),
+    gradient=Gradient(
+        wrt=paths("memory", "s0"), variants=_decodings("bahdanau+padding", "luong_general")
     ),
     bad_inputs=(
         BadInput("s0_size_mismatch", "s0 (B, N + 1)", _wider_s0),
@@ -849,20 +628,6 @@ FREE_RUNNING_DECODER = Component(
     shapes="memory (B, S, Dh), s0 (B, N) -> (B, steps, V)",
     error_scale=_decoder_scale,
     args=FREE_ARGS,
-    properties=(
-        Property(
-            "matches_oracle_on_own_tokens",
-            free_running_matches_oracle.__doc__ or "",
-            free_running_matches_oracle,
-            _ATTENTIONS,
-        ),
-        Property(
-            "teacher_forcing_own_output",
-            teacher_forcing_own_output.__doc__ or "",
-            teacher_forcing_own_output,
-            ("bahdanau+padding", "luong_concat"),
-        ),
-    ),
     bad_inputs=(
         BadInput(
             "s0_size_mismatch",
@@ -885,4 +650,22 @@ FREE_RUNNING_DECODER = Component(
             ),
         ),
     ),
+)
+
+# Properties beside the differential one (the records' draws give it), registered once the records
+# they belong to exist.
+prop(ADDITIVE_ATTENTION_WEIGHTS, variants=_scorings("padding", "padding_empty_row"))(
+    weights_are_distributions
+)
+prop(ADDITIVE_ATTENTION_WEIGHTS, name="state_blind_scores")(state_blind_scores_give_fixed_weights)
+prop(
+    MULTIPLICATIVE_ATTENTION_WEIGHTS,
+    variants=_scorings("dot+padding", "concat+padding", "general+padding_empty_row"),
+)(weights_are_distributions)
+prop(ATTENTION_CONTEXT, name="within_range")(context_within_range)
+prop(FREE_RUNNING_DECODER, variants=_decodings(*_ATTENTIONS), name="matches_oracle_on_own_tokens")(
+    free_running_matches_oracle
+)
+prop(FREE_RUNNING_DECODER, variants=_decodings("bahdanau+padding", "luong_concat"))(
+    teacher_forcing_own_output
 )

@@ -17,7 +17,7 @@ only guards outputs of O(1) magnitude against a lucky exact same-precision run.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import ml_dtypes
@@ -25,7 +25,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from reference.layers import ACTIVATIONS
-from spec.core import BadInput, Component, Property, Subject, matches_reference
+from spec.core import BadInput, Component, Gradient, Subject, paths, prop
 from spec.domains import Arg, Region, equals, region
 from spec.dtypes import FLOAT32, FLOAT64, DType
 from spec.strategies import (
@@ -103,21 +103,52 @@ def _bool_mask(data: st.DataObject, s: AttentionShape) -> np.ndarray:
     return _keep_one_per_row(rng.random(shape) < 0.6, rng)
 
 
-def _pick(data: st.DataObject, tokens: list[str], choices: tuple[str, ...], label: str) -> str:
-    """The choice the variant names, else one drawn."""
-    named = [t for t in tokens if t in choices]
-    return named[0] if named else data.draw(st.sampled_from(choices), label=label)
+@dataclass(frozen=True)
+class Stacking:
+    """A layer or stack variant: the LayerNorm placement (``norm``: "post_ln", the paper's, or
+    "pre_ln"), the mask (``mask``: one of MASK_KINDS, "masked" to draw one per example, or None for
+    none), the FFN activation (``activation``; None draws it) and, for a stack, whether a final norm
+    follows the last layer (``final_norm``; None draws it). Its str is the test id's
+    ("post_ln+masked", "pre_ln+final_norm", "post_ln+gelu")."""
+
+    norm: str = "post_ln"
+    mask: str | None = None
+    activation: str | None = None
+    final_norm: bool | None = None
+
+    def __str__(self) -> str:
+        final = {None: [], True: ["final_norm"], False: ["no_final_norm"]}[self.final_norm]
+        return "+".join([self.norm, *filter(None, (self.mask, self.activation)), *final])
+
+    @classmethod
+    def parse(cls, text: Stacking | str | None) -> Stacking:
+        """The variant a test id names (the strings of earlier versions and deviation keys); None is
+        post-LN with everything else drawn."""
+        if isinstance(text, Stacking):
+            return text
+        known = {
+            str(v): v
+            for v in (
+                cls(n, m, a, f)
+                for n in ("post_ln", "pre_ln")
+                for m in (None, *MASK_KINDS, "masked")
+                for a in (None, *ACTIVATIONS)
+                for f in (None, True, False)
+            )
+        }
+        if (text or "post_ln") not in known:
+            raise ValueError(f"unknown stack variant {text!r}; expected post_ln|pre_ln[+...]")
+        return known[text or "post_ln"]
 
 
 def _draw(component: str) -> Any:
     decoder = "decoder" in component
     stack = component in ("encoder", "decoder", "incremental_decoder")
 
-    def draw(data: st.DataObject, dtype: DType, variant: str | None) -> dict[str, Any]:
-        """Inputs under a variant "post_ln|pre_ln[+mask
-        kind|+masked][+activation][+final_norm|+no_final_norm]"; what the variant does not name
-        (activation, eps, the number of layers, the final norm) is drawn."""
-        tokens = (variant or "post_ln").split("+")
+    def draw(data: st.DataObject, dtype: DType, variant: Stacking | str | None) -> dict[str, Any]:
+        """Inputs under a variant (Stacking); what the variant does not name (the mask's kind when
+        "masked", activation, eps, the number of layers, the final norm) is drawn."""
+        v = Stacking.parse(variant)
         s: StackShape = data.draw(st.sampled_from(STACK_BUCKETS), label="shape")
         x = data.draw(arrays((s.B, s.T, s.D), dtype, allow_large=False), label="x")
         eps = data.draw(st.sampled_from(EPS_VALUES), label="eps")
@@ -140,8 +171,8 @@ def _draw(component: str) -> Any:
         else:
             inputs["params"] = layers[0]
         inputs["num_heads"] = s.H
-        kind = next((t for t in tokens if t in MASK_KINDS), None)
-        if "masked" in tokens:
+        kind = v.mask
+        if kind == "masked":
             kind = data.draw(st.sampled_from(MASK_KINDS), label="mask_kind")
         if kind is not None:
             shape = AttentionShape(s.B, s.H, s.T, s.S if decoder else s.T, s.D // s.H, s.D // s.H)
@@ -151,13 +182,15 @@ def _draw(component: str) -> Any:
                 else data.draw(masks(shape, kind, dtype), label="mask").mask
             )
             inputs["memory_mask" if decoder else "mask"] = mask
-        inputs["norm_first"] = tokens[0] == "pre_ln"
-        inputs["activation"] = _pick(data, tokens, ACTIVATIONS, "activation")
+        inputs["norm_first"] = v.norm == "pre_ln"
+        inputs["activation"] = v.activation or data.draw(
+            st.sampled_from(ACTIVATIONS), label="activation"
+        )
         inputs["eps"] = eps
         if stack:
-            final = "final_norm" in tokens or (
-                "no_final_norm" not in tokens and data.draw(st.booleans(), label="final_norm")
-            )
+            final = v.final_norm
+            if final is None:
+                final = data.draw(st.booleans(), label="final_norm")
             if final:
                 inputs["final_norm"] = data.draw(norm_params(s.D, dtype), label="final_norm")
         return inputs
@@ -194,12 +227,10 @@ def _scale(sublayers: int) -> Any:
     return scale
 
 
-def future_targets_do_not_matter(
-    subject: Subject, data: st.DataObject, variant: str | None
-) -> None:
+def future_targets_do_not_matter(subject: Subject, data: st.DataObject, variant: Stacking) -> None:
     """Changing the decoder input at positions >= t leaves every output before t unchanged
     (causality)."""
-    inputs = _draw(subject.component.name)(data, subject.dtype, variant)
+    inputs = subject.draw(data, variant)
     y = inputs["y"]
     t = data.draw(st.integers(0, y.shape[1] - 1), label="t")
     noise = (
@@ -228,9 +259,9 @@ def _item(key: str, value: Any, b: int) -> Any:
     return value[b : b + 1]
 
 
-def batch_equals_items(subject: Subject, data: st.DataObject, variant: str | None) -> None:
+def batch_equals_items(subject: Subject, data: st.DataObject, variant: Stacking) -> None:
     """A batch equals its items computed one at a time."""
-    inputs = _draw(subject.component.name)(data, subject.dtype, variant)
+    inputs = subject.draw(data, variant)
     whole = subject.case(inputs)
     for b in range(whole.got.shape[0]):
         item = {k: _item(k, v, b) for k, v in inputs.items()}
@@ -239,12 +270,12 @@ def batch_equals_items(subject: Subject, data: st.DataObject, variant: str | Non
         )
 
 
-def cache_equals_parallel(subject: Subject, data: st.DataObject, variant: str | None) -> None:
+def cache_equals_parallel(subject: Subject, data: st.DataObject, variant: Stacking) -> None:
     """Decoding one position at a time with a key/value cache equals the same adapter's parallel
     (teacher-forced) decoder at every position: issue 3's property 7(b) with a cache. The model's
     log-probs are a per-position function of the decoder output, so equality here carries over to
     them."""
-    inputs = _draw(subject.component.name)(data, subject.dtype, variant)
+    inputs = subject.draw(data, variant)
     cached = subject.case(inputs)
     cached.assert_equivalent(
         cached.got,
@@ -620,19 +651,23 @@ def _bad_inputs(component: str) -> tuple[BadInput, ...]:
     return bad
 
 
+def _variants(*names: str) -> tuple[Stacking, ...]:
+    return tuple(Stacking.parse(n) for n in names)
+
+
 # The placements real models use, post-LN (the paper, BERT) and pre-LN (GPT-2, T5), each unmasked
 # and with a mask of a drawn kind (MASK_KINDS)
-LAYER_VARIANTS = ("post_ln", "pre_ln", "post_ln+masked", "pre_ln+masked")
-STACK_VARIANTS = ("post_ln", "pre_ln+final_norm", "post_ln+masked", "pre_ln+masked")
+LAYER_VARIANTS = _variants("post_ln", "pre_ln", "post_ln+masked", "pre_ln+masked")
+STACK_VARIANTS = _variants("post_ln", "pre_ln+final_norm", "post_ln+masked", "pre_ln+masked")
 
 
 def _component(
     name: str,
     sublayers: int,
-    variants: tuple[str, ...],
-    extra: tuple[Property, ...],
+    variants: tuple[Stacking, ...],
     signature: str,
     args: tuple[Arg, ...],
+    **more: Any,
 ) -> Component:
     return Component(
         name=name,
@@ -641,52 +676,34 @@ def _component(
         shapes="x/y (B, T, D), memory (B, S, D) -> (B, T, D)",
         error_scale=_scale(sublayers),
         args=args,
-        properties=(
-            matches_reference(_draw(name), variants),
-            Property(
-                "batch_equals_items",
-                batch_equals_items.__doc__ or "",
-                batch_equals_items,
-                ("post_ln+masked",),
-            ),
-        )
-        + extra,
+        draw=_draw(name),
+        variants=variants,
         bad_inputs=_bad_inputs(name),
+        **more,
     )
 
-
-_CAUSAL = (
-    Property(
-        "future_targets_do_not_matter",
-        future_targets_do_not_matter.__doc__ or "",
-        future_targets_do_not_matter,
-        ("post_ln", "pre_ln+masked"),
-    ),
-)
 
 ENCODER_LAYER = _component(
     "encoder_layer",
     2,
     LAYER_VARIANTS,
-    (),
     "encoder_layer(x, params, num_heads, mask=None, norm_first=False, activation='relu', eps=1e-5)",
     ENCODER_LAYER_ARGS,
+    gradient=Gradient(wrt=paths("x"), variants=_variants("post_ln+gelu", "pre_ln+gelu")),
 )
 DECODER_LAYER = _component(
     "decoder_layer",
     3,
     LAYER_VARIANTS,
-    _CAUSAL,
     "decoder_layer(y, memory, params, num_heads, memory_mask=None, norm_first=False, "
     "activation='relu', eps=1e-5)",
     DECODER_LAYER_ARGS,
+    gradient=Gradient(wrt=paths("y", "memory"), variants=_variants("post_ln+gelu")),
 )
-_STACK_VARIANTS = ("post_ln", "pre_ln+final_norm")
 ENCODER = _component(
     "encoder",
     2,
     STACK_VARIANTS,
-    (),
     "encoder(x, layers, num_heads, mask=None, ..., final_norm=None)",
     ENCODER_ARGS,
 )
@@ -694,7 +711,6 @@ DECODER = _component(
     "decoder",
     3,
     STACK_VARIANTS,
-    _CAUSAL,
     "decoder(y, memory, layers, num_heads, memory_mask=None, ..., final_norm=None)",
     DECODER_ARGS,
 )
@@ -702,20 +718,20 @@ INCREMENTAL_DECODER = _component(
     "incremental_decoder",
     3,
     STACK_VARIANTS,
-    _CAUSAL
-    + (
-        Property(
-            "cache_equals_parallel",
-            cache_equals_parallel.__doc__ or "",
-            cache_equals_parallel,
-            _STACK_VARIANTS,
-        ),
-    ),
     "incremental_decoder(y, memory, layers, num_heads, memory_mask=None, ..., final_norm=None): "
     "one position per step, "
     "key/value cache",
     DECODER_ARGS,
+    # float64 and float32: the cached path compiles one jax step per layer, shape and dtype, and its
+    # arithmetic is the parallel decoder's, which runs at all four dtypes.
+    dtypes=(FLOAT64, FLOAT32),
 )
-# float64 and float32: the cached path compiles one jax step per layer, shape and dtype, and its
-# arithmetic is the parallel decoder's, which runs at all four dtypes.
-INCREMENTAL_DECODER = replace(INCREMENTAL_DECODER, dtypes=(FLOAT64, FLOAT32))
+
+# Properties beside the differential one (the records' draws give it), registered once the records
+# they belong to exist.
+_LAYERS_AND_STACKS = (ENCODER_LAYER, DECODER_LAYER, ENCODER, DECODER, INCREMENTAL_DECODER)
+prop(*_LAYERS_AND_STACKS, variants=_variants("post_ln+masked"))(batch_equals_items)
+prop(DECODER_LAYER, DECODER, INCREMENTAL_DECODER, variants=_variants("post_ln", "pre_ln+masked"))(
+    future_targets_do_not_matter
+)
+prop(INCREMENTAL_DECODER, variants=_variants("post_ln", "pre_ln+final_norm"))(cache_equals_parallel)
