@@ -16,6 +16,8 @@ library's tensors, runs the library's own code and converts back. Optional attri
                                    Deviation(reason, when=...) only for the examples whose inputs
                                    satisfy ``when``, and every other example must conform
     on_device(device) -> namespace the same adapter bound to "cpu" or "cuda"
+    release()                      called when the run moves on to another component: free what
+                                   the library cached (compiled programs) so a run stays bounded
     vjp(component, inputs, cotangent, wrt) -> {path: gradient}
                                    gradients of <cotangent, output> for the inputs named by the
                                    paths in wrt ("q", "params.w_q"); spec/gradients.py

@@ -229,8 +229,29 @@ def _stack_empty_row(mask: str) -> Deviation:
     )
 
 
+_RELEASE_BYTES = 2 * 2**30
+
+
+def _resident_bytes() -> int:
+    """This process's resident memory (Linux /proc; elsewhere unknown: infinite, so release)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 2**62
+
+
 class JaxAdapter(JaxSeq2Seq):
     name = "jax"
+
+    def release(self) -> None:
+        """Between components (the plugin calls it): once the process holds more than
+        _RELEASE_BYTES, drop jax's in-memory compiled programs, which otherwise accumulate (one
+        process over the whole suite grew past 10 GB and crashed a 23 GB machine). The persistent
+        compilation cache on disk makes a program needed again a load, not a compilation."""
+        if _resident_bytes() > _RELEASE_BYTES:
+            jax.clear_caches()
+
     deviations: dict[str, Declared] = {
         **SEQ2SEQ_DEVIATIONS,
         **{f"{c}.*": _stack_empty_row("mask") for c in ("encoder_layer", "encoder")},

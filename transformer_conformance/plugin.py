@@ -233,6 +233,7 @@ class Conformance:
 
             self.report = Report(Path(config.getoption("report")), config, profile, chosen)
         self.results: dict[str, dict[str, Any]] = {}  # nodeid -> what its run did (this process)
+        self._last_component: dict[str, str] = {}  # adapter key -> the component it last ran
         self.outcomes: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self.collected: dict[tuple[str, str], int] = defaultdict(int)  # cell -> tests collected
         self.unmatched: dict[
@@ -327,11 +328,23 @@ class Conformance:
                 self.collected[(found.group("component"), names[found.group("key")])] += 1
 
     # --- running a target (called by the conformance tests) --------------------------------------
+    def _release_between_components(self, target: Any) -> None:
+        """Call the adapter's optional ``release()`` when its tests move on to another component:
+        a library that keeps every compiled program (jax's jit caches) otherwise grows through a
+        run; one pytest process over the whole suite reached the machine's 23 GB and crashed."""
+        adapter = target.adapter
+        last = self._last_component.get(adapter.key)
+        self._last_component[adapter.key] = target.component.name
+        release = getattr(adapter.namespace, "release", None)
+        if last is not None and last != target.component.name and callable(release):
+            release()
+
     def run(self, request: pytest.FixtureRequest, target: Any, gradient: bool = False) -> None:
         """Run one target: pass, or skip (unsupported), xfail (declared deviation seen), or fail
         with a rerun command and the failing inputs saved."""
         from transformer_conformance import runner
 
+        self._release_between_components(target)
         base = self.settings
         # A gradient example costs a backward pass and six extended-precision evaluations of the
         # reference per input (a jax one also a trace): half the profile's examples.

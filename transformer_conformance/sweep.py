@@ -67,7 +67,9 @@ def _run_seeds(
             str(report),
         ]
         done = subprocess.run(cmd + pytest_args, cwd=clone, env=env, capture_output=True, text=True)
-        (out / f"s{seed}.log").write_text(done.stdout[-20000:] + done.stderr[-5000:])
+        (out / f"s{seed}.log").write_text(
+            done.stdout[-20000:] + done.stderr[:20000] + done.stderr[20000:][-5000:]
+        )
         runs.append(
             {
                 "seed": seed,
