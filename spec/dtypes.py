@@ -36,6 +36,12 @@ class DType:
         """The most negative finite value (HuggingFace's fill for masked logits)."""
         return float(ml_dtypes.finfo(self.np_dtype).min)
 
+    def holds_normally(self, square: float) -> bool:
+        """Whether a mean of squares (a variance) this large survives in the dtype: above its
+        smallest normal with room (1e3x), so the squares summed into it have not underflowed. With
+        eps = 0 a normalisation is 0/0 or x/0 below that: outside the domain."""
+        return square > 1e3 * float(ml_dtypes.finfo(self.np_dtype).tiny)
+
     @property
     def significand_bits(self) -> int:
         """p, counting the implicit bit: float16 11, bfloat16 8, float32 24, float64 53."""
