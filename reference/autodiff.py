@@ -10,6 +10,15 @@ finite differences of the oracle (spec/gradients.py) stay the oracle an adapter 
 The reference is written so that this works: no in-place writes into arrays that carry derivatives,
 checks that look through autograd's boxes (reference/checks.py), and erf as a primitive whose
 derivative is 2 / sqrt(pi) exp(-x^2).
+
+Two forms of the saturating nonlinearities' derivatives. autograd differentiates tanh by its input
+(1 / cosh(x)^2) and the reference's sigmoid through its exponentials: accurate in the tails, where
+the derivative is e^-|x|. torch and jax compute them from the output, as every framework does:
+sigma' = y (1 - y), tanh' = 1 - y^2 (torch's sigmoid_backward, tanh_backward; jax's logistic and
+tanh JVPs). Once y rounds to 1 in the test dtype that is exactly 0, an absolute error of u(dtype)
+however small the true derivative: a saturated LSTM gate's gradient is 0 in float32 against a true
+e^-17. ``vjp(..., output_form=True)`` differentiates in that form, so the same-precision term of
+the gradient policy covers both algorithms.
 """
 
 from __future__ import annotations
@@ -26,7 +35,7 @@ from autograd import make_vjp
 from autograd.extend import defvjp, primitive
 
 import reference
-from reference import layers
+from reference import layers, recurrent
 
 _PLAIN_ERF = layers.erf
 
@@ -38,6 +47,32 @@ def _erf(x: np.ndarray) -> np.ndarray:
 
 defvjp(_erf, lambda ans, x: lambda g: g * (2.0 / np.sqrt(np.pi)) * anp.exp(-x * x))
 
+_PLAIN_SIGMOID = recurrent._sigmoid
+
+
+@primitive
+def _tanh_from_output(x: np.ndarray) -> np.ndarray:
+    return np.tanh(x)
+
+
+@primitive
+def _sigmoid_from_output(x: np.ndarray) -> np.ndarray:
+    return _PLAIN_SIGMOID(x)
+
+
+# In the test dtype: y, 1 - y * y and 1 - y all round as torch's and jax's backward kernels do.
+defvjp(_tanh_from_output, lambda ans, x: lambda g: g * (1 - ans * ans))
+defvjp(_sigmoid_from_output, lambda ans, x: lambda g: g * ans * (1 - ans))
+
+
+class _OutputForm:
+    """autograd.numpy with tanh differentiated from its output."""
+
+    tanh = staticmethod(_tanh_from_output)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(anp, name)
+
 
 def _modules() -> list[Any]:
     return [
@@ -47,20 +82,28 @@ def _modules() -> list[Any]:
 
 
 @contextmanager
-def _traced() -> Iterator[None]:
-    """Every reference module computes with autograd.numpy for the duration (not thread-safe)."""
+def _traced(output_form: bool = False) -> Iterator[None]:
+    """Every reference module computes with autograd.numpy for the duration (not thread-safe); with
+    output_form, tanh and sigmoid are differentiated from their outputs."""
     modules = [
-        m for m in _modules() if getattr(m, "np", None) is np and m.__name__ != "reference.checks"
+        m
+        for m in _modules()
+        if getattr(m, "np", None) is np
+        and m.__name__ not in ("reference.checks", "reference.autodiff")
     ]
+    namespace = _OutputForm() if output_form else anp
     for m in modules:
-        m.np = anp
+        m.np = namespace
     layers.erf = _erf
+    if output_form:
+        recurrent._sigmoid = _sigmoid_from_output
     try:
         yield
     finally:
         for m in modules:
             m.np = np
         layers.erf = _PLAIN_ERF
+        recurrent._sigmoid = _PLAIN_SIGMOID
 
 
 def get_path(inputs: Mapping[str, Any], path: str) -> Any:
@@ -99,17 +142,19 @@ def vjp(
     inputs: Mapping[str, Any],
     cotangent: np.ndarray,
     paths: tuple[tuple[str, ...], ...],
+    output_form: bool = False,
 ) -> list[np.ndarray]:
     """The gradient of <cotangent, fn(**inputs)> with respect to each group of paths (an array and
     its aliases: self-attention passes one array as query, key and value, and all of its uses move),
-    in the precision of the inputs. Entries at non-finite inputs (a -inf mask) are 0."""
+    in the precision of the inputs. Entries at non-finite inputs (a -inf mask) are 0. output_form:
+    tanh and sigmoid differentiated from their outputs, as frameworks do (module docstring)."""
     leaves = [get_path(inputs, group[0]) for group in paths]
 
     def forward(*values: Any) -> Any:
         moved = dict(inputs)
         for group, value in zip(paths, values, strict=True):
             moved = set_paths(moved, group, value)
-        with _traced():
+        with _traced(output_form):
             return fn(**moved)
 
     with np.errstate(all="ignore"):

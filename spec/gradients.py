@@ -170,7 +170,9 @@ class SamePrecision:
     """The same-precision gradient algorithms of one example, computed once for all its paths.
 
     ``gradients[k][path]`` is algorithm k's gradient in the test dtype: reverse-mode differentiation
-    of the reference itself (reference/autodiff.py), for every component, and the short analytic
+    of the reference itself (reference/autodiff.py), for every component, in both forms of the
+    saturating nonlinearities' derivatives (from the input, and from the output as torch and jax
+    compute them: 0 once a gate's output rounds to 1), and the short analytic
     VJPs where the reference has them (reference/gradients.py: softmax, attention in both forms of
     D, MHA, additive attention). ``wide[path]`` is the reverse-mode gradient in extended precision,
     what they are measured against; ``rounding[path]`` the analytic algorithms' running error
@@ -193,11 +195,15 @@ class SamePrecision:
         fn = subject.component.reference
         groups = tuple(alias_paths(inputs, p) for p in paths)
         same = dict(zip(paths, autodiff.vjp(fn, inputs, cotangent, groups), strict=True))
+        # the framework form of tanh' and sigmoid' (from the output): exactly 0 at a saturated gate
+        from_output = dict(
+            zip(paths, autodiff.vjp(fn, inputs, cotangent, groups, output_form=True), strict=True)
+        )
         wide_inputs = cast_floats(dict(inputs), WIDE)
         wide = dict(
             zip(paths, autodiff.vjp(fn, wide_inputs, cotangent.astype(WIDE), groups), strict=True)
         )
-        algorithms = [same]
+        algorithms = [same, from_output]
         rounding: dict[str, np.ndarray] = {}
         for vjp in VJPS.get(subject.component.name, ()):
             with np.errstate(all="ignore"):

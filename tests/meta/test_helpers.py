@@ -142,3 +142,43 @@ def test_directional_derivative_matches_the_analytic_softmax_vjp() -> None:
     # fine enough to judge float32 gradients: its own error is below one float32 rounding of the
     # answer
     assert oracle.error < FLOAT32.unit_roundoff * abs(exact), (oracle.error, exact)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_saturated_gates_same_precision_term_covers_the_output_form(cell) -> None:
+    """At gates saturated in float32 (|preactivation| ~ 20), a backward computed from the outputs
+    (torch, jax: 1 - y^2, y (1 - y)) is exactly 0; the policy's same-precision term must be at least
+    the whole true gradient there, or a correct framework fails (sweep seed 7, docs/ERRATA.md
+    1.2.0)."""
+    from reference.autodiff import vjp
+    from spec.gradients import WIDE, SamePrecision
+
+    rng = np.random.default_rng(1)
+    E, N, B = 3, 2, 2
+    G = {"rnn": 1, "gru": 3, "lstm": 4}[cell] * N
+    params = {
+        "w_x": np.full((E, G), 1.0, np.float32),
+        "w_h": np.zeros((N, G), np.float32),
+        "b_x": np.zeros(G, np.float32),
+        "b_h": np.zeros(G, np.float32),
+    }
+    x = np.full((B, E), 7.0, np.float32)  # every preactivation 21: sigma, tanh round to 1
+    width = 2 * N if cell == "lstm" else N
+    inputs = {"x": x, "state": np.zeros((B, width), np.float32), "params": params, "cell": cell}
+    c = rng.standard_normal((B, width)).astype(np.float32)
+    (from_input,) = vjp(R.recurrent_cell, inputs, c, (("x",),))
+    (from_output,) = vjp(R.recurrent_cell, inputs, c, (("x",),), output_form=True)
+    wide_inputs = {**inputs, "x": x.astype(WIDE), "state": inputs["state"].astype(WIDE)}
+    wide_inputs["params"] = {k: v.astype(WIDE) for k, v in params.items()}
+    (wide,) = vjp(R.recurrent_cell, wide_inputs, c.astype(WIDE), (("x",),))
+    assert np.all(from_output == 0), from_output
+    assert np.abs(wide).max() > 0 and np.allclose(from_input, wide.astype(np.float64), rtol=1e-4)
+
+    class Subject:  # SamePrecision.of reads only the component's name and reference
+        class component:
+            name, reference = "recurrent_cell", staticmethod(R.recurrent_cell)
+
+    same = SamePrecision.of(Subject, inputs, c, ("x",))  # type: ignore[arg-type]
+    t = np.ones(x.shape)
+    truth = float((wide.astype(np.float64) * t).sum())
+    assert same.error("x", t, truth) >= abs(truth), (same.error("x", t, truth), truth)
