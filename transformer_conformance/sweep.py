@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from transformer_conformance.plugin import THREAD_VARIABLES, threads_per_process
+
 
 def _seeds(text: str) -> list[int]:
     out: list[int] = []
@@ -43,12 +45,19 @@ def _clone(repo: Path, where: Path) -> Path:
 
 
 def _run_seeds(
-    clone: Path, seeds: list[int], out: Path, pytest_args: list[str], deadline: float = float("inf")
+    clone: Path,
+    seeds: list[int],
+    out: Path,
+    pytest_args: list[str],
+    deadline: float = float("inf"),
+    workers: int = 1,
 ) -> list[dict[str, Any]]:
-    """Run pytest once per seed in one clone, sequentially (one core); return each run's exit and
-    time."""
+    """Run pytest once per seed in one clone, sequentially (its share of the cores); return each
+    run's exit and time."""
     runs = []
     env = {**os.environ, "HYPOTHESIS_PROFILE": "dev", "PYTHONDONTWRITEBYTECODE": "1"}
+    for name in THREAD_VARIABLES:  # as under xdist: workers x BLAS threads <= cores
+        env.setdefault(name, threads_per_process(workers))
     env.pop("CI", None)
     for seed in seeds:
         if time.perf_counter() > deadline:  # --minutes: no new seed after it; the summary says so
@@ -198,7 +207,9 @@ def main(argv: list[str] | None = None) -> int:
         shares = [seeds[i :: args.workers] for i in range(args.workers)]
         with ThreadPoolExecutor(args.workers) as pool:
             results = pool.map(
-                lambda pair: _run_seeds(pair[0], pair[1], out, args.pytest_args, deadline),
+                lambda pair: _run_seeds(
+                    pair[0], pair[1], out, args.pytest_args, deadline, args.workers
+                ),
                 zip(clones, shares, strict=True),
             )
             runs = sorted((r for share in results for r in share), key=lambda r: r["seed"])
