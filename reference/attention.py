@@ -19,6 +19,7 @@ import numpy as np
 
 from reference.checks import check_attention, check_multi_head, is_array
 from reference.masks import causal_mask
+from reference.numerics import total
 
 # The components (the numpy adapter re-exports exactly these).
 __all__ = ["attention_weights", "multi_head_attention", "scaled_dot_product_attention", "softmax"]
@@ -52,7 +53,7 @@ def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
         over="ignore"
     ):  # float16: x - m below -65504 rounds to -inf, and exp(-inf) = 0 is right
         e = np.exp(x - m)
-    z = np.sum(e, axis=axis, keepdims=True)
+    z = total(e, axis=axis, keepdims=True)
     safe_z = np.where(z > 0, z, np.ones_like(z))
     return np.where(z > 0, e / safe_z, np.zeros_like(e)).astype(x.dtype, copy=False)
 

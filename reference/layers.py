@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from reference.checks import check_float_array, is_array, value
+from reference.numerics import average
 
 # The components (the numpy adapter re-exports exactly these).
 __all__ = [
@@ -210,8 +211,8 @@ def _layer_norm(
             f"{component}: eps = 0 expected every row of x to vary (0/0 otherwise); got a constant "
             "row"
         )
-    mean = x.mean(axis=-1, keepdims=True)  # (..., 1)
-    var = ((x - mean) ** 2).mean(axis=-1, keepdims=True)  # (..., 1): biased
+    mean = average(x, axis=-1, keepdims=True)  # (..., 1)
+    var = average((x - mean) ** 2, axis=-1, keepdims=True)  # (..., 1): biased
     normed = (x - mean) / np.sqrt(var + x.dtype.type(eps))  # (..., D)
     return (normed * gamma.astype(x.dtype) + beta.astype(x.dtype)).astype(x.dtype)
 
@@ -244,7 +245,7 @@ def rms_norm(x: np.ndarray, gamma: np.ndarray, eps: float = 1e-6) -> np.ndarray:
         raise ValueError(f"rms_norm: eps must be a finite number >= 0; got {eps!r}")
     if eps == 0 and (value(x) == 0).all(-1).any():  # exactly, in every precision
         raise ValueError("rms_norm: eps = 0 expected no row of x to be all zeros (0/0); got one")
-    ms = (x * x).mean(axis=-1, keepdims=True)  # (..., 1): the mean square
+    ms = average(x * x, axis=-1, keepdims=True)  # (..., 1): the mean square
     return (x / np.sqrt(ms + x.dtype.type(eps)) * gamma.astype(x.dtype)).astype(x.dtype)
 
 

@@ -18,6 +18,8 @@ zero context, max -inf and log-sum-exp -inf.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from reference.checks import check_attention
@@ -97,3 +99,61 @@ def streaming_attention(
                 empty, dt.type(-np.inf), m + np.log(np.where(empty, dt.type(1), l))
             )[..., 0]
     return context, row_max, lse
+
+
+def _rounder(dtype: np.dtype) -> Any:
+    """x (float32) -> x rounded to dtype, kept in float32: one correctly rounded operation of dtype
+    (a float32 result rounded once to float16 or bfloat16 is the correctly rounded 16-bit result of
+    +, -, *, /: float32 carries more than 2p + 2 bits of either)."""
+    if dtype == np.float32:
+        return lambda x: x
+    return lambda x: x.astype(dtype).astype(np.float32)
+
+
+def rounded_attention(
+    q: np.ndarray,
+    k: np.ndarray,
+    v: np.ndarray,
+    mask: np.ndarray | None = None,
+    scale: float | None = None,
+    causal: str | None = None,
+    block: int = 256,
+) -> np.ndarray:
+    """scaled_dot_product_attention's plain evaluation in the inputs' dtype (float32, float16,
+    bfloat16), as reference.attention computes it: the same operations in the same order, each
+    rounded to the dtype (logits, scaled logits, L - max, exp, the row sum, the weights, the
+    context), sums and matmuls accumulated in float32 and rounded once (NumPy's float16 matmul,
+    reference/numerics.py). Query rows are independent, so visiting them ``block`` at a time
+    changes nothing; the arithmetic runs in float32 with BLAS, where NumPy's float16 loops would
+    take minutes at S = 16384. The tolerance policy's same-precision term at kernel scale
+    (spec/kernel_scale.py)."""
+    check_attention("rounded_attention", q, k, v, mask, scale, causal)
+    B, H, T, K = q.shape
+    S = k.shape[2]
+    dt = q.dtype
+    rnd = _rounder(dt)
+    f32 = np.float32
+    scale_d = float(np.asarray(1.0 / np.sqrt(K) if scale is None else scale).astype(dt))
+    allowed = causal_mask(T, S, causal) if causal is not None else None  # (T, S) bool
+    kt = np.swapaxes(k.astype(f32), -1, -2)  # (B, H, K, S)
+    qf, vf = q.astype(f32), v.astype(f32)
+    out = np.empty((B, H, T, v.shape[3]), dt)
+    for t0 in range(0, T, block):
+        t = slice(t0, min(t0 + block, T))
+        logits = rnd(rnd(np.matmul(qf[:, :, t], kt)) * f32(scale_d))  # (B, H, t, S)
+        blk = _block_mask(mask, (B, H, T, S), t, slice(None))
+        if blk is not None and blk.dtype != np.bool_:
+            logits = rnd(logits + rnd(blk.astype(f32)))
+        keep = None if blk is None or blk.dtype != np.bool_ else blk
+        if allowed is not None:
+            keep = allowed[t] if keep is None else keep & allowed[t]
+        if keep is not None:
+            logits = np.where(keep, logits, f32(-np.inf))
+        m = logits.max(-1, keepdims=True)  # (B, H, t, 1)
+        m = np.where(np.isfinite(m), m, f32(0))
+        with np.errstate(over="ignore"):
+            e = rnd(np.exp(rnd(logits - m)))  # (B, H, t, S)
+        z = rnd(e.sum(-1, keepdims=True, dtype=f32))  # (B, H, t, 1)
+        w = np.where(z > 0, rnd(e / np.where(z > 0, z, f32(1))), f32(0))
+        out[:, :, t] = np.matmul(w, vf).astype(dt)  # (B, H, t, Kv)
+    return out

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from reference.checks import is_array
+from reference.numerics import average, total
 
 # The components (the numpy adapter re-exports exactly these).
 __all__ = ["cross_entropy", "shift_right"]
@@ -36,7 +37,7 @@ def shift_right(targets: np.ndarray, bos: int, pad: int) -> np.ndarray:
 def log_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     """log softmax(x)_i = x_i - m - log sum_j exp(x_j - m)."""
     m = np.max(x, axis=axis, keepdims=True)
-    return (x - m - np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True))).astype(x.dtype)
+    return (x - m - np.log(total(np.exp(x - m), axis=axis, keepdims=True))).astype(x.dtype)
 
 
 def cross_entropy(
@@ -85,8 +86,10 @@ def cross_entropy(
         )
     logp = log_softmax(logits, axis=-1)  # (..., V)
     onehot = np.where(keep, targets, 0)[..., None] == np.arange(V)  # (..., V): the target class
-    picked = np.where(onehot, logp, logp.dtype.type(0)).sum(axis=-1)  # (...,): log p(target), exact
-    per_position = -(1 - label_smoothing) * picked - label_smoothing * logp.mean(axis=-1)  # (...,)
+    # (...,): log p(target), exact (one nonzero term)
+    picked = total(np.where(onehot, logp, logp.dtype.type(0)), axis=-1)
+    smooth = average(logp, axis=-1)  # (...,)
+    per_position = -(1 - label_smoothing) * picked - label_smoothing * smooth  # (...,)
     return (
-        per_position[keep].mean(axis=0, keepdims=True).reshape(()).astype(logits.dtype)
+        average(per_position[keep], axis=0, keepdims=True).reshape(()).astype(logits.dtype)
     )  # () as an array
