@@ -35,6 +35,13 @@ lint: install
 sweep: install
 	$(PYTHON) -m transformer_conformance.sweep --seeds $(or $(SEEDS),1-50) --workers 2 --out results/sweep $(ARGS)
 
+# Kernel scale (spec/kernel_scale.py): scaled_dot_product_attention at lengths 512 to 16384 on the
+# built-in adapters (ADAPTERS="--adapter torch" to choose), one pytest per core; report with the
+# error-vs-S plot in results/kernel-cpu/. About 10 minutes per adapter on 2 cores.
+kernel: install
+	$(VENV)/bin/transformer-conformance --scale production -n auto --dist worksteal \
+		$(or $(ADAPTERS),--adapter torch --adapter jax) --report results/kernel-cpu $(ARGS)
+
 # The mechanical mutants of the reference and which property catches each: docs/MUTANTS.md.
 mutants: install
 	$(PYTHON) -m transformer_conformance.meta mutants $(ARGS) > docs/MUTANTS.md; status=$$?; tail -n 2 docs/MUTANTS.md; exit $$status
@@ -56,7 +63,7 @@ dist: install
 	$(PYTHON) -m pip install -q build
 	$(PYTHON) -m build --outdir dist .
 
-.PHONY: install conformance test lint sweep mutants mutation installed dist thirdparty bench
+.PHONY: install conformance test lint sweep kernel mutants mutation installed dist thirdparty bench
 
 # Third-party adapters (issue 6): keras on each backend (one per process) and HuggingFace Marian attention.
 # Not part of `make test` / CI; each writes its report under thirdparty/.

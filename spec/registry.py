@@ -64,12 +64,14 @@ def _gradient(c: Component) -> tuple[Property, ...]:
 
 def _complete(c: Component) -> Component:
     """The record with every property it has: its differential one, those it lists, those registered
-    by decorator, its vjp property, then the gradient properties registered by decorator."""
+    by decorator, its vjp property, then the gradient properties registered by decorator, then the
+    kernel-scale ones (spec/kernel_scale.py)."""
     listed = differential(c) + c.properties + tuple(REGISTERED.get(c.name, ()))
-    forward = tuple(p for p in listed if p.kind == "forward")
-    return replace(
-        c, properties=forward + _gradient(c) + tuple(p for p in listed if p.kind == "gradient")
-    )
+
+    def of(kind: str) -> tuple[Property, ...]:
+        return tuple(p for p in listed if p.kind == kind)
+
+    return replace(c, properties=of("forward") + _gradient(c) + of("gradient") + of("kernel"))
 
 
 COMPONENTS: dict[str, Component] = {name: _complete(c) for name, c in _collect().items()}

@@ -1,8 +1,12 @@
 """The ``transformer-conformance`` command: check an adapter against the spec from any repository.
 
     transformer-conformance --adapter mypkg.mod:obj [--component NAME ...] [--report DIR]
-                            [--profile dev|ci|thorough] [--max-examples N] [--device cpu|cuda] [-n
-                            N] [any other pytest option]
+                            [--profile dev|ci|thorough|kernel] [--scale default|production]
+                            [--max-examples N] [--device cpu|cuda] [-n N] [any other pytest option]
+
+    --scale production (= --profile kernel) runs only the kernel-scale tests: attention at lengths
+    512 to 16384 against the streaming float64 oracle (spec/kernel_scale.py), with an error-vs-S
+    plot in the report.
     transformer-conformance list                  the components and their signatures
     transformer-conformance explain COMPONENT     one component's contract
     transformer-conformance merge DIR... --out D  one matrix, JSON and Markdown from shard reports

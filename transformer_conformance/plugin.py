@@ -45,7 +45,11 @@ PROFILES: dict[str, dict[str, Any]] = {
     "dev": dict(max_examples=10),
     "ci": dict(max_examples=10, derandomize=True, database=None),
     "thorough": dict(max_examples=200, phases=list(Phase)),
+    # production lengths (spec/kernel_scale.py): only the kernel-scale tests, two examples each
+    "kernel": dict(max_examples=2),
 }
+# --scale production is the kernel profile under the name a kernel author looks for
+SCALES = {"default": None, "production": "kernel"}
 
 
 def default_profile() -> str:
@@ -86,6 +90,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         choices=sorted(PROFILES),
         help="Hypothesis profile of the conformance tests (default: $HYPOTHESIS_PROFILE, ci under "
         "$CI, else dev)",
+    )
+    group.addoption(
+        "--scale",
+        default="default",
+        choices=sorted(SCALES),
+        help="production: the kernel-scale tests only (lengths 512 to 16384, spec/kernel_scale.py),"
+        " the same as --profile kernel",
     )
     group.addoption(
         "--max-examples",
@@ -186,7 +197,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # jax import.
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     _share_cores(config)
-    profile = config.getoption("profile") or default_profile()
+    profile = config.getoption("profile") or SCALES[config.getoption("scale")] or default_profile()
     if profile == "thorough":  # read by spec/strategies.py at import
         os.environ.setdefault("TCS_FREE_SHAPES", "1")
     if profile not in PROFILES:
@@ -284,8 +295,13 @@ class Conformance:
         if name == "test_refuses_bad_input":
             targets = bad_input_targets(self.adapters, self.components)
         else:
-            kind = "gradient" if name == "test_gradient_property" else "forward"
+            kind = {"test_gradient_property": "gradient", "test_kernel_property": "kernel"}.get(
+                name, "forward"
+            )
             targets = property_targets(self.adapters, self.components, kind)
+        # the kernel profile runs the kernel-scale tests and nothing else; the others never do
+        if (name == "test_kernel_property") != (self.profile == "kernel"):
+            targets = iter(())
         metafunc.parametrize(
             "target", [t.param() for t in targets if family is None or t.component.family == family]
         )
@@ -316,7 +332,8 @@ class Conformance:
                     target.dtype.name,
                 )
                 item.user_properties.append(("tcs", key))  # carried to the controller under xdist
-        for adapter in self.adapters:  # a declaration that matches no collected test
+        # a declaration that matches no collected test (the kernel profile collects too few to say)
+        for adapter in self.adapters if self.profile != "kernel" else ():
             stale = sorted(
                 k
                 for k in adapter.deviations
@@ -408,6 +425,8 @@ class Conformance:
             raise
         finally:
             record.update(examples=tally.examples, ratios=[float(f"{r:.4g}") for r in tally.ratios])
+            if getattr(target.check, "kind", None) == "kernel":  # the error-vs-length report
+                record["errors"] = [[float(f"{e:.4g}"), float(f"{a:.4g}")] for e, a in tally.errors]
             if tally.unsupported:
                 record["unsupported"] = tally.unsupported_text()
             if tally.warnings:

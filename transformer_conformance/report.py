@@ -113,6 +113,8 @@ class Report:
             "seconds": round(report.duration, 3),
             "test": report.nodeid,
         }
+        if props.get("tcs_errors"):
+            record["errors"] = props["tcs_errors"]  # kernel scale: (observed, allowed) per example
         if props.get("tcs_unsupported"):
             record["unsupported_examples"] = props["tcs_unsupported"]
         if props.get("tcs_warnings"):
@@ -149,8 +151,12 @@ class Report:
         (self.directory / "conformance.json").write_text(
             json.dumps({"run": run, "results": self.records}, indent=1)
         )
-        (self.directory / "CONFORMANCE.md").write_text(markdown(run, self.records))
+        text = markdown(run, self.records)
         plot(self.records, self.directory / "observed_over_allowed.png")
+        from transformer_conformance.kernel_report import kernel_section
+
+        text += kernel_section(self.records, self.directory)
+        (self.directory / "CONFORMANCE.md").write_text(text)
 
 
 def not_run(collected: dict[tuple[str, str], int], records: list[dict[str, Any]]) -> dict[str, int]:
@@ -367,6 +373,8 @@ def merge(directories: list[Path], out: Path) -> bool:
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / "conformance.json").write_text(json.dumps({"run": run, "results": records}, indent=1))
-    (out / "CONFORMANCE.md").write_text(markdown(run, records))
     plot(records, out / "observed_over_allowed.png")
+    from transformer_conformance.kernel_report import kernel_section
+
+    (out / "CONFORMANCE.md").write_text(markdown(run, records) + kernel_section(records, out))
     return any(r["outcome"] == "fail" for r in records)

@@ -56,6 +56,7 @@ class Tally:
     deviations: int = 0  # examples in which a declared deviation showed
     deviation_message: str = ""  # the first such example's failure
     ratios: list[float] = field(default_factory=list)  # observed / allowed of every comparison
+    errors: list[tuple[float, float]] = field(default_factory=list)  # (observed, allowed) of each
     warnings: Counter[str] = field(
         default_factory=Counter
     )  # what the adapter's libraries warned, per example
@@ -115,6 +116,8 @@ def _example(
             )
             ratios = [] if covered else [c.ratio for c in subject.comparisons]
             tally.ratios.extend(ratios)
+            if not covered:
+                tally.errors += [(c.max_error, c.bound.allowed) for c in subject.comparisons]
             tally.warnings.update(set(subject.warnings))
         if ratios:  # steer generation towards the inputs that come closest to the bound
             hypothesis_target(min(max(ratios), _SCORE_CAP), label="observed / allowed")

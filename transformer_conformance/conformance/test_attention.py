@@ -7,9 +7,15 @@ variant x dtype (or bad input); transformer_conformance/conformance/tests.py hol
 
 from transformer_conformance.conformance.tests import (
     test_gradient_property,
+    test_kernel_property,
     test_property,
     test_refuses_bad_input,
 )
 
 FAMILY = "attention"
-__all__ = ["test_gradient_property", "test_property", "test_refuses_bad_input"]
+__all__ = [
+    "test_gradient_property",
+    "test_kernel_property",
+    "test_property",
+    "test_refuses_bad_input",
+]

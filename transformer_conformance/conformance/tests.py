@@ -29,6 +29,12 @@ def test_gradient_property(
     tcs.run(request, target, gradient=True)
 
 
+def test_kernel_property(target: Target, tcs: Conformance, request: pytest.FixtureRequest) -> None:
+    """Kernel scale (spec/kernel_scale.py, the kernel profile only): production lengths against the
+    streaming float64 oracle."""
+    tcs.run(request, target)
+
+
 def test_refuses_bad_input(
     target: Target, tcs: Conformance, request: pytest.FixtureRequest
 ) -> None:

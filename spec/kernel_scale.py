@@ -1,0 +1,124 @@
+"""Kernel scale: scaled_dot_product_attention at the lengths production kernels run, 512 to 16384.
+
+Run by the ``kernel`` profile only (``--profile kernel``, ``HYPOTHESIS_PROFILE=kernel`` or
+``--scale production``): each case below is a variant of the property ``matches_streaming_oracle``
+(kind "kernel"), in float32, bfloat16 and float16, on whatever adapter is named. Lengths include the
+odd and one-past-a-power-of-two ones where tiled kernels keep their bugs (the last partial key
+block, a causal boundary inside a block); both causal alignments, each where it leaves no row
+empty (a row that sees no key is the default suite's business: its convention differs between
+libraries and is declared there); a key-padding mask; head dims 64 to 256.
+
+The tolerance policy at this scale, derived as spec/tolerance.py's, with the two evaluations that
+cannot run on a (T, S) intermediate of 16384^2 replaced by equivalents that can:
+
+    expected = reference.streaming.streaming_attention in float64 (block by block over keys, exact
+               rescaling; equal to the plain reference, tests/meta/test_streaming.py)
+    same     = reference.streaming.rounded_attention: the plain reference's evaluation in the test
+               dtype, every operation rounded as reference.attention rounds it, emulated in float32
+               with BLAS (equal to the plain reference where both run, tests/meta/test_kernel_scale)
+    allowed  = MULTIPLIER * max|same - expected| + FLOOR_ULPS * u(d) * max|expected|
+
+The same-precision term is measured over T x Kv >= 512 x 64 outputs, so it grows with S as rounding
+in the reference's own order does and is never 0 by luck; the floor is the rounding of the output
+itself. spec/tolerance.py's floor scale max|v| (1 + L) would not do here: it bounds every weight's
+rounding at once, and at S = 16384 the context is an average of thousands of values, a hundred
+times smaller than max|v| (1 + L), so that floor would pass a kernel whose output is noise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from hypothesis import strategies as st
+
+from reference.streaming import rounded_attention, streaming_attention
+from spec.attention import SCALED_DOT_PRODUCT_ATTENTION
+from spec.core import Subject, prop
+from spec.dtypes import BFLOAT16, FLOAT16, FLOAT32
+from spec.strategies import make_values, seeds
+from spec.tolerance import FLOOR_ULPS, MULTIPLIER, Bound, compare
+
+
+@dataclass(frozen=True)
+class Scale:
+    """One kernel-scale case: lengths, head dim, heads x batch, and the masking."""
+
+    T: int
+    S: int
+    K: int = 128
+    B: int = 1
+    H: int = 1
+    causal: str | None = None
+    padding: bool = False  # a key-padding mask hides a drawn tail of the keys of each item
+
+    def __str__(self) -> str:
+        name = f"T{self.T}xS{self.S}xK{self.K}"
+        if self.B * self.H > 1:
+            name += f"xB{self.B}H{self.H}"
+        if self.causal:
+            name += f"+causal_{self.causal}"
+        return name + ("+padding" if self.padding else "")
+
+
+# Causal top-left only where T >= S and bottom-right only where T <= S: the other pairings leave
+# rows that see no key (T > S bottom-right) or mean the same thing (T = S).
+CASES = (
+    Scale(512, 512, K=256, B=2, H=2),
+    Scale(1023, 1025, K=80, causal="bottom_right"),  # T < S: the diagonal crosses the key blocks
+    Scale(1025, 1023, K=96, causal="top_left"),  # T > S
+    Scale(1, 16384, padding=True, B=2),  # a decoding step over a long, padded cache
+    Scale(2049, 2047, K=64, padding=True),
+    Scale(4097, 4096, causal="top_left"),
+    Scale(8191, 8193, K=160, causal="bottom_right"),
+    Scale(16384, 16384),
+    Scale(16384, 16384, causal="top_left"),
+)
+KERNEL_DTYPES = (FLOAT32, BFLOAT16, FLOAT16)
+# Logits of standard deviation ~1 (q, k ~ N(0, 1) at scale 1/sqrt(K)) spread a row's weight over
+# thousands of keys; x4 concentrates it on a few, as trained models' attention does.
+SHARPNESS = (1.0, 4.0)
+
+
+def kernel_inputs(data: st.DataObject, dtype: Any, case: Scale) -> dict[str, Any]:
+    """q (B, H, T, K), k (B, H, S, K), v (B, H, S, K) in dtype, a sharpness, and the case's
+    masking."""
+    sharp = data.draw(st.sampled_from(SHARPNESS), label="sharpness")
+    seed = data.draw(seeds(), label="seed")
+    B, H, T, S, K = case.B, case.H, case.T, case.S, case.K
+    q = make_values((B, H, T, K), "normal", seed, dtype)
+    q = (q.astype(np.float32) * np.float32(sharp)).astype(dtype.np_dtype)
+    k = make_values((B, H, S, K), "normal", seed + 1, dtype)
+    v = make_values((B, H, S, K), "normal", seed + 2, dtype)
+    inputs: dict[str, Any] = {"q": q, "k": k, "v": v, "causal": case.causal}
+    if case.padding:  # item b keeps its first lengths[b] keys: at least one, at most S - 1
+        rng = np.random.default_rng(seed + 3)
+        lengths = rng.integers(1, S, B)
+        inputs["mask"] = (np.arange(S) < lengths[:, None])[:, None, None, :]  # (B, 1, 1, S)
+    return inputs
+
+
+def kernel_bound(inputs: dict[str, Any], dtype: Any, expected: np.ndarray) -> Bound:
+    """The policy's allowed max-abs error at kernel scale (the module docstring)."""
+    mask, causal = inputs.get("mask"), inputs.get("causal")
+    same = rounded_attention(inputs["q"], inputs["k"], inputs["v"], mask, None, causal)
+    same_err = float(np.abs(same.astype(np.float64) - expected).max())
+    floor = FLOOR_ULPS * dtype.unit_roundoff * float(np.abs(expected).max())
+    return Bound(MULTIPLIER * same_err + floor, same_err, floor, dtype.name)
+
+
+@prop(SCALED_DOT_PRODUCT_ATTENTION, variants=CASES, dtypes=KERNEL_DTYPES, kind="kernel")
+def matches_streaming_oracle(subject: Subject, data: st.DataObject, variant: Scale) -> None:
+    """At production lengths the adapter agrees with the streaming float64 oracle within the
+    policy's bound, the same-precision term measured by the reference's own rounding at that
+    length."""
+    inputs = kernel_inputs(data, subject.dtype, variant)
+    wide = {k: v.astype(np.float64) for k, v in inputs.items() if k in ("q", "k", "v")}
+    expected, _, _ = streaming_attention(
+        **wide, mask=inputs.get("mask"), causal=inputs["causal"]
+    )  # (B, H, T, K)
+    got = subject.call(inputs, expected)
+    bound = kernel_bound(inputs, subject.dtype, expected)
+    shapes = f"q {inputs['q'].shape}, k {inputs['k'].shape}"
+    subject.check(compare(got, expected, bound, f"context at {shapes}"), inputs)

@@ -1,0 +1,85 @@
+"""Kernel scale (spec/kernel_scale.py): its same-precision evaluation is the reference's, and the
+planted tiled kernels it must catch at production lengths are caught."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, Phase, settings
+
+from adapters import Adapter
+from reference import scaled_dot_product_attention
+from reference.streaming import rounded_attention
+from spec.core import ConformanceError, Property
+from spec.dtypes import BFLOAT16, FLOAT16, FLOAT32
+from spec.kernel_scale import Scale, matches_streaming_oracle
+from spec.registry import COMPONENTS
+from tests.meta import planted_tiled
+from transformer_conformance import runner
+from transformer_conformance.targets import Target
+
+
+@pytest.mark.parametrize("dtype", [FLOAT32, FLOAT16, BFLOAT16], ids=str)
+@pytest.mark.parametrize(
+    ("causal", "padded"), [(None, False), ("top_left", False), ("bottom_right", True)]
+)
+def test_rounded_attention_is_the_plain_reference_in_the_dtype(dtype, causal, padded) -> None:
+    """The emulated same-precision evaluation (float32 BLAS, every operation rounded to the dtype)
+    is the plain reference evaluated in the dtype: only the summation order differs, so the error
+    the bound is built on is the same to within a factor of 2 (in the 16-bit dtypes the roundings
+    to the dtype dominate, and the two agree to a fraction of their error)."""
+    rng = np.random.default_rng(0)
+    q, k, v = (
+        rng.standard_normal(shape).astype(dtype.np_dtype)
+        for shape in ((2, 2, 300, 40), (2, 2, 1025, 40), (2, 2, 1025, 24))
+    )
+    mask = (np.arange(1025) < np.array([[700], [1025]]))[:, None, None, :] if padded else None
+    plain = scaled_dot_product_attention(q, k, v, mask=mask, causal=causal).astype(np.float64)
+    emulated = rounded_attention(q, k, v, mask, None, causal).astype(np.float64)  # 2 blocks
+    exact = scaled_dot_product_attention(
+        *(a.astype(np.float64) for a in (q, k, v)), mask=mask, causal=causal
+    )
+    err_plain, err_emulated = (float(np.abs(a - exact).max()) for a in (plain, emulated))
+    if dtype != FLOAT32:
+        assert float(np.abs(plain - emulated).max()) <= 0.5 * err_plain, plain - emulated
+    assert 0.5 * err_plain <= err_emulated <= 2 * err_plain, (err_plain, err_emulated)
+
+
+HUNT = settings(
+    max_examples=2,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    phases=[Phase.generate],
+    suppress_health_check=list(HealthCheck),
+)
+# one past 16384 / 64 key blocks of the tiled kernel; few queries keep it to a second
+LONG = Scale(T=67, S=16384)
+
+
+def _hunt(kernel: object, dtype) -> ConformanceError | None:
+    check = Property("matches_streaming_oracle", "", matches_streaming_oracle, (LONG,), (dtype,))
+    component = COMPONENTS["scaled_dot_product_attention"]
+    target = Target(Adapter(kernel.name, kernel), component, check, LONG, dtype)  # type: ignore[attr-defined]
+    try:
+        runner.run(
+            target.id, target.subject, target.body(), declared=None, base=HUNT, max_examples=2
+        )
+    except ConformanceError as e:
+        return e
+    return None
+
+
+@pytest.mark.parametrize("dtype", [FLOAT16, BFLOAT16], ids=str)
+@pytest.mark.parametrize("bug", [None, "bf16_accumulation"], ids=lambda b: b or "correct")
+def test_low_precision_accumulator_is_caught_at_long_rows(bug, dtype) -> None:
+    """A tiled kernel that keeps its accumulator and row sums in the 16-bit input precision is
+    caught at S = 16384 (at S = 4099 its error is 0.43 of the bound: within the contract, as it
+    is within 2x a same-precision reference's, flash-attention's own rule); the correct tiled
+    kernel passes."""
+    kernel = planted_tiled.correct_tiled if bug is None else planted_tiled.PLANTED[bug]
+    failed = _hunt(kernel, dtype)
+    if bug is None:
+        assert failed is None, f"the correct tiled kernel fails at kernel scale: {failed}"
+    else:
+        assert failed is not None, f"{bug} is not caught at S = {LONG.S} in {dtype}"
