@@ -46,6 +46,13 @@ BUILTINS: dict[str, tuple[str, str]] = {
     "numpy": ("reference", "numpy"),  # the oracle itself
     "torch": ("adapters.torch_adapter:adapter", "torch"),
     "jax": ("adapters.jax_adapter:adapter", "jax"),
+    # one attention kernel each (adapters/kernel_backends.py): torch's SDPA backends, jax's
+    # dot_product_attention implementations; efficient, cudnn run on CUDA only
+    **{
+        f"torch-{b}": (f"adapters.kernel_backends:torch_{b}", "torch")
+        for b in ("flash", "efficient", "cudnn", "math")
+    },
+    **{f"jax-{i}": (f"adapters.kernel_backends:jax_{i}", "jax") for i in ("xla", "cudnn")},
     # third parties' implementations beyond the built-in routes (pip install -e ".[thirdparty]")
     "keras": ("adapters.keras_adapter:adapter", "keras"),
     "hf-eager": ("adapters.hf_adapter:eager", "transformers"),
@@ -67,8 +74,17 @@ class Deviation:
         return f"{self.reason} (when {self.trigger})" if self.trigger else self.reason
 
     def applies(self, calls: list[Mapping[str, Any]]) -> bool:
-        """Whether the deviation covers an example whose adapter calls had these inputs."""
-        return self.when is None or any(self.when(c) for c in calls)
+        """Whether the deviation covers an example whose adapter calls had these inputs. A trigger
+        that cannot read an input (a bad input's mismatched shapes) does not cover it."""
+        if self.when is None:
+            return True
+        for inputs in calls:
+            try:
+                if self.when(inputs):
+                    return True
+            except Exception:
+                continue
+        return False
 
 
 # What a deviations entry may hold: a reason, a Deviation, or several Deviations.

@@ -47,11 +47,18 @@ if _CACHE and importlib.util.find_spec("filelock") is not None:
 _softmax = jax.jit(jax.nn.softmax, static_argnames=("axis",))
 
 
-@partial(jax.jit, static_argnames=("is_causal",))
-def _sdpa(q, k, v, bias, mask, scale, is_causal):
+@partial(jax.jit, static_argnames=("is_causal", "implementation"))
+def _sdpa(q, k, v, bias, mask, scale, is_causal, implementation=None):
     # scale is traced, not static: a new scale value must not cost a new compilation
     return jax.nn.dot_product_attention(
-        q, k, v, bias=bias, mask=mask, scale=scale, is_causal=is_causal
+        q,
+        k,
+        v,
+        bias=bias,
+        mask=mask,
+        scale=scale,
+        is_causal=is_causal,
+        implementation=implementation,
     )
 
 
@@ -243,6 +250,9 @@ def _resident_bytes() -> int:
 
 class JaxAdapter(JaxSeq2Seq):
     name = "jax"
+    # jax.nn.dot_product_attention's implementation: None lets jax choose (XLA on CPU);
+    # adapters/kernel_backends.py pins "xla" or "cudnn"
+    implementation: str | None = None
 
     def release(self) -> None:
         """Between components (the plugin calls it): once the process holds more than
@@ -469,7 +479,9 @@ class JaxAdapter(JaxSeq2Seq):
         if signature not in _EAGER:
             try:
                 return self._np(
-                    jnp.swapaxes(_sdpa(*args, scale, causal == "top_left"), 1, 2)[..., :Kv]
+                    jnp.swapaxes(
+                        _sdpa(*args, scale, causal == "top_left", self.implementation), 1, 2
+                    )[..., :Kv]
                 )
             except (ValueError, jax.errors.JaxRuntimeError) as e:
                 # Found by this suite (jax 0.10.2): under jit, XLA on CPU cannot compile the float16
@@ -480,7 +492,9 @@ class JaxAdapter(JaxSeq2Seq):
                     raise
                 _EAGER.add(signature)
         # jit's wrapper has __wrapped__ (functools.wraps); jax's JitWrapped stub leaves it out
-        out = _sdpa.__wrapped__(*args, scale, causal == "top_left")  # type: ignore[attr-defined]
+        out = _sdpa.__wrapped__(  # type: ignore[attr-defined]
+            *args, scale, causal == "top_left", self.implementation
+        )
         return self._np(jnp.swapaxes(out, 1, 2)[..., :Kv])  # (B, H, T, Kv)
 
     def attention_weights(self, q, k, mask=None, scale=None, causal=None):
