@@ -126,12 +126,33 @@ class JaxBackend:
         return JaxBackend(self.implementation, device)
 
 
+# the backends that exist on CUDA only
+CUDA_ONLY = {"torch-efficient", "torch-cudnn", "jax-cudnn"}
+
+
+class CudaOnly:
+    """A CUDA-only kernel loaded for the CPU: it offers no component, so each of its tests is
+    skipped at collection as unsupported ("adapter ... does not offer ..."), at no cost; with
+    --device cuda the plugin's on_device builds the real one."""
+
+    def __init__(self, name: str, build: Callable[[str], Any]):
+        self.name, self._build = name, build
+        self.deviations: dict[str, Any] = {}
+
+    def on_device(self, device: str) -> Any:
+        return self if device == "cpu" else self._build(device)
+
+
 def __getattr__(name: str) -> Any:
     """torch_flash, torch_math, ..., jax_xla, jax_cudnn: built when first named (each imports its
     library)."""
     kind, _, backend = name.partition("_")
+    build: Callable[[str], Any]
     if kind == "torch" and backend in ("flash", "efficient", "cudnn", "math"):
-        return TorchBackend(backend)
-    if kind == "jax" and backend in ("xla", "cudnn"):
-        return JaxBackend(backend)
-    raise AttributeError(name)
+        build = lambda device: TorchBackend(backend, device)
+    elif kind == "jax" and backend in ("xla", "cudnn"):
+        build = lambda device: JaxBackend(backend, device)
+    else:
+        raise AttributeError(name)
+    row = f"{kind}-{backend}"
+    return CudaOnly(row, build) if row in CUDA_ONLY else build("cpu")
