@@ -163,7 +163,12 @@ def cpu_sweep() -> list[Case]:
     """A few minutes on 2 cores: float32 attention to T = 2048, memory-bound ops to 64M elements."""
     return [
         *_attention(
-            "cpu", ("float32",), (128, 256, 512, 1024, 2048), (64,), tokens=2048, width=256
+            "cpu",
+            ("float32",),
+            (128, 256, 512, 1023, 1024, 1025, 2048),
+            (64,),
+            tokens=2048,
+            width=256,
         ),
         *_memory_bound(
             "cpu", "float32", (1024, 4096, 16384, 65536), width=1024
@@ -172,8 +177,10 @@ def cpu_sweep() -> list[Case]:
 
 
 def gpu_sweep() -> list[Case]:
-    """The issue's sweep: T = S in 512..16k, K in {64, 128}, causal and not, bf16 and fp16."""
-    lengths = (512, 1024, 2048, 4096, 8192, 16384)
+    """The issue's sweep: T = S in 512..16k with odd lengths, K in {64, 128}, causal and not, bf16
+    and fp16."""
+    # powers of two and their odd neighbours (a partial last tile, one past a specialisation)
+    lengths = (512, 1023, 1024, 1025, 2048, 4096, 4097, 8192, 16383, 16384)
     return [
         *_attention("cuda", ("bfloat16", "float16"), lengths, (64, 128), tokens=16384, width=2048),
         *_memory_bound("cuda", "bfloat16", (4096, 16384, 65536, 262144), width=4096),

@@ -46,7 +46,9 @@ def test_attention_flops_is_four_bhtsk_and_causal_about_half() -> None:
 
 def test_sweeps_cover_what_the_issue_asks() -> None:
     gpu = [c for c in gpu_sweep() if c.component == ATTENTION]
-    assert {c.size["T"] for c in gpu} == {512, 1024, 2048, 4096, 8192, 16384}
+    lengths = {c.size["T"] for c in gpu}
+    assert {512, 1024, 2048, 4096, 8192, 16384} <= lengths
+    assert any(T % 2 for T in lengths), "no odd length: no partial last tile is timed"
     assert {c.size["K"] for c in gpu} == {64, 128} and {c.causal for c in gpu} == {False, True}
     assert {c.dtype for c in gpu} == {"bfloat16", "float16"}
     assert all(c.device == "cpu" for c in cpu_sweep())
