@@ -82,7 +82,11 @@ def sample(every: int) -> list[str]:
 def run(patterns: list[str], adapters: list[str]) -> float:
     """mutmut run, one child at a time, torch on one thread; the adapters through PYTEST_ADDOPTS
     (mutmut's cache does not see it: a change of adapters starts from a clean mutants/)."""
-    chosen = " ".join(f"--adapter {a}" for a in adapters) + " -p tools.mutation_pytest"
+    # --require-support: a mutant that turns every example "unsupported" (a vjp that gives up)
+    # is killed, not skipped
+    chosen = (
+        " ".join(f"--adapter {a}" for a in adapters) + " --require-support -p tools.mutation_pytest"
+    )
     mark = ROOT / "mutants" / "adapters.txt"
     if mark.exists() and mark.read_text() != chosen:
         shutil.rmtree(ROOT / "mutants")

@@ -99,6 +99,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         " the same as --profile kernel",
     )
     group.addoption(
+        "--require-support",
+        action="store_true",
+        help="a test whose examples the adapter could not express at all (every one raised "
+        "Unsupported) fails instead of being skipped: for a built-in adapter, or your own once "
+        "it supports everything it offers (a component it does not offer stays a skip)",
+    )
+    group.addoption(
         "--max-examples",
         type=int,
         default=None,
@@ -410,6 +417,9 @@ class Conformance:
         except runner.Outcome as verdict:
             record.update(outcome=verdict.kind, reason=verdict.reason)
             if verdict.kind == "unsupported":
+                if self.config.getoption("require_support"):
+                    record.update(outcome="fail")
+                    pytest.fail(f"--require-support: {verdict.reason}", pytrace=False)
                 pytest.skip(verdict.reason)
             if verdict.kind == "deviation":
                 pytest.xfail(verdict.reason)

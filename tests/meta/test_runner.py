@@ -50,3 +50,31 @@ def test_examples_inside_a_triggered_deviation_are_no_margin(covers: bool, count
     tally = _tally(Deviation("planted", when=lambda inputs: covers, trigger="planted"))
     assert tally.deviations == 0, tally  # the oracle itself shows no deviation
     assert bool(tally.ratios) is counted, (covers, tally.ratios)
+
+
+@pytest.mark.parametrize("strict", [False, True], ids=["default", "require_support"])
+def test_require_support_fails_a_test_nothing_could_express(strict: bool) -> None:
+    """An adapter whose every vjp raises Unsupported: skipped by default (a third party's partial
+    support), a failure (exit 1) under --require-support."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    command = [
+        sys.executable,
+        "-m",
+        "transformer_conformance.cli",
+        "--adapter",
+        "tests.meta.planted_unsupported:adapter",
+        "--component",
+        "softmax",
+        "-k",
+        "vjp",
+        "-p",
+        "no:xdist",
+        "-q",
+        *(["--require-support"] if strict else []),
+    ]
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=300)
+    assert done.returncode == (1 if strict else 0), done.stdout[-2000:] + done.stderr[-2000:]
