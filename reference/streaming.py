@@ -157,3 +157,50 @@ def rounded_attention(
         w = np.where(z > 0, rnd(e / np.where(z > 0, z, f32(1))), f32(0))
         out[:, :, t] = np.matmul(w, vf).astype(dt)  # (B, H, t, Kv)
     return out
+
+
+def sequential_attention_rows(
+    q: np.ndarray,
+    k: np.ndarray,
+    v: np.ndarray,
+    rows: np.ndarray,
+    mask: np.ndarray | None = None,
+    scale: float | None = None,
+    causal: str | None = None,
+) -> np.ndarray:
+    """rounded_attention's operations at the query rows ``rows`` only, with the two sums over keys
+    (the row sum of the weights' numerators and the weighted sum of values) accumulated one key at a
+    time, left to right, in float32: the least accurate order a correct kernel sums in (a key loop
+    accumulating into registers), where BLAS keeps several partial sums. Its error grows like
+    sqrt(S) rounding units, which a long row makes the larger one (torch's CPU kernel at T = 1, S =
+    16384 in float32 is 3-4x the BLAS order's error and within this one). -> (B, H, len(rows), Kv)
+    """
+    check_attention("sequential_attention_rows", q, k, v, mask, scale, causal)
+    B, H, T, K = q.shape
+    S = k.shape[2]
+    dt, f32 = q.dtype, np.float32
+    rnd = _rounder(dt)
+    scale_d = float(np.asarray(1.0 / np.sqrt(K) if scale is None else scale).astype(dt))
+    allowed = causal_mask(T, S, causal) if causal is not None else None  # (T, S) bool
+    kt, vf = np.swapaxes(k.astype(f32), -1, -2), v.astype(f32)  # (B, H, K, S), (B, H, S, Kv)
+    out = np.empty((B, H, len(rows), v.shape[3]), dt)
+    for i, t in enumerate(rows):
+        sel = slice(int(t), int(t) + 1)
+        logits = rnd(rnd(np.matmul(q[:, :, sel].astype(f32), kt)) * f32(scale_d))  # (B, H, 1, S)
+        blk = _block_mask(mask, (B, H, T, S), sel, slice(None))
+        if blk is not None and blk.dtype != np.bool_:
+            logits = rnd(logits + rnd(blk.astype(f32)))
+        keep = None if blk is None or blk.dtype != np.bool_ else blk
+        if allowed is not None:
+            keep = allowed[sel] if keep is None else keep & allowed[sel]
+        if keep is not None:
+            logits = np.where(keep, logits, f32(-np.inf))
+        m = logits.max(-1, keepdims=True)  # (B, H, 1, 1)
+        m = np.where(np.isfinite(m), m, f32(0))
+        with np.errstate(over="ignore"):
+            e = rnd(np.exp(rnd(logits - m)))  # (B, H, 1, S)
+        z = rnd(np.cumsum(e, axis=-1, dtype=f32)[..., -1:])  # (B, H, 1, 1): left to right
+        w = np.where(z > 0, rnd(e / np.where(z > 0, z, f32(1))), f32(0))  # (B, H, 1, S)
+        terms = np.swapaxes(w, -1, -2) * vf  # (B, H, S, Kv): w_s v_s
+        out[:, :, i] = np.cumsum(terms, axis=2, dtype=f32)[:, :, -1].astype(dt)  # (B, H, Kv)
+    return out

@@ -83,3 +83,34 @@ def test_low_precision_accumulator_is_caught_at_long_rows(bug, dtype) -> None:
         assert failed is None, f"the correct tiled kernel fails at kernel scale: {failed}"
     else:
         assert failed is not None, f"{bug} is not caught at S = {LONG.S} in {dtype}"
+
+
+def test_sequential_rows_sum_left_to_right() -> None:
+    """sequential_attention_rows is the plain reference's operations with the sums over keys taken
+    one key at a time in float32: equal, bit for bit, to that loop written out (the logits from the
+    same matmul)."""
+    from reference.streaming import sequential_attention_rows
+
+    rng = np.random.default_rng(3)
+    q, k, v = (
+        rng.standard_normal(s).astype(np.float32)
+        for s in ((1, 1, 5, 4), (1, 1, 50, 4), (1, 1, 50, 3))
+    )
+    rows = np.array([0, 4])
+    got = sequential_attention_rows(q, k, v, rows, causal="bottom_right")
+    scale = np.float32(1 / np.sqrt(4))
+    for i, t in enumerate(rows):
+        visible = 50 - 5 + t + 1  # bottom-right: key s is seen by query t if s <= t + S - T
+        row = (q[0, 0, t : t + 1] @ k[0, 0].T)[
+            0
+        ] * scale  # the logits as the kernel's BLAS makes them
+        logits = list(row[:visible])
+        m = max(logits)
+        e = [np.exp(np.float32(x - m)) for x in logits]
+        z = np.float32(0)
+        for x in e:
+            z = np.float32(z + x)
+        acc = np.zeros(3, np.float32)
+        for s, x in enumerate(e):
+            acc = (acc + np.float32(x / z) * v[0, 0, s]).astype(np.float32)
+        np.testing.assert_array_equal(got[0, 0, i], acc)
