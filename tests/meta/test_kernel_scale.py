@@ -94,13 +94,13 @@ def test_sequential_rows_sum_left_to_right() -> None:
     rng = np.random.default_rng(3)
     q, k, v = (
         rng.standard_normal(s).astype(np.float32)
-        for s in ((1, 1, 5, 4), (1, 1, 50, 4), (1, 1, 50, 3))
+        for s in ((1, 1, 5, 4), (1, 1, 3000, 4), (1, 1, 3000, 3))
     )
     rows = np.array([0, 4])
     got = sequential_attention_rows(q, k, v, rows, causal="bottom_right")
     scale = np.float32(1 / np.sqrt(4))
     for i, t in enumerate(rows):
-        visible = 50 - 5 + t + 1  # bottom-right: key s is seen by query t if s <= t + S - T
+        visible = 3000 - 5 + t + 1  # bottom-right: key s is seen by query t if s <= t + S - T
         row = (q[0, 0, t : t + 1] @ k[0, 0].T)[
             0
         ] * scale  # the logits as the kernel's BLAS makes them
