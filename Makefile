@@ -42,6 +42,10 @@ kernel: install
 	$(VENV)/bin/transformer-conformance --scale production -n auto --dist worksteal \
 		$(or $(ADAPTERS),--adapter torch --adapter jax) --report results/kernel-cpu $(ARGS)
 
+# The streaming float64 oracle at T = S = 16384, K = 128 against this machine's float64 matmul rate.
+oracle-speed: install
+	$(PYTHON) -m benchmarks.oracle_speed $(ARGS)
+
 # The mechanical mutants of the reference and which property catches each: docs/MUTANTS.md.
 mutants: install
 	$(PYTHON) -m transformer_conformance.meta mutants $(ARGS) > docs/MUTANTS.md; status=$$?; tail -n 2 docs/MUTANTS.md; exit $$status
@@ -63,7 +67,7 @@ dist: install
 	$(PYTHON) -m pip install -q build
 	$(PYTHON) -m build --outdir dist .
 
-.PHONY: install conformance test lint sweep kernel mutants mutation installed dist thirdparty bench
+.PHONY: install conformance test lint sweep kernel oracle-speed mutants mutation installed dist thirdparty bench
 
 # Third-party adapters (issue 6): keras on each backend (one per process) and HuggingFace Marian attention.
 # Not part of `make test` / CI; each writes its report under thirdparty/.
