@@ -91,6 +91,30 @@ class Deviation:
 Declared = str | Deviation | tuple[Deviation, ...]
 
 
+def carried_over(
+    deviations: Mapping[str, Declared],
+    source: str,
+    target: str,
+    checks: set[str],
+    variants: set[str],
+) -> dict[str, Declared]:
+    """The declarations of ``source`` restated for ``target``, a component the adapter computes
+    with the very same library call (grouped_query_attention is scaled_dot_product_attention with
+    fewer key/value heads): those of the checks (properties, refuses[...], *) and variants the
+    target has."""
+    found: dict[str, Declared] = {}
+    for key, value in deviations.items():
+        component, _, rest = key.partition(".")
+        check = rest.split("@")[0].split("[")[0]
+        variant = rest.split("@")[0][len(check) :].strip("[]")
+        if component != source or check not in checks:
+            continue
+        if variant and check != "refuses" and variant not in variants:
+            continue
+        found[f"{target}.{rest}"] = value
+    return found
+
+
 @dataclass(frozen=True)
 class Adapter:
     """A loaded adapter: its display name, namespace and declared deviations."""

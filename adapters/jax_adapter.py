@@ -20,9 +20,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from adapters import Declared, Deviation
+from adapters import Declared, Deviation, carried_over
 from adapters.jax_seq2seq import SEQ2SEQ_DEVIATIONS, JaxSeq2Seq
 from spec.core import Unsupported
+from spec.grouped import CHECKS as GQA_CHECKS
+from spec.grouped import VARIANT_IDS as GQA_VARIANTS
 from spec.model import empty_source
 from spec.stacks import has_empty_row
 
@@ -384,6 +386,14 @@ class JaxAdapter(JaxSeq2Seq):
         "attention_weights.refuses[mask_not_broadcastable]": SILENT_BROADCAST,
         "scaled_dot_product_attention.refuses[mask_not_broadcastable]": SILENT_BROADCAST,
     }
+    # grouped_query_attention is the same library call with fewer key/value heads
+    deviations |= carried_over(
+        deviations,
+        "scaled_dot_product_attention",
+        "grouped_query_attention",
+        GQA_CHECKS,
+        GQA_VARIANTS,
+    )
 
     def __init__(self, device: str = "cpu"):
         self.device = jax.devices("gpu" if device == "cuda" else device)[0]
@@ -496,6 +506,11 @@ class JaxAdapter(JaxSeq2Seq):
             *args, scale, causal == "top_left", self.implementation
         )
         return self._np(jnp.swapaxes(out, 1, 2)[..., :Kv])  # (B, H, T, Kv)
+
+    def grouped_query_attention(self, q, k, v, mask=None, scale=None, causal=None):
+        # jax.nn.dot_product_attention groups natively: k, v with fewer heads than q (it reshapes
+        # the query heads to (Hkv, G)); jax checks the divisibility itself
+        return self.scaled_dot_product_attention(q, k, v, mask=mask, scale=scale, causal=causal)
 
     def attention_weights(self, q, k, mask=None, scale=None, causal=None):
         # dot_product_attention(q, k, I) = softmax(...) I: jax's own kernel produces the weights.

@@ -7,12 +7,12 @@
 - ``jax-xla``, ``jax-cudnn``: the jax adapter's jax.nn.dot_product_attention with
   ``implementation="xla"`` or ``"cudnn"`` (cuDNN's fused kernel: GPU only).
 
-Each offers the components that run through that one call, scaled_dot_product_attention and
-attention_weights (SDPA against an identity V), and their vjp. A backend that cannot take an input
-(a CUDA-only backend on CPU, a mask or head dim a kernel does not support) is "unsupported" for that
-example, counted per example, never a pass: torch raises "No available kernel", jax a ValueError
-or a runtime error naming the implementation. Declared deviations are the base adapter's, for
-these components.
+Each offers the components that run through that one call, scaled_dot_product_attention,
+attention_weights (SDPA against an identity V) and grouped_query_attention, and their vjp. A
+backend that cannot take an input (a CUDA-only backend on CPU, a mask or head dim a kernel does not
+support) is "unsupported" for that example, counted per example, never a pass: torch raises "No
+available kernel", jax a ValueError or a runtime error naming the implementation. Declared
+deviations are the base adapter's, for these components.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import numpy as np
 
 from spec.core import Unsupported
 
-COMPONENTS = ("scaled_dot_product_attention", "attention_weights")
+COMPONENTS = ("scaled_dot_product_attention", "attention_weights", "grouped_query_attention")
 
 
 def _own(deviations: Mapping[str, Any]) -> dict[str, Any]:
@@ -70,6 +70,11 @@ class TorchBackend:
     def attention_weights(self, q, k, mask=None, scale=None, causal=None):
         return self._pinned(lambda: self._base.attention_weights(q, k, mask, scale, causal))
 
+    def grouped_query_attention(self, q, k, v, mask=None, scale=None, causal=None):
+        return self._pinned(
+            lambda: self._base.grouped_query_attention(q, k, v, mask, scale, causal)
+        )
+
     def vjp(
         self, component: str, inputs: Mapping[str, Any], cotangent: np.ndarray, wrt: tuple[str, ...]
     ) -> dict[str, np.ndarray]:
@@ -113,6 +118,11 @@ class JaxBackend:
 
     def attention_weights(self, q, k, mask=None, scale=None, causal=None):
         return self._pinned(lambda: self._base.attention_weights(q, k, mask, scale, causal))
+
+    def grouped_query_attention(self, q, k, v, mask=None, scale=None, causal=None):
+        return self._pinned(
+            lambda: self._base.grouped_query_attention(q, k, v, mask, scale, causal)
+        )
 
     def vjp(
         self, component: str, inputs: Mapping[str, Any], cotangent: np.ndarray, wrt: tuple[str, ...]

@@ -19,9 +19,11 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention.bias import causal_lower_right, causal_upper_left
 
-from adapters import Declared, Deviation
+from adapters import Declared, Deviation, carried_over
 from adapters.torch_seq2seq import SEQ2SEQ_DEVIATIONS, TorchSeq2Seq
 from spec.core import Unsupported
+from spec.grouped import CHECKS as GQA_CHECKS
+from spec.grouped import VARIANT_IDS as GQA_VARIANTS
 from spec.model import empty_source
 from spec.stacks import has_empty_row
 
@@ -259,6 +261,19 @@ class TorchAdapter(TorchSeq2Seq):
             "beyond S masks nothing"
         ),
     }
+    deviations["grouped_query_attention.refuses[kv_heads_mismatch]"] = (
+        "F.scaled_dot_product_attention(enable_gqa=True) groups k and v each by its own head "
+        "count: q (1, 2, 1, 4), k (1, 1, 1, 4), v (1, 2, 1, 4) returns (1, 2, 1, 4) instead of "
+        "refusing v's heads differing from k's (torch 2.13.0)"
+    )
+    # grouped_query_attention is the same library call with fewer key/value heads
+    deviations |= carried_over(
+        deviations,
+        "scaled_dot_product_attention",
+        "grouped_query_attention",
+        GQA_CHECKS,
+        GQA_VARIANTS,
+    )
 
     def __init__(self, device: str = "cpu"):
         if device == "cuda" and not torch.cuda.is_available():
@@ -361,7 +376,9 @@ class TorchAdapter(TorchSeq2Seq):
             return m & allowed, False
         return m.masked_fill(~allowed, float("-inf")), False
 
-    def scaled_dot_product_attention(self, q, k, v, mask=None, scale=None, causal=None):
+    def scaled_dot_product_attention(
+        self, q, k, v, mask=None, scale=None, causal=None, enable_gqa=False
+    ):
         attn_mask, is_causal = self._sdpa_mask(mask, causal, q.shape[-2], k.shape[-2])
         out = F.scaled_dot_product_attention(
             self._t(q),
@@ -370,8 +387,13 @@ class TorchAdapter(TorchSeq2Seq):
             attn_mask=attn_mask,
             is_causal=is_causal,
             scale=scale,
+            enable_gqa=enable_gqa,
         )
         return self._np(out)
+
+    def grouped_query_attention(self, q, k, v, mask=None, scale=None, causal=None):
+        # torch's own grouping: enable_gqa repeats each key/value head for Hq / Hkv query heads
+        return self.scaled_dot_product_attention(q, k, v, mask, scale, causal, enable_gqa=True)
 
     def attention_weights(self, q, k, mask=None, scale=None, causal=None):
         # SDPA(q, k, I) = softmax(...) I: torch's own kernel produces the weights.

@@ -17,12 +17,18 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from reference.checks import check_attention, check_multi_head, is_array
+from reference.checks import check_attention, check_float_array, check_multi_head, is_array
 from reference.masks import causal_mask
 from reference.numerics import total
 
 # The components (the numpy adapter re-exports exactly these).
-__all__ = ["attention_weights", "multi_head_attention", "scaled_dot_product_attention", "softmax"]
+__all__ = [
+    "attention_weights",
+    "grouped_query_attention",
+    "multi_head_attention",
+    "scaled_dot_product_attention",
+    "softmax",
+]
 
 
 def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -110,6 +116,43 @@ def scaled_dot_product_attention(
     check_attention("scaled_dot_product_attention", q, k, v, mask, scale, causal)
     weights = attention_weights(q, k, mask=mask, scale=scale, causal=causal)  # (B, H, T, S)
     return _matmul(weights, v)  # (B, H, T, Kv)
+
+
+def grouped_query_attention(
+    q: np.ndarray,
+    k: np.ndarray,
+    v: np.ndarray,
+    mask: np.ndarray | None = None,
+    scale: float | None = None,
+    causal: str | None = None,
+) -> np.ndarray:
+    """GQA: query head h attends with key/value head h // G, G = Hq / Hkv  (Ainslie et al. 2023;
+    Hkv = 1 is multi-query attention, Shazeer 2019; Hkv = Hq is scaled_dot_product_attention).
+
+    q (B, Hq, T, K), k (B, Hkv, S, K), v (B, Hkv, S, Kv) -> context (B, Hq, T, Kv). Groups are
+    contiguous: query heads 0..G-1 share key/value head 0 (torch's enable_gqa, jax's
+    dot_product_attention, flash-attention). mask broadcasts to (B, Hq, T, S).
+    """
+    name = "grouped_query_attention"
+    check_float_array(name, "q", q, 4, "(B, Hq, T, K)")
+    check_float_array(name, "k", k, 4, "(B, Hkv, S, K)")
+    check_float_array(name, "v", v, 4, "(B, Hkv, S, Kv)")
+    Hq, Hkv = q.shape[1], k.shape[1]
+    if v.shape[1] != Hkv:
+        raise ValueError(f"{name}: v must have k's Hkv={Hkv} heads; got v {v.shape}")
+    if Hkv == 0 or Hq % Hkv:
+        raise ValueError(
+            f"{name}: Hq must be a multiple of Hkv >= 1; got q {q.shape} (Hq={Hq}) and k "
+            f"{k.shape} (Hkv={Hkv})"
+        )
+    G = Hq // Hkv
+    # each key/value head serves G consecutive query heads
+    k_full, v_full = (
+        np.repeat(k, G, axis=1),
+        np.repeat(v, G, axis=1),
+    )  # (B, Hq, S, K), (B, Hq, S, Kv)
+    check_attention(name, q, k_full, v_full, mask, scale, causal)
+    return scaled_dot_product_attention(q, k_full, v_full, mask=mask, scale=scale, causal=causal)
 
 
 def multi_head_attention(

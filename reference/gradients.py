@@ -173,11 +173,44 @@ def additive_attention_weights_vjp(
 
 # Each component's same-precision VJPs: every standard algorithm, so the policy takes the largest
 # error.
+def grouped_query_attention_vjp(
+    q: np.ndarray,
+    k: np.ndarray,
+    v: np.ndarray,
+    cotangent: np.ndarray,
+    mask: np.ndarray | None = None,
+    scale: float | None = None,
+    causal: str | None = None,
+    algorithm: str = "softmax",
+) -> Grads:
+    """scaled_dot_product_attention_vjp on the key/value heads repeated for their groups, dK and dV
+    summed over each group (the transpose of the repetition), their magnitudes too."""
+    G = q.shape[1] // k.shape[1]
+    B, Hkv, S = k.shape[:3]
+
+    def fold(a: np.ndarray) -> np.ndarray:  # (B, Hq, S, .) -> (B, Hkv, S, .): the group's sum
+        folded = a.astype(np.float64).reshape(B, Hkv, G, S, a.shape[-1]).sum(2)
+        return folded.astype(a.dtype)
+
+    kf, vf = np.repeat(k, G, axis=1), np.repeat(v, G, axis=1)  # (B, Hq, S, .)
+    grads, mags = scaled_dot_product_attention_vjp(
+        q, kf, vf, cotangent, mask, scale, causal, algorithm
+    )
+    return (
+        {"q": grads["q"], "k": fold(grads["k"]), "v": fold(grads["v"])},
+        {"q": mags["q"], "k": fold(mags["k"]), "v": fold(mags["v"])},
+    )
+
+
 VJPS = {
     "softmax": (softmax_vjp,),
     "scaled_dot_product_attention": (
         scaled_dot_product_attention_vjp,
         partial(scaled_dot_product_attention_vjp, algorithm="flash"),
+    ),
+    "grouped_query_attention": (
+        grouped_query_attention_vjp,
+        partial(grouped_query_attention_vjp, algorithm="flash"),
     ),
     "multi_head_attention": (multi_head_attention_vjp,),
     "additive_attention_weights": (additive_attention_weights_vjp,),

@@ -103,6 +103,29 @@ sdpa_accepts_kv_mismatch = SimpleNamespace(
     name="sdpa_accepts_kv_mismatch", scaled_dot_product_attention=_sdpa_truncating_v
 )
 
+
+def _gqa_interleaved(q, k, v, mask=None, scale=None, causal=None):
+    """Query head h reads key/value head h % Hkv (interleaved groups) instead of h // G."""
+    reps = q.shape[1] // k.shape[1]
+    kf, vf = np.tile(k, (1, reps, 1, 1)), np.tile(v, (1, reps, 1, 1))  # (B, Hq, S, .)
+    return R.scaled_dot_product_attention(q, kf, vf, mask, scale, causal)
+
+
+gqa_interleaved = SimpleNamespace(name="gqa_interleaved", grouped_query_attention=_gqa_interleaved)
+
+
+def _gqa_repeats_v_by_its_heads(q, k, v, mask=None, scale=None, causal=None):
+    """Groups k and v each by its own head count (torch's enable_gqa): a v whose head count differs
+    from k's is accepted."""
+    kf = np.repeat(k, q.shape[1] // k.shape[1], axis=1)
+    vf = np.repeat(v, q.shape[1] // v.shape[1], axis=1)
+    return R.scaled_dot_product_attention(q, kf, vf, mask, scale, causal)
+
+
+gqa_accepts_v_heads = SimpleNamespace(
+    name="gqa_accepts_v_heads", grouped_query_attention=_gqa_repeats_v_by_its_heads
+)
+
 # (adapter, component, property or "refuses[bad input]", variant, dtype name): where each bug must
 # be caught
 CAUGHT_BY = [
@@ -129,6 +152,15 @@ CAUGHT_BY = [
     (softmax_without_max, "softmax", "finite_for_large_logits", None, "float32"),
     (softmax_nan_on_masked_rows, "softmax", "all_neg_inf_slice_is_zero", None, "float32"),
     (mha_heads_interleaved, "multi_head_attention", "matches_reference", "cross", "float32"),
+    (gqa_interleaved, "grouped_query_attention", "matches_reference", "none", "float32"),
+    (gqa_interleaved, "grouped_query_attention", "kv_head_feeds_its_group", "none", "float32"),
+    (
+        gqa_accepts_v_heads,
+        "grouped_query_attention",
+        "refuses[kv_heads_mismatch]",
+        None,
+        "float32",
+    ),
     (
         sdpa_accepts_kv_mismatch,
         "scaled_dot_product_attention",
