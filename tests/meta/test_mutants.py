@@ -17,7 +17,13 @@ from spec.domains import mutants
 from spec.registry import COMPONENTS
 from transformer_conformance.meta import drawn_inputs, hunt
 
-ATTENTION = {"softmax", "attention_weights", "scaled_dot_product_attention", "multi_head_attention"}
+ATTENTION = {
+    "softmax",
+    "attention_weights",
+    "scaled_dot_product_attention",
+    "multi_head_attention",
+    "grouped_query_attention",
+}
 EVERY = os.environ.get("TCS_ALL_MUTANTS") == "1"
 CASES = [
     (c.name, m)
