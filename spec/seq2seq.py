@@ -34,7 +34,7 @@ from spec.seq2seq_args import (
     HIDDEN_ARGS,
     MULTIPLICATIVE_ARGS,
 )
-from spec.strategies import VOCAB, arrays, normal_params, seeds, token_ids
+from spec.strategies import VOCAB, arrays, make_values, normal_params, seeds, token_ids
 from spec.tolerance import cast_floats, compare
 
 
@@ -272,12 +272,14 @@ def context_within_range(subject: Subject, data: st.DataObject, variant: None) -
 
 def _hidden_inputs(data: st.DataObject, dtype: DType, variant: None) -> dict[str, Any]:
     s: AttnShape = data.draw(st.sampled_from(ATTN_BUCKETS), label="shape")
-    context = data.draw(
-        arrays((s.B, s.Dh), dtype), label="context"
-    )  # large values saturate the tanh
-    if data.draw(
-        st.sampled_from([False, False, True]), label="context_zero"
-    ):  # the context of a fully padded source
+    context = data.draw(arrays((s.B, s.Dh), dtype), label="context")
+    # large values saturate the tanh; zero is the context of a fully padded source. Both drawn
+    # outright in a quarter of the examples each: as one value kind in five, "large" went undrawn
+    # in 6% of derandomized runs (the domains meta-test failed once its digest changed)
+    mode = data.draw(st.sampled_from(["drawn", "drawn", "large", "zero"]), label="context_mode")
+    if mode == "large":
+        context = make_values((s.B, s.Dh), "large", data.draw(seeds(), label="seed"), dtype)
+    elif mode == "zero":
         context = np.zeros_like(context)
     return {
         "context": context,
