@@ -16,6 +16,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+# flax nn.LayerNorm's default variance E[x^2] - E[x]^2 cancels where a row's mean dominates; the
+# layer_norm component checks that default and declares it (adapters/jax_adapter.py FAST_VARIANCE).
+# In the stacks it would bury the composition under that cancellation (a correct 3-layer pre-LN
+# decoder at 0.99 of its float32 bound, 18x the reference's error; 1.5x with the two-pass
+# variance), so they use flax's own two-pass option.
+STACKS_FAST_VARIANCE = False
+
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "relu": jax.nn.relu,
     "gelu": partial(jax.nn.gelu, approximate=False),
@@ -52,7 +59,13 @@ class Layer(nn.Module):
     def _residual(
         self, x: jax.Array, sublayer: Callable[[jax.Array], jax.Array], norm: str
     ) -> jax.Array:
-        ln = nn.LayerNorm(epsilon=self.eps, dtype=self.dtype, param_dtype=self.dtype, name=norm)
+        ln = nn.LayerNorm(
+            epsilon=self.eps,
+            dtype=self.dtype,
+            param_dtype=self.dtype,
+            name=norm,
+            use_fast_variance=STACKS_FAST_VARIANCE,
+        )
         return x + sublayer(ln(x)) if self.norm_first else ln(x + sublayer(x))
 
     def _ffn(self, h: jax.Array) -> jax.Array:
@@ -151,7 +164,9 @@ def _empty_cache(B: int, T: int, D: int, H: int, dtype: Any) -> dict[str, Any]:
 
 def _final_norm(h: jax.Array, final_norm: Mapping[str, np.ndarray] | None, eps: float) -> jax.Array:
     if final_norm is not None:
-        ln = nn.LayerNorm(epsilon=eps, dtype=h.dtype, param_dtype=h.dtype)
+        ln = nn.LayerNorm(
+            epsilon=eps, dtype=h.dtype, param_dtype=h.dtype, use_fast_variance=STACKS_FAST_VARIANCE
+        )
         h = cast(  # without mutable=, Module.apply returns the output alone
             jax.Array,
             ln.apply({"params": {"scale": final_norm["gamma"], "bias": final_norm["beta"]}}, h),
