@@ -110,6 +110,35 @@ def _rounder(dtype: np.dtype) -> Any:
     return lambda x: x.astype(dtype).astype(np.float32)
 
 
+def _rounded_weights(
+    q_rows: np.ndarray,
+    kt: np.ndarray,
+    blk: np.ndarray | None,
+    allowed_rows: np.ndarray | None,
+    scale_d: float,
+    rnd: Any,
+    row_sum: Any,
+) -> np.ndarray:
+    """The softmax weights of some query rows as reference.attention rounds them: q_rows
+    (B, H, t, K) and kt (B, H, K, S) in float32, the rows' mask block and causal rows; row_sum(e)
+    -> (B, H, t, 1) is the float32 sum over keys (its order is the caller's). -> (B, H, t, S)"""
+    f32 = np.float32
+    logits = rnd(rnd(np.matmul(q_rows, kt)) * f32(scale_d))  # (B, H, t, S)
+    if blk is not None and blk.dtype != np.bool_:
+        logits = rnd(logits + rnd(blk.astype(f32)))
+    keep = None if blk is None or blk.dtype != np.bool_ else blk
+    if allowed_rows is not None:
+        keep = allowed_rows if keep is None else keep & allowed_rows
+    if keep is not None:
+        logits = np.where(keep, logits, f32(-np.inf))
+    m = logits.max(-1, keepdims=True)  # (B, H, t, 1)
+    m = np.where(np.isfinite(m), m, f32(0))
+    with np.errstate(over="ignore"):
+        e = rnd(np.exp(rnd(logits - m)))  # (B, H, t, S)
+    z = rnd(row_sum(e))  # (B, H, t, 1)
+    return np.where(z > 0, rnd(e / np.where(z > 0, z, f32(1))), f32(0))
+
+
 def rounded_attention(
     q: np.ndarray,
     k: np.ndarray,
@@ -140,21 +169,16 @@ def rounded_attention(
     out = np.empty((B, H, T, v.shape[3]), dt)
     for t0 in range(0, T, block):
         t = slice(t0, min(t0 + block, T))
-        logits = rnd(rnd(np.matmul(qf[:, :, t], kt)) * f32(scale_d))  # (B, H, t, S)
         blk = _block_mask(mask, (B, H, T, S), t, slice(None))
-        if blk is not None and blk.dtype != np.bool_:
-            logits = rnd(logits + rnd(blk.astype(f32)))
-        keep = None if blk is None or blk.dtype != np.bool_ else blk
-        if allowed is not None:
-            keep = allowed[t] if keep is None else keep & allowed[t]
-        if keep is not None:
-            logits = np.where(keep, logits, f32(-np.inf))
-        m = logits.max(-1, keepdims=True)  # (B, H, t, 1)
-        m = np.where(np.isfinite(m), m, f32(0))
-        with np.errstate(over="ignore"):
-            e = rnd(np.exp(rnd(logits - m)))  # (B, H, t, S)
-        z = rnd(e.sum(-1, keepdims=True, dtype=f32))  # (B, H, t, 1)
-        w = np.where(z > 0, rnd(e / np.where(z > 0, z, f32(1))), f32(0))
+        w = _rounded_weights(  # (B, H, t, S)
+            qf[:, :, t],
+            kt,
+            blk,
+            None if allowed is None else allowed[t],
+            scale_d,
+            rnd,
+            lambda e: e.sum(-1, keepdims=True, dtype=f32),
+        )
         out[:, :, t] = np.matmul(w, vf).astype(dt)  # (B, H, t, Kv)
     return out
 
@@ -186,21 +210,16 @@ def sequential_attention_rows(
     out = np.empty((B, H, len(rows), v.shape[3]), dt)
     for i, t in enumerate(rows):
         sel = slice(int(t), int(t) + 1)
-        logits = rnd(rnd(np.matmul(q[:, :, sel].astype(f32), kt)) * f32(scale_d))  # (B, H, 1, S)
         blk = _block_mask(mask, (B, H, T, S), sel, slice(None))
-        if blk is not None and blk.dtype != np.bool_:
-            logits = rnd(logits + rnd(blk.astype(f32)))
-        keep = None if blk is None or blk.dtype != np.bool_ else blk
-        if allowed is not None:
-            keep = allowed[sel] if keep is None else keep & allowed[sel]
-        if keep is not None:
-            logits = np.where(keep, logits, f32(-np.inf))
-        m = logits.max(-1, keepdims=True)  # (B, H, 1, 1)
-        m = np.where(np.isfinite(m), m, f32(0))
-        with np.errstate(over="ignore"):
-            e = rnd(np.exp(rnd(logits - m)))  # (B, H, 1, S)
-        z = rnd(np.cumsum(e, axis=-1, dtype=f32)[..., -1:])  # (B, H, 1, 1): left to right
-        w = np.where(z > 0, rnd(e / np.where(z > 0, z, f32(1))), f32(0))  # (B, H, 1, S)
+        w = _rounded_weights(  # (B, H, 1, S)
+            q[:, :, sel].astype(f32),
+            kt,
+            blk,
+            None if allowed is None else allowed[sel],
+            scale_d,
+            rnd,
+            lambda e: np.cumsum(e, axis=-1, dtype=f32)[..., -1:],  # left to right
+        )
         terms = np.swapaxes(w, -1, -2) * vf  # (B, H, S, Kv): w_s v_s
         out[:, :, i] = np.cumsum(terms, axis=2, dtype=f32)[:, :, -1].astype(dt)  # (B, H, Kv)
     return out
