@@ -31,7 +31,29 @@ def _own(deviations: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in deviations.items() if k.split(".")[0] in COMPONENTS}
 
 
-class TorchBackend:
+class _Pinned:
+    """The attention components, each run through the base adapter inside _pinned()."""
+
+    _base: Any
+
+    def _pinned(self, run: Callable[[], Any]) -> Any:
+        raise NotImplementedError
+
+    def scaled_dot_product_attention(self, q, k, v, mask=None, scale=None, causal=None):
+        return self._pinned(
+            lambda: self._base.scaled_dot_product_attention(q, k, v, mask, scale, causal)
+        )
+
+    def attention_weights(self, q, k, mask=None, scale=None, causal=None):
+        return self._pinned(lambda: self._base.attention_weights(q, k, mask, scale, causal))
+
+    def grouped_query_attention(self, q, k, v, mask=None, scale=None, causal=None):
+        return self._pinned(
+            lambda: self._base.grouped_query_attention(q, k, v, mask, scale, causal)
+        )
+
+
+class TorchBackend(_Pinned):
     """The torch adapter's attention with F.scaled_dot_product_attention held to one backend."""
 
     def __init__(self, backend: str, device: str = "cpu"):
@@ -62,19 +84,6 @@ class TorchBackend:
                 ) from None
             raise
 
-    def scaled_dot_product_attention(self, q, k, v, mask=None, scale=None, causal=None):
-        return self._pinned(
-            lambda: self._base.scaled_dot_product_attention(q, k, v, mask, scale, causal)
-        )
-
-    def attention_weights(self, q, k, mask=None, scale=None, causal=None):
-        return self._pinned(lambda: self._base.attention_weights(q, k, mask, scale, causal))
-
-    def grouped_query_attention(self, q, k, v, mask=None, scale=None, causal=None):
-        return self._pinned(
-            lambda: self._base.grouped_query_attention(q, k, v, mask, scale, causal)
-        )
-
     def vjp(
         self, component: str, inputs: Mapping[str, Any], cotangent: np.ndarray, wrt: tuple[str, ...]
     ) -> dict[str, np.ndarray]:
@@ -85,7 +94,7 @@ class TorchBackend:
         return TorchBackend(self.backend, device)
 
 
-class JaxBackend:
+class JaxBackend(_Pinned):
     """The jax adapter's attention with jax.nn.dot_product_attention's implementation pinned."""
 
     def __init__(self, implementation: str, device: str = "cpu"):
@@ -110,19 +119,6 @@ class JaxBackend:
                     f"{text.splitlines()[0][:160]}"
                 ) from None
             raise
-
-    def scaled_dot_product_attention(self, q, k, v, mask=None, scale=None, causal=None):
-        return self._pinned(
-            lambda: self._base.scaled_dot_product_attention(q, k, v, mask, scale, causal)
-        )
-
-    def attention_weights(self, q, k, mask=None, scale=None, causal=None):
-        return self._pinned(lambda: self._base.attention_weights(q, k, mask, scale, causal))
-
-    def grouped_query_attention(self, q, k, v, mask=None, scale=None, causal=None):
-        return self._pinned(
-            lambda: self._base.grouped_query_attention(q, k, v, mask, scale, causal)
-        )
 
     def vjp(
         self, component: str, inputs: Mapping[str, Any], cotangent: np.ndarray, wrt: tuple[str, ...]
