@@ -49,23 +49,42 @@ if _CACHE and importlib.util.find_spec("filelock") is not None:
 _softmax = jax.jit(jax.nn.softmax, static_argnames=("axis",))
 
 
-@partial(jax.jit, static_argnames=("is_causal", "implementation"))
-def _sdpa(q, k, v, bias, mask, scale, is_causal, implementation=None):
-    # scale is traced, not static: a new scale value must not cost a new compilation
-    return jax.nn.dot_product_attention(
+def _spec_sdpa(q, k, v, bias, mask, scale, causal, implementation):
+    """jax.nn.dot_product_attention on the spec's layout: q, k, v (B, H, L, K) -> (B, H, T, Kv).
+
+    The layout ops (zero-padding V's head dim to K's, the (B, L, H, K) transposes, the bottom-right
+    causal mask jax lacks) are exact, and they are traced with the library call into one program:
+    run eagerly they were each a compilation per new shape (measured: 5 per call)."""
+    K, Kv, T, S = q.shape[-1], v.shape[-1], q.shape[-2], k.shape[-2]
+    if k.shape[-1] == K:  # jax needs V's head dim == K: zero-pad the narrower side (never q vs k)
+        width = max(K, Kv)
+        q, k, v = (jnp.pad(a, [(0, 0)] * 3 + [(0, width - a.shape[-1])]) for a in (q, k, v))
+    q, k, v = (jnp.swapaxes(a, 1, 2) for a in (q, k, v))  # (B, L, H, K)
+    if causal == "bottom_right":  # jax has only top-left causality built in
+        below = _bottom_right(T, S)  # (T, S)
+        mask = below if mask is None else mask & below
+    out = jax.nn.dot_product_attention(
         q,
         k,
         v,
         bias=bias,
         mask=mask,
         scale=scale,
-        is_causal=is_causal,
+        is_causal=causal == "top_left",
         implementation=implementation,
-    )
+    )  # (B, T, H, K)
+    return jnp.swapaxes(out, 1, 2)[..., :Kv]  # (B, H, T, Kv)
+
+
+# scale is traced, not static: a new scale value must not cost a new compilation
+_sdpa = jax.jit(_spec_sdpa, static_argnames=("causal", "implementation"))
 
 
 @cache
-def _flax_mha(num_heads: int, D: int, dtype: str) -> Any:
+def _flax_mha(num_heads: int, D: int, dtype: str, causal: str | None) -> Any:
+    """flax's MultiHeadDotProductAttention on the spec's canonical weights, jitted once per
+    configuration: the weight reshapes and the causal mask are traced into the same program (eager,
+    each was a compilation per new shape)."""
     import flax.linen as nn
 
     module = nn.MultiHeadDotProductAttention(
@@ -77,9 +96,18 @@ def _flax_mha(num_heads: int, D: int, dtype: str) -> Any:
         param_dtype=dtype,
         deterministic=True,
     )
-    return jax.jit(
-        lambda params, q, k, v, mask: module.apply({"params": params}, q, k, v, mask=mask)
-    )
+
+    def apply(params, q, k, v, allowed):
+        T, S = q.shape[1], k.shape[1]
+        if causal is not None:
+            c = jnp.tril(
+                jnp.ones((T, S), dtype=bool), k=0 if causal == "top_left" else S - T
+            )  # (T, S)
+            allowed = c[None, None] if allowed is None else allowed & c
+        flax_params = _flax_mha_params(params, D, num_heads)
+        return module.apply({"params": flax_params}, q, k, v, mask=allowed)
+
+    return jax.jit(apply)
 
 
 def _flax_mha_params(
@@ -462,18 +490,12 @@ class JaxAdapter(JaxSeq2Seq):
             raise ValueError(
                 f"expected 4-D (B, H, L, K) inputs; got {q.shape}, {k.shape}, {v.shape}"
             )
-        K, Kv, T, S = q.shape[-1], v.shape[-1], q.shape[-2], k.shape[-2]
+        K, T, S = q.shape[-1], q.shape[-2], k.shape[-2]
         scale = np.asarray(1.0 / np.sqrt(K) if scale is None else scale, dtype=q.dtype)
         q, k, v = self._j(q), self._j(k), self._j(v)
-        if (
-            k.shape[-1] == K
-        ):  # jax needs V's head dim == K: zero-pad the narrower side (never q against k)
-            width = max(K, Kv)
-            q, k, v = (jnp.pad(a, [(0, 0)] * 3 + [(0, width - a.shape[-1])]) for a in (q, k, v))
-        q, k, v = (jnp.swapaxes(a, 1, 2) for a in (q, k, v))  # (B, L, H, K)
         bias = boolean = None
         if mask is not None:
-            full = (q.shape[0], q.shape[2], T, S)  # (B, H, T, S): jax's mask layout is the spec's
+            full = (q.shape[0], q.shape[1], T, S)  # (B, H, T, S): jax's mask layout is the spec's
             if mask.shape != full and _broadcasts(mask.shape, full):
                 # JAX compiles one program per input shape: a mask of any of its broadcast layouts
                 # given as the full (B, H, T, S) mask it stands for keeps that to one program per
@@ -481,31 +503,20 @@ class JaxAdapter(JaxSeq2Seq):
                 # broadcast goes in as it is, so jax's own handling of it is what is checked.
                 mask = np.broadcast_to(mask, full)
             boolean, bias = (mask, None) if mask.dtype == np.bool_ else (None, mask)
-        boolean = self._j(boolean)
-        if causal == "bottom_right":  # jax has only top-left causality built in
-            boolean = _bottom_right(T, S) if boolean is None else boolean & _bottom_right(T, S)
-        args = (q, k, v, self._j(bias), boolean)
+        args = (q, k, v, self._j(bias), self._j(boolean), scale, causal, self.implementation)
         signature = (q.dtype, q.shape, k.shape, v.shape, boolean is None, bias is None, causal)
         if signature not in _EAGER:
             try:
-                return self._np(
-                    jnp.swapaxes(
-                        _sdpa(*args, scale, causal == "top_left", self.implementation), 1, 2
-                    )[..., :Kv]
-                )
+                return self._np(_sdpa(*args))
             except (ValueError, jax.errors.JaxRuntimeError) as e:
                 # Found by this suite (jax 0.10.2): under jit, XLA on CPU cannot compile the float16
                 # dot with float32 accumulation this op asks for (bfloat16 too, for tiny shapes);
-                # the same call run eagerly works, so the adapter runs it eagerly there (and does
-                # not try to compile that signature again).
+                # run eagerly, the op catches that and falls back to the default precision, so the
+                # adapter runs it eagerly there (and does not try to compile that signature again).
                 if np.dtype(q.dtype).itemsize != 2 or "not supported" not in str(e):
                     raise
                 _EAGER.add(signature)
-        # jit's wrapper has __wrapped__ (functools.wraps); jax's JitWrapped stub leaves it out
-        out = _sdpa.__wrapped__(  # type: ignore[attr-defined]
-            *args, scale, causal == "top_left", self.implementation
-        )
-        return self._np(jnp.swapaxes(out, 1, 2)[..., :Kv])  # (B, H, T, Kv)
+        return self._np(_spec_sdpa(*args))  # (B, H, T, Kv)
 
     def grouped_query_attention(self, q, k, v, mask=None, scale=None, causal=None):
         # jax.nn.dot_product_attention groups natively: k, v with fewer heads than q (it reshapes
@@ -533,15 +544,10 @@ class JaxAdapter(JaxSeq2Seq):
         if D % num_heads:
             raise ValueError(f"D={D} is not divisible by H={num_heads}")
         H = num_heads
-        flax_params = _flax_mha_params({name: self._j(w) for name, w in params.items()}, D, H)
+        fn = _flax_mha(H, D, np.dtype(query.dtype).name, causal)
+        params_j = {name: self._j(w) for name, w in params.items()}
         allowed = _flax_mask(mask, B, H, T, S)
-        if causal is not None:
-            c = jnp.tril(
-                jnp.ones((T, S), dtype=bool), k=0 if causal == "top_left" else S - T
-            )  # (T, S)
-            allowed = c[None, None] if allowed is None else allowed & c
-        fn = _flax_mha(H, D, np.dtype(query.dtype).name)
-        out = fn(flax_params, self._j(query), self._j(key), self._j(value), allowed)
+        out = fn(params_j, self._j(query), self._j(key), self._j(value), allowed)
         return self._np(out)
 
     # --- embeddings -------------------------------------------------------------------------------
