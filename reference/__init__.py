@@ -17,6 +17,7 @@ from reference import (
     seq2seq,
     stacks,
     training,
+    variants,
 )
 from reference.attention import *  # noqa: F403
 from reference.decoding import *  # noqa: F403
@@ -27,11 +28,23 @@ from reference.recurrent import *  # noqa: F403
 from reference.seq2seq import *  # noqa: F403
 from reference.stacks import *  # noqa: F403
 from reference.training import *  # noqa: F403
+from reference.variants import *  # noqa: F403
 
 # Every component, collected from the modules' own __all__ (a new component is listed once, there).
 __all__ = sorted(
     name
-    for module in (attention, decoding, layers, masks, model, recurrent, seq2seq, stacks, training)
+    for module in (
+        attention,
+        decoding,
+        layers,
+        masks,
+        model,
+        recurrent,
+        seq2seq,
+        stacks,
+        training,
+        variants,
+    )
     for name in module.__all__
 )
 
