@@ -16,6 +16,10 @@ library's tensors, runs the library's own code and converts back. Optional attri
                                    Deviation(reason, when=...) only for the examples whose inputs
                                    satisfy ``when``, and every other example must conform
     on_device(device) -> namespace the same adapter bound to "cpu" or "cuda"
+    example_shares: dict[str, float]
+                                   component -> the share of the profile's examples its tests
+                                   draw, for a library path too slow for the full count (torch's
+                                   eager flex_attention: 0.4)
     release()                      called when the run moves on to another component: free what
                                    the library cached (compiled programs) so a run stays bounded
     vjp(component, inputs, cotangent, wrt) -> {path: gradient}

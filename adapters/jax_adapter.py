@@ -22,6 +22,7 @@ import numpy as np
 
 from adapters import Declared, Deviation, carried_over
 from adapters.jax_seq2seq import SEQ2SEQ_DEVIATIONS, JaxSeq2Seq
+from adapters.jax_variants import JaxVariants
 from spec.core import Unsupported
 from spec.grouped import CHECKS as GQA_CHECKS
 from spec.grouped import VARIANT_IDS as GQA_VARIANTS
@@ -49,8 +50,9 @@ if _CACHE and importlib.util.find_spec("filelock") is not None:
 _softmax = jax.jit(jax.nn.softmax, static_argnames=("axis",))
 
 
-def _spec_sdpa(q, k, v, bias, mask, scale, causal, implementation):
-    """jax.nn.dot_product_attention on the spec's layout: q, k, v (B, H, L, K) -> (B, H, T, Kv).
+def _spec_sdpa(q, k, v, bias, mask, scale, causal, implementation, window=None, residual=False):
+    """jax.nn.dot_product_attention on the spec's layout: q, k, v (B, H, L, K) -> (B, H, T, Kv);
+    with ``residual``, its log-sum-exp too, (B, H, T). ``window`` is its local_window_size.
 
     The layout ops (zero-padding V's head dim to K's, the (B, L, H, K) transposes, the bottom-right
     causal mask jax lacks) are exact, and they are traced with the library call into one program:
@@ -72,12 +74,17 @@ def _spec_sdpa(q, k, v, bias, mask, scale, causal, implementation):
         scale=scale,
         is_causal=causal == "top_left",
         implementation=implementation,
-    )  # (B, T, H, K)
+        local_window_size=window,
+        return_residual=residual,
+    )  # (B, T, H, K), and (B, T, H) with residual
+    if residual:
+        out, lse = out
+        return jnp.swapaxes(out, 1, 2)[..., :Kv], jnp.swapaxes(lse, 1, 2)  # (B, H, T, .), (B, H, T)
     return jnp.swapaxes(out, 1, 2)[..., :Kv]  # (B, H, T, Kv)
 
 
 # scale is traced, not static: a new scale value must not cost a new compilation
-_sdpa = jax.jit(_spec_sdpa, static_argnames=("causal", "implementation"))
+_sdpa = jax.jit(_spec_sdpa, static_argnames=("causal", "implementation", "window", "residual"))
 
 
 @cache
@@ -278,7 +285,7 @@ def _resident_bytes() -> int:
         return 2**62
 
 
-class JaxAdapter(JaxSeq2Seq):
+class JaxAdapter(JaxVariants, JaxSeq2Seq):
     name = "jax"
     # jax.nn.dot_product_attention's implementation: None lets jax choose (XLA on CPU);
     # adapters/kernel_backends.py pins "xla" or "cudnn"
@@ -486,6 +493,11 @@ class JaxAdapter(JaxSeq2Seq):
         return self._np(_softmax(self._j(x), axis=axis))
 
     def scaled_dot_product_attention(self, q, k, v, mask=None, scale=None, causal=None):
+        return self._np(self._attend(q, k, v, mask, scale, causal))  # (B, H, T, Kv)
+
+    def _attend(self, q, k, v, mask, scale, causal, window=None, residual=False):
+        """jax.nn.dot_product_attention of spec inputs (window: its local_window_size; residual:
+        the log-sum-exp too), as jax arrays."""
         if q.ndim != 4 or k.ndim != 4 or v.ndim != 4:
             raise ValueError(
                 f"expected 4-D (B, H, L, K) inputs; got {q.shape}, {k.shape}, {v.shape}"
@@ -505,9 +517,10 @@ class JaxAdapter(JaxSeq2Seq):
             boolean, bias = (mask, None) if mask.dtype == np.bool_ else (None, mask)
         args = (q, k, v, self._j(bias), self._j(boolean), scale, causal, self.implementation)
         signature = (q.dtype, q.shape, k.shape, v.shape, boolean is None, bias is None, causal)
+        signature += (window, residual)
         if signature not in _EAGER:
             try:
-                return self._np(_sdpa(*args))
+                return _sdpa(*args, window=window, residual=residual)
             except (ValueError, jax.errors.JaxRuntimeError) as e:
                 # Found by this suite (jax 0.10.2): under jit, XLA on CPU cannot compile the float16
                 # dot with float32 accumulation this op asks for (bfloat16 too, for tiny shapes);
@@ -516,7 +529,7 @@ class JaxAdapter(JaxSeq2Seq):
                 if np.dtype(q.dtype).itemsize != 2 or "not supported" not in str(e):
                     raise
                 _EAGER.add(signature)
-        return self._np(_spec_sdpa(*args))  # (B, H, T, Kv)
+        return _spec_sdpa(*args, window=window, residual=residual)
 
     def grouped_query_attention(self, q, k, v, mask=None, scale=None, causal=None):
         # jax.nn.dot_product_attention groups natively: k, v with fewer heads than q (it reshapes

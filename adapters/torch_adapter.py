@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch.nn.attention.bias import causal_lower_right, causal_upper_left
 
 from adapters import Declared, Deviation, carried_over
+from adapters.torch_flex import FLEX_DEVIATIONS, FLEX_EXAMPLE_SHARES, TorchFlex
 from adapters.torch_seq2seq import SEQ2SEQ_DEVIATIONS, TorchSeq2Seq
 from spec.core import Unsupported
 from spec.grouped import CHECKS as GQA_CHECKS
@@ -156,7 +157,7 @@ CE_FLOAT16_SMOOTHING = Deviation(
 )
 
 
-class TorchAdapter(TorchSeq2Seq):
+class TorchAdapter(TorchFlex, TorchSeq2Seq):
     name = "torch"
     deviations: dict[str, Declared] = {
         "softmax.all_neg_inf_slice_is_zero": (
@@ -266,6 +267,8 @@ class TorchAdapter(TorchSeq2Seq):
         "count: q (1, 2, 1, 4), k (1, 1, 1, 4), v (1, 2, 1, 4) returns (1, 2, 1, 4) instead of "
         "refusing v's heads differing from k's (torch 2.13.0)"
     )
+    deviations |= FLEX_DEVIATIONS
+    example_shares = FLEX_EXAMPLE_SHARES
     # grouped_query_attention is the same library call with fewer key/value heads
     deviations |= carried_over(
         deviations,

@@ -24,15 +24,11 @@ from spec.variants import (
     variant_logit_magnitude,
 )
 
-WINDOWED = (
-    Variant(window=True),
-    Variant(window=True, align="top_left"),
-    Variant(window=True, mask="bool"),
-)
-POSITIONAL = (Variant(), Variant(align="top_left"), Variant(mask="bool", align="top_left"))
-CAPPED = (Variant(softcap=True), Variant(softcap=True, mask="bool"))
+WINDOWED = (Variant(window=True), Variant(window=True, mask="bool", align="top_left"))
+POSITIONAL = (Variant(), Variant(mask="bool", align="top_left"))
+CAPPED = (Variant(softcap=True, mask="bool"),)
 # splittable: no variant that reads key positions (a part's alignment would move)
-SPLITTABLE = (Variant(), Variant(softcap=True), Variant(mask="bool"))
+SPLITTABLE = (Variant(softcap=True, mask="bool"),)
 
 
 def _two(subject: Subject, inputs: dict[str, Any], other: dict[str, Any], what: str) -> None:
@@ -63,10 +59,7 @@ def causal_window_is_causal(subject: Subject, data: st.DataObject, variant: Vari
     )
 
 
-@prop(
-    VARIANT_ATTENTION,
-    variants=(Variant(window=True, softcap=True), Variant(alibi=True, mask="padding")),
-)
+@prop(VARIANT_ATTENTION, variants=(Variant(window=True, softcap=True, alibi=True, mask="bool"),))
 def hidden_keys_weigh_exactly_zero(subject: Subject, data: st.DataObject, variant: Variant) -> None:
     """Values of keys a query cannot see (window, mask, causality) set to 1e4 leave its output as
     it was: a hidden key weighs exactly 0 with a cap (capping after masking would give it
@@ -105,7 +98,7 @@ def _key_visible(inputs: dict[str, Any]) -> np.ndarray:
 @prop(
     VARIANT_ATTENTION,
     ATTENTION_LSE,
-    variants=(Variant(softcap=True), Variant(softcap=True, window=True)),
+    variants=(Variant(softcap=True, window=True),),
 )
 def huge_cap_is_no_cap(subject: Subject, data: st.DataObject, variant: Variant) -> None:
     """A cap far above every logit changes nothing: cap * tanh(L / cap) -> L as cap -> infinity."""
@@ -138,7 +131,7 @@ def capped_lse_stays_below_cap(subject: Subject, data: st.DataObject, variant: V
 
 @prop(
     VARIANT_ATTENTION,
-    variants=(Variant(alibi=True), Variant(alibi=True, causal=True, align="top_left")),
+    variants=(Variant(alibi=True),),
 )
 def alibi_is_an_additive_bias(subject: Subject, data: st.DataObject, variant: Variant) -> None:
     """ALiBi equals the additive mask -slope_h |t + off - s| (per query head) and no slopes."""
@@ -155,7 +148,7 @@ def alibi_is_an_additive_bias(subject: Subject, data: st.DataObject, variant: Va
     _two(subject, inputs, other, "ALiBi vs its bias given as an additive mask")
 
 
-@prop(VARIANT_ATTENTION, variants=(Variant(sinks=True), Variant(sinks=True, mask="bool")))
+@prop(VARIANT_ATTENTION, variants=(Variant(sinks=True, mask="bool"),))
 def sink_is_a_key_without_value(subject: Subject, data: st.DataObject, variant: Variant) -> None:
     """A sink s_h equals one more key whose logit is s_h and whose value is 0: a zero key (logit 0)
     with the additive mask s_h on its column (on every row), without sinks."""
@@ -179,7 +172,7 @@ def sink_is_a_key_without_value(subject: Subject, data: st.DataObject, variant: 
     _two(subject, inputs, other, "sinks vs one more key of logit s and value 0")
 
 
-@prop(VARIANT_ATTENTION, ATTENTION_LSE, variants=(Variant(), Variant(window=True, softcap=True)))
+@prop(VARIANT_ATTENTION, ATTENTION_LSE, variants=(Variant(window=True, softcap=True),))
 def grouped_heads_equal_repeated_heads(
     subject: Subject, data: st.DataObject, variant: Variant
 ) -> None:

@@ -71,28 +71,38 @@ class Variant:
         text = "+".join(parts) or "plain"
         return text if self.align == "bottom_right" else f"{text}_top_left"
 
+    @classmethod
+    def parse(cls, text: Variant | str | None) -> Variant:
+        """The variant a test id names ("softcap+window", "plain_top_left")."""
+        if isinstance(text, Variant):
+            return text
+        text = text or "plain"
+        align = "top_left" if text.endswith("_top_left") else "bottom_right"
+        parts = set(text.removesuffix("_top_left").split("+")) - {"plain"}
+        flags = {"softcap", "window", "alibi", "sinks", "causal"}
+        unknown = parts - flags - {"bool", "padding", "empty_rows"}
+        if unknown:
+            raise ValueError(f"unknown variant parts {sorted(unknown)} in {text!r}")
+        mask = "bool" if "bool" in parts else "padding" if "padding" in parts else "none"
+        return cls(
+            **{f: f in parts for f in flags}, align=align, mask=mask, empty="empty_rows" in parts
+        )
+
 
 VARIANTS = (
     Variant(),
     Variant(window=True),
     Variant(window=True, align="top_left"),
-    Variant(window=True, causal=True),
-    Variant(window=True, mask="bool"),
-    Variant(softcap=True),
+    Variant(window=True, causal=True, mask="bool"),
     Variant(softcap=True, window=True),  # Gemma 2's local layers
     Variant(softcap=True, mask="bool"),
-    Variant(alibi=True),
-    Variant(alibi=True, causal=True, align="top_left"),
     Variant(alibi=True, mask="padding"),
-    Variant(sinks=True),
+    Variant(alibi=True, causal=True, align="top_left"),
     Variant(sinks=True, window=True, causal=True),  # gpt-oss's sliding layers
     Variant(softcap=True, window=True, alibi=True, sinks=True, mask="padding"),
 )
 EMPTY_VARIANTS = (Variant(window=True, empty=True), Variant(sinks=True, mask="padding", empty=True))
 LSE_VARIANTS = tuple(v for v in VARIANTS if not v.sinks)
-# cheaper subsets for the metamorphic properties
-WINDOWED = tuple(v for v in VARIANTS if v.window)[:3]
-CAPPED = (Variant(softcap=True), Variant(softcap=True, mask="bool"))
 
 
 def _window(data: st.DataObject, S: int, v: Variant, allow_empty: bool) -> tuple[int, int]:
@@ -109,7 +119,7 @@ def _window(data: st.DataObject, S: int, v: Variant, allow_empty: bool) -> tuple
 def draw_variant(data: st.DataObject, dtype: DType, variant: Variant | None) -> dict[str, Any]:
     """q (B, Hq, T, K), k and v (B, Hkv, S, .), a mask, and the variant's window, cap, slopes and
     sinks."""
-    v = variant or Variant()
+    v = Variant.parse(variant)
     # a row keeps a visible key unless the variant empties one: T <= S puts every aligned diagonal
     # on a key, and the mask below keeps the diagonal visible
     where = (lambda s: s.T > s.S) if v.empty and v.window else (lambda s: s.T <= s.S)
@@ -286,10 +296,6 @@ ALIGN_ARG = Arg(
         ),
         region("top_left with T < S", lambda v, i: v == "top_left" and _T_S(i)[0] < _T_S(i)[1]),
     ),
-    invisible={
-        "default": "where no window, ALiBi or causality reads it (most draws), align changes "
-        "nothing; variant draws that do read it are drawn top_left as well",
-    },
 )
 SOFTCAP_ARG = Arg(
     "softcap",
@@ -408,7 +414,12 @@ VARIANT_ATTENTION = Component(
     bad_inputs=_attention_bad(()) + tuple(BadInput(n, d, _bad(c)) for n, d, c in _SINK_BAD),
     gradient=Gradient(
         wrt=lambda v: ("q", "k", "v") + (("sinks",) if v.sinks else ()),
-        variants=(Variant(softcap=True, window=True), Variant(alibi=True), Variant(sinks=True)),
+        variants=(
+            Variant(window=True, align="top_left"),
+            Variant(softcap=True, window=True),
+            Variant(alibi=True),
+            Variant(sinks=True),
+        ),
     ),
 )
 

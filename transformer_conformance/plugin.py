@@ -399,6 +399,11 @@ class Conformance:
         # A gradient example costs a backward pass and six extended-precision evaluations of the
         # reference per input (a jax one also a trace): half the profile's examples.
         examples = max(2, base.max_examples // 2) if gradient else base.max_examples
+        # an adapter whose library path is slow for a component says which share of the examples
+        # its tests there draw (adapters/__init__.py, ``example_shares``)
+        share = getattr(target.adapter.namespace, "example_shares", {}).get(target.component.name)
+        if share is not None:
+            examples = max(2, round(examples * share))
         record: dict[str, Any] = {"examples": 0, "unsupported": "", "ratios": []}
         self.results[request.node.nodeid] = record
         tally = runner.Tally()

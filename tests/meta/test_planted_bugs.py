@@ -9,7 +9,7 @@ from adapters import Adapter
 from spec.core import ConformanceError
 from spec.dtypes import BY_NAME
 from spec.registry import COMPONENTS
-from tests.meta import planted, planted_layers, planted_seq2seq, planted_tiled
+from tests.meta import planted, planted_layers, planted_seq2seq, planted_tiled, planted_variants
 from transformer_conformance import runner
 from transformer_conformance.targets import Target
 
@@ -63,7 +63,13 @@ try:
 except ImportError:
     BACKWARD = []
 
-CAUGHT_BY = planted.CAUGHT_BY + planted_layers.CAUGHT_BY + planted_seq2seq.CAUGHT_BY + BACKWARD
+CAUGHT_BY = (
+    planted.CAUGHT_BY
+    + planted_layers.CAUGHT_BY
+    + planted_seq2seq.CAUGHT_BY
+    + planted_variants.CAUGHT_BY
+    + BACKWARD
+)
 
 
 @pytest.mark.parametrize(
@@ -111,3 +117,16 @@ def test_tiled_kernel_bugs_are_caught_and_the_correct_kernel_conforms(bug: str |
         assert failed is None, f"the correct tiled kernel fails {failed}"
     else:
         assert failed is not None, f"planted tiled bug {bug} is not caught by the default run"
+
+
+@pytest.mark.parametrize(
+    "namespace,component,check,variant,dtype",
+    planted_variants.CAUGHT_BY,
+    ids=[f"{c[0].name}-{c[1]}.{c[2]}" for c in planted_variants.CAUGHT_BY],
+)
+def test_planted_variant_without_its_bug_passes(
+    namespace: object, component: str, check: str, variant: str | None, dtype: str
+) -> None:
+    """The planted variants' code with no bug on passes where each bug is caught."""
+    failure = hunt(_target(planted_variants.clean, component, check, variant, dtype))
+    assert failure is None, f"the bug-free twin failed {component}.{check}[{variant}]: {failure}"

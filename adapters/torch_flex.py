@@ -1,0 +1,166 @@
+"""torch's attention variants: torch.nn.attention.flex_attention (spec/variants.py).
+
+flex_attention takes the variants as user functions, which is how torch offers them: a
+``score_mod`` on each scaled logit (the soft-cap, ALiBi's bias, an additive mask, in the spec's
+order) and a ``block_mask`` from a ``mask_mod`` (causality, the window, a boolean mask), with
+grouped heads (``enable_gqa``) and the log-sum-exp (``return_lse``) built in. Measured here
+(torch 2.13, CPU): it runs eagerly, unfused (it warns that it materialises the scores), at ~5 to
+50 ms a call; compiling it would cost a compilation per shape. What flex_attention cannot express
+is unsupported: sinks (no term joins its softmax denominator) and merging states (torch has no
+merge).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+
+from spec.core import Unsupported
+
+FLEX_DEVIATIONS = {
+    f"{c}.refuses[nan_scale]": "torch.nn.attention.flex_attention accepts scale=NaN without a "
+    "check and returns NaN: flex_attention(q, k, v, scale=float('nan')) (torch 2.13.0)"
+    for c in ("variant_attention", "attention_lse")
+}
+# flex_attention runs eagerly here at 20-50 ms a call (100 times torch's SDPA): its tests draw this
+# share of the profile's examples, so the default run keeps its budget (the plugin reads it)
+FLEX_EXAMPLE_SHARES = {
+    "variant_attention": 0.4,
+    "attention_lse": 0.4,
+    "merge_attention_states": 0.4,
+}
+
+
+class TorchFlex:
+    """variant_attention and attention_lse through flex_attention (mixed into TorchAdapter)."""
+
+    _t: Any
+    _np: Any
+    device: Any
+
+    def _flex(
+        self, q, k, v, mask, scale, causal, window, align, softcap, alibi_slopes
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        B, Hq, T, _ = q.shape
+        S = k.shape[2]
+        if k.shape[1] == 0 or Hq % k.shape[1]:
+            raise ValueError(f"Hq={Hq} is not a multiple of Hkv={k.shape[1]}")
+        tq, tk, tv = self._t(q), self._t(k), self._t(v)
+        off = S - T if align == "bottom_right" else 0
+        if align not in ("bottom_right", "top_left"):
+            raise ValueError(f"unknown align {align!r}")
+        bias = None
+        allowed = None
+        if mask is not None:
+            m = np.broadcast_to(mask, (B, Hq, T, S))  # raises for a mask that does not broadcast
+            if m.dtype == np.bool_:
+                allowed = torch.from_numpy(np.ascontiguousarray(m)).to(self.device)
+            else:
+                bias = self._t(np.ascontiguousarray(m))  # (B, Hq, T, S)
+        cap = None
+        if softcap is not None:
+            if not (np.isfinite(softcap) and softcap > 0):
+                raise ValueError(f"softcap must be finite and > 0; got {softcap}")
+            cap = float(softcap)
+        slopes = None if alibi_slopes is None else self._t(alibi_slopes)
+        if slopes is not None and slopes.shape != (Hq,):
+            raise ValueError(f"alibi_slopes must be (Hq,)=({Hq},); got {tuple(slopes.shape)}")
+        left, right = (-1, -1) if window is None else window
+        if left < -1 or right < -1:
+            raise ValueError(f"window bounds must be >= -1; got {window}")
+        causal_off = None if causal is None else (S - T if causal == "bottom_right" else 0)
+        # flex traces the mods with dynamo, which guards on the Python numbers they capture: each
+        # new cap or offset would be a new trace (measured: ~1 s each). As 0-d tensors they are
+        # data, and only which variants are on decides the trace.
+        n = {
+            name: torch.tensor(x, device=self.device)
+            for name, x in (
+                ("cap", 1.0 if cap is None else cap),
+                ("off", off),
+                ("left", left),
+                ("right", right),
+                ("causal", 0 if causal_off is None else causal_off),
+            )
+        }
+        on = (cap is not None, slopes is not None, bias is not None)
+        limits = (allowed is not None, causal_off is not None, left >= 0, right >= 0)
+
+        def score_mod(score, b, h, q_idx, kv_idx):
+            if on[0]:
+                score = n["cap"] * torch.tanh(score / n["cap"])
+            if on[1]:
+                score = score - slopes[h] * torch.abs(q_idx + n["off"] - kv_idx)
+            if on[2]:
+                score = score + bias[b, h, q_idx, kv_idx]
+            return score
+
+        def mask_mod(b, h, q_idx, kv_idx):
+            keep = kv_idx >= 0
+            if limits[0]:
+                keep = keep & allowed[b, h, q_idx, kv_idx]
+            if limits[1]:
+                keep = keep & (kv_idx <= q_idx + n["causal"])
+            if limits[2]:
+                keep = keep & (kv_idx >= q_idx + n["off"] - n["left"])
+            if limits[3]:
+                keep = keep & (kv_idx <= q_idx + n["off"] + n["right"])
+            return keep
+
+        per_item = allowed is not None
+        block_mask = create_block_mask(
+            mask_mod, B if per_item else None, Hq if per_item else None, T, S, device=self.device
+        )
+        try:
+            out, lse = flex_attention(
+                tq,
+                tk,
+                tv,
+                score_mod=score_mod,
+                block_mask=block_mask,
+                scale=scale,
+                enable_gqa=True,
+                return_lse=True,
+            )
+        except NotImplementedError as e:  # e.g. "FlexAttention does not support backward on CPU"
+            raise Unsupported(f"flex_attention: {e}") from e
+        return out, lse
+
+    def variant_attention(
+        self,
+        q,
+        k,
+        v,
+        mask=None,
+        scale=None,
+        causal=None,
+        window=None,
+        align="bottom_right",
+        softcap=None,
+        alibi_slopes=None,
+        sinks=None,
+    ):
+        if sinks is not None:
+            raise Unsupported("flex_attention has no sinks: no term joins its softmax denominator")
+        if v.shape[1] != k.shape[1]:
+            raise ValueError(f"v's heads {v.shape[1]} differ from k's {k.shape[1]}")
+        out, _ = self._flex(q, k, v, mask, scale, causal, window, align, softcap, alibi_slopes)
+        return self._np(out)  # (B, Hq, T, Kv)
+
+    def attention_lse(
+        self,
+        q,
+        k,
+        mask=None,
+        scale=None,
+        causal=None,
+        window=None,
+        align="bottom_right",
+        softcap=None,
+        alibi_slopes=None,
+    ):
+        # flex returns the lse in float32 whatever the inputs; the spec's output is in theirs
+        out, lse = self._flex(q, k, k, mask, scale, causal, window, align, softcap, alibi_slopes)
+        return self._np(lse.to(out.dtype))  # (B, Hq, T)
