@@ -516,8 +516,8 @@ class JaxAdapter(JaxVariants, JaxSeq2Seq):
                 mask = np.broadcast_to(mask, full)
             boolean, bias = (mask, None) if mask.dtype == np.bool_ else (None, mask)
         args = (q, k, v, self._j(bias), self._j(boolean), scale, causal, self.implementation)
-        signature = (q.dtype, q.shape, k.shape, v.shape, boolean is None, bias is None, causal)
-        signature += (window, residual)
+        signature: tuple[Any, ...] = (q.dtype, q.shape, k.shape, v.shape, boolean is None)
+        signature += (bias is None, causal, window, residual)
         if signature not in _EAGER:
             try:
                 return _sdpa(*args, window=window, residual=residual)

@@ -74,7 +74,7 @@ class TorchFlex:
         causal_off = None if causal is None else (S - T if causal == "bottom_right" else 0)
         # flex traces the mods with dynamo, which guards on the Python numbers they capture: each
         # new cap or offset would be a new trace (measured: ~1 s each). As 0-d tensors they are
-        # data, and only which variants are on decides the trace.
+        # data, and only which variants are on (None or not) decides the trace.
         n = {
             name: torch.tensor(x, device=self.device)
             for name, x in (
@@ -85,27 +85,26 @@ class TorchFlex:
                 ("causal", 0 if causal_off is None else causal_off),
             )
         }
-        on = (cap is not None, slopes is not None, bias is not None)
-        limits = (allowed is not None, causal_off is not None, left >= 0, right >= 0)
+        lower, upper = left >= 0, right >= 0
 
         def score_mod(score, b, h, q_idx, kv_idx):
-            if on[0]:
+            if cap is not None:
                 score = n["cap"] * torch.tanh(score / n["cap"])
-            if on[1]:
+            if slopes is not None:
                 score = score - slopes[h] * torch.abs(q_idx + n["off"] - kv_idx)
-            if on[2]:
+            if bias is not None:
                 score = score + bias[b, h, q_idx, kv_idx]
             return score
 
         def mask_mod(b, h, q_idx, kv_idx):
             keep = kv_idx >= 0
-            if limits[0]:
+            if allowed is not None:
                 keep = keep & allowed[b, h, q_idx, kv_idx]
-            if limits[1]:
+            if causal_off is not None:
                 keep = keep & (kv_idx <= q_idx + n["causal"])
-            if limits[2]:
+            if lower:
                 keep = keep & (kv_idx >= q_idx + n["off"] - n["left"])
-            if limits[3]:
+            if upper:
                 keep = keep & (kv_idx <= q_idx + n["off"] + n["right"])
             return keep
 
