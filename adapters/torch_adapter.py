@@ -267,6 +267,13 @@ class TorchAdapter(TorchFlex, TorchSeq2Seq):
         "count: q (1, 2, 1, 4), k (1, 1, 1, 4), v (1, 2, 1, 4) returns (1, 2, 1, 4) instead of "
         "refusing v's heads differing from k's (torch 2.13.0)"
     )
+    deviations["dropout.seed_names_the_mask"] = Deviation(
+        "torch's CPU generator (mt19937) keeps only the low 32 bits of a seed: torch.manual_seed("
+        "2**32 - 1) and torch.manual_seed(2**63 - 1) give the same torch.rand(4) (torch 2.13.0), "
+        "so seeds that differ only above bit 31 give the same dropout mask (found by sweep seed 17)",
+        when=lambda i: not 0 <= int(i.get("seed", 0)) < 2**32,
+        trigger="a seed outside [0, 2^32)",
+    )
     deviations |= FLEX_DEVIATIONS
     example_shares = FLEX_EXAMPLE_SHARES
     # grouped_query_attention is the same library call with fewer key/value heads

@@ -12,6 +12,7 @@ from hypothesis import assume
 from hypothesis import strategies as st
 
 from spec.core import Subject, prop
+from spec.dtypes import BFLOAT16, FLOAT32
 from spec.tolerance import compare
 from spec.variants import (
     ATTENTION_LSE,
@@ -28,6 +29,9 @@ WINDOWED = (Variant(window=True), Variant(window=True, mask="bool", align="top_l
 POSITIONAL = (Variant(), Variant(mask="bool", align="top_left"))
 CAPPED = (Variant(softcap=True, mask="bool"),)
 # splittable: no variant that reads key positions (a part's alignment would move)
+# the relations are about semantics, not precision: checked at float32 and at a 16-bit dtype (the
+# differential test runs all four)
+SEMANTIC = (FLOAT32, BFLOAT16)
 SPLITTABLE = (Variant(softcap=True, mask="bool"),)
 
 
@@ -37,7 +41,7 @@ def _two(subject: Subject, inputs: dict[str, Any], other: dict[str, Any], what: 
     base.assert_equivalent(base.got, moved, what)
 
 
-@prop(VARIANT_ATTENTION, ATTENTION_LSE, variants=WINDOWED)
+@prop(VARIANT_ATTENTION, ATTENTION_LSE, variants=WINDOWED, dtypes=SEMANTIC)
 def unbounded_window_is_no_window(subject: Subject, data: st.DataObject, variant: Variant) -> None:
     """window (-1, -1), or one at least T + S wide on both sides, equals no window."""
     inputs = subject.draw(data, variant)
@@ -46,7 +50,7 @@ def unbounded_window_is_no_window(subject: Subject, data: st.DataObject, variant
     _two(subject, {**inputs, "window": wide}, {**inputs, "window": None}, f"window {wide} vs none")
 
 
-@prop(VARIANT_ATTENTION, ATTENTION_LSE, variants=POSITIONAL)
+@prop(VARIANT_ATTENTION, ATTENTION_LSE, variants=POSITIONAL, dtypes=SEMANTIC)
 def causal_window_is_causal(subject: Subject, data: st.DataObject, variant: Variant) -> None:
     """window (-1, 0) in an alignment equals causal in the same alignment, without a window."""
     inputs = {**subject.draw(data, variant), "causal": None}
@@ -59,7 +63,11 @@ def causal_window_is_causal(subject: Subject, data: st.DataObject, variant: Vari
     )
 
 
-@prop(VARIANT_ATTENTION, variants=(Variant(window=True, softcap=True, alibi=True, mask="bool"),))
+@prop(
+    VARIANT_ATTENTION,
+    variants=(Variant(window=True, softcap=True, alibi=True, mask="bool"),),
+    dtypes=SEMANTIC,
+)
 def hidden_keys_weigh_exactly_zero(subject: Subject, data: st.DataObject, variant: Variant) -> None:
     """Values of keys a query cannot see (window, mask, causality) set to 1e4 leave its output as
     it was: a hidden key weighs exactly 0 with a cap (capping after masking would give it
@@ -99,6 +107,7 @@ def _key_visible(inputs: dict[str, Any]) -> np.ndarray:
     VARIANT_ATTENTION,
     ATTENTION_LSE,
     variants=(Variant(softcap=True, window=True),),
+    dtypes=SEMANTIC,
 )
 def huge_cap_is_no_cap(subject: Subject, data: st.DataObject, variant: Variant) -> None:
     """A cap far above every logit changes nothing: cap * tanh(L / cap) -> L as cap -> infinity."""
@@ -110,7 +119,7 @@ def huge_cap_is_no_cap(subject: Subject, data: st.DataObject, variant: Variant) 
     _two(subject, {**inputs, "softcap": cap}, {**inputs, "softcap": None}, f"cap {cap:.3g} vs none")
 
 
-@prop(ATTENTION_LSE, variants=CAPPED)
+@prop(ATTENTION_LSE, variants=CAPPED, dtypes=SEMANTIC)
 def capped_lse_stays_below_cap(subject: Subject, data: st.DataObject, variant: Variant) -> None:
     """With a cap and no bias every logit lies in [-cap, cap]: lse <= cap + log(visible keys)."""
     inputs = subject.draw(data, variant)
@@ -129,10 +138,7 @@ def capped_lse_stays_below_cap(subject: Subject, data: st.DataObject, variant: V
         )
 
 
-@prop(
-    VARIANT_ATTENTION,
-    variants=(Variant(alibi=True),),
-)
+@prop(VARIANT_ATTENTION, variants=(Variant(alibi=True),), dtypes=SEMANTIC)
 def alibi_is_an_additive_bias(subject: Subject, data: st.DataObject, variant: Variant) -> None:
     """ALiBi equals the additive mask -slope_h |t + off - s| (per query head) and no slopes."""
     inputs = subject.draw(data, variant)
@@ -148,7 +154,7 @@ def alibi_is_an_additive_bias(subject: Subject, data: st.DataObject, variant: Va
     _two(subject, inputs, other, "ALiBi vs its bias given as an additive mask")
 
 
-@prop(VARIANT_ATTENTION, variants=(Variant(sinks=True, mask="bool"),))
+@prop(VARIANT_ATTENTION, variants=(Variant(sinks=True, mask="bool"),), dtypes=SEMANTIC)
 def sink_is_a_key_without_value(subject: Subject, data: st.DataObject, variant: Variant) -> None:
     """A sink s_h equals one more key whose logit is s_h and whose value is 0: a zero key (logit 0)
     with the additive mask s_h on its column (on every row), without sinks."""
@@ -172,7 +178,12 @@ def sink_is_a_key_without_value(subject: Subject, data: st.DataObject, variant: 
     _two(subject, inputs, other, "sinks vs one more key of logit s and value 0")
 
 
-@prop(VARIANT_ATTENTION, ATTENTION_LSE, variants=(Variant(window=True, softcap=True),))
+@prop(
+    VARIANT_ATTENTION,
+    ATTENTION_LSE,
+    variants=(Variant(window=True, softcap=True),),
+    dtypes=SEMANTIC,
+)
 def grouped_heads_equal_repeated_heads(
     subject: Subject, data: st.DataObject, variant: Variant
 ) -> None:
@@ -186,7 +197,7 @@ def grouped_heads_equal_repeated_heads(
     _two(subject, inputs, other, f"groups of {G} query heads vs key/value heads repeated {G} times")
 
 
-@prop(VARIANT_ATTENTION, ATTENTION_LSE, variants=EMPTY_VARIANTS)
+@prop(VARIANT_ATTENTION, ATTENTION_LSE, variants=EMPTY_VARIANTS, dtypes=SEMANTIC)
 def empty_rows_follow_the_convention(
     subject: Subject, data: st.DataObject, variant: Variant
 ) -> None:
@@ -224,7 +235,7 @@ def _split(inputs: dict[str, Any], cut: int) -> tuple[dict[str, Any], dict[str, 
     return parts[0], parts[1]
 
 
-@prop(MERGE_ATTENTION_STATES, variants=SPLITTABLE)
+@prop(MERGE_ATTENTION_STATES, variants=SPLITTABLE, dtypes=SEMANTIC)
 def merge_of_a_split_is_the_whole(subject: Subject, data: st.DataObject, variant: Variant) -> None:
     """Splitting the keys in two, attending over each part (the adapter's variant_attention and
     attention_lse) and merging the states (its merge_attention_states), in either order, equals
@@ -256,7 +267,7 @@ def merge_of_a_split_is_the_whole(subject: Subject, data: st.DataObject, variant
     )
 
 
-@prop(MERGE_ATTENTION_STATES)
+@prop(MERGE_ATTENTION_STATES, dtypes=SEMANTIC)
 def merge_is_symmetric(subject: Subject, data: st.DataObject, variant: None) -> None:
     """merge(a, b) equals merge(b, a)."""
     inputs = subject.draw(data, variant)
