@@ -17,6 +17,8 @@ from spec.core import Unsupported
 
 def _jax_window(window: Any, align: str, T: int, S: int) -> tuple[int, int] | None:
     """The spec's window as jax's local_window_size."""
+    if align not in ("top_left", "bottom_right"):
+        raise ValueError(f"unknown align {align!r}")
     if window is None:
         return None
     if not (isinstance(window, (tuple, list)) and len(window) == 2):
@@ -24,8 +26,6 @@ def _jax_window(window: Any, align: str, T: int, S: int) -> tuple[int, int] | No
     left, right = (int(w) for w in window)
     if left < -1 or right < -1:
         raise ValueError(f"window bounds must be >= -1; got {window}")
-    if align not in ("top_left", "bottom_right"):
-        raise ValueError(f"unknown align {align!r}")
     if align == "bottom_right" and T != S:
         raise Unsupported("jax's local_window_size is top-left aligned only")
     wide = T + S  # as unbounded as -1 for these lengths
@@ -36,6 +36,31 @@ def _variants_unsupported(softcap: Any, alibi_slopes: Any, sinks: Any = None) ->
     for name, given in (("soft-cap", softcap), ("ALiBi", alibi_slopes), ("sinks", sinks)):
         if given is not None:
             raise Unsupported(f"jax.nn.dot_product_attention has no {name}")
+
+
+EMPTY_LSE = (
+    "jax.nn.dot_product_attention(..., return_residual=True) gives a row that sees no key a finite "
+    "log-sum-exp near -finfo(float32).max (its masked logits are a large finite fill): a (0, 0) "
+    "local_window_size row beside the keys returns -2.38e38, not -inf (jax 0.10.2)"
+)
+
+
+def variant_deviations(
+    float32_softmax: str, fully_masked: str, silent_broadcast: str
+) -> dict[str, str]:
+    """What jax does differently on these components: the SDPA deviations the same call carries,
+    and the log-sum-exp of an empty row."""
+    out = {
+        "variant_attention.empty_rows_follow_the_convention": fully_masked,
+        "attention_lse.empty_rows_follow_the_convention": EMPTY_LSE,
+    }
+    for c in ("variant_attention", "attention_lse"):
+        out[f"{c}.matches_reference@float64"] = float32_softmax
+        out[f"{c}.refuses[nan_scale]"] = "jax.nn.dot_product_attention accepts scale=NaN"
+        out[f"{c}.refuses[empty_keys]"] = "jax.nn.dot_product_attention accepts S = 0"
+        out[f"{c}.refuses[mask_not_broadcastable]"] = silent_broadcast
+    out["variant_attention.vjp_matches_finite_differences@float64"] = float32_softmax
+    return out
 
 
 class JaxVariants:

@@ -270,7 +270,7 @@ class TorchAdapter(TorchFlex, TorchSeq2Seq):
     deviations["dropout.seed_names_the_mask"] = Deviation(
         "torch's CPU generator (mt19937) keeps only the low 32 bits of a seed: torch.manual_seed("
         "2**32 - 1) and torch.manual_seed(2**63 - 1) give the same torch.rand(4) (torch 2.13.0), "
-        "so seeds that differ only above bit 31 give the same dropout mask (found by sweep seed 17)",
+        "so seeds that differ only above bit 31 give the same dropout mask (sweep seed 17)",
         when=lambda i: not 0 <= int(i.get("seed", 0)) < 2**32,
         trigger="a seed outside [0, 2^32)",
     )
