@@ -19,7 +19,7 @@ library's tensors, runs the library's own code and converts back. Optional attri
     example_shares: dict[str, float]
                                    component -> the share of the profile's examples its tests
                                    draw, for a library path too slow for the full count (torch's
-                                   eager flex_attention: 0.4)
+                                   eager flex_attention: 0.25)
     release()                      called when the run moves on to another component: free what
                                    the library cached (compiled programs) so a run stays bounded
     vjp(component, inputs, cotangent, wrt) -> {path: gradient}

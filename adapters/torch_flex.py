@@ -3,7 +3,7 @@
 flex_attention takes the variants as user functions, which is how torch offers them: a
 ``score_mod`` on each scaled logit (the soft-cap, ALiBi's bias, an additive mask, in the spec's
 order) and a ``block_mask`` from a ``mask_mod`` (causality, the window, a boolean mask), with
-grouped heads (``enable_gqa``) and the log-sum-exp (``return_lse``) built in. Measured here
+grouped heads (``enable_gqa``) and the log-sum-exp (``return_aux``) built in. Measured here
 (torch 2.13, CPU): it runs eagerly, unfused (it warns that it materialises the scores), at ~5 to
 50 ms a call; compiling it would cost a compilation per shape. What flex_attention cannot express
 is unsupported: sinks (no term joins its softmax denominator) and merging states (torch has no
@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+from torch.nn.attention.flex_attention import AuxRequest, create_block_mask, flex_attention
 
 from spec.core import Unsupported
 
@@ -57,7 +57,7 @@ class TorchFlex:
         if mask is not None:
             m = np.broadcast_to(mask, (B, Hq, T, S))  # raises for a mask that does not broadcast
             if m.dtype == np.bool_:
-                allowed = torch.from_numpy(np.ascontiguousarray(m)).to(self.device)
+                allowed = torch.from_numpy(np.array(m, copy=True)).to(self.device)
             else:
                 bias = self._t(np.ascontiguousarray(m))  # (B, Hq, T, S)
         cap = None
@@ -113,7 +113,7 @@ class TorchFlex:
             mask_mod, B if per_item else None, Hq if per_item else None, T, S, device=self.device
         )
         try:
-            out, lse = flex_attention(
+            out, aux = flex_attention(
                 tq,
                 tk,
                 tv,
@@ -121,11 +121,12 @@ class TorchFlex:
                 block_mask=block_mask,
                 scale=scale,
                 enable_gqa=True,
-                return_lse=True,
+                return_aux=AuxRequest(lse=True),  # return_lse is deprecated in torch 2.13
             )
         except NotImplementedError as e:  # e.g. "FlexAttention does not support backward on CPU"
             raise Unsupported(f"flex_attention: {e}") from e
-        return out, lse
+        assert aux.lse is not None  # AuxRequest(lse=True) asked for it
+        return out, aux.lse
 
     def variant_attention(
         self,
