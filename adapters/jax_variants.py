@@ -1,16 +1,19 @@
 """jax's attention variants (spec/variants.py): jax.nn.dot_product_attention's own
 ``local_window_size``, grouped heads and ``return_residual`` (its log-sum-exp).
 
-Its window is top-left aligned (jax._src.nn.functions._get_window_mask: key s is kept for query t
-when t - left <= s <= t + right) and has no -1: the adapter passes an unbounded side as T + S keys,
-which is what -1 means in the spec. A bottom-right window with T != S is unsupported (jax has no
-alignment argument). jax has no soft-cap, ALiBi, sinks or merge: those are unsupported, not
+ALiBi goes in as jax's ``bias`` (B, Hq, T, S), -slope_h |t + off - s|, the form jax's docstring
+gives the argument for. Its window is top-left aligned (jax._src.nn.functions._get_window_mask:
+key s is kept for query t when t - left <= s <= t + right) and has no -1: the adapter passes an
+unbounded side as T + S keys, which is what -1 means in the spec. A bottom-right window with T != S is unsupported (jax has no
+alignment argument). jax has no soft-cap, sinks or merge: those are unsupported, not
 re-implemented here.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+import numpy as np
 
 from spec.core import Unsupported
 
@@ -32,8 +35,24 @@ def _jax_window(window: Any, align: str, T: int, S: int) -> tuple[int, int] | No
     return (wide if left == -1 else left, wide if right == -1 else right)
 
 
-def _variants_unsupported(softcap: Any, alibi_slopes: Any, sinks: Any = None) -> None:
-    for name, given in (("soft-cap", softcap), ("ALiBi", alibi_slopes), ("sinks", sinks)):
+def _alibi(q: np.ndarray, k: np.ndarray, slopes: Any, align: str) -> np.ndarray | None:
+    """ALiBi's bias as jax's bias argument: (B, Hq, T, S) in q's dtype."""
+    if slopes is None:
+        return None
+    B, Hq, T, _ = q.shape
+    S = k.shape[2]
+    if not isinstance(slopes, np.ndarray) or slopes.shape != (Hq,):
+        raise ValueError(
+            f"alibi_slopes must be (Hq,)=({Hq},); got {getattr(slopes, 'shape', slopes)}"
+        )
+    off = S - T if align == "bottom_right" else 0
+    distance = np.abs(np.arange(T)[:, None] + off - np.arange(S)[None, :]).astype(q.dtype)  # (T, S)
+    bias = -slopes.astype(q.dtype)[None, :, None, None] * distance  # (1, Hq, T, S)
+    return np.ascontiguousarray(np.broadcast_to(bias, (B, Hq, T, S)))
+
+
+def _variants_unsupported(softcap: Any, sinks: Any = None) -> None:
+    for name, given in (("soft-cap", softcap), ("sinks", sinks)):
         if given is not None:
             raise Unsupported(f"jax.nn.dot_product_attention has no {name}")
 
@@ -83,9 +102,10 @@ class JaxVariants:
         alibi_slopes=None,
         sinks=None,
     ):
-        _variants_unsupported(softcap, alibi_slopes, sinks)
+        _variants_unsupported(softcap, sinks)
         win = _jax_window(window, align, q.shape[2], k.shape[2])
-        return self._np(self._attend(q, k, v, mask, scale, causal, window=win))
+        bias = _alibi(q, k, alibi_slopes, align)
+        return self._np(self._attend(q, k, v, mask, scale, causal, window=win, extra_bias=bias))
 
     def attention_lse(
         self,
@@ -99,7 +119,10 @@ class JaxVariants:
         softcap=None,
         alibi_slopes=None,
     ):
-        _variants_unsupported(softcap, alibi_slopes)
+        _variants_unsupported(softcap)
         win = _jax_window(window, align, q.shape[2], k.shape[2])
-        _, lse = self._attend(q, k, k, mask, scale, causal, window=win, residual=True)
+        bias = _alibi(q, k, alibi_slopes, align)
+        _, lse = self._attend(
+            q, k, k, mask, scale, causal, window=win, residual=True, extra_bias=bias
+        )
         return self._np(lse)  # (B, Hq, T), in the inputs' dtype (jax casts it to theirs)
