@@ -1,12 +1,12 @@
 """jax's attention variants (spec/variants.py): jax.nn.dot_product_attention's own
-``local_window_size``, grouped heads and ``return_residual`` (its log-sum-exp).
+``local_window_size``, grouped heads, ``bias`` and ``return_residual`` (its log-sum-exp).
 
 ALiBi goes in as jax's ``bias`` (B, Hq, T, S), -slope_h |t + off - s|, the form jax's docstring
 gives the argument for. Its window is top-left aligned (jax._src.nn.functions._get_window_mask:
 key s is kept for query t when t - left <= s <= t + right) and has no -1: the adapter passes an
-unbounded side as T + S keys, which is what -1 means in the spec. A bottom-right window with T != S is unsupported (jax has no
-alignment argument). jax has no soft-cap, sinks or merge: those are unsupported, not
-re-implemented here.
+unbounded side as T + S keys, which is what -1 means in the spec. A bottom-right window with
+T != S is unsupported (jax has no alignment argument). jax has no soft-cap, sinks or merge: those
+are unsupported, not re-implemented here.
 """
 
 from __future__ import annotations
