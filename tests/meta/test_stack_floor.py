@@ -1,6 +1,6 @@
-"""The stacks' floor grows with how much a stack amplifies an error made inside it (spec/stacks.py
-``_amplification``): sweep seed 20's jax float64 pre-LN encoder, saved by the failure, passes with it
-and fails without it."""
+"""The stacks' floor grows with how much a stack amplifies an error made inside it
+(spec/stacks.py ``_amplification``): sweep seed 20's jax float64 pre-LN encoder, saved by the
+failure, passes with it and fails without it."""
 
 from __future__ import annotations
 
@@ -34,6 +34,6 @@ def test_saved_sweep_failure_needs_the_amplification() -> None:
     assert amplification > 1.0
     assert error <= bound.allowed, f"error {error:.3g} > allowed {bound.allowed:.3g}"
     assert error > without, (
-        f"error {error:.3g} within {without:.3g} even without the amplification ({amplification:.3g}):"
-        " this example no longer shows why it is needed"
+        f"error {error:.3g} within {without:.3g} even without the amplification "
+        f"({amplification:.3g}): this example no longer shows why it is needed"
     )
