@@ -78,3 +78,32 @@ def test_require_support_fails_a_test_nothing_could_express(strict: bool) -> Non
     root = Path(__file__).resolve().parents[2]
     done = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=300)
     assert done.returncode == (1 if strict else 0), done.stdout[-2000:] + done.stderr[-2000:]
+
+
+def test_derandomized_examples_depend_on_the_target_id_alone() -> None:
+    """Under a derandomized profile the examples come from the target's id, not from the source of
+    the function that runs them (an edit of the runner re-drew every CI example before)."""
+    from hypothesis import settings as hsettings
+    from hypothesis import strategies as hst
+
+    from transformer_conformance.runner import _run
+
+    def drawn(digest: str, variant: int) -> list[int]:
+        seen: list[int] = []
+        if variant == 0:
+
+            def example(data: hst.DataObject) -> None:
+                seen.append(data.draw(hst.integers(0, 10**9)))
+        else:  # another function, another source: the same examples
+
+            def example(data: hst.DataObject) -> None:
+                value = data.draw(hst.integers(0, 10**9))
+                seen.append(value)
+
+        _run(
+            example, hsettings(max_examples=5, derandomize=True, database=None), digest, None, None
+        )
+        return seen
+
+    assert drawn("target-a", 0) == drawn("target-a", 1)
+    assert drawn("target-a", 0) != drawn("target-b", 0)
