@@ -45,8 +45,11 @@ def test_rounded_attention_is_the_plain_reference_in_the_dtype(dtype, causal, pa
     assert 0.5 * err_plain <= err_emulated <= 2 * err_plain, (err_plain, err_emulated)
 
 
+# Six examples: both sharpnesses, several seeds. With two, whether the diffuse rows that show a
+# 16-bit accumulator came up depended on the derandomized seed (it flipped when that was re-seeded).
+HUNT_EXAMPLES = 6
 HUNT = settings(
-    max_examples=2,
+    max_examples=HUNT_EXAMPLES,
     derandomize=True,
     database=None,
     deadline=None,
@@ -63,7 +66,12 @@ def _hunt(kernel: object, dtype) -> ConformanceError | None:
     target = Target(Adapter(kernel.name, kernel), component, check, LONG, dtype)  # type: ignore[attr-defined]
     try:
         runner.run(
-            target.id, target.subject, target.body(), declared=None, base=HUNT, max_examples=2
+            target.id,
+            target.subject,
+            target.body(),
+            declared=None,
+            base=HUNT,
+            max_examples=HUNT_EXAMPLES,
         )
     except ConformanceError as e:
         return e
