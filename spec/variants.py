@@ -391,24 +391,15 @@ def _attention_bad(without: tuple[str, ...]) -> tuple[BadInput, ...]:
     return carried + tuple(BadInput(n, d, _bad(c, without)) for n, d, c in _VARIANT_BAD)
 
 
+# what both entry points take after q, k (and v): everything that shapes the logits
+_LOGIT_ARGS = (MASK_ARG, SCALE_ARG, CAUSAL_ARG, WINDOW_ARG, ALIGN_ARG, SOFTCAP_ARG, ALIBI_ARG)
+
 VARIANT_ATTENTION = Component(
     name="variant_attention",
     family="attention",
     shapes="q (B, Hq, T, K), k (B, Hkv, S, K), v (B, Hkv, S, Kv), Hq = G Hkv -> (B, Hq, T, Kv)",
     error_scale=variant_error_scale,
-    args=(
-        Q_ARG,
-        K_ARG,
-        V_ARG,
-        MASK_ARG,
-        SCALE_ARG,
-        CAUSAL_ARG,
-        WINDOW_ARG,
-        ALIGN_ARG,
-        SOFTCAP_ARG,
-        ALIBI_ARG,
-        SINKS_ARG,
-    ),
+    args=(Q_ARG, K_ARG, V_ARG, *_LOGIT_ARGS, SINKS_ARG),
     draw=draw_variant,
     variants=VARIANTS,
     bad_inputs=_attention_bad(()) + tuple(BadInput(n, d, _bad(c)) for n, d, c in _SINK_BAD),
@@ -428,17 +419,7 @@ ATTENTION_LSE = Component(
     family="attention",
     shapes="q (B, Hq, T, K), k (B, Hkv, S, K), Hq = G Hkv -> lse (B, Hq, T), -inf for an empty row",
     error_scale=lse_error_scale,
-    args=(
-        Q_ARG,
-        K_ARG,
-        MASK_ARG,
-        SCALE_ARG,
-        CAUSAL_ARG,
-        WINDOW_ARG,
-        ALIGN_ARG,
-        SOFTCAP_ARG,
-        ALIBI_ARG,
-    ),
+    args=(Q_ARG, K_ARG, *_LOGIT_ARGS),
     draw=draw_lse,
     variants=LSE_VARIANTS,
     bad_inputs=_attention_bad(("v", "sinks")),
