@@ -13,6 +13,7 @@ from reference import (
     layers,
     masks,
     model,
+    positions,
     recurrent,
     seq2seq,
     stacks,
@@ -24,6 +25,7 @@ from reference.decoding import *  # noqa: F403
 from reference.layers import *  # noqa: F403
 from reference.masks import *  # noqa: F403
 from reference.model import *  # noqa: F403
+from reference.positions import *  # noqa: F403
 from reference.recurrent import *  # noqa: F403
 from reference.seq2seq import *  # noqa: F403
 from reference.stacks import *  # noqa: F403
@@ -39,6 +41,7 @@ __all__ = sorted(
         layers,
         masks,
         model,
+        positions,
         recurrent,
         seq2seq,
         stacks,

@@ -217,7 +217,7 @@ def mutants(component: str, args: tuple[Arg, ...]) -> list[Mutant]:
             new = perturb(arg, value, inputs) if value is not None else None
             return dict(inputs) if new is None else _set(inputs, path, new)
 
-        if arg.kind != "other":
+        if arg.kind != "other" or arg.perturb is not None:  # "other": only a stated perturbation
             found.append(
                 Mutant(
                     component,

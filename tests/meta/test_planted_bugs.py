@@ -9,7 +9,14 @@ from adapters import Adapter
 from spec.core import ConformanceError
 from spec.dtypes import BY_NAME
 from spec.registry import COMPONENTS
-from tests.meta import planted, planted_layers, planted_seq2seq, planted_tiled, planted_variants
+from tests.meta import (
+    planted,
+    planted_layers,
+    planted_positions,
+    planted_seq2seq,
+    planted_tiled,
+    planted_variants,
+)
 from transformer_conformance import runner
 from transformer_conformance.targets import Target
 
@@ -68,6 +75,7 @@ CAUGHT_BY = (
     + planted_layers.CAUGHT_BY
     + planted_seq2seq.CAUGHT_BY
     + planted_variants.CAUGHT_BY
+    + planted_positions.CAUGHT_BY
     + BACKWARD
 )
 
@@ -119,14 +127,18 @@ def test_tiled_kernel_bugs_are_caught_and_the_correct_kernel_conforms(bug: str |
         assert failed is not None, f"planted tiled bug {bug} is not caught by the default run"
 
 
+# planted modules with a bug-free twin: the twin must pass wherever one of their bugs is caught
+TWINNED = [(m.clean, c) for m in (planted_variants, planted_positions) for c in m.CAUGHT_BY]
+
+
 @pytest.mark.parametrize(
-    "namespace,component,check,variant,dtype",
-    planted_variants.CAUGHT_BY,
-    ids=[f"{c[0].name}-{c[1]}.{c[2]}" for c in planted_variants.CAUGHT_BY],
+    "clean,caught",
+    TWINNED,
+    ids=[f"{c.name}-{b[1]}.{b[2]}[{b[3]}]-{b[4]}" for c, b in TWINNED],
 )
-def test_planted_variant_without_its_bug_passes(
-    namespace: object, component: str, check: str, variant: str | None, dtype: str
-) -> None:
-    """The planted variants' code with no bug on passes where each bug is caught."""
-    failure = hunt(_target(planted_variants.clean, component, check, variant, dtype))
+def test_planted_bugs_twin_without_the_bug_passes(clean: object, caught: tuple) -> None:
+    """The planted code with no bug on passes where each of its bugs is caught: a catch is the
+    bug's, not the planting's."""
+    _, component, check, variant, dtype = caught
+    failure = hunt(_target(clean, component, check, variant, dtype))
     assert failure is None, f"the bug-free twin failed {component}.{check}[{variant}]: {failure}"
