@@ -61,6 +61,7 @@ BUILTINS: dict[str, tuple[str, str]] = {
     "keras": ("adapters.keras_adapter:adapter", "keras"),
     "hf-eager": ("adapters.hf_adapter:eager", "transformers"),
     "hf-sdpa": ("adapters.hf_adapter:sdpa", "transformers"),
+    "hf-rope": ("adapters.hf_rope:adapter", "transformers"),  # Llama's and GPT-J's RoPE helpers
 }
 
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from adapters import Declared, Deviation, carried_over
 from adapters.jax_seq2seq import SEQ2SEQ_DEVIATIONS, JaxSeq2Seq
-from adapters.jax_variants import JaxVariants, variant_deviations
+from adapters.jax_variants import JaxPacked, JaxVariants, packed_deviations, variant_deviations
 from spec.core import Unsupported
 from spec.grouped import CHECKS as GQA_CHECKS
 from spec.grouped import VARIANT_IDS as GQA_VARIANTS
@@ -289,7 +289,7 @@ def _resident_bytes() -> int:
         return 2**62
 
 
-class JaxAdapter(JaxVariants, JaxSeq2Seq):
+class JaxAdapter(JaxVariants, JaxPacked, JaxSeq2Seq):
     name = "jax"
     # jax.nn.dot_product_attention's implementation: None lets jax choose (XLA on CPU);
     # adapters/kernel_backends.py pins "xla" or "cudnn"
@@ -426,8 +426,9 @@ class JaxAdapter(JaxVariants, JaxSeq2Seq):
         "scaled_dot_product_attention.refuses[mask_not_broadcastable]": SILENT_BROADCAST,
     }
     deviations |= variant_deviations(FLOAT32_SOFTMAX, FULLY_MASKED, SILENT_BROADCAST)
+    deviations |= packed_deviations(FLOAT32_SOFTMAX, FULLY_MASKED)
     # local_window_size is a static argument: every window is a compilation of its own (~0.1-0.4 s)
-    example_shares = {"variant_attention": 0.3, "attention_lse": 0.3}
+    example_shares = {"variant_attention": 0.3, "attention_lse": 0.3, "packed_attention": 0.3}
     # grouped_query_attention is the same library call with fewer key/value heads
     deviations |= carried_over(
         deviations,

@@ -126,3 +126,86 @@ class JaxVariants:
             q, k, k, mask, scale, causal, window=win, residual=True, extra_bias=bias
         )
         return self._np(lse)  # (B, Hq, T), in the inputs' dtype (jax casts it to theirs)
+
+
+def _bucket(n: int) -> int:
+    """A padded length: the next power of two >= 4 (jax compiles one program per shape)."""
+    return max(4, 1 << max(0, n - 1).bit_length())
+
+
+def _rows_without_keys(inputs: Any) -> bool:
+    """Some query row of the pack sees no key: a sequence with queries and no keys, or more
+    queries than keys under bottom-right causality or a window."""
+    T = np.diff(np.asarray(inputs["cu_seqlens_q"]))
+    S = np.diff(np.asarray(inputs["cu_seqlens_k"]))
+    empty = (T > 0) & (S == 0)
+    if inputs.get("causal") == "bottom_right" or inputs.get("window") is not None:
+        empty |= T > S
+    return bool(empty.any())
+
+
+def packed_deviations(float32_softmax: str, fully_masked: str) -> dict[str, Any]:
+    """What the padded dot_product_attention call does differently on packed_attention: the
+    float32 softmax, and a row that sees no key (it averages V over its padded row)."""
+    from adapters import Deviation
+
+    empty = Deviation(fully_masked, _rows_without_keys, "a query row of the pack sees no key")
+    return {
+        "packed_attention.matches_reference@float64": float32_softmax,
+        **{
+            f"packed_attention.{p}": empty
+            for p in ("matches_reference", "pack_is_its_sequences", "sequence_order_is_free")
+        },
+        "packed_attention.refuses[nan_scale]": "jax.nn.dot_product_attention accepts scale=NaN",
+    }
+
+
+class JaxPacked:
+    """packed_attention (mixed into JaxAdapter): jax has no packed layout, so the pack goes in as
+    the padded batch jax takes ragged sequences in, (N, H, Tmax, .) with each sequence at the start
+    of its row, a key-padding mask, and each sequence's causality as the mask jax is given (its
+    is_causal aligns top-left, the spec's varlen causality bottom-right). Windows are its
+    local_window_size, top-left aligned: a bottom-right window over a sequence whose query and key
+    lengths differ is unsupported. Padded lengths are rounded up to powers of two (one compilation
+    per bucket, not per pack)."""
+
+    _np: Any
+    _attend: Any
+
+    def packed_attention(
+        self, q, k, v, cu_seqlens_q, cu_seqlens_k, scale=None, causal=None, window=None
+    ):
+        cq, ck = np.asarray(cu_seqlens_q), np.asarray(cu_seqlens_k)
+        if cq.shape != ck.shape or cq.ndim != 1 or cq.dtype.kind not in "iu":
+            raise ValueError(f"cu_seqlens must be two int arrays (N + 1,); got {cq!r}, {ck!r}")
+        T, S = np.diff(cq), np.diff(ck)
+        if cq[0] != 0 or ck[0] != 0 or (T < 0).any() or (S < 0).any():
+            raise ValueError(f"cu_seqlens must start at 0 and not decrease; got {cq}, {ck}")
+        if cq[-1] != q.shape[0] or ck[-1] != k.shape[0] or v.shape[0] != k.shape[0]:
+            raise ValueError(
+                f"cu_seqlens must end at Nq, Nk; got {cq}, {ck} for {q.shape}, {k.shape}"
+            )
+        if causal not in (None, "bottom_right", "top_left"):
+            raise ValueError(f"unknown causal {causal!r}")
+        N, Tm, Sm = _bucket(len(T)), _bucket(int(T.max())), _bucket(int(S.max()))
+        aligned = causal == "top_left" or bool((T == S).all())
+        if window is not None and not aligned:
+            raise Unsupported("jax's local_window_size is top-left aligned only")
+        win = _jax_window(window, "top_left", Tm, Sm)
+        pad = [
+            np.zeros((N, x.shape[1], L, x.shape[2]), x.dtype)
+            for x, L in ((q, Tm), (k, Sm), (v, Sm))
+        ]
+        qb, kb, vb = pad  # (N, H, Tmax, .), each sequence at the start of its row
+        allowed = np.zeros((N, 1, Tm, Sm), bool)
+        for n in range(len(T)):
+            qb[n, :, : T[n]] = np.swapaxes(q[cq[n] : cq[n + 1]], 0, 1)
+            kb[n, :, : S[n]] = np.swapaxes(k[ck[n] : ck[n + 1]], 0, 1)
+            vb[n, :, : S[n]] = np.swapaxes(v[ck[n] : ck[n + 1]], 0, 1)
+            allowed[n, 0, :, : S[n]] = True
+            if causal is not None:  # the sequence's own alignment, its diagonal at t + off
+                off = S[n] - T[n] if causal == "bottom_right" else 0
+                allowed[n, 0] &= np.arange(Sm)[None, :] <= np.arange(Tm)[:, None] + off
+        out = self._np(self._attend(qb, kb, vb, allowed, scale, None, window=win))
+        rows = [np.swapaxes(out[n, :, : T[n]], 0, 1) for n in range(len(T))]  # (T_i, Hq, Kv)
+        return np.concatenate(rows, axis=0)  # (Nq, Hq, Kv)

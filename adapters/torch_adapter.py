@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch.nn.attention.bias import causal_lower_right, causal_upper_left
 
 from adapters import Declared, Deviation, carried_over
-from adapters.torch_flex import FLEX_DEVIATIONS, FLEX_EXAMPLE_SHARES, TorchFlex
+from adapters.torch_flex import FLEX_DEVIATIONS, FLEX_EXAMPLE_SHARES, TorchFlex, TorchPacked
 from adapters.torch_seq2seq import SEQ2SEQ_DEVIATIONS, TorchSeq2Seq
 from spec.core import Unsupported
 from spec.grouped import CHECKS as GQA_CHECKS
@@ -157,7 +157,7 @@ CE_FLOAT16_SMOOTHING = Deviation(
 )
 
 
-class TorchAdapter(TorchFlex, TorchSeq2Seq):
+class TorchAdapter(TorchFlex, TorchPacked, TorchSeq2Seq):
     name = "torch"
     deviations: dict[str, Declared] = {
         "softmax.all_neg_inf_slice_is_zero": (

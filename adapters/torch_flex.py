@@ -23,7 +23,7 @@ from spec.core import Unsupported
 FLEX_DEVIATIONS = {
     f"{c}.refuses[nan_scale]": "torch.nn.attention.flex_attention accepts scale=NaN without a "
     "check and returns NaN: flex_attention(q, k, v, scale=float('nan')) (torch 2.13.0)"
-    for c in ("variant_attention", "attention_lse")
+    for c in ("variant_attention", "attention_lse", "packed_attention")
 }
 # flex_attention runs eagerly here at 20-50 ms a call (100 times torch's SDPA): its tests draw this
 # share of the profile's examples, so the default run keeps its budget (the plugin reads it)
@@ -31,6 +31,7 @@ FLEX_EXAMPLE_SHARES = {
     "variant_attention": 0.4,
     "attention_lse": 0.4,
     "merge_attention_states": 0.4,
+    "packed_attention": 0.25,  # and a block mask built for every call
 }
 
 
@@ -164,3 +165,68 @@ class TorchFlex:
         # flex returns the lse in float32 whatever the inputs; the spec's output is in theirs
         out, lse = self._flex(q, k, k, mask, scale, causal, window, align, softcap, alibi_slopes)
         return self._np(lse.to(out.dtype))  # (B, Hq, T)
+
+
+class TorchPacked:
+    """packed_attention through flex_attention's document masking (mixed into TorchAdapter): the
+    pack is one batch row of Nq queries and Nk keys, and the mask_mod keeps a key for a query when
+    both belong to the same sequence and the sequence's causality and window allow it. This is how
+    torch documents packed sequences for flex ("document masking"); torch's own varlen_attn
+    (torch.nn.attention.varlen) runs on CUDA only (adapters/kernel_backends.py)."""
+
+    _t: Any
+    _np: Any
+    device: Any
+
+    def packed_attention(
+        self, q, k, v, cu_seqlens_q, cu_seqlens_k, scale=None, causal=None, window=None
+    ):
+        Nq, Hq, _ = q.shape
+        Nk = k.shape[0]
+        cq, ck = np.asarray(cu_seqlens_q), np.asarray(cu_seqlens_k)
+        if cq.shape != ck.shape or cq.ndim != 1 or cq.dtype.kind not in "iu":
+            raise ValueError(f"cu_seqlens must be two int arrays (N + 1,); got {cq!r}, {ck!r}")
+        Tq, Sk = np.diff(cq), np.diff(ck)
+        if cq[0] != 0 or ck[0] != 0 or (Tq < 0).any() or (Sk < 0).any():
+            raise ValueError(f"cu_seqlens must start at 0 and not decrease; got {cq}, {ck}")
+        if cq[-1] != Nq or ck[-1] != Nk:
+            raise ValueError(f"cu_seqlens must end at Nq={Nq}, Nk={Nk}; got {cq[-1]}, {ck[-1]}")
+        if causal not in (None, "bottom_right", "top_left"):
+            raise ValueError(f"unknown causal {causal!r}")
+        left, right = (-1, -1) if window is None else window
+        if left < -1 or right < -1:
+            raise ValueError(f"window bounds must be >= -1; got {window}")
+        N = len(Tq)
+        t = {  # per token: its sequence and its position in it; per sequence: its offset
+            "doc_q": np.repeat(np.arange(N), Tq),
+            "doc_k": np.repeat(np.arange(N), Sk),
+            "pos_q": np.arange(Nq) - np.repeat(cq[:-1], Tq),
+            "pos_k": np.arange(Nk) - np.repeat(ck[:-1], Sk),
+            "off": (Sk - Tq) if causal != "top_left" else np.zeros(N, np.int64),
+            "left": np.int64(left),
+            "right": np.int64(right),
+        }
+        n = {
+            name: torch.as_tensor(np.asarray(x, np.int64), device=self.device)
+            for name, x in t.items()
+        }
+        lower, upper = left >= 0, right >= 0
+
+        def mask_mod(b, h, q_idx, kv_idx):
+            doc = n["doc_q"][q_idx]
+            keep = doc == n["doc_k"][kv_idx]
+            diagonal = n["pos_q"][q_idx] + n["off"][doc]  # the key position query t aligns with
+            if causal is not None:
+                keep = keep & (n["pos_k"][kv_idx] <= diagonal)
+            if lower:
+                keep = keep & (n["pos_k"][kv_idx] >= diagonal - n["left"])
+            if upper:
+                keep = keep & (n["pos_k"][kv_idx] <= diagonal + n["right"])
+            return keep
+
+        block_mask = create_block_mask(mask_mod, None, None, Nq, Nk, device=self.device)
+        # (N, H, .) -> (1, H, N, .): the pack as one batch row, heads before positions
+        tq, tk, tv = (self._t(x).transpose(0, 1)[None] for x in (q, k, v))
+        out = flex_attention(tq, tk, tv, block_mask=block_mask, scale=scale, enable_gqa=True)
+        assert isinstance(out, torch.Tensor)
+        return self._np(out[0].transpose(0, 1))  # (Nq, Hq, Kv)

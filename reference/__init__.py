@@ -11,6 +11,7 @@ from reference import (
     attention,
     decoding,
     layers,
+    layouts,
     masks,
     model,
     positions,
@@ -23,6 +24,7 @@ from reference import (
 from reference.attention import *  # noqa: F403
 from reference.decoding import *  # noqa: F403
 from reference.layers import *  # noqa: F403
+from reference.layouts import *  # noqa: F403
 from reference.masks import *  # noqa: F403
 from reference.model import *  # noqa: F403
 from reference.positions import *  # noqa: F403
@@ -39,6 +41,7 @@ __all__ = sorted(
         attention,
         decoding,
         layers,
+        layouts,
         masks,
         model,
         positions,

@@ -151,6 +151,17 @@ def attention_scales(K: int) -> st.SearchStrategy[float | None]:
     return st.sampled_from([None, None, 1.0 / np.sqrt(K), 0.5, 0.0, -0.7, 0.3, 4.0, 1e-3, 1.0 / K])
 
 
+def qk_magnitude(K: int, scale: float | None, dtype: DType) -> float:
+    """The "large" magnitude of queries and keys: it aims the logits q.k * scale at
+    large_logit(dtype). q, k ~ N(0, sigma^2) give logits ~ sigma^2 sqrt(K) at the default scale
+    1/sqrt(K); another scale moves sigma so the logits stay at that magnitude, and q.k itself
+    (before the scale) stays finite in the dtype: |q.k| <= K sigma^2."""
+    default = 1.0 / np.sqrt(K)
+    effective = abs(scale) if scale else default
+    sigma2 = min(large_logit(dtype), 1e4) / np.sqrt(K) * default / effective
+    return float(np.sqrt(min(sigma2, 0.25 * min(dtype.max, 1e30) / K)))
+
+
 @st.composite
 def attention_inputs(
     draw: Any, dtype: DType, where: ShapeFilter | None = None, scaled: bool = False
@@ -160,14 +171,7 @@ def attention_inputs(
     s = draw(attention_shapes(where), label="shape")
     scale = draw(attention_scales(s.K), label="scale") if scaled else None
     kind = draw(value_kinds(), label="qk_kind")
-    # "large" aims the logits q.k * scale at large_logit(dtype): q, k ~ N(0, sigma^2), logit ~
-    # sigma^2 sqrt(K) at the default scale 1/sqrt(K); another scale moves sigma so the logits stay
-    # at that magnitude.
-    default = 1.0 / np.sqrt(s.K)
-    effective = abs(scale) if scale else default
-    sigma2 = min(large_logit(dtype), 1e4) / np.sqrt(s.K) * default / effective
-    # but q.k itself (before the scale) must stay finite in the dtype: |q.k| <= K sigma^2
-    sigma = float(np.sqrt(min(sigma2, 0.25 * min(dtype.max, 1e30) / s.K)))
+    sigma = qk_magnitude(s.K, scale, dtype)
     q = make_values((s.B, s.H, s.T, s.K), kind, draw(seeds(), label="q_seed"), dtype, sigma)
     k = make_values((s.B, s.H, s.S, s.K), kind, draw(seeds(), label="k_seed"), dtype, sigma)
     v = draw(arrays((s.B, s.H, s.S, s.Kv), dtype), label="v")
