@@ -167,10 +167,20 @@ def _lengths_of(i: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     return np.diff(i["cu_seqlens_q"]), np.diff(i["cu_seqlens_k"])
 
 
+def _moved_boundary(cu: np.ndarray, i: Any) -> np.ndarray | None:
+    """The first inner offset moved by one token (still a valid pack), or None for one sequence."""
+    if len(cu) < 3:
+        return None
+    out = np.array(cu)
+    out[1] = out[1] + 1 if out[1] < out[2] else out[1] - 1 if out[1] > 0 else out[1]
+    return None if np.array_equal(out, cu) else out
+
+
 CU_Q_ARG = Arg(
     "cu_seqlens_q",
     "int array (N + 1,), N >= 1: 0, then non-decreasing, ending at Nq",
     kind="other",
+    perturb=_moved_boundary,
     regions=(
         region("N = 1 (one sequence)", lambda v, i: len(v) == 2),
         region("N >= 3", lambda v, i: len(v) >= 4),
@@ -182,6 +192,7 @@ CU_K_ARG = Arg(
     "cu_seqlens_k",
     "int array, cu_seqlens_q's shape: 0, then non-decreasing, ending at Nk",
     kind="other",
+    perturb=_moved_boundary,
     regions=(
         region("a sequence with no key", lambda v, i: bool((np.diff(v) == 0).any())),
         region(
@@ -237,6 +248,7 @@ WINDOW_ARG = Arg(
     "None or (left, right) ints >= -1 around each sequence's aligned diagonal, -1 unbounded",
     kind="other",
     default=None,
+    perturb=lambda v, i: None if v is None else (v[0] + 1 if v[0] >= 0 else 0, v[1]),
     regions=(
         region("None", lambda v, i: v is None),
         region("left unbounded (-1)", lambda v, i: _win(i)[0] == -1),

@@ -12,6 +12,7 @@ from spec.registry import COMPONENTS
 from tests.meta import (
     planted,
     planted_layers,
+    planted_layouts,
     planted_positions,
     planted_seq2seq,
     planted_tiled,
@@ -76,6 +77,7 @@ CAUGHT_BY = (
     + planted_seq2seq.CAUGHT_BY
     + planted_variants.CAUGHT_BY
     + planted_positions.CAUGHT_BY
+    + planted_layouts.CAUGHT_BY
     + BACKWARD
 )
 
@@ -128,7 +130,11 @@ def test_tiled_kernel_bugs_are_caught_and_the_correct_kernel_conforms(bug: str |
 
 
 # planted modules with a bug-free twin: the twin must pass wherever one of their bugs is caught
-TWINNED = [(m.clean, c) for m in (planted_variants, planted_positions) for c in m.CAUGHT_BY]
+TWINNED = [
+    (m.clean, c)
+    for m in (planted_variants, planted_positions, planted_layouts)
+    for c in m.CAUGHT_BY
+]
 
 
 @pytest.mark.parametrize(
