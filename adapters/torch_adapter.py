@@ -20,7 +20,14 @@ import torch.nn.functional as F
 from torch.nn.attention.bias import causal_lower_right, causal_upper_left
 
 from adapters import Declared, Deviation, carried_over
-from adapters.torch_flex import FLEX_DEVIATIONS, FLEX_EXAMPLE_SHARES, TorchFlex, TorchPacked
+from adapters.torch_flex import (
+    FLEX_DEVIATIONS,
+    FLEX_EXAMPLE_SHARES,
+    PAGED_DEVIATIONS,
+    TorchFlex,
+    TorchPacked,
+    TorchPaged,
+)
 from adapters.torch_seq2seq import SEQ2SEQ_DEVIATIONS, TorchSeq2Seq
 from spec.core import Unsupported
 from spec.grouped import CHECKS as GQA_CHECKS
@@ -157,7 +164,7 @@ CE_FLOAT16_SMOOTHING = Deviation(
 )
 
 
-class TorchAdapter(TorchFlex, TorchPacked, TorchSeq2Seq):
+class TorchAdapter(TorchFlex, TorchPacked, TorchPaged, TorchSeq2Seq):
     name = "torch"
     deviations: dict[str, Declared] = {
         "softmax.all_neg_inf_slice_is_zero": (
@@ -274,7 +281,7 @@ class TorchAdapter(TorchFlex, TorchPacked, TorchSeq2Seq):
         when=lambda i: not 0 <= int(i.get("seed", 0)) < 2**32,
         trigger="a seed outside [0, 2^32)",
     )
-    deviations |= FLEX_DEVIATIONS
+    deviations |= FLEX_DEVIATIONS | PAGED_DEVIATIONS
     example_shares = FLEX_EXAMPLE_SHARES
     # grouped_query_attention is the same library call with fewer key/value heads
     deviations |= carried_over(

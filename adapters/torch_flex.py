@@ -32,6 +32,7 @@ FLEX_EXAMPLE_SHARES = {
     "attention_lse": 0.4,
     "merge_attention_states": 0.4,
     "packed_attention": 0.25,  # and a block mask built for every call
+    "paged_attention": 0.25,
 }
 
 
@@ -230,3 +231,127 @@ class TorchPacked:
         out = flex_attention(tq, tk, tv, block_mask=block_mask, scale=scale, enable_gqa=True)
         assert isinstance(out, torch.Tensor)
         return self._np(out[0].transpose(0, 1))  # (Nq, Hq, Kv)
+
+
+_ASSIGN = (
+    "torch.nn.attention.experimental PagedAttention.assign checks shapes only: a position past "
+    "the table's pages reads page_table -1 and writes at address -page_size + offset, wrapping "
+    "into the last physical page (page_table[0] = [0, 1, -1], assign(input_pos=[[2]]) writes "
+    "page 2, torch 2.13.0); a page number past the cache or two tokens on one slot are written "
+    "as given"
+)
+_CONVERT = (
+    "PagedAttention.convert_logical_block_mask gathers the table as given: a page in use "
+    "numbered -1 or P, a length past the table's capacity or below T are attended over without "
+    "a check (torch 2.13.0)"
+)
+PAGED_DEVIATIONS = {
+    "paged_cache_write.a_refused_write_writes_nothing": _ASSIGN,
+    **{
+        f"paged_cache_write.refuses[{b}]": _ASSIGN
+        for b in ("writes_past_capacity", "table_page_outside", "shared_slot")
+    },
+    **{
+        f"paged_attention.refuses[{b}]": _CONVERT
+        for b in (
+            "table_page_outside",
+            "table_page_negative",
+            "length_past_capacity",
+            "length_below_T",
+        )
+    },
+    "paged_attention.refuses[nan_scale]": FLEX_DEVIATIONS["variant_attention.refuses[nan_scale]"],
+}
+
+
+class TorchPaged:
+    """paged_attention and paged_cache_write through torch's PagedAttention
+    (torch.nn.attention.experimental._paged_attention, mixed into TorchAdapter): the spec's block
+    table becomes its page_table, the pages its physical cache (1, H, n_pages x page_size, .),
+    ``assign`` writes new tokens, and ``convert_logical_block_mask`` turns a logical flex block mask
+    (the sequence's length, causality, window) into one over the physical pages. The write works on
+    a copy of the pages: the spec's write returns new pages."""
+
+    _t: Any
+    _np: Any
+    device: Any
+
+    def _pager(self, table: np.ndarray, P: int, page: int, lens: np.ndarray | None = None) -> Any:
+        from torch.nn.attention.experimental._paged_attention import PagedAttention
+
+        B, width = table.shape
+        pager = PagedAttention(max(P, width), page, B, device=str(self.device))
+        pager.page_table[:, :width] = torch.as_tensor(table, dtype=torch.int64)
+        if lens is not None:  # physical -> logical, for the pages each sequence uses
+            for b in range(B):
+                used = table[b, : -(-int(lens[b]) // page)]
+                pager.physical_to_logical[b, torch.as_tensor(used, dtype=torch.int64)] = (
+                    torch.arange(len(used), dtype=torch.int64)
+                )
+        return pager
+
+    def _cache(self, pages: np.ndarray, n_pages: int) -> torch.Tensor:
+        """(P, page, H, .) -> the physical cache (1, H, n_pages x page, .), zero pages past P."""
+        P, page, H, D = pages.shape
+        t = self._t(pages).reshape(P * page, H, D).permute(1, 0, 2)[None]  # (1, H, P page, D)
+        pad = torch.zeros(1, H, (n_pages - P) * page, D, dtype=t.dtype, device=t.device)
+        return torch.cat([t, pad], dim=2).contiguous()
+
+    def paged_cache_write(self, pages, block_table, cache_lens, new):
+        table, lens = np.asarray(block_table), np.asarray(cache_lens)
+        if table.dtype.kind not in "iu" or lens.dtype.kind not in "iu":
+            raise ValueError("block_table and cache_lens must be int arrays")
+        P, page, H, D = pages.shape
+        B, T = new.shape[:2]
+        pager = self._pager(table, P, page)
+        n_pages = pager.page_table.shape[1]
+        k_cache, v_cache = self._cache(pages, n_pages), self._cache(pages, n_pages)
+        positions = torch.as_tensor(lens[:, None] + np.arange(T)[None, :], dtype=torch.int64)
+        val = self._t(new).permute(0, 2, 1, 3)  # (B, T, H, D) -> (B, H, T, D)
+        pager.assign(torch.arange(B), positions, val, val, k_cache, v_cache)
+        out = k_cache[0, :, : P * page].permute(1, 0, 2).reshape(P, page, H, D)
+        return self._np(out)
+
+    def paged_attention(
+        self, q, k_pages, v_pages, block_table, cache_lens, scale=None, causal=True, window=None
+    ):
+        table, lens = np.asarray(block_table), np.asarray(cache_lens)
+        if table.dtype.kind not in "iu" or lens.dtype.kind not in "iu":
+            raise ValueError("block_table and cache_lens must be int arrays")
+        B, Hq, T, _ = q.shape
+        P, page = k_pages.shape[:2]
+        left, right = (-1, -1) if window is None else window
+        if left < -1 or right < -1:
+            raise ValueError(f"window bounds must be >= -1; got {window}")
+        pager = self._pager(table, P, page, lens)
+        n_pages = pager.page_table.shape[1]
+        n = {  # 0-d tensors, not Python numbers: dynamo would retrace the mods for each new one
+            "len": torch.as_tensor(lens, dtype=torch.int64),
+            "T": torch.tensor(T),
+            "left": torch.tensor(left),
+            "right": torch.tensor(right),
+        }
+        lower, upper = left >= 0, right >= 0
+
+        def mask_mod(b, h, q_idx, kv_idx):  # logical positions: the spec's rule
+            position = q_idx + n["len"][b] - n["T"]  # query t's place in its sequence
+            keep = kv_idx < n["len"][b]
+            if causal:
+                keep = keep & (kv_idx <= position)
+            if lower:
+                keep = keep & (kv_idx >= position - n["left"])
+            if upper:
+                keep = keep & (kv_idx <= position + n["right"])
+            return keep
+
+        logical = create_block_mask(
+            mask_mod, B, None, T, table.shape[1] * page, device=self.device, BLOCK_SIZE=(128, page)
+        )
+        physical = pager.convert_logical_block_mask(logical, kv_len=n["len"])
+        k_cache = self._cache(k_pages, n_pages).expand(B, -1, -1, -1)  # (B, Hkv, n_pages page, K)
+        v_cache = self._cache(v_pages, n_pages).expand(B, -1, -1, -1)
+        out = flex_attention(
+            self._t(q), k_cache, v_cache, block_mask=physical, scale=scale, enable_gqa=True
+        )
+        assert isinstance(out, torch.Tensor)
+        return self._np(out)  # (B, Hq, T, Kv)

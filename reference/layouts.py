@@ -23,7 +23,7 @@ import numpy as np
 from reference.checks import CAUSAL_ALIGNMENTS, _fail, check_float_array, check_scale, value
 from reference.variants import _check_window, variant_attention
 
-__all__ = ["packed_attention"]
+__all__ = ["packed_attention", "paged_attention", "paged_cache_write"]
 
 
 def _check_cu(name: str, cu: Any, total: int) -> np.ndarray:
@@ -101,4 +101,143 @@ def packed_attention(
         qi, ki, vi = (np.swapaxes(x[s], 0, 1)[None] for x, s in ((q, qs), (k, ks), (v, ks)))
         o = variant_attention(qi, ki, vi, None, scale, causal, window, align)  # (1, Hq, T_i, Kv)
         out[qs] = np.swapaxes(o[0], 0, 1)  # (T_i, Hq, Kv)
+    return out
+
+
+def _check_paged(
+    q: Any, k_pages: Any, v_pages: Any, block_table: Any, cache_lens: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """The rules of the paged cache: pages (P, page_size, Hkv, .), a table (B, max_pages) whose
+    pages in use are in [0, P), lengths (B,) from T to the table's capacity."""
+    name = "paged_attention"
+    check_float_array(name, "q", q, 4, "(B, Hq, T, K)")
+    check_float_array(name, "k_pages", k_pages, 4, "(P, page_size, Hkv, K)")
+    check_float_array(name, "v_pages", v_pages, 4, "(P, page_size, Hkv, Kv)")
+    B, Hq, T, K = q.shape
+    P, page, Hkv, Kk = k_pages.shape
+    if v_pages.shape[:3] != (P, page, Hkv):
+        _fail(
+            name,
+            f"v_pages must be (P, page_size, Hkv, Kv) = {(P, page, Hkv)} + (Kv,); got "
+            f"{v_pages.shape}",
+        )
+    if Kk != K or Hq % Hkv:
+        _fail(
+            name, f"k_pages must have q's K = {K} and Hkv dividing Hq = {Hq}; got {k_pages.shape}"
+        )
+    table, lens = value(block_table), value(cache_lens)
+    for label, x, shape in (("block_table", table, "(B, max_pages)"), ("cache_lens", lens, "(B,)")):
+        if not isinstance(x, np.ndarray) or x.dtype.kind not in "iu":
+            _fail(name, f"{label} must be an int array {shape}; got {type(x).__name__}")
+    if table.ndim != 2 or table.shape[0] != B or lens.shape != (B,):
+        _fail(
+            name,
+            f"block_table must be (B, max_pages) and cache_lens (B,), B = {B}; got "
+            f"{table.shape}, {lens.shape}",
+        )
+    if (lens < T).any():
+        _fail(
+            name,
+            f"cache_lens must be >= T = {T} (the cache holds the new tokens); got {lens.tolist()}",
+        )
+    capacity = table.shape[1] * page
+    if (lens > capacity).any():
+        _fail(
+            name, f"cache_lens must be <= max_pages x page_size = {capacity}; got {lens.tolist()}"
+        )
+    for b in range(B):
+        used = table[b, : -(-int(lens[b]) // page)]
+        if ((used < 0) | (used >= P)).any():
+            _fail(name, f"block_table[{b}] names pages outside [0, {P}): {used.tolist()}")
+    return table, lens
+
+
+def gather_pages(pages: np.ndarray, table_row: np.ndarray, length: int) -> np.ndarray:
+    """One sequence's cache, contiguous: (P, page_size, H, .) pages in table order ->
+    (length, H, .)."""
+    page = pages.shape[1]
+    used = table_row[: -(-length // page)]
+    return pages[used].reshape(-1, *pages.shape[2:])[:length]  # (n_pages * page_size, H, .)
+
+
+def paged_attention(
+    q: np.ndarray,
+    k_pages: np.ndarray,
+    v_pages: np.ndarray,
+    block_table: np.ndarray,
+    cache_lens: np.ndarray,
+    scale: float | None = None,
+    causal: bool = True,
+    window: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """Attention of new queries over a paged key/value cache (vLLM's PagedAttention, FlashInfer's
+    paged kv, flash-attention's block_table): sequence b's key s is page block_table[b, s // P_s],
+    slot s % P_s (P_s the page size), for s < cache_lens[b].
+
+    q (B, Hq, T, K) are the last T tokens of each sequence (decode T = 1, chunked prefill T > 1):
+    the cache already holds their keys, so query t sits at position cache_lens[b] - T + t and, when
+    causal, sees keys up to it (bottom-right). -> (B, Hq, T, Kv) = variant_attention over each
+    sequence's gathered cache.
+    """
+    table, lens = _check_paged(q, k_pages, v_pages, block_table, cache_lens)
+    check_scale("paged_attention", scale)
+    if not isinstance(causal, (bool, np.bool_)):
+        _fail("paged_attention", f"causal must be True or False; got {causal!r}")
+    _check_window("paged_attention", window)
+    rows = []
+    for b in range(q.shape[0]):
+        L = int(lens[b])
+        k = np.swapaxes(gather_pages(k_pages, table[b], L), 0, 1)[None]  # (1, Hkv, L, K)
+        v = np.swapaxes(gather_pages(v_pages, table[b], L), 0, 1)[None]  # (1, Hkv, L, Kv)
+        c = "bottom_right" if causal else None
+        rows.append(variant_attention(q[b : b + 1], k, v, None, scale, c, window, "bottom_right"))
+    return np.concatenate(rows, axis=0)  # (B, Hq, T, Kv)
+
+
+def paged_cache_write(
+    pages: np.ndarray, block_table: np.ndarray, cache_lens: np.ndarray, new: np.ndarray
+) -> np.ndarray:
+    """The pages with new (B, T, H, K) written at sequence b's positions cache_lens[b] ..
+    cache_lens[b] + T - 1 (the cache's length before the write): pages (P, page_size, H, K) -> the
+    same shape, every other slot unchanged. Refused, it writes nothing (a new array is returned;
+    the input is never modified)."""
+    name = "paged_cache_write"
+    check_float_array(name, "pages", pages, 4, "(P, page_size, H, K)")
+    check_float_array(name, "new", new, 4, "(B, T, H, K)")
+    P, page, H, K = pages.shape
+    B, T = new.shape[:2]
+    if new.shape[2:] != (H, K) or new.dtype != pages.dtype:
+        _fail(
+            name,
+            f"new must be (B, T, H, K) with H, K = {(H, K)} in {pages.dtype}; got {new.shape} "
+            f"{new.dtype}",
+        )
+    table, lens = value(block_table), value(cache_lens)
+    for label, x in (("block_table", table), ("cache_lens", lens)):
+        if not isinstance(x, np.ndarray) or x.dtype.kind not in "iu":
+            _fail(name, f"{label} must be an int array; got {type(x).__name__}")
+    if table.ndim != 2 or table.shape[0] != B or lens.shape != (B,):
+        _fail(
+            name,
+            f"block_table must be (B, max_pages) and cache_lens (B,), B = {B}; got "
+            f"{table.shape}, {lens.shape}",
+        )
+    if (lens < 0).any() or (lens + T > table.shape[1] * page).any():
+        _fail(
+            name,
+            f"cache_lens must be >= 0 and cache_lens + T <= max_pages x page_size = "
+            f"{table.shape[1] * page}; got {lens.tolist()} + T = {T}",
+        )
+    slots = [
+        (int(table[b, (int(lens[b]) + t) // page]), (int(lens[b]) + t) % page)
+        for b in range(B)
+        for t in range(T)
+    ]
+    if any(not 0 <= p < P for p, _ in slots):
+        _fail(name, f"block_table names pages outside [0, {P}) for the written slots")
+    if len(set(slots)) != len(slots):
+        _fail(name, "two written tokens share one slot (the table maps them to the same page)")
+    out = pages.copy()
+    for (p, s), x in zip(slots, new.reshape(B * T, H, K), strict=True):
+        out[p, s] = x
     return out

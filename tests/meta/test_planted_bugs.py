@@ -13,6 +13,7 @@ from tests.meta import (
     planted,
     planted_layers,
     planted_layouts,
+    planted_paged,
     planted_positions,
     planted_seq2seq,
     planted_tiled,
@@ -78,6 +79,7 @@ CAUGHT_BY = (
     + planted_variants.CAUGHT_BY
     + planted_positions.CAUGHT_BY
     + planted_layouts.CAUGHT_BY
+    + planted_paged.CAUGHT_BY
     + BACKWARD
 )
 
@@ -132,7 +134,7 @@ def test_tiled_kernel_bugs_are_caught_and_the_correct_kernel_conforms(bug: str |
 # planted modules with a bug-free twin: the twin must pass wherever one of their bugs is caught
 TWINNED = [
     (m.clean, c)
-    for m in (planted_variants, planted_positions, planted_layouts)
+    for m in (planted_variants, planted_positions, planted_layouts, planted_paged)
     for c in m.CAUGHT_BY
 ]
 
