@@ -1,0 +1,255 @@
+"""The semantics scorecard: for each implementation (rows) and each semantic choice (columns), what
+it does, as a conformance run measured it, with the command that reproduces every cell that
+differs.
+
+    python -m transformer_conformance.scorecard REPORT_DIR... [--out docs/SCORECARD.md]
+
+A column is a set of conformance tests that each settle one convention (mask polarity, the empty
+row, causal alignment when T != S, ...); a cell is "as spec" when every one of them passed,
+"differs" with the first reason when one failed or showed a declared deviation, "unsupported" when
+the implementation could express none, "-" when it offers none of the components. Semantic columns
+read the tests below float64 (a float64 run measures precision: it has its own column).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+Result = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Column:
+    title: str
+    spec: str  # what the spec pins, in a few words
+    picks: Callable[[Result], bool]
+
+
+def _is(component: str | tuple[str, ...], *prefixes: str) -> Callable[[Result], bool]:
+    names = (component,) if isinstance(component, str) else component
+    return lambda r: r["component"] in names and r["check"].startswith(prefixes)
+
+
+def _any(*tests: Callable[[Result], bool]) -> Callable[[Result], bool]:
+    return lambda r: any(t(r) for t in tests)
+
+
+def _below_float64(test: Callable[[Result], bool]) -> Callable[[Result], bool]:
+    return lambda r: r["dtype"] != "float64" and test(r)
+
+
+ATTENTION = ("scaled_dot_product_attention", "attention_weights", "multi_head_attention")
+COLUMNS = (
+    Column(
+        "mask polarity",
+        "bool True = may attend; additive float",
+        _is(
+            ATTENTION,
+            "matches_reference[bool",
+            "matches_reference[self+bool",
+            "matches_reference[additive",
+        ),
+    ),
+    Column(
+        "fully masked row",
+        "weights and context 0, lse -inf",
+        _any(
+            _is(ATTENTION + ("grouped_query_attention",), "fully_masked_rows_are_zero"),
+            _is(("variant_attention", "attention_lse"), "empty_rows_follow_the_convention"),
+            _is("softmax", "all_neg_inf_slice_is_zero"),
+        ),
+    ),
+    Column(
+        "causal when T != S",
+        "top_left and bottom_right both offered",
+        _is(
+            ATTENTION + ("grouped_query_attention",),
+            "matches_reference[causal_",
+            "matches_reference[cross+causal_",
+        ),
+    ),
+    Column(
+        "window",
+        "(left, right), -1 unbounded, bottom-right",
+        _is(
+            "variant_attention",
+            "unbounded_window_is_no_window",
+            "causal_window_is_causal",
+            "matches_reference[window",
+        ),
+    ),
+    Column(
+        "soft-cap order",
+        "cap on scaled logits, before masks",
+        _is(
+            "variant_attention",
+            "hidden_keys_weigh_exactly_zero",
+            "matches_reference[softcap",
+            "capped_lse",
+        ),
+    ),
+    Column(
+        "GQA head map",
+        "query head h reads kv head h // G",
+        _any(
+            _is("grouped_query_attention", "kv_head_feeds_its_group", "matches_reference"),
+            _is(("variant_attention", "attention_lse"), "grouped_heads_equal_repeated_heads"),
+        ),
+    ),
+    Column(
+        "ALiBi / sinks",
+        "-slope |t + off - s|; sink in the denominator",
+        _is(
+            "variant_attention",
+            "alibi_is_an_additive_bias",
+            "sink_is_a_key",
+            "matches_reference[alibi",
+            "matches_reference[sinks",
+        ),
+    ),
+    Column(
+        "RoPE layout",
+        "half (i, i + r/2) and interleaved (2i, 2i + 1)",
+        _is("rotary_embedding", "matches_reference", "layouts_are_one_rotation", "scores_depend"),
+    ),
+    Column(
+        "packed batch",
+        "per-sequence, bottom-right, empty sequences",
+        _is("packed_attention", "matches_reference", "pack_"),
+    ),
+    Column(
+        "paged cache",
+        "lengths include the new tokens; any page order",
+        _is(
+            ("paged_attention", "paged_cache_write"),
+            "matches_reference",
+            "pages_",
+            "page_size",
+            "paged_",
+            "a_refused",
+        ),
+    ),
+)
+FLOAT64 = Column(
+    "float64 honoured",
+    "float64 inputs computed in float64",
+    lambda r: r["dtype"] == "float64" and r["check"].startswith("matches_reference"),
+)
+REFUSED = Column(
+    "bad input refused",
+    "ValueError for every refused input",
+    lambda r: r["check"].startswith("refuses["),
+)
+DIFFERS = ("fail", "deviation")
+
+
+def _short(reason: str) -> str:
+    text = (
+        reason.split(": ", 1)[-1] if reason.startswith(("declared deviation", "fail")) else reason
+    )
+    first = text.split(". ")[0]
+    return first if len(first) <= 300 else first[:300] + "..."
+
+
+def _repro(r: Result) -> str:
+    return f"pytest '{r['test']}' --adapter {r['adapter']} -p no:xdist"
+
+
+def cell(results: list[Result], column: Column, notes: list[str]) -> str:
+    """One cell's text; a differing cell appends its footnote (reason and command) to notes."""
+    picked = [r for r in results if column.picks(r)]
+    if column is not FLOAT64 and column is not REFUSED:
+        picked = [r for r in picked if r["dtype"] != "float64"]
+    if not picked:
+        return "-"
+    ran = [r for r in picked if r["outcome"] not in ("unsupported", "skipped")]
+    if not ran:
+        return "unsupported"
+    differing = [r for r in ran if r["outcome"] in DIFFERS]
+    if column is REFUSED:
+        text = f"{len(ran) - len(differing)} of {len(ran)}"
+        if not differing:
+            return text
+    elif not differing:
+        return f"as spec ({len(ran)})"
+    else:
+        text = f"differs {len(differing)}/{len(ran)}"
+    first = differing[0]
+    notes.append(
+        f"{first['adapter']}, {column.title} ({first['component']}.{first['check']} @ "
+        f"{first['dtype']}): {_short(first.get('reason', ''))}. Reproduce: `{_repro(first)}`"
+    )
+    return f"{text} [{len(notes)}]"
+
+
+def load(dirs: list[Path]) -> tuple[list[Result], list[dict[str, Any]]]:
+    results: list[Result] = []
+    runs = []
+    for d in dirs:
+        data = json.loads((d / "conformance.json").read_text())
+        results += data["results"]
+        runs.append(data["run"])
+    return results, runs
+
+
+def markdown(results: list[Result], runs: list[dict[str, Any]]) -> str:
+    adapters = sorted({r["adapter"] for r in results}, key=lambda a: (a != "numpy", a))
+    columns = (*COLUMNS, FLOAT64, REFUSED)
+    notes: list[str] = []
+    rows = []
+    for a in adapters:
+        mine = [r for r in results if r["adapter"] == a]
+        rows.append(f"| {a} | " + " | ".join(cell(mine, c, notes) for c in columns) + " |")
+    versions = runs[0].get("versions", {}) if runs else {}
+    lines = [
+        "# Semantics scorecard",
+        "",
+        "Generated by `python -m transformer_conformance.scorecard` from the conformance run(s) "
+        f"{', '.join(repr(r.get('command', '')) for r in runs)} (spec "
+        f"{runs[0].get('spec_version', '?') if runs else '?'}); do not edit by hand. Versions: "
+        + ", ".join(f"{k} {v}" for k, v in versions.items())
+        + ".",
+        "",
+        "Each cell: `as spec (N)` when the N tests that settle the convention passed; `differs "
+        "k/N [n]` when k of them failed or showed a declared deviation (note n gives the reason "
+        "and the command that reruns it); `unsupported` when the implementation could express "
+        "none of them; `-` when it offers none of the components. The semantic columns read the "
+        "tests below float64; `float64 honoured` reads the float64 differential tests, `bad "
+        "input refused` every refusal test.",
+        "",
+        "| implementation | " + " | ".join(c.title for c in columns) + " |",
+        "|---|" + "---|" * len(columns),
+        "| *the spec* | " + " | ".join(c.spec for c in columns) + " |",
+        *rows,
+        "",
+        "## Notes",
+        "",
+        *[f"{i}. {n}" for i, n in enumerate(notes, 1)],
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("reports", nargs="+", type=Path, help="report folders (conformance.json)")
+    parser.add_argument("--out", type=Path, default=Path("docs/SCORECARD.md"))
+    args = parser.parse_args(argv)
+    missing = [d for d in args.reports if not (d / "conformance.json").exists()]
+    if missing:
+        print(f"no conformance.json in {', '.join(map(str, missing))}", file=sys.stderr)
+        return 2
+    results, runs = load(args.reports)
+    args.out.write_text(markdown(results, runs))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
