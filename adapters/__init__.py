@@ -57,6 +57,8 @@ BUILTINS: dict[str, tuple[str, str]] = {
         for b in ("flash", "efficient", "cudnn", "math")
     },
     **{f"jax-{i}": (f"adapters.kernel_backends:jax_{i}", "jax") for i in ("xla", "cudnn")},
+    # torch's varlen_attn (packed and paged; CUDA only)
+    "torch-varlen": ("adapters.kernel_backends:torch_varlen", "torch"),
     # third parties' implementations beyond the built-in routes (pip install -e ".[thirdparty]")
     "keras": ("adapters.keras_adapter:adapter", "keras"),
     "hf-eager": ("adapters.hf_adapter:eager", "transformers"),

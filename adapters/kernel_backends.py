@@ -132,8 +132,88 @@ class JaxBackend(_Pinned):
         return JaxBackend(self.implementation, device)
 
 
+class TorchVarlen:
+    """``torch-varlen``: torch.nn.attention.varlen.varlen_attn, torch's flash kernel for packed
+    batches (cu_seq_q, cu_seq_k, window_size, enable_gqa) and paged caches (block_table with
+    seqused_k). CUDA only: on a CPU it offers nothing (CudaOnly). Its causality is the window
+    (-1, 0), bottom-right aligned as flash-attention's; causal="top_left" is unsupported. Written
+    against torch 2.13's signature; not yet run on a GPU."""
+
+    name = "torch-varlen"
+    deviations: dict[str, Any] = {}
+
+    def __init__(self, device: str):
+        from adapters.torch_adapter import TorchAdapter
+
+        self._base = TorchAdapter(device)
+        self._t, self._np, self.device = self._base._t, self._base._np, self._base.device
+
+    def on_device(self, device: str) -> TorchVarlen:
+        return TorchVarlen(device)
+
+    @staticmethod
+    def _window(causal: Any, window: Any) -> tuple[int, int]:
+        if causal == "top_left":
+            raise Unsupported("varlen_attn aligns causality bottom-right only")
+        left, right = (-1, -1) if window is None else (int(window[0]), int(window[1]))
+        if causal is not None:  # causal: no key past the aligned diagonal
+            right = 0 if right == -1 else min(right, 0)
+        return left, right
+
+    def packed_attention(
+        self, q, k, v, cu_seqlens_q, cu_seqlens_k, scale=None, causal=None, window=None
+    ):
+        import torch
+        from torch.nn.attention.varlen import varlen_attn
+
+        cq, ck = np.asarray(cu_seqlens_q), np.asarray(cu_seqlens_k)
+        out = varlen_attn(
+            self._t(q),
+            self._t(k),
+            self._t(v),
+            torch.as_tensor(cq, dtype=torch.int32, device=self.device),
+            torch.as_tensor(ck, dtype=torch.int32, device=self.device),
+            int(np.diff(cq).max()),
+            int(np.diff(ck).max()),
+            scale=scale,
+            window_size=self._window(causal, window),
+            enable_gqa=True,
+        )
+        assert isinstance(out, torch.Tensor)  # no return_aux: the output alone
+        return self._np(out)  # (Nq, Hq, Kv)
+
+    def paged_attention(
+        self, q, k_pages, v_pages, block_table, cache_lens, scale=None, causal=True, window=None
+    ):
+        import torch
+        from torch.nn.attention.varlen import varlen_attn
+
+        B, Hq, T, K = q.shape
+        lens = torch.as_tensor(np.asarray(cache_lens), dtype=torch.int32, device=self.device)
+        cu_q = torch.arange(0, (B + 1) * T, T, dtype=torch.int32, device=self.device)
+        flat = self._t(q).transpose(1, 2).reshape(B * T, Hq, K)  # (B, Hq, T, K) -> (B T, Hq, K)
+        out = varlen_attn(
+            flat,
+            self._t(k_pages),
+            self._t(v_pages),
+            cu_q,
+            None,
+            T,
+            int(np.max(cache_lens)),
+            scale=scale,
+            window_size=self._window("bottom_right" if causal else None, window),
+            enable_gqa=True,
+            seqused_k=lens,
+            block_table=torch.as_tensor(
+                np.asarray(block_table), dtype=torch.int32, device=self.device
+            ),
+        )
+        assert isinstance(out, torch.Tensor)
+        return self._np(out.reshape(B, T, Hq, -1).transpose(1, 2))  # (B, Hq, T, Kv)
+
+
 # the backends that exist on CUDA only
-CUDA_ONLY = {"torch-efficient", "torch-cudnn", "jax-cudnn"}
+CUDA_ONLY = {"torch-efficient", "torch-cudnn", "jax-cudnn", "torch-varlen"}
 
 
 class CudaOnly:
@@ -154,6 +234,8 @@ def __getattr__(name: str) -> Any:
     library)."""
     kind, _, backend = name.partition("_")
     build: Callable[[str], Any]
+    if name == "torch_varlen":
+        return CudaOnly("torch-varlen", TorchVarlen)
     if kind == "torch" and backend in ("flash", "efficient", "cudnn", "math"):
         build = lambda device: TorchBackend(backend, device)
     elif kind == "jax" and backend in ("xla", "cudnn"):
