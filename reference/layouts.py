@@ -56,7 +56,7 @@ def check_packed(
     if Kk != K:
         _fail("packed_attention", f"k must have q's head size K = {K}; got k {k.shape}")
     if Hq % Hkv:
-        _fail("packed_attention", f"Hq = {Hq} must be a multiple of Hkv = {Hkv}")
+        _fail("packed_attention", f"Hq must be a multiple of Hkv; got Hq = {Hq}, Hkv = {Hkv}")
     check_scale("packed_attention", scale)
     if causal is not None and causal not in CAUSAL_ALIGNMENTS:
         _fail(
@@ -148,7 +148,7 @@ def _check_paged(
     for b in range(B):
         used = table[b, : -(-int(lens[b]) // page)]
         if ((used < 0) | (used >= P)).any():
-            _fail(name, f"block_table[{b}] names pages outside [0, {P}): {used.tolist()}")
+            _fail(name, f"block_table[{b}]'s pages in use must be in [0, {P}); got {used.tolist()}")
     return table, lens
 
 
@@ -234,9 +234,14 @@ def paged_cache_write(
         for t in range(T)
     ]
     if any(not 0 <= p < P for p, _ in slots):
-        _fail(name, f"block_table names pages outside [0, {P}) for the written slots")
+        bad = sorted({p for p, _ in slots if not 0 <= p < P})
+        _fail(name, f"the written slots' pages must be in [0, {P}); got pages {bad}")
     if len(set(slots)) != len(slots):
-        _fail(name, "two written tokens share one slot (the table maps them to the same page)")
+        _fail(
+            name,
+            "every written token must have a slot of its own; got "
+            f"{len(slots) - len(set(slots))} tokens on slots already written",
+        )
     out = pages.copy()
     for (p, s), x in zip(slots, new.reshape(B * T, H, K), strict=True):
         out[p, s] = x
