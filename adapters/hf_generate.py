@@ -1,0 +1,143 @@
+"""HuggingFace generate (`--adapter hf-generate`; `pip install -e ".[thirdparty]"`): greedy_decode
+and beam_search through `GenerationMixin.generate`, driven by a tiny model whose next-token logits
+are the spec's (V, V) table (row = the previous token), so HF's own search code is what runs.
+
+greedy: `generate(do_sample=False, num_beams=1, max_new_tokens=max_len, eos_token_id=eos)` from
+[[bos]]; beam: `num_beams=num_return_sequences=beam_width`, `length_penalty=alpha`,
+`early_stopping="never"` (HF's exhaustive setting). The returned ids after the prompt are the
+tokens; HF pads finished sequences with pad_token_id, given here as V (never a real token), which
+becomes the spec's -1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import GenerationConfig, PretrainedConfig, PreTrainedModel
+from transformers.generation import GenerationMixin
+from transformers.modeling_outputs import CausalLMOutput
+
+from adapters import Deviation
+
+
+class TableConfig(PretrainedConfig):
+    model_type = "tcs_table"
+
+
+class TableLM(PreTrainedModel, GenerationMixin):
+    """logits[b, t] = table[input_ids[b, t]]: a bigram model, the spec's decoding table."""
+
+    config_class = TableConfig
+    main_input_name = "input_ids"
+
+    def __init__(self, config: TableConfig, table: torch.Tensor):
+        super().__init__(config)
+        # a parameter, not a buffer: HF finds the model's device from its first parameter
+        self.table = torch.nn.Parameter(table, requires_grad=False)
+
+    def forward(self, input_ids: torch.Tensor, **kwargs: object) -> CausalLMOutput:
+        logits: Any = self.table[input_ids]  # (B, L, V)
+        return CausalLMOutput(logits=logits)
+
+
+def _one_token_vocabulary(inputs: Mapping[str, Any]) -> bool:
+    return inputs["logprobs"].shape[0] == 1
+
+
+BEAM = (
+    "HF's beam search keeps num_beams live beams at every step: a candidate ending in EOS among "
+    "the top 2 num_beams goes to the finished set without taking a live beam's place "
+    "(generation/utils.py _beam_search), where the spec keeps the beam_width best candidates, "
+    "finished ones included; equal scores come in torch.topk's order, not lower ids first; the "
+    "score is sum log p / |Y|^length_penalty (BeamHypotheses.add), not GNMT's "
+    "((5 + |Y|) / 6)^alpha"
+)
+EXHAUSTIVE = (
+    "HF's beam search with beams to spare (num_beams = V^max_len, or -inf transitions) fills them "
+    "from its -1e9 dummy beams and -inf candidates: the result repeats hypotheses, continues past "
+    "EOS ([1, 2] with eos = 1) and misses the optimum (best -2.96 against -2.00 at num_beams = 9, "
+    "V = 3, max_len = 2; transformers 4.57.1)"
+)
+UNCHECKED = (
+    "HF generate validates no id against the vocabulary (eos = V, bos = -1 run) and takes whatever "
+    "logits the model returns (NaN, rows of -inf, a non-square table here)"
+)
+
+
+class HFGenerate:
+    name = "hf-generate"
+
+    def __init__(self) -> None:
+        self.deviations: dict[str, object] = {
+            "beam_search.matches_reference": BEAM,
+            "beam_search.ordered_by_score": BEAM,
+            "beam_search.exhaustive_beam_is_optimal": EXHAUSTIVE,
+            "beam_search.*": Deviation(
+                "HF's beam search takes torch.topk of 2 num_beams over num_beams x V scores: a "
+                "vocabulary of one token fails (RuntimeError: selected index k out of range)",
+                _one_token_vocabulary,
+                "V = 1",
+            ),
+            "beam_search.refuses[nan_alpha]": "generate takes length_penalty=NaN without a check",
+            **{
+                f"{c}.refuses[{b}]": UNCHECKED
+                for c in ("greedy_decode", "beam_search")
+                for b in (
+                    "eos_out_of_range",
+                    "negative_bos",
+                    "table_not_square",
+                    "nan_logprob",
+                    "row_all_neg_inf",
+                )
+            },
+        }
+
+    def _model(self, logprobs: np.ndarray) -> TableLM:
+        V = logprobs.shape[0]
+        config = TableConfig(vocab_size=V, is_encoder_decoder=False)
+        return TableLM(config, torch.as_tensor(logprobs.astype(np.float32))).eval()
+
+    def _generate(self, logprobs, bos, eos, max_len, **search) -> np.ndarray:
+        V = logprobs.shape[0]
+        model = self._model(logprobs)
+        config = GenerationConfig(
+            max_new_tokens=int(max_len),
+            eos_token_id=int(eos),
+            pad_token_id=V,
+            bos_token_id=int(bos),
+            do_sample=False,
+            use_cache=False,
+            **search,
+        )
+        prompt = torch.tensor([[int(bos)]])
+        with torch.no_grad():
+            out = model.generate(
+                prompt, attention_mask=torch.ones_like(prompt), generation_config=config
+            )
+        ids = out[:, 1:].numpy().astype(np.int64)  # after the prompt
+        return np.where(ids == V, -1, ids)
+
+    def greedy_decode(self, logprobs, bos, eos, max_len):
+        return self._generate(logprobs, bos, eos, max_len, num_beams=1)[0]
+
+    def beam_search(self, logprobs, bos, eos, max_len, beam_width, alpha=0.0):
+        W = int(beam_width)
+        ids = self._generate(
+            logprobs,
+            bos,
+            eos,
+            max_len,
+            num_beams=W,
+            num_return_sequences=W,
+            length_penalty=float(alpha),
+            early_stopping="never",
+        )
+        out = np.full((W, int(max_len)), -1, dtype=np.int64)
+        out[:, : ids.shape[1]] = ids
+        return out
+
+
+adapter = HFGenerate()
