@@ -87,6 +87,7 @@ thirdparty: install
 	KERAS_BACKEND=jax $(VENV)/bin/transformer-conformance -n auto --adapter keras --report thirdparty/keras-jax $(ARGS)
 	KERAS_BACKEND=torch $(VENV)/bin/transformer-conformance -n auto --adapter keras --report thirdparty/keras-torch $(ARGS)
 	$(VENV)/bin/transformer-conformance -n auto --adapter hf-eager --adapter hf-sdpa --adapter hf-rope --adapter hf-generate --report thirdparty/hf $(ARGS)
+	$(VENV)/bin/transformer-conformance -n auto --adapter onnxruntime --report thirdparty/onnxruntime $(ARGS)
 
 # Benchmarks (issue 7): the CPU sweep anywhere, the GPU sweep too where torch sees a GPU; writes
 # results/<machine>/benchmark.json, BENCHMARKS.md and plots. Never part of `make test` or CI.

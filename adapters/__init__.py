@@ -65,6 +65,7 @@ BUILTINS: dict[str, tuple[str, str]] = {
     "hf-sdpa": ("adapters.hf_adapter:sdpa", "transformers"),
     "hf-rope": ("adapters.hf_rope:adapter", "transformers"),  # Llama's and GPT-J's RoPE helpers
     "hf-generate": ("adapters.hf_generate:adapter", "transformers"),  # greedy and beam search
+    "onnxruntime": ("adapters.onnxruntime_adapter:adapter", "onnxruntime"),  # the Attention op
 }
 
 

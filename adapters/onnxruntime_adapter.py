@@ -1,0 +1,187 @@
+"""ONNX Runtime (`--adapter onnxruntime`; `pip install onnx onnxruntime`): the standard ONNX
+`Attention` operator (opset 25) as a one-node model built with `onnx.helper`, run by ORT's CPU
+kernel.
+
+The spec's inputs map onto the op's own inputs and attributes, nothing computed beside it:
+- q, k, v (B, H, L, K) are its 4-D Q, K, V; grouped heads come from the shapes (Hq a multiple of
+  Hkv), as the op defines GQA;
+- a bool mask (True = may attend) or an additive float mask is its attn_mask, same polarity;
+- causality is `is_causal`, which the op aligns at the count of valid keys before the query block:
+  with no cache input that count is 0 (top-left); `bottom_right` passes `nonpad_kv_seqlen = S` for
+  every row, so the count is S - T, as the op's documentation draws it;
+- the window is `left_window_size` / `right_window_size` (-1 unbounded, the spec's convention),
+  around the same aligned position; the soft-cap is `softcap` (the op caps before adding the mask);
+- ALiBi goes in as an additive float attn_mask (-slope_h |t + off - s|), the bias the op adds after
+  its cap, which is the spec's order. Sinks and the log-sum-exp have no counterpart in the op:
+  unsupported.
+One InferenceSession per (dtype, attributes, inputs given), its shapes dynamic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import cache
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+from onnx import TensorProto, helper
+
+from adapters import Deviation
+from spec.core import Unsupported
+
+OPSET = 25  # Attention with left/right windows (onnx 1.20+); ORT 1.32 runs it on CPU
+_TYPES = {
+    "float32": TensorProto.FLOAT,
+    "float64": TensorProto.DOUBLE,
+    "float16": TensorProto.FLOAT16,
+    "bfloat16": TensorProto.BFLOAT16,
+}
+
+
+@cache
+def _session(dtype: str, mask: str | None, nonpad: bool, attrs: tuple) -> ort.InferenceSession:
+    """A one-node Attention model: Q, K, V [, attn_mask] [, nonpad_kv_seqlen] -> Y."""
+    t = _TYPES[dtype]
+    names = ["Q", "K", "V"]
+    inputs = [helper.make_tensor_value_info(n, t, None) for n in names]
+    if mask is not None or nonpad:
+        names.append("attn_mask" if mask is not None else "")
+        if mask is not None:
+            kind = TensorProto.BOOL if mask == "bool" else t
+            inputs.append(helper.make_tensor_value_info("attn_mask", kind, None))
+    if nonpad:
+        names += ["", "", "nonpad_kv_seqlen"]  # past_key, past_value left out
+        inputs.append(helper.make_tensor_value_info("nonpad_kv_seqlen", TensorProto.INT64, None))
+    node = helper.make_node("Attention", names, ["Y"], **dict(attrs))
+    graph = helper.make_graph(
+        [node], "attention", inputs, [helper.make_tensor_value_info("Y", t, None)]
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = 10
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    return ort.InferenceSession(
+        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
+
+
+def _alibi_bias(q: np.ndarray, k: np.ndarray, slopes: np.ndarray, align: str) -> np.ndarray:
+    B, Hq, T, _ = q.shape
+    S = k.shape[2]
+    if not isinstance(slopes, np.ndarray) or slopes.shape != (Hq,):
+        raise ValueError(
+            f"alibi_slopes must be (Hq,) = ({Hq},); got {getattr(slopes, 'shape', slopes)}"
+        )
+    off = S - T if align == "bottom_right" else 0
+    distance = np.abs(np.arange(T)[:, None] + off - np.arange(S)[None, :])  # (T, S)
+    return -slopes.astype(q.dtype)[None, :, None, None] * distance.astype(q.dtype)  # (1, Hq, T, S)
+
+
+def _negative_scale(inputs: Mapping[str, Any]) -> bool:
+    return inputs.get("scale") is not None and inputs["scale"] < 0
+
+
+def _short_last_mask_axis(inputs: Mapping[str, Any]) -> bool:
+    mask = inputs.get("mask")
+    return mask is not None and mask.ndim >= 1 and mask.shape[-1] == 1 < inputs["k"].shape[2]
+
+
+NEGATIVE_SCALE = Deviation(
+    "the ONNX Attention op multiplies Q and K by sqrt(scale) each (its definition, against "
+    "overflow): a negative scale gives NaN (onnxruntime 1.32 CPU, opset 25: scale=-0.7 -> NaN)",
+    _negative_scale,
+    "scale < 0",
+)
+SHORT_MASK = Deviation(
+    "the ONNX Attention op pads an attn_mask whose last axis is shorter than the keys with "
+    "-inf / False instead of broadcasting it: a (1, 1, 1, 1) True mask lets only key 0 through",
+    _short_last_mask_axis,
+    "a mask whose last axis is 1 < S",
+)
+FLOAT64 = (
+    "onnxruntime's CPU Attention kernel for double is accurate to ~5e-8 (float32 level) against a "
+    "float64 bound of ~1e-14 (onnxruntime 1.32)"
+)
+ATTENTION = ("scaled_dot_product_attention", "grouped_query_attention", "variant_attention")
+
+
+class OrtAttention:
+    name = "onnxruntime"
+    deviations: dict[str, Any] = {
+        **{f"{c}.*": (NEGATIVE_SCALE, SHORT_MASK) for c in ATTENTION},
+        **{f"{c}.matches_reference@float64": FLOAT64 for c in ATTENTION},
+    }
+
+    def _run(self, q, k, v, mask, scale, causal, window=None, align="top_left", softcap=None):
+        if causal not in (None, "top_left", "bottom_right"):
+            raise ValueError(f"unknown causal {causal!r}")
+        if align not in ("top_left", "bottom_right"):
+            raise ValueError(f"unknown align {align!r}")
+        dtype = np.dtype(q.dtype).name
+        attrs: list[tuple[str, Any]] = []
+        if scale is not None:
+            attrs.append(("scale", float(scale)))
+        if causal is not None:
+            attrs.append(("is_causal", 1))
+        if window is not None:
+            left, right = window
+            attrs += [("left_window_size", int(left)), ("right_window_size", int(right))]
+        if softcap is not None:
+            attrs.append(("softcap", float(softcap)))
+        # the op's aligned position counts the valid keys before the query block: S - T through
+        # nonpad_kv_seqlen (bottom-right), 0 without it (top-left)
+        windowed = window is not None
+        bottom_right = causal == "bottom_right" or (windowed and align == "bottom_right")
+        if bottom_right and (causal == "top_left" or (windowed and align == "top_left")):
+            raise Unsupported("the op aligns causality and the window at one position")
+        kind = None if mask is None else "bool" if mask.dtype == np.bool_ else "float"
+        feed = {"Q": q, "K": k, "V": v}
+        if mask is not None:
+            feed["attn_mask"] = mask
+        if bottom_right:
+            feed["nonpad_kv_seqlen"] = np.full(q.shape[0], k.shape[2], dtype=np.int64)
+        try:
+            session = _session(dtype, kind, bottom_right, tuple(attrs))
+        except Exception as e:  # ORT without a kernel for the dtype or attribute
+            if "NOT_IMPLEMENTED" in str(e) or "Could not find an implementation" in str(e):
+                raise Unsupported(
+                    f"onnxruntime has no Attention kernel here: {str(e)[:160]}"
+                ) from e
+            raise
+        return session.run(None, feed)[0]
+
+    def scaled_dot_product_attention(self, q, k, v, mask=None, scale=None, causal=None):
+        return self._run(q, k, v, mask, scale, causal)
+
+    def grouped_query_attention(self, q, k, v, mask=None, scale=None, causal=None):
+        return self._run(q, k, v, mask, scale, causal)
+
+    def variant_attention(
+        self,
+        q,
+        k,
+        v,
+        mask=None,
+        scale=None,
+        causal=None,
+        window=None,
+        align="bottom_right",
+        softcap=None,
+        alibi_slopes=None,
+        sinks=None,
+    ):
+        if sinks is not None:
+            raise Unsupported("the ONNX Attention op has no sinks")
+        if alibi_slopes is not None:
+            bias = _alibi_bias(q, k, alibi_slopes, align)
+            if mask is None:
+                mask = np.ascontiguousarray(np.broadcast_to(bias, (q.shape[0], *bias.shape[1:])))
+            elif mask.dtype == np.bool_:
+                mask = np.where(mask, bias, q.dtype.type(-np.inf)).astype(q.dtype)
+            else:
+                mask = (mask + bias).astype(q.dtype)
+        return self._run(q, k, v, mask, scale, causal, window, align, softcap)
+
+
+adapter = OrtAttention()
