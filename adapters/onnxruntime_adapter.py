@@ -111,6 +111,25 @@ class OrtAttention:
     deviations: dict[str, Any] = {
         **{f"{c}.*": (NEGATIVE_SCALE, SHORT_MASK) for c in ATTENTION},
         **{f"{c}.matches_reference@float64": FLOAT64 for c in ATTENTION},
+        "scaled_dot_product_attention.fully_masked_rows_are_zero@float64": FLOAT64,
+        **{
+            f"{c}.refuses[nan_scale]": "the Attention op takes scale=NaN without a check"
+            for c in ATTENTION
+        },
+        **{
+            f"{c}.refuses[mask_not_broadcastable]": (
+                "the Attention op takes an attn_mask whose last axis is longer than the keys "
+                "((T, S + 1) returns finite values; a shorter one is padded)"
+            )
+            for c in ATTENTION
+        },
+        **{
+            f"variant_attention.refuses[{b}]": (
+                "the Attention op's softcap 0 means no cap (its default), and a negative or NaN "
+                "softcap is taken without a check"
+            )
+            for b in ("zero_softcap", "negative_softcap", "nan_softcap")
+        },
     }
 
     def _run(self, q, k, v, mask, scale, causal, window=None, align="top_left", softcap=None):
