@@ -136,6 +136,18 @@ COLUMNS = (
         ),
     ),
 )
+DECODING = Column(
+    "greedy / beam search",
+    "argmax, ties to the lower id; beam keeps the W best, GNMT penalty",
+    _is(
+        ("greedy_decode", "beam_search"),
+        "matches_reference",
+        "tokens_are",
+        "ordered_by_score",
+        "width_one",
+        "exhaustive",
+    ),
+)
 FLOAT64 = Column(
     "float64 honoured",
     "float64 inputs computed in float64",
@@ -154,7 +166,13 @@ def _short(reason: str) -> str:
         reason.split(": ", 1)[-1] if reason.startswith(("declared deviation", "fail")) else reason
     )
     first = text.split(". ")[0]
-    return first if len(first) <= 300 else first[:300] + "..."
+    return first.rstrip(".") if len(first) <= 300 else first[:300].rstrip(".") + " (cut)"
+
+
+def _failure_line(failure: str) -> str:
+    """The line of a failure report that says what differed (after the inputs line)."""
+    lines = [x.strip() for x in failure.splitlines() if x.strip()]
+    return lines[1] if len(lines) > 1 else (lines[0] if lines else "")
 
 
 def _repro(r: Result) -> str:
@@ -169,8 +187,11 @@ def cell(results: list[Result], column: Column, notes: list[str]) -> str:
     if not picked:
         return "-"
     ran = [r for r in picked if r["outcome"] not in ("unsupported", "skipped")]
-    if not ran:
-        return "unsupported"
+    if (
+        not ran
+    ):  # a component it does not offer is "-", one it offers but cannot express "unsupported"
+        offered = [r for r in picked if "does not offer" not in r.get("reason", "")]
+        return "unsupported" if offered else "-"
     differing = [r for r in ran if r["outcome"] in DIFFERS]
     if column is REFUSED:
         text = f"{len(ran) - len(differing)} of {len(ran)}"
@@ -181,9 +202,10 @@ def cell(results: list[Result], column: Column, notes: list[str]) -> str:
     else:
         text = f"differs {len(differing)}/{len(ran)}"
     first = differing[0]
+    reason = first.get("reason") or _failure_line(first.get("failure", ""))
     notes.append(
         f"{first['adapter']}, {column.title} ({first['component']}.{first['check']} @ "
-        f"{first['dtype']}): {_short(first.get('reason', ''))}. Reproduce: `{_repro(first)}`"
+        f"{first['dtype']}): {_short(reason)}. Reproduce: `{_repro(first)}`"
     )
     return f"{text} [{len(notes)}]"
 
@@ -200,7 +222,7 @@ def load(dirs: list[Path]) -> tuple[list[Result], list[dict[str, Any]]]:
 
 def markdown(results: list[Result], runs: list[dict[str, Any]]) -> str:
     adapters = sorted({r["adapter"] for r in results}, key=lambda a: (a != "numpy", a))
-    columns = (*COLUMNS, FLOAT64, REFUSED)
+    columns = (*COLUMNS, DECODING, FLOAT64, REFUSED)
     notes: list[str] = []
     rows = []
     for a in adapters:
