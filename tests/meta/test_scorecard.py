@@ -1,0 +1,60 @@
+"""The scorecard (transformer_conformance/scorecard.py) says what each result says: a passing
+convention is "as spec", a failing or deviating one "differs" with its reason and rerun command, a
+component not offered "-"."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from transformer_conformance import scorecard
+
+
+def _result(adapter: str, component: str, check: str, outcome: str, **extra: str) -> dict:
+    test = f"t.py::test_property[{adapter}-{component}.{check}-float32]"
+    base = {"dtype": "float32", "reason": "", "test": test}
+    return (
+        base
+        | {"adapter": adapter, "component": component, "check": check, "outcome": outcome}
+        | extra
+    )
+
+
+def test_cells_follow_the_outcomes(tmp_path: Path) -> None:
+    results = [
+        _result("good", "grouped_query_attention", "matches_reference[none]", "pass"),
+        _result("bad", "grouped_query_attention", "matches_reference[none]", "pass"),
+        _result(
+            "bad",
+            "grouped_query_attention",
+            "kv_head_feeds_its_group[none]",
+            "deviation",
+            reason="declared deviation seen in 3 of 10 examples: heads interleaved",
+        ),
+        _result(
+            "good",
+            "rotary_embedding",
+            "matches_reference[half]",
+            "unsupported",
+            reason="unsupported: adapter good does not offer rotary_embedding",
+        ),
+    ]
+    (tmp_path / "conformance.json").write_text(json.dumps({"run": {}, "results": results}))
+    assert scorecard.main([str(tmp_path), "--out", str(tmp_path / "S.md")]) == 0
+    text = (tmp_path / "S.md").read_text()
+    rows = {
+        line.split(" | ")[0].strip("| "): line
+        for line in text.splitlines()
+        if line.startswith("| ")
+    }
+    gqa = [c.title for c in scorecard.COLUMNS].index("GQA head map") + 1
+    rope = [c.title for c in scorecard.COLUMNS].index("RoPE layout") + 1
+    cells = {name: [c.strip() for c in row.strip("|").split("|")] for name, row in rows.items()}
+    assert cells["good"][gqa] == "as spec (1)", cells["good"]
+    assert cells["bad"][gqa].startswith("differs 1/2 ["), cells["bad"]
+    assert cells["good"][rope] == "-", cells["good"]
+    assert "heads interleaved" in text and "--adapter bad" in text, text
+
+
+def test_missing_report_is_a_usage_error(tmp_path: Path) -> None:
+    assert scorecard.main([str(tmp_path / "nowhere")]) == 2
