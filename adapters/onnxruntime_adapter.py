@@ -28,6 +28,7 @@ import onnxruntime as ort
 from onnx import TensorProto, helper
 
 from adapters import Deviation
+from adapters.jax_variants import _alibi  # the bias jax's adapter passes too (numpy only)
 from spec.core import Unsupported
 
 OPSET = 25  # Attention with left/right windows (onnx 1.20+); ORT 1.32 runs it on CPU
@@ -64,18 +65,6 @@ def _session(dtype: str, mask: str | None, nonpad: bool, attrs: tuple) -> ort.In
     return ort.InferenceSession(
         model.SerializeToString(), options, providers=["CPUExecutionProvider"]
     )
-
-
-def _alibi_bias(q: np.ndarray, k: np.ndarray, slopes: np.ndarray, align: str) -> np.ndarray:
-    B, Hq, T, _ = q.shape
-    S = k.shape[2]
-    if not isinstance(slopes, np.ndarray) or slopes.shape != (Hq,):
-        raise ValueError(
-            f"alibi_slopes must be (Hq,) = ({Hq},); got {getattr(slopes, 'shape', slopes)}"
-        )
-    off = S - T if align == "bottom_right" else 0
-    distance = np.abs(np.arange(T)[:, None] + off - np.arange(S)[None, :])  # (T, S)
-    return -slopes.astype(q.dtype)[None, :, None, None] * distance.astype(q.dtype)  # (1, Hq, T, S)
 
 
 def _negative_scale(inputs: Mapping[str, Any]) -> bool:
@@ -193,9 +182,10 @@ class OrtAttention:
         if sinks is not None:
             raise Unsupported("the ONNX Attention op has no sinks")
         if alibi_slopes is not None:
-            bias = _alibi_bias(q, k, alibi_slopes, align)
+            bias = _alibi(q, k, alibi_slopes, align)  # (B, Hq, T, S)
+            assert bias is not None  # slopes were given
             if mask is None:
-                mask = np.ascontiguousarray(np.broadcast_to(bias, (q.shape[0], *bias.shape[1:])))
+                mask = bias
             elif mask.dtype == np.bool_:
                 mask = np.where(mask, bias, q.dtype.type(-np.inf)).astype(q.dtype)
             else:
