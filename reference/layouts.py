@@ -104,6 +104,23 @@ def packed_attention(
     return out
 
 
+def _check_table(
+    name: str, block_table: Any, cache_lens: Any, B: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """block_table an int array (B, max_pages), cache_lens an int array (B,)."""
+    table, lens = value(block_table), value(cache_lens)
+    for label, x, shape in (("block_table", table, "(B, max_pages)"), ("cache_lens", lens, "(B,)")):
+        if not isinstance(x, np.ndarray) or x.dtype.kind not in "iu":
+            _fail(name, f"{label} must be an int array {shape}; got {type(x).__name__}")
+    if table.ndim != 2 or table.shape[0] != B or lens.shape != (B,):
+        _fail(
+            name,
+            f"block_table must be (B, max_pages) and cache_lens (B,), B = {B}; got "
+            f"{table.shape}, {lens.shape}",
+        )
+    return table, lens
+
+
 def _check_paged(
     q: Any, k_pages: Any, v_pages: Any, block_table: Any, cache_lens: Any
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -125,16 +142,7 @@ def _check_paged(
         _fail(
             name, f"k_pages must have q's K = {K} and Hkv dividing Hq = {Hq}; got {k_pages.shape}"
         )
-    table, lens = value(block_table), value(cache_lens)
-    for label, x, shape in (("block_table", table, "(B, max_pages)"), ("cache_lens", lens, "(B,)")):
-        if not isinstance(x, np.ndarray) or x.dtype.kind not in "iu":
-            _fail(name, f"{label} must be an int array {shape}; got {type(x).__name__}")
-    if table.ndim != 2 or table.shape[0] != B or lens.shape != (B,):
-        _fail(
-            name,
-            f"block_table must be (B, max_pages) and cache_lens (B,), B = {B}; got "
-            f"{table.shape}, {lens.shape}",
-        )
+    table, lens = _check_table(name, block_table, cache_lens, B)
     if (lens < T).any():
         _fail(
             name,
@@ -212,16 +220,7 @@ def paged_cache_write(
             f"new must be (B, T, H, K) with H, K = {(H, K)} in {pages.dtype}; got {new.shape} "
             f"{new.dtype}",
         )
-    table, lens = value(block_table), value(cache_lens)
-    for label, x in (("block_table", table), ("cache_lens", lens)):
-        if not isinstance(x, np.ndarray) or x.dtype.kind not in "iu":
-            _fail(name, f"{label} must be an int array; got {type(x).__name__}")
-    if table.ndim != 2 or table.shape[0] != B or lens.shape != (B,):
-        _fail(
-            name,
-            f"block_table must be (B, max_pages) and cache_lens (B,), B = {B}; got "
-            f"{table.shape}, {lens.shape}",
-        )
+    table, lens = _check_table(name, block_table, cache_lens, B)
     if (lens < 0).any() or (lens + T > table.shape[1] * page).any():
         _fail(
             name,
