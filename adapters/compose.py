@@ -53,3 +53,20 @@ def encoder_decoder_from(
         params.get("decoder_norm"),
     )
     return log_softmax(adapter.tied_output_logits(h, params["tgt_table"]))  # (B, T, V)
+
+
+def pack_offsets(
+    cu_seqlens_q: Any, cu_seqlens_k: Any, Nq: int, Nk: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A pack's offsets as an adapter needs them to lay the pack out for a library that takes no
+    cu_seqlens: (cq, ck, query lengths, key lengths). Offsets it cannot lay out are refused here, by
+    the adapter's mapping (not by the library)."""
+    cq, ck = np.asarray(cu_seqlens_q), np.asarray(cu_seqlens_k)
+    if cq.shape != ck.shape or cq.ndim != 1 or cq.dtype.kind not in "iu":
+        raise ValueError(f"cu_seqlens must be two int arrays (N + 1,); got {cq!r}, {ck!r}")
+    T, S = np.diff(cq), np.diff(ck)
+    if cq[0] != 0 or ck[0] != 0 or (T < 0).any() or (S < 0).any():
+        raise ValueError(f"cu_seqlens must start at 0 and not decrease; got {cq}, {ck}")
+    if cq[-1] != Nq or ck[-1] != Nk:
+        raise ValueError(f"cu_seqlens must end at Nq={Nq}, Nk={Nk}; got {cq[-1]}, {ck[-1]}")
+    return cq, ck, T, S

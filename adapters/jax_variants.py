@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from adapters.compose import pack_offsets
 from spec.core import Unsupported
 
 
@@ -179,16 +180,9 @@ class JaxPacked:
     def packed_attention(
         self, q, k, v, cu_seqlens_q, cu_seqlens_k, scale=None, causal=None, window=None
     ):
-        cq, ck = np.asarray(cu_seqlens_q), np.asarray(cu_seqlens_k)
-        if cq.shape != ck.shape or cq.ndim != 1 or cq.dtype.kind not in "iu":
-            raise ValueError(f"cu_seqlens must be two int arrays (N + 1,); got {cq!r}, {ck!r}")
-        T, S = np.diff(cq), np.diff(ck)
-        if cq[0] != 0 or ck[0] != 0 or (T < 0).any() or (S < 0).any():
-            raise ValueError(f"cu_seqlens must start at 0 and not decrease; got {cq}, {ck}")
-        if cq[-1] != q.shape[0] or ck[-1] != k.shape[0] or v.shape[0] != k.shape[0]:
-            raise ValueError(
-                f"cu_seqlens must end at Nq, Nk; got {cq}, {ck} for {q.shape}, {k.shape}"
-            )
+        cq, ck, T, S = pack_offsets(cu_seqlens_q, cu_seqlens_k, q.shape[0], k.shape[0])
+        if v.shape[0] != k.shape[0]:
+            raise ValueError(f"v must have k's Nk = {k.shape[0]} tokens; got {v.shape}")
         if causal not in (None, "bottom_right", "top_left"):
             raise ValueError(f"unknown causal {causal!r}")
         N, Tm, Sm = _bucket(len(T)), _bucket(int(T.max())), _bucket(int(S.max()))

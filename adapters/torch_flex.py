@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch.nn.attention.flex_attention import AuxRequest, create_block_mask, flex_attention
 
+from adapters.compose import pack_offsets
 from spec.core import Unsupported
 
 FLEX_DEVIATIONS = {
@@ -184,14 +185,7 @@ class TorchPacked:
     ):
         Nq, Hq, _ = q.shape
         Nk = k.shape[0]
-        cq, ck = np.asarray(cu_seqlens_q), np.asarray(cu_seqlens_k)
-        if cq.shape != ck.shape or cq.ndim != 1 or cq.dtype.kind not in "iu":
-            raise ValueError(f"cu_seqlens must be two int arrays (N + 1,); got {cq!r}, {ck!r}")
-        Tq, Sk = np.diff(cq), np.diff(ck)
-        if cq[0] != 0 or ck[0] != 0 or (Tq < 0).any() or (Sk < 0).any():
-            raise ValueError(f"cu_seqlens must start at 0 and not decrease; got {cq}, {ck}")
-        if cq[-1] != Nq or ck[-1] != Nk:
-            raise ValueError(f"cu_seqlens must end at Nq={Nq}, Nk={Nk}; got {cq[-1]}, {ck[-1]}")
+        cq, ck, Tq, Sk = pack_offsets(cu_seqlens_q, cu_seqlens_k, Nq, Nk)
         if causal not in (None, "bottom_right", "top_left"):
             raise ValueError(f"unknown causal {causal!r}")
         left, right = (-1, -1) if window is None else window
