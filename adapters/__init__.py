@@ -46,6 +46,15 @@ from spec.core import Unsupported
 __all__ = ["BUILTINS", "Adapter", "Deviation", "Unsupported", "available_builtins", "load_adapter"]
 
 # name -> (module:attribute, the library it needs)
+# The attention implementations each HF family's PreTrainedModel declares (_supports_sdpa,
+# _supports_flex_attn); gpt-oss has no SDPA path (SDPA has no sinks).
+HF_ATTENTION = {
+    "llama": ("eager", "sdpa", "flex"),
+    "mistral": ("eager", "sdpa", "flex"),
+    "qwen2": ("eager", "sdpa", "flex"),
+    "gemma2": ("eager", "sdpa", "flex"),
+    "gpt_oss": ("eager", "flex"),
+}
 BUILTINS: dict[str, tuple[str, str]] = {
     "numpy": ("reference", "numpy"),  # the oracle itself
     "torch": ("adapters.torch_adapter:adapter", "torch"),
@@ -66,6 +75,15 @@ BUILTINS: dict[str, tuple[str, str]] = {
     "hf-rope": ("adapters.hf_rope:adapter", "transformers"),  # Llama's and GPT-J's RoPE helpers
     "hf-generate": ("adapters.hf_generate:adapter", "transformers"),  # greedy and beam search
     "onnxruntime": ("adapters.onnxruntime_adapter:adapter", "onnxruntime"),  # the Attention op
+    "ort-gqa": ("adapters.onnxruntime_contrib:gqa", "onnxruntime"),  # com.microsoft contrib ops
+    "ort-mha": ("adapters.onnxruntime_contrib:mha", "onnxruntime"),
+    # the decoder attention modules of Llama, Mistral, Qwen2, Gemma 2 and gpt-oss, whole, through
+    # each attention implementation their models declare (adapters/hf_attention.py)
+    **{
+        f"hf-{family}-{impl}": (f"adapters.hf_attention:{family}_{impl}", "transformers")
+        for family, impls in HF_ATTENTION.items()
+        for impl in impls
+    },
 }
 
 
