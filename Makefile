@@ -82,13 +82,19 @@ scorecard: install
 	$(PYTHON) -m transformer_conformance.scorecard results/scorecard/*/ --out docs/SCORECARD.md
 
 # Third-party adapters (issue 6): keras on each backend (one per process) and HuggingFace Marian attention.
-# Not part of `make test` / CI; each writes its report under thirdparty/.
+# Not part of `make test` / CI; each writes its report under thirdparty/. The HF attention modules'
+# flex paths compile one inductor kernel per shape on CPU (~10 s each): HF_ATTENTION="..." to choose.
+HF_ATTENTION ?= $(foreach f,llama mistral qwen2 gemma2,hf-$(f)-eager hf-$(f)-sdpa) hf-gpt_oss-eager \
+	hf-llama-flex hf-gemma2-flex hf-gpt_oss-flex
+HF_COMPONENTS = multi_head_attention scaled_dot_product_attention grouped_query_attention \
+	variant_attention
 thirdparty: install
 	$(PYTHON) -m pip install -q -e ".[thirdparty]"
 	KERAS_BACKEND=jax $(VENV)/bin/transformer-conformance -n auto --adapter keras --report thirdparty/keras-jax $(ARGS)
 	KERAS_BACKEND=torch $(VENV)/bin/transformer-conformance -n auto --adapter keras --report thirdparty/keras-torch $(ARGS)
 	$(VENV)/bin/transformer-conformance -n auto --adapter hf-eager --adapter hf-sdpa --adapter hf-rope --adapter hf-generate --report thirdparty/hf $(ARGS)
-	$(VENV)/bin/transformer-conformance -n auto --adapter onnxruntime --report thirdparty/onnxruntime $(ARGS)
+	$(VENV)/bin/transformer-conformance -n auto --adapter onnxruntime --adapter ort-gqa --adapter ort-mha --report thirdparty/onnxruntime $(ARGS)
+	$(VENV)/bin/transformer-conformance -n auto $(foreach a,$(HF_ATTENTION),--adapter $(a)) $(addprefix --component ,$(HF_COMPONENTS)) --report thirdparty/hf-attention $(ARGS)
 
 # Benchmarks (issue 7): the CPU sweep anywhere, the GPU sweep too where torch sees a GPU; writes
 # results/<machine>/benchmark.json, BENCHMARKS.md and plots. Never part of `make test` or CI.

@@ -117,8 +117,6 @@ class HFAttention:
         if key is not query or value is not query:
             raise Unsupported("HF's decoder attention is self-attention: key and value are query")
         B, T, D = query.shape
-        if D % num_heads:
-            raise ValueError(f"D = {D} is not a multiple of num_heads = {num_heads}")
         K = D // num_heads
         bias = any(np.any(params.get(f"b_{n}", 0) != 0) for n in "qkvo")
         config = self._config(D, num_heads, num_heads, K, None, None, None)
@@ -164,8 +162,6 @@ class HFAttention:
         Hkv, S = k.shape[1], k.shape[2]
         if v.shape[-1] != K or v.shape[1] != Hkv:
             raise Unsupported("v_proj gives every key/value head the head_dim of q and k")
-        if Hq % max(Hkv, 1):
-            raise ValueError(f"Hq = {Hq} is not a multiple of Hkv = {Hkv}")
         if S < T:
             raise Unsupported("a decoder's T queries are its newest keys: S >= T")
         if alibi_slopes is not None:
