@@ -39,7 +39,8 @@ import numpy as np
 import torch
 from transformers import cache_utils, masking_utils
 
-from adapters import HF_ATTENTION
+from adapters import HF_ATTENTION, Deviation
+from adapters.rows import row_without_keys
 from adapters.torch_adapter import TorchAdapter
 from spec.core import Unsupported
 
@@ -77,6 +78,97 @@ FAMILIES: dict[str, tuple[str, str, str, str, frozenset[str]]] = {
 }
 
 
+COMPONENTS = (
+    "multi_head_attention",
+    "scaled_dot_product_attention",
+    "grouped_query_attention",
+    "variant_attention",
+)
+
+
+def _scale_at_most_zero(inputs: Mapping[str, Any]) -> bool:
+    return inputs.get("scale") is not None and inputs["scale"] <= 0 and inputs.get("mask") is None
+
+
+def _one_key_window_over_a_cache(inputs: Mapping[str, Any]) -> bool:
+    window = inputs.get("window")
+    return window is not None and window[0] == 0 and inputs["k"].shape[2] > inputs["q"].shape[2]
+
+
+def _softcap(inputs: Mapping[str, Any]) -> bool:
+    return inputs.get("softcap") is not None
+
+
+MIN_FILL = Deviation(
+    "HF's masks fill hidden keys with finfo(dtype).min, not -inf (masking_utils.eager_mask, and "
+    "the custom 4-D masks its docs describe): a row that sees no key averages V instead of giving "
+    "0 (b_o in multi_head_attention)",
+    row_without_keys,
+    "a query row sees no key",
+)
+FLOAT32_SOFTMAX = (
+    "the models' eager_attention_forward softmaxes in float32 whatever the dtype "
+    "(softmax(attn_weights, dim=-1, dtype=torch.float32).to(query.dtype), modeling_llama.py): "
+    "float64 inputs come back at float32 accuracy (~1e-7)"
+)
+UNCHECKED = (
+    "HF's attention modules check no argument: a NaN scaling runs (NaN out), "
+    "attn_logit_softcapping 0 divides by 0 (tanh(inf) x 0: every logit 0), a negative or NaN one "
+    "runs, a sliding_window <= 0 runs"
+)
+SDPA_SCALE = Deviation(
+    "without a mask HF's sdpa path passes is_causal=True to F.scaled_dot_product_attention (its "
+    "_ignore_causal_mask_sdpa skip), whose CPU flash kernel returns NaN for scale <= 0 (torch "
+    "2.13; see torch's own declaration)",
+    _scale_at_most_zero,
+    "scale <= 0 without a mask",
+)
+ONE_KEY_WINDOW = Deviation(
+    "sliding_window = 1 over a cache crashes: DynamicSlidingWindowLayer.update keeps "
+    "full_key_states[:, :, -sliding_window + 1:], which for 1 is [:, :, 0:] (every token), while "
+    "get_mask_sizes counts sliding_window - 1 = 0 past tokens, so the mask is T keys wide for "
+    "S keys (cache_utils.py; RuntimeError 'The size of tensor a (S) must match ... (T)')",
+    _one_key_window_over_a_cache,
+    "window (0, 0) with S > T",
+)
+SDPA_SOFTCAP = Deviation(
+    "Gemma 2's attention passes softcap=attn_logit_softcapping to every attention function, and "
+    "sdpa_attention_forward drops it without a warning (integrations/sdpa_attention.py): the "
+    "logits are not capped",
+    _softcap,
+    "a soft-cap is given",
+)
+
+
+def _deviations(family: str, implementation: str) -> dict[str, Any]:
+    """What this family and implementation do differently (measured; each with its cause)."""
+    offers = FAMILIES[family][4]
+    found: list[tuple[str, Any]] = [(f"{c}.*", MIN_FILL) for c in COMPONENTS]
+    if implementation == "eager" and family != "gpt_oss":  # gpt-oss softmaxes in the dtype
+        found += [(f"{c}.*@float64", FLOAT32_SOFTMAX) for c in COMPONENTS]
+    if implementation == "sdpa":
+        found += [(f"{c}.*", SDPA_SCALE) for c in COMPONENTS]
+        if family == "gemma2":
+            found.append(("variant_attention.*", SDPA_SOFTCAP))
+    if "window" in offers:
+        found.append(("variant_attention.*", ONE_KEY_WINDOW))
+        found.append(("variant_attention.refuses[window_below_minus_one]", UNCHECKED))
+    if "softcap" in offers:
+        found += [
+            (f"variant_attention.refuses[{b}]", UNCHECKED)
+            for b in ("zero_softcap", "negative_softcap", "nan_softcap")
+        ]
+    found += [(f"{c}.refuses[nan_scale]", UNCHECKED) for c in COMPONENTS[1:]]
+    out: dict[str, Any] = {}
+    for key, why in found:  # several on one key: the tuple form (any trigger covers)
+        if key in out:
+            before = out[key] if isinstance(out[key], tuple) else (out[key],)
+            out[key] = (*before, why)
+        else:
+            out[key] = why
+    return out
+
+
 def _key_padding(mask: np.ndarray, B: int, S: int) -> np.ndarray | None:
     """The (B, S) int padding mask a boolean mask is, when it only hides keys; else None."""
     if mask.dtype != np.bool_:
@@ -100,7 +192,7 @@ class HFAttention:
         self._config_class = getattr(importlib.import_module("transformers"), config)
         self._attention_class = getattr(self._modeling, attention)
         self._rotary_class = getattr(self._modeling, rotary)
-        self.deviations: dict[str, Any] = {}
+        self.deviations: dict[str, Any] = _deviations(family, implementation)
 
     def on_device(self, device: str) -> HFAttention:
         return HFAttention(self.family, self.implementation, device)
@@ -118,6 +210,8 @@ class HFAttention:
             raise Unsupported("HF's decoder attention is self-attention: key and value are query")
         B, T, D = query.shape
         K = D // num_heads
+        if K % 2:
+            raise Unsupported("HF's decoders rotate q and k in every layer: head_dim must be even")
         bias = any(np.any(params.get(f"b_{n}", 0) != 0) for n in "qkvo")
         config = self._config(D, num_heads, num_heads, K, None, None, None)
         if bias and hasattr(config, "attention_bias"):
@@ -160,6 +254,8 @@ class HFAttention:
     ):
         B, Hq, T, K = q.shape
         Hkv, S = k.shape[1], k.shape[2]
+        if align not in ("bottom_right", "top_left"):  # the mapping cannot translate it
+            raise ValueError(f"align must be 'bottom_right' or 'top_left'; got {align!r}")
         if v.shape[-1] != K or v.shape[1] != Hkv:
             raise Unsupported("v_proj gives every key/value head the head_dim of q and k")
         if S < T:
@@ -190,16 +286,16 @@ class HFAttention:
         if "sinks" in self.offers:  # gpt-oss's parameter (Hq,): -inf joins no denominator
             weights["sinks"] = self._t(np.full(Hq, -np.inf, q.dtype) if sinks is None else sinks)
         qt, kt, vt = self._t(q), self._t(k), self._t(v)
-        new = slice(S - T, S)
+        Sv = v.shape[2]  # v's own length: a v longer or shorter than k goes to HF as it is
         x = torch.cat(  # (B, T, Hq K + 2 Hkv K): the hidden states the selections split again
             [
                 qt.transpose(1, 2).reshape(B, T, Hq * K),
-                kt[:, :, new].transpose(1, 2).reshape(B, T, Hkv * K),
-                vt[:, :, new].transpose(1, 2).reshape(B, T, Hkv * K),
+                kt[:, :, S - T :].transpose(1, 2).reshape(B, T, Hkv * K),
+                vt[:, :, max(Sv - T, 0) :].transpose(1, 2).reshape(B, -1, Hkv * K),
             ],
             dim=-1,
         )
-        past = (kt[:, :, : S - T], vt[:, :, : S - T]) if S > T else None
+        past = (kt[:, :, : S - T], vt[:, :, : max(Sv - T, 0)]) if S > T else None
         out = self._run(layer, config, weights, x, past, T, mask, causal_too, S, Hq * K)
         return self._np(out.reshape(B, T, Hq, K).transpose(1, 2).contiguous())  # (B, Hq, T, K)
 

@@ -28,8 +28,10 @@ import numpy as np
 import onnxruntime as ort
 from onnx import TensorProto, helper
 
+from adapters import Deviation
 from adapters.jax_variants import _alibi  # the bias jax's adapter passes too (numpy only)
 from adapters.onnxruntime_adapter import _TYPES
+from adapters.rows import row_without_keys
 from spec.core import Unsupported
 
 CONTRIB = "com.microsoft"
@@ -124,9 +126,24 @@ GQA_INPUTS = (
 )
 
 
+ATTENTION = ("scaled_dot_product_attention", "grouped_query_attention", "variant_attention")
+ZERO_SCALE = Deviation(
+    "GroupQueryAttention reads scale = 0 as 'not given' and uses 1/sqrt(head_size) (its "
+    "attribute's default is 0): scale=0.0 does not give uniform weights",
+    lambda i: i.get("scale") is not None and i["scale"] == 0,
+    "scale = 0",
+)
+NAN_ROWS = Deviation(
+    "a query row whose attention_bias is -inf at every key comes back NaN (the op has no boolean "
+    "mask: -inf is how a key is hidden exactly), not 0",
+    row_without_keys,
+    "a query row sees no key",
+)
+
+
 class OrtGroupQueryAttention:
     name = "ort-gqa"
-    deviations: dict[str, Any] = {}
+    deviations: dict[str, Any] = {f"{c}.*": (ZERO_SCALE, NAN_ROWS) for c in ATTENTION}
 
     def scaled_dot_product_attention(self, q, k, v, mask=None, scale=None, causal=None):
         return self.variant_attention(q, k, v, mask=mask, scale=scale, causal=causal)
@@ -216,9 +233,17 @@ class OrtGroupQueryAttention:
 MHA_INPUTS = ("query", "key", "value", "bias", "key_padding_mask", "attention_bias")
 
 
+UNIDIRECTIONAL = Deviation(
+    "MultiHeadAttention's unidirectional mask with more keys than queries follows neither "
+    "alignment: T = 3, S = 6 lets rows 0 and 1 see keys 0..t (top-left) and row 2 every key",
+    lambda i: i.get("causal") is not None and i["q"].shape[2] != i["k"].shape[2],
+    "causal with T != S",
+)
+
+
 class OrtMultiHeadAttention:
     name = "ort-mha"
-    deviations: dict[str, Any] = {}
+    deviations: dict[str, Any] = {"scaled_dot_product_attention.*": (UNIDIRECTIONAL, NAN_ROWS)}
 
     def scaled_dot_product_attention(self, q, k, v, mask=None, scale=None, causal=None):
         B, H, T, K = q.shape
