@@ -131,6 +131,11 @@ ONE_KEY_WINDOW = Deviation(
     _one_key_window_over_a_cache,
     "window (0, 0) with S > T",
 )
+SDPA_LONG_V = (
+    "HF hands k and v to F.scaled_dot_product_attention unchecked, and torch's CPU flash kernel "
+    "accepts a V with more positions than K (torch's own declaration): q, k (1, 1, 1, 8) with "
+    "v (1, 1, 2, 8) returns a result"
+)
 SDPA_SOFTCAP = Deviation(
     "Gemma 2's attention passes softcap=attn_logit_softcapping to every attention function, and "
     "sdpa_attention_forward drops it without a warning (integrations/sdpa_attention.py): the "
@@ -148,6 +153,7 @@ def _deviations(family: str, implementation: str) -> dict[str, Any]:
         found += [(f"{c}.*@float64", FLOAT32_SOFTMAX) for c in COMPONENTS]
     if implementation == "sdpa":
         found += [(f"{c}.*", SDPA_SCALE) for c in COMPONENTS]
+        found += [(f"{c}.refuses[kv_length_mismatch]", SDPA_LONG_V) for c in COMPONENTS[1:]]
         if family == "gemma2":
             found.append(("variant_attention.*", SDPA_SOFTCAP))
     if "window" in offers:
@@ -295,7 +301,8 @@ class HFAttention:
             ],
             dim=-1,
         )
-        past = (kt[:, :, : S - T], vt[:, :, : max(Sv - T, 0)]) if S > T else None
+        has_past = S > T or Sv > T  # a v longer than k brings its own past
+        past = (kt[:, :, : S - T], vt[:, :, : max(Sv - T, 0)]) if has_past else None
         out = self._run(layer, config, weights, x, past, T, mask, causal_too, S, Hq * K)
         return self._np(out.reshape(B, T, Hq, K).transpose(1, 2).contiguous())  # (B, Hq, T, K)
 

@@ -224,7 +224,7 @@ class OrtGroupQueryAttention:
             "seqlens_k": np.full(B, S - 1, np.int32),
             "total_sequence_length": np.array(S, np.int32),
         }
-        if S == T:  # no past: the prompt
+        if S == T and Sv == T:  # no past: the prompt
             del feed["past_key"], feed["past_value"]
         alibi = None if alibi_slopes is None else _alibi(q, k, alibi_slopes, align)
         bias = _bias(mask, alibi, q.dtype, T, S)
