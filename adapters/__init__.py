@@ -96,9 +96,16 @@ class Deviation:
     reason: str
     when: Callable[[Mapping[str, Any]], bool] | None = None
     trigger: str = ""
+    parts: tuple[Deviation, ...] = ()  # the declarations a combined one is made of
 
     def __str__(self) -> str:
         return f"{self.reason} (when {self.trigger})" if self.trigger else self.reason
+
+    def seen(self, calls: list[Mapping[str, Any]]) -> list[str]:
+        """The declarations that cover these calls, as text: the parts of a combined one whose
+        trigger holds (the report names what showed, not everything declared)."""
+        shown = [str(p) for p in self.parts if p.applies(calls)]
+        return shown or [str(self)]
 
     def applies(self, calls: list[Mapping[str, Any]]) -> bool:
         """Whether the deviation covers an example whose adapter calls had these inputs. A trigger
@@ -197,6 +204,7 @@ class Adapter:
             "; ".join(d.reason for d in declared),
             when=lambda inputs: any(d.when(inputs) for d in declared if d.when is not None),
             trigger=" or ".join(d.trigger for d in declared),
+            parts=tuple(declared),
         )
 
     def __str__(self) -> str:

@@ -459,9 +459,10 @@ class Conformance:
                 and target.declared is not None
                 and target.declared.when is not None
             ):
+                shown = "; ".join(r for r, _ in tally.seen.most_common()) or str(target.declared)
                 record["reason"] = (
                     f"declared deviation seen in {tally.deviations} of {tally.supported} examples: "
-                    f"{target.declared}"
+                    f"{shown}"
                 )
 
     def rerun_command(self, nodeid: str, target: Any, blob: str | None) -> str:

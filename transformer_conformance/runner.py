@@ -55,6 +55,7 @@ class Tally:
     unsupported: Counter[str] = field(default_factory=Counter)  # reason -> examples
     deviations: int = 0  # examples in which a declared deviation showed
     deviation_message: str = ""  # the first such example's failure
+    seen: Counter[str] = field(default_factory=Counter)  # which declared deviation, per example
     ratios: list[float] = field(default_factory=list)  # observed / allowed of every comparison
     errors: list[tuple[float, float]] = field(default_factory=list)  # (observed, allowed) of each
     warnings: Counter[str] = field(
@@ -103,6 +104,7 @@ def _example(
                 raise
             deviated = True
             tally.deviations += 1
+            tally.seen.update(declared.seen(subject.calls))
             tally.deviation_message = tally.deviation_message or str(e)
         finally:
             # an example inside the declared deviation's domain (its trigger matches, or it showed

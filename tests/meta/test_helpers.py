@@ -89,6 +89,19 @@ def test_deviation_keys_match_most_specific_first() -> None:
     assert a.deviation("d", "p", None, "float32") is None
 
 
+def test_combined_deviation_names_the_parts_that_showed() -> None:
+    """Several triggered declarations on one test are combined (any trigger covers an example); the
+    report names the ones whose trigger held, not all of them."""
+    from adapters import Adapter, Deviation
+
+    small = Deviation("small scale", lambda i: i["scale"] < 1, "scale < 1")
+    big = Deviation("big scale", lambda i: i["scale"] > 9, "scale > 9")
+    combined = Adapter("x", object(), {"c.*": (small, big)}).deviation("c", "p", None, "float32")
+    assert combined is not None and combined.applies([{"scale": 10}])
+    assert combined.seen([{"scale": 10}]) == ["big scale (when scale > 9)"]
+    assert combined.seen([{"scale": 0.5}, {"scale": 10}]) == [str(small), str(big)]
+
+
 @pytest.mark.parametrize("variant", MASK_VARIANTS + EMPTY_ROW_VARIANTS, ids=str)
 @given(data=st.data())
 def test_mask_strategies_keep_or_empty_rows_as_named(variant, data: st.DataObject) -> None:
