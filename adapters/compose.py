@@ -70,3 +70,23 @@ def pack_offsets(
     if cq[-1] != Nq or ck[-1] != Nk:
         raise ValueError(f"cu_seqlens must end at Nq={Nq}, Nk={Nk}; got {cq[-1]}, {ck[-1]}")
     return cq, ck, T, S
+
+
+class ThroughVariants:
+    """scaled_dot_product_attention and grouped_query_attention as variant_attention with every
+    variant off, for adapters whose library has one attention entry point (HF's attention layers,
+    ORT's GroupQueryAttention)."""
+
+    variant_attention: Callable[..., np.ndarray]
+
+    def scaled_dot_product_attention(self, q, k, v, mask=None, scale=None, causal=None):
+        return self.variant_attention(q, k, v, mask=mask, scale=scale, causal=causal)
+
+    def grouped_query_attention(self, q, k, v, mask=None, scale=None, causal=None):
+        return self.variant_attention(q, k, v, mask=mask, scale=scale, causal=causal)
+
+
+def check_align(align: Any) -> None:
+    """The alignments a mapping can translate (the library has no such argument to refuse it)."""
+    if align not in ("bottom_right", "top_left"):
+        raise ValueError(f"align must be 'bottom_right' or 'top_left'; got {align!r}")

@@ -40,6 +40,7 @@ import torch
 from transformers import cache_utils, masking_utils
 
 from adapters import HF_ATTENTION, Deviation
+from adapters.compose import ThroughVariants, check_align
 from adapters.rows import row_without_keys
 from adapters.torch_adapter import TorchAdapter
 from spec.core import Unsupported
@@ -185,7 +186,7 @@ def _key_padding(mask: np.ndarray, B: int, S: int) -> np.ndarray | None:
     return np.broadcast_to(full[:, 0, 0, :], (B, S)).astype(np.int64)  # (B, S): 1 = attend
 
 
-class HFAttention:
+class HFAttention(ThroughVariants):
     """One family's attention layer through one attention implementation."""
 
     def __init__(self, family: str, implementation: str, device: str = "cpu"):
@@ -238,12 +239,6 @@ class HFAttention:
         out = self._run(layer, config, weights, x, None, T, mask, causal is not None, T, D)
         return self._np(out)  # (B, T, D)
 
-    def scaled_dot_product_attention(self, q, k, v, mask=None, scale=None, causal=None):
-        return self.variant_attention(q, k, v, mask=mask, scale=scale, causal=causal)
-
-    def grouped_query_attention(self, q, k, v, mask=None, scale=None, causal=None):
-        return self.variant_attention(q, k, v, mask=mask, scale=scale, causal=causal)
-
     def variant_attention(
         self,
         q,
@@ -260,8 +255,7 @@ class HFAttention:
     ):
         B, Hq, T, K = q.shape
         Hkv, S = k.shape[1], k.shape[2]
-        if align not in ("bottom_right", "top_left"):  # the mapping cannot translate it
-            raise ValueError(f"align must be 'bottom_right' or 'top_left'; got {align!r}")
+        check_align(align)  # the mapping cannot translate another
         if v.shape[-1] != K or v.shape[1] != Hkv:
             raise Unsupported("v_proj gives every key/value head the head_dim of q and k")
         if S < T:

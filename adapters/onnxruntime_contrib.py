@@ -29,6 +29,7 @@ import onnxruntime as ort
 from onnx import TensorProto, helper
 
 from adapters import Deviation
+from adapters.compose import ThroughVariants, check_align
 from adapters.jax_variants import _alibi  # the bias jax's adapter passes too (numpy only)
 from adapters.onnxruntime_adapter import _TYPES
 from adapters.rows import row_without_keys
@@ -145,7 +146,7 @@ NAN_ROWS = Deviation(
 )
 
 
-class OrtGroupQueryAttention:
+class OrtGroupQueryAttention(ThroughVariants):
     name = "ort-gqa"
     deviations: dict[str, Any] = {
         **{f"{c}.*": (ZERO_SCALE, NAN_ROWS) for c in ATTENTION},
@@ -155,12 +156,6 @@ class OrtGroupQueryAttention:
             for b in ("zero_softcap", "negative_softcap", "nan_softcap")
         },
     }
-
-    def scaled_dot_product_attention(self, q, k, v, mask=None, scale=None, causal=None):
-        return self.variant_attention(q, k, v, mask=mask, scale=scale, causal=causal)
-
-    def grouped_query_attention(self, q, k, v, mask=None, scale=None, causal=None):
-        return self.variant_attention(q, k, v, mask=mask, scale=scale, causal=causal)
 
     def variant_attention(
         self,
@@ -178,8 +173,7 @@ class OrtGroupQueryAttention:
     ):
         B, Hq, T, K = q.shape
         Hkv, S, Sv = k.shape[1], k.shape[2], v.shape[2]
-        if align not in ("bottom_right", "top_left"):  # the mapping cannot translate it
-            raise ValueError(f"align must be 'bottom_right' or 'top_left'; got {align!r}")
+        check_align(align)  # the mapping cannot translate another
         if window is not None and (len(window) != 2 or min(window) < -1):
             raise ValueError(f"window must be (left, right) with bounds >= -1; got {window!r}")
         if v.shape[-1] != K:
