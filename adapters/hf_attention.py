@@ -261,11 +261,11 @@ class HFAttention(ThroughVariants):
         if S < T:
             raise Unsupported("a decoder's T queries are its newest keys: S >= T")
         if alibi_slopes is not None:
-            raise Unsupported(f"{self.family} has no ALiBi")
+            raise Unsupported(f"{self.family} has no ALiBi", everywhere=True)
         if softcap is not None and "softcap" not in self.offers:
-            raise Unsupported(f"{self.family} has no attention soft-cap")
+            raise Unsupported(f"{self.family} has no attention soft-cap", everywhere=True)
         if sinks is not None and "sinks" not in self.offers:
-            raise Unsupported(f"{self.family} has no attention sinks")
+            raise Unsupported(f"{self.family} has no attention sinks", everywhere=True)
         if K % 2:
             raise Unsupported("HF's decoders rotate q and k in every layer: head_dim must be even")
         left, causal_too = self._window(window, causal)
@@ -347,7 +347,10 @@ class HFAttention(ThroughVariants):
 
     def _layer(self, config, dtype) -> torch.nn.Module:
         if self.implementation == "flex" and np.dtype(dtype) == np.float64:
-            raise Unsupported("torch's flex_attention on CPU computes in float32, 16 and bfloat16")
+            raise Unsupported(
+                "torch's flex_attention on CPU computes in float32, 16 and bfloat16",
+                everywhere=True,
+            )
         layer = self._attention_class(config, layer_idx=0).eval()
         layer.scaling = config._spec_scale  # the attribute forward passes as `scaling`
         return layer.to(self.device, self._t(np.zeros(0, dtype)).dtype)

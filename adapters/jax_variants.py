@@ -55,7 +55,7 @@ def _alibi(q: np.ndarray, k: np.ndarray, slopes: Any, align: str) -> np.ndarray 
 def _variants_unsupported(softcap: Any, sinks: Any = None) -> None:
     for name, given in (("soft-cap", softcap), ("sinks", sinks)):
         if given is not None:
-            raise Unsupported(f"jax.nn.dot_product_attention has no {name}")
+            raise Unsupported(f"jax.nn.dot_product_attention has no {name}", everywhere=True)
 
 
 EMPTY_LSE = (

@@ -133,7 +133,9 @@ class KerasAdapter:
         weights as traced arguments. jax backend only; an array passed as query, key and value is
         traced once."""
         if component != "multi_head_attention" or keras.backend.backend() != "jax":
-            raise Unsupported("keras vjp: multi_head_attention on the jax backend only")
+            raise Unsupported(
+                "keras vjp: multi_head_attention on the jax backend only", everywhere=True
+            )
         import jax
         import jax.numpy as jnp
 

@@ -180,7 +180,7 @@ class OrtAttention:
         sinks=None,
     ):
         if sinks is not None:
-            raise Unsupported("the ONNX Attention op has no sinks")
+            raise Unsupported("the ONNX Attention op has no sinks", everywhere=True)
         if alibi_slopes is not None:
             bias = _alibi(q, k, alibi_slopes, align)  # (B, Hq, T, S)
             assert bias is not None  # slopes were given

@@ -79,7 +79,9 @@ def _run(op: str, feed: dict[str, Any], order: tuple[str, ...], attrs: dict[str,
         if any(
             m in text for m in ("NOT_IMPLEMENTED", "Could not find an implementation", "Type Error")
         ):
-            raise Unsupported(f"onnxruntime has no {op} kernel here: {text[:160]}") from e
+            raise Unsupported(
+                f"onnxruntime has no {op} kernel here: {text[:160]}", everywhere=True
+            ) from e
         raise
     return session.run(None, {n: feed[n] for n, _ in names if n})[0]
 

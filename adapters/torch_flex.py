@@ -127,7 +127,7 @@ class TorchFlex:
                 return_aux=AuxRequest(lse=True),  # return_lse is deprecated in torch 2.13
             )
         except NotImplementedError as e:  # e.g. "FlexAttention does not support backward on CPU"
-            raise Unsupported(f"flex_attention: {e}") from e
+            raise Unsupported(f"flex_attention: {e}", everywhere="backward" in str(e)) from e
         assert aux.lse is not None  # AuxRequest(lse=True) asked for it
         return out, aux.lse
 
@@ -146,7 +146,10 @@ class TorchFlex:
         sinks=None,
     ):
         if sinks is not None:
-            raise Unsupported("flex_attention has no sinks: no term joins its softmax denominator")
+            raise Unsupported(
+                "flex_attention has no sinks: no term joins its softmax denominator",
+                everywhere=True,
+            )
         if v.shape[1] != k.shape[1]:
             raise ValueError(f"v's heads {v.shape[1]} differ from k's {k.shape[1]}")
         out, _ = self._flex(q, k, v, mask, scale, causal, window, align, softcap, alibi_slopes)

@@ -26,8 +26,16 @@ from spec.tolerance import Bound, Comparison, bound_for, compare, oracle
 class Unsupported(Exception):
     """Raised by an adapter for a component or input variant its library does not offer.
 
-    The suite reports it as "unsupported", never as a failure.
+    The suite reports it as "unsupported", never as a failure. ``everywhere=True`` says the reason
+    does not depend on the drawn values: every call that asks for this (a gradient, the dtype, an
+    optional argument given at all) is refused. A test whose first examples are all refused so
+    stops drawing after ``runner.EVERYWHERE_DRAWS`` of them, instead of the hundreds Hypothesis
+    would draw to find one the adapter can express.
     """
+
+    def __init__(self, reason: str, *, everywhere: bool = False):
+        super().__init__(reason)
+        self.everywhere = everywhere
 
 
 class ConformanceError(AssertionError):

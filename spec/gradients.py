@@ -307,7 +307,12 @@ def vjp_property(
 
     def check(subject: Subject, data: st.DataObject, variant: Any) -> None:
         inputs = draw(data, subject.dtype, variant)
-        expected_shape = subject.case(inputs).expected.shape
+        # the output's shape from a plain float64 reference call: the oracle (extended precision)
+        # would cost most of an example the adapter then refuses as unsupported
+        with np.errstate(all="ignore"):
+            expected_shape = np.shape(
+                subject.component.reference(**cast_floats(dict(inputs), np.dtype(np.float64)))
+            )
         rng = np.random.default_rng(data.draw(seeds(), label="cotangent_seed"))
         cotangent = np.asarray(rng.standard_normal(expected_shape), dtype=subject.dtype.np_dtype)
         paths = wrt(variant)

@@ -66,7 +66,8 @@ How an adapter is called (adapters/__init__.py states the whole interface):
     .numpy().view(ml_dtypes.bfloat16); jax takes and gives ml_dtypes arrays as they are. An argument
     that holds its default may be left out of a call, so the adapter's own defaults must be the
     spec's. Raise adapters.Unsupported for an input your library cannot express (counted per
-    example). Gradients: vjp(component, inputs, cotangent, wrt) -> {path: gradient of <cotangent,
+    example; Unsupported(reason, everywhere=True) when no call that asks for it could be expressed,
+    so the test stops after 3 examples). Gradients: vjp(component, inputs, cotangent, wrt) -> {path: gradient of <cotangent,
     output>} for the paths in wrt ("q", "params.w_q"), same shape and dtype as the input; an array
     passed as two arguments (self-attention: query is key is value) is one variable: its gradient
     sums its uses."""

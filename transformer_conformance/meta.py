@@ -237,7 +237,20 @@ def main(argv: list[str]) -> int:
             for r in regions:
                 print(f"{name}: {r}")
         return 1 if any(missing.values()) else 0
+    from spec import SPEC_VERSION
+
+    chosen = {n: c for n, c in COMPONENTS.items() if not names or n in names}
+    generated = sum(len(mutants(n, c.args)) for n, c in chosen.items())
     rows = list(verdicts(names or None))
+    print(
+        f"# Mechanical mutants of the reference\n\n`make mutants` (`python -m "
+        f"transformer_conformance.meta mutants [COMPONENT ...]`), spec {SPEC_VERSION}: each "
+        "argument of each component replaced by its default, perturbed slightly, swapped with a "
+        "sibling of its kind (spec/domains.py), hunted with the component's own properties on the "
+        f"derandomized default profile. {generated} mutants of {len(chosen)} components were "
+        f"generated; {generated - len(rows)} do not apply (swaps of two arguments never drawn "
+        "with one shape: the swap changes no drawn input) and are not listed.\n"
+    )
     print(table(rows))
     caught = sum(v.caught_by is not None for v in rows)
     invisible = sum(v.caught_by is None and v.mutant.why_invisible is not None for v in rows)

@@ -5,11 +5,11 @@ Each example draws inputs, calls the adapter and checks; this module decides wha
 means, so that an outcome does not depend on which example happened to come first:
 
 - An example the adapter cannot express (it raised ``Unsupported``) is counted, rejected, and the
-run
-  goes on with examples it can express; Hypothesis keeps drawing until the profile's number of
+  run goes on with examples it can express; Hypothesis keeps drawing until the profile's number of
   supported examples is reached (or it has tried ten times as many). Only a target with fewer than
   ``MIN_SUPPORTED`` supported examples is reported unsupported, with "N of M examples unsupported"
-  and the reasons.
+  and the reasons. An adapter that says its reason holds for every example
+  (``Unsupported(..., everywhere=True)``) ends the drawing after ``EVERYWHERE_DRAWS`` of them.
 - A declared deviation is judged over all examples: the run never stops at the first difference and
   reports "seen in N of M examples". When no example shows it, a dedicated search
   (``CONFIRM_FACTOR`` times the examples, steered by Hypothesis' targeting towards the largest
@@ -42,6 +42,9 @@ MIN_SUPPORTED = 3
 # A declared deviation that no example showed gets this many times the examples, targeted, before
 # the target is reported as conforming ("the declaration may be stale").
 CONFIRM_FACTOR = 5
+# Examples an adapter refused with Unsupported(..., everywhere=True), none expressed, before the run
+# stops drawing (the reason does not depend on the values, so hundreds more would say the same).
+EVERYWHERE_DRAWS = 3
 # Hypothesis' targeting needs a finite score; an infinite observed / allowed (allowed 0) is capped
 # here.
 _SCORE_CAP = 1e9
@@ -53,6 +56,7 @@ class Tally:
 
     examples: int = 0  # examples run (unsupported ones included)
     unsupported: Counter[str] = field(default_factory=Counter)  # reason -> examples
+    everywhere: int = 0  # of them, refused with Unsupported(..., everywhere=True)
     deviations: int = 0  # examples in which a declared deviation showed
     deviation_message: str = ""  # the first such example's failure
     seen: Counter[str] = field(default_factory=Counter)  # which declared deviation, per example
@@ -72,6 +76,11 @@ class Tally:
         return (
             f"{sum(self.unsupported.values())} of {self.examples} examples unsupported: {reasons}"
         )
+
+
+class _NoneExpressible(BaseException):
+    """Stops Hypothesis' drawing (it catches Exceptions as failures, not this): the adapter said
+    every example is unsupported."""
 
 
 class Outcome(Exception):
@@ -97,6 +106,9 @@ def _example(
             body(subject, data)
         except Unsupported as e:
             tally.unsupported[str(e)] += 1
+            tally.everywhere += bool(getattr(e, "everywhere", False))
+            if tally.everywhere >= EVERYWHERE_DRAWS and tally.supported == 0:
+                raise _NoneExpressible() from e
             reject()  # not counted as an example: Hypothesis draws another
         except ConformanceError as e:
             tally.failure_inputs = e.inputs
@@ -194,7 +206,7 @@ def run(
     example = _example(tally, make_subject, body, declared)
     try:
         _run(example, config, target_id, reproduce, seed)
-    except Unsatisfiable:
+    except (Unsatisfiable, _NoneExpressible):
         pass  # no example could be expressed: judged below
     if tally.supported < min(MIN_SUPPORTED, max_examples):
         raise Outcome("unsupported", f"unsupported: {tally.unsupported_text()}")

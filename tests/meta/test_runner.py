@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, Phase, settings
 
 import reference
 from adapters import Adapter, Deviation
+from spec.core import Unsupported
 from spec.dtypes import FLOAT32
 from spec.registry import COMPONENTS
 from transformer_conformance import runner
@@ -23,11 +24,13 @@ FEW = settings(
 )
 
 
-def _tally(declared: Deviation | None) -> runner.Tally:
+def _tally(
+    declared: Deviation | None, namespace: object = reference, tally: runner.Tally | None = None
+) -> runner.Tally:
     spec = COMPONENTS["scaled_dot_product_attention"]
     check = next(p for p in spec.properties if p.name == "matches_reference")
-    target = Target(Adapter("numpy", reference), spec, check, "padding", FLOAT32)
-    tally = runner.Tally()
+    target = Target(Adapter("numpy", namespace), spec, check, "padding", FLOAT32)
+    tally = runner.Tally() if tally is None else tally
     runner.run(
         target.id,
         target.subject,
@@ -107,3 +110,26 @@ def test_derandomized_examples_depend_on_the_target_id_alone() -> None:
 
     assert drawn("target-a", 0) == drawn("target-a", 1)
     assert drawn("target-a", 0) != drawn("target-b", 0)
+
+
+@pytest.mark.parametrize("everywhere", [False, True], ids=["per_example", "everywhere"])
+def test_an_everywhere_refusal_stops_the_drawing(everywhere: bool) -> None:
+    """Unsupported(..., everywhere=True) ends a test after EVERYWHERE_DRAWS refused examples; a
+    plain Unsupported keeps Hypothesis drawing for one the adapter can express (hundreds)."""
+
+    class Refuses:
+        def __getattr__(self, name: str) -> object:
+            return getattr(reference, name)
+
+        def scaled_dot_product_attention(self, *args: object, **kwargs: object) -> object:
+            raise Unsupported("planted refusal", everywhere=everywhere)
+
+    tally = runner.Tally()
+    with pytest.raises(runner.Outcome, match="planted refusal") as verdict:
+        tally = _tally(None, Refuses(), tally)
+    assert verdict.value.kind == "unsupported"
+    assert tally.supported == 0, tally
+    if everywhere:
+        assert tally.examples == runner.EVERYWHERE_DRAWS, tally
+    else:
+        assert tally.examples > 10 * runner.EVERYWHERE_DRAWS, tally
