@@ -97,6 +97,10 @@ class Deviation:
     when: Callable[[Mapping[str, Any]], bool] | None = None
     trigger: str = ""
     parts: tuple[Deviation, ...] = ()  # the declarations a combined one is made of
+    # (convention, value): the difference is the library following this named alternative of the
+    # spec's (reference/semantics.py); under that semantic profile it is no deviation, and the
+    # adapter must conform there
+    convention: tuple[str, str] | None = None
 
     def __str__(self) -> str:
         return f"{self.reason} (when {self.trigger})" if self.trigger else self.reason
@@ -188,11 +192,15 @@ class Adapter:
         """The declared deviation of this adapter on component.prop[variant] at dtype, if any: the
         most specific declaration that covers the whole target, else every triggered one that
         matches, combined (an example is covered when any of their triggers holds)."""
+        from reference.semantics import convention
+
         declared: list[Deviation] = []
         for key in self.deviation_keys(component, prop, variant, dtype):
             value = self.deviations.get(key)
             for d in value if isinstance(value, tuple) else (value,) if value is not None else ():
-                declared.append(Deviation(d) if isinstance(d, str) else d)
+                d = Deviation(d) if isinstance(d, str) else d
+                if d.convention is None or convention(d.convention[0]) != d.convention[1]:
+                    declared.append(d)  # one the active semantic profile makes the spec is left out
         whole = [d for d in declared if d.when is None]
         if whole:
             return whole[0]

@@ -106,6 +106,7 @@ MIN_FILL = Deviation(
     "0 (b_o in multi_head_attention)",
     row_without_keys,
     "a query row sees no key",
+    convention=("fully_masked_row", "uniform"),
 )
 FLOAT32_SOFTMAX = (
     "the models' eager_attention_forward softmaxes in float32 whatever the dtype "

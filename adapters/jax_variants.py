@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from adapters import Deviation
 from adapters.compose import pack_offsets
 from spec.core import Unsupported
 
@@ -66,8 +67,8 @@ EMPTY_LSE = (
 
 
 def variant_deviations(
-    float32_softmax: str, fully_masked: str, silent_broadcast: str
-) -> dict[str, str]:
+    float32_softmax: str, fully_masked: Deviation, silent_broadcast: str
+) -> dict[str, Any]:
     """What jax does differently on these components: the SDPA deviations the same call carries,
     and the log-sum-exp of an empty row."""
     out = {

@@ -145,6 +145,7 @@ NAN_ROWS = Deviation(
     "mask: -inf is how a key is hidden exactly), not 0",
     row_without_keys,
     "a query row sees no key",
+    convention=("fully_masked_row", "nan"),
 )
 
 

@@ -7,7 +7,8 @@ through ml_dtypes, whose matmul accumulates in float32 and is rounded back here,
 Numerics policy, written where it applies:
 - a masked logit is -inf, never a large finite number, so a masked key's weight is exactly 0;
 - a query row whose every key is masked gets weight 0 everywhere and a zero context
-  (ONNX, flash-attention, torch's math backend); jax and flax average V there instead;
+  (ONNX, flash-attention, torch's math backend); jax and flax average V there instead (the
+  ``fully_masked_row=uniform`` profile, reference/semantics.py);
 - softmax subtracts the row maximum first, so logits of 1e4 do not overflow.
 """
 
@@ -20,6 +21,7 @@ import numpy as np
 from reference.checks import check_attention, check_float_array, check_multi_head, is_array
 from reference.masks import causal_mask
 from reference.numerics import total
+from reference.semantics import convention
 
 # The components (the numpy adapter re-exports exactly these).
 __all__ = [
@@ -40,7 +42,8 @@ def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     """softmax(x)_i = exp(x_i - m) / sum_j exp(x_j - m),  m = max_j x_j  (Bridle 1990).
 
     -inf entries are masked and get exactly 0. A row of only -inf gets 0 everywhere (the
-    fully-masked-row convention), where a naive softmax returns NaN.
+    fully-masked-row convention), where a naive softmax returns NaN; the semantic profiles
+    (reference/semantics.py) give it 1/n (``uniform``) or NaN (``nan``) instead.
     """
     if not is_array(x) or (x.dtype.kind != "f" and x.dtype.name != "bfloat16"):
         raise ValueError(
@@ -61,7 +64,9 @@ def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
         e = np.exp(x - m)
     z = total(e, axis=axis, keepdims=True)
     safe_z = np.where(z > 0, z, np.ones_like(z))
-    return np.where(z > 0, e / safe_z, np.zeros_like(e)).astype(x.dtype, copy=False)
+    row = convention("fully_masked_row")  # z = 0 only for a row of only -inf
+    fill = 0.0 if row == "zeros" else 1.0 / x.shape[axis] if row == "uniform" else np.nan
+    return np.where(z > 0, e / safe_z, np.full_like(e, fill)).astype(x.dtype, copy=False)
 
 
 def _allowed(

@@ -17,7 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from reference.attention import _matmul, attention_weights, scaled_dot_product_attention, softmax
+from reference.attention import (
+    _allowed,
+    _matmul,
+    attention_weights,
+    scaled_dot_product_attention,
+    softmax,
+)
 from reference.seq2seq import additive_attention_weights
 
 Grads = tuple[dict[str, np.ndarray], dict[str, np.ndarray]]
@@ -73,6 +79,13 @@ def scaled_dot_product_attention_vjp(
     else:
         d = (p * dp).sum(-1, keepdims=True).astype(dt)  # (B, H, T, 1)
     ds = (p * (dp - d)).astype(dt)  # (B, H, T, S)
+    # a hidden key's logit is a constant: no gradient through it (under the canonical profile p is
+    # 0 there already; a row that sees no key has weights 1/S under fully_masked_row=uniform)
+    B, H, T, S = p.shape
+    hidden = ~_allowed(B, H, T, S, mask, causal)
+    if mask is not None and mask.dtype != np.bool_:
+        hidden |= np.isneginf(mask.astype(np.float64))  # broadcasts to (B, H, T, S)
+    ds = np.where(hidden, dt.type(0), ds)  # (B, H, T, S)
     mag_dp = _abs(do) @ np.swapaxes(_abs(v), -1, -2)  # (B, H, T, S)
     mag_ds = _abs(p) * (mag_dp + (_abs(p) * mag_dp).sum(-1, keepdims=True))  # (B, H, T, S)
     grads = {

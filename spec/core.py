@@ -18,6 +18,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 import reference
+from reference.semantics import convention
 from spec.domains import Arg
 from spec.dtypes import ALL_DTYPES, DType
 from spec.tolerance import Bound, Comparison, bound_for, compare, oracle
@@ -262,10 +263,15 @@ class Subject:
                 f"adapter returned {got.shape} {got.dtype}; expected {expected.shape} {want_dtype}",
             )
         # non-finite values are refused, except an infinity the oracle has at the same place (the
-        # -inf log-sum-exp of a row that sees no key)
+        # -inf log-sum-exp of a row that sees no key) and NaN where the oracle has NaN (the
+        # fully_masked_row=nan profile)
         wide = got.astype(np.float64) if got.dtype.kind not in "biu" else None
-        if wide is not None and not (np.isfinite(wide) | (wide == expected)).all():
-            bad = tuple(int(i) for i in np.argwhere(~(np.isfinite(wide) | (wide == expected)))[0])
+        if wide is not None:
+            with np.errstate(invalid="ignore"):
+                same = (wide == expected) | (np.isnan(wide) & np.isnan(expected))
+            fine = np.isfinite(wide) | same
+        if wide is not None and not fine.all():
+            bad = tuple(int(i) for i in np.argwhere(~fine)[0])
             self.fail(inputs, f"adapter returned non-finite values, first at {bad}: {got[bad]}")
         return got
 
@@ -301,6 +307,26 @@ class Case:
     def assert_matches_oracle(self, what: str = "output", select: np.ndarray | None = None) -> None:
         """got agrees with the oracle within the policy's bound (optionally on ``select`` only)."""
         self.subject.check(compare(self.got, self.expected, self.bound, what, select), self.inputs)
+
+    def assert_rows_without_keys(self, rows: np.ndarray) -> None:
+        """The entries ``rows`` (a boolean array of the output's shape) belong to query rows that
+        see no key: they hold the active profile's value (reference/semantics.py), exactly 0
+        (canonical), NaN (``nan``), or the oracle's 1/S weights / mean of V within the bound
+        (``uniform``)."""
+        row = convention("fully_masked_row")
+        if row == "uniform":
+            self.assert_matches_oracle("rows that see no key (fully_masked_row=uniform)", rows)
+            return
+        got = self.got.astype(np.float64)
+        wrong = rows & ~(np.isnan(got) if row == "nan" else got == 0)
+        if wrong.any():
+            i = tuple(int(t) for t in np.argwhere(wrong)[0])
+            want = "NaN (fully_masked_row=nan)" if row == "nan" else "exactly 0"
+            self.subject.fail(
+                self.inputs,
+                f"query row {i[:-1]} sees no key and returned {got[i]:.6g} at {i}; the spec says "
+                f"{want}",
+            )
 
     def assert_equivalent(
         self, got: np.ndarray, other: Case, what: str, select: np.ndarray | None = None

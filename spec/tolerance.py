@@ -60,12 +60,13 @@ def cast_floats(value: Any, dtype: np.dtype) -> Any:
 
 def _abs_diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """|a - b| in the wider of the two precisions; equal infinities (incl. -inf masks) count as
-    0."""
+    0, and so does NaN against NaN (the oracle has NaN only under the ``fully_masked_row=nan``
+    profile)."""
     wide = np.longdouble if np.longdouble in (a.dtype, b.dtype) else np.float64
     a, b = np.asarray(a, dtype=wide), np.asarray(b, dtype=wide)
     with np.errstate(invalid="ignore"):
         d = np.abs(a - b)
-    return np.where(a == b, 0.0, d)
+    return np.where((a == b) | (np.isnan(a) & np.isnan(b)), 0.0, d)
 
 
 @dataclass(frozen=True)

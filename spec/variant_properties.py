@@ -202,7 +202,8 @@ def empty_rows_follow_the_convention(
     subject: Subject, data: st.DataObject, variant: Variant
 ) -> None:
     """A row that sees no key (a window beside the keys, a length-0 item) has context exactly 0 and
-    log-sum-exp -inf, sinks or not; the other rows match the oracle."""
+    log-sum-exp -inf, sinks or not; the other rows match the oracle. Under the fully_masked_row
+    profiles a row without sinks has the profile's context; the log-sum-exp stays -inf."""
     inputs = subject.draw(data, variant)
     if subject.component.name == "attention_lse":
         inputs = {k: x for k, x in inputs.items() if k not in ("v", "sinks")}
@@ -212,6 +213,9 @@ def empty_rows_follow_the_convention(
     got = case.got.astype(np.float64)
     want = 0.0 if got.ndim == 4 else -np.inf
     rows = np.broadcast_to(empty[..., None] if got.ndim == 4 else empty, got.shape)
+    if got.ndim == 4 and inputs.get("sinks") is None:  # the context: the profile's convention
+        case.assert_rows_without_keys(rows)
+        rows = np.zeros_like(rows)
     wrong = rows & (got != want)
     if wrong.any():
         i = tuple(int(t) for t in np.argwhere(wrong)[0])

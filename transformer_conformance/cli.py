@@ -2,11 +2,15 @@
 
     transformer-conformance --adapter mypkg.mod:obj [--component NAME ...] [--report DIR]
                             [--profile dev|ci|thorough|kernel] [--scale default|production]
-                            [--max-examples N] [--device cpu|cuda] [-n N] [any other pytest option]
+                            [--max-examples N] [--device cpu|cuda] [--semantics NAME=VALUE]
+                            [-n N] [any other pytest option]
 
     --scale production (= --profile kernel) runs only the kernel-scale tests: attention at lengths
     512 to 16384 against the streaming float64 oracle (spec/kernel_scale.py), with an error-vs-S
     plot in the report.
+    --semantics fully_masked_row=uniform (or =nan) checks against a named alternative of one of
+    the spec's conventions (reference/semantics.py): a library is judged by the convention it
+    documents, and the report records the profile.
     transformer-conformance list                  the components and their signatures
     transformer-conformance explain COMPONENT     one component's contract
     transformer-conformance merge DIR... --out D  one matrix, JSON and Markdown from shard reports
@@ -67,10 +71,10 @@ How an adapter is called (adapters/__init__.py states the whole interface):
     that holds its default may be left out of a call, so the adapter's own defaults must be the
     spec's. Raise adapters.Unsupported for an input your library cannot express (counted per
     example; Unsupported(reason, everywhere=True) when no call that asks for it could be expressed,
-    so the test stops after 3 examples). Gradients: vjp(component, inputs, cotangent, wrt) -> {path: gradient of <cotangent,
-    output>} for the paths in wrt ("q", "params.w_q"), same shape and dtype as the input; an array
-    passed as two arguments (self-attention: query is key is value) is one variable: its gradient
-    sums its uses."""
+    so the test stops after 3 examples). Gradients: vjp(component, inputs, cotangent, wrt) ->
+    {path: gradient of <cotangent, output>} for the paths in wrt ("q", "params.w_q"), same shape
+    and dtype as the input; an array passed as two arguments (self-attention: query is key is
+    value) is one variable: its gradient sums its uses."""
 
 
 def explain(name: str) -> str:

@@ -106,6 +106,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "it supports everything it offers (a component it does not offer stays a skip)",
     )
     group.addoption(
+        "--semantics",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="check against a named alternative of one of the spec's conventions (repeatable; "
+        "reference/semantics.py), e.g. fully_masked_row=uniform (jax, HF) or fully_masked_row=nan; "
+        "default: the canonical profile, which the matrix and scorecard use",
+    )
+    group.addoption(
         "--max-examples",
         type=int,
         default=None,
@@ -220,7 +229,13 @@ def pytest_configure(config: pytest.Config) -> None:
         chosen = settings(chosen, max_examples=config.getoption("max_examples"))
 
     from adapters import BUILTINS, available_builtins, load_adapter
+    from reference.semantics import parse, set_profile
     from spec.registry import COMPONENTS
+
+    try:  # every process (xdist workers too) evaluates the reference under the chosen profile
+        set_profile(parse(config.getoption("semantics")))
+    except ValueError as e:
+        pytest.exit(f"--semantics: {e}", USAGE_ERROR)
 
     for name in config.getoption("component"):
         if name not in COMPONENTS:
