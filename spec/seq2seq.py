@@ -181,22 +181,29 @@ def _weights_scale(inputs: Mapping[str, Any]) -> float:
 
 
 def weights_are_distributions(subject: Subject, data: st.DataObject, variant: Scoring) -> None:
-    """Weights over the source sum to 1 and padded source positions get exactly 0 (a row with no
-    real position: all zeros, the suite's fully-masked convention)."""
+    """Weights over the source sum to 1 and padded source positions get exactly 0; a row with no
+    real position holds the fully-masked convention (all zeros; the profile's value under
+    --semantics)."""
     case = subject.case(subject.draw(data, variant))
     w = case.got.astype(np.float64)
     mask = case.inputs.get("mask", np.ones(w.shape, bool))
-    if (w[~mask] != 0).any():
+    empty = ~mask.any(-1)  # (B,): rows with no real position
+    if empty.any():
+        case.assert_rows_without_keys(np.broadcast_to(empty[:, None], w.shape))
+    padded = ~mask & ~empty[:, None]  # (B, S)
+    if (w[padded] != 0).any():
         subject.fail(
             case.inputs,
-            f"padded source positions got weight {w[~mask][w[~mask] != 0][:3].tolist()}, not 0",
+            f"padded source positions got weight {w[padded][w[padded] != 0][:3].tolist()}, not 0",
         )
-    sums, want = (
-        w.sum(-1),
-        mask.any(-1).astype(np.float64),
-    )  # (B,): 1, or 0 for a row with no real position
+    sums = np.where(empty, 1.0, w.sum(-1))  # (B,): 1 for every row with a real position
     subject.check(
-        compare(sums, want, case.bound.times(w.shape[1]), "sum of the weights over the source"),
+        compare(
+            sums,
+            np.ones_like(sums),
+            case.bound.times(w.shape[1]),
+            "sum of the weights over the source",
+        ),
         case.inputs,
     )
 
