@@ -100,13 +100,26 @@ def _softcap(inputs: Mapping[str, Any]) -> bool:
     return inputs.get("softcap") is not None
 
 
+def _additive(inputs: Mapping[str, Any]) -> bool:
+    mask = inputs.get("mask")
+    return mask is not None and mask.dtype != np.bool_
+
+
 MIN_FILL = Deviation(
     "HF's masks fill hidden keys with finfo(dtype).min, not -inf (masking_utils.eager_mask, and "
     "the custom 4-D masks its docs describe): a row that sees no key averages V instead of giving "
     "0 (b_o in multi_head_attention)",
-    row_without_keys,
-    "a query row sees no key",
+    lambda i: not _additive(i) and row_without_keys(i),
+    "a query row sees no key through a boolean mask, causality or a window",
     convention=("fully_masked_row", "uniform"),
+)
+# measured under --semantics fully_masked_row=uniform: the fill is HF's own masks' only
+ADDITIVE_NAN = Deviation(
+    "an additive 4-D mask is added as it is: a row whose mask is -inf at every key is the eager "
+    "softmax of -inf, NaN (not the finfo.min fill of the masks HF builds)",
+    lambda i: _additive(i) and row_without_keys(i),
+    "an additive mask hides every key of a query row",
+    convention=("fully_masked_row", "nan"),
 )
 FLOAT32_SOFTMAX = (
     "the models' eager_attention_forward softmaxes in float32 whatever the dtype "
@@ -150,7 +163,9 @@ SDPA_SOFTCAP = Deviation(
 def _deviations(family: str, implementation: str) -> dict[str, Any]:
     """What this family and implementation do differently (measured; each with its cause)."""
     offers = FAMILIES[family][4]
-    found: list[tuple[str, Any]] = [(f"{c}.*", MIN_FILL) for c in COMPONENTS]
+    found: list[tuple[str, Any]] = [
+        (f"{c}.*", d) for c in COMPONENTS for d in (MIN_FILL, ADDITIVE_NAN)
+    ]
     if implementation == "eager" and family != "gpt_oss":  # gpt-oss softmaxes in the dtype
         found += [(f"{c}.*@float64", FLOAT32_SOFTMAX) for c in COMPONENTS]
     if implementation == "sdpa":

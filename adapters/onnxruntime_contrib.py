@@ -21,6 +21,7 @@ causality is `unidirectional = 1`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
@@ -149,6 +150,33 @@ NAN_ROWS = Deviation(
 )
 
 
+def _key_padding(inputs: Mapping[str, Any]) -> bool:
+    """The mask goes in as MultiHeadAttention's key_padding_mask (a boolean mask that only hides
+    keys), not as attention_bias."""
+    m = inputs.get("mask")
+    if m is None or m.dtype != np.bool_:
+        return False
+    m = m.reshape((1,) * (4 - m.ndim) + m.shape)
+    return m.shape[1] == 1 and m.shape[2] == 1
+
+
+# measured under --semantics fully_masked_row=nan: MultiHeadAttention's two mask inputs differ
+MHA_NAN_ROWS = Deviation(
+    NAN_ROWS.reason,
+    lambda i: not _key_padding(i) and row_without_keys(i),
+    "attention_bias hides every key of a query row",
+    convention=("fully_masked_row", "nan"),
+)
+PAD_FILL = Deviation(
+    "key_padding_mask adds mask_filter_value (-10000 by default) to a padded key's logit: when "
+    "every key of a row is padding the shift cancels in the softmax and the row attends to every "
+    "key as if unmasked (measured: context = unmasked attention, neither 0, the mean of V nor the "
+    "NaN of attention_bias)",
+    lambda i: _key_padding(i) and row_without_keys(i),
+    "key_padding_mask hides every key of a query row",
+)
+
+
 class OrtGroupQueryAttention(ThroughVariants):
     name = "ort-gqa"
     deviations: dict[str, Any] = {
@@ -256,7 +284,7 @@ UNIDIRECTIONAL = Deviation(
 class OrtMultiHeadAttention:
     name = "ort-mha"
     deviations: dict[str, Any] = {
-        "scaled_dot_product_attention.*": (UNIDIRECTIONAL, ZERO_SCALE, NAN_ROWS),
+        "scaled_dot_product_attention.*": (UNIDIRECTIONAL, ZERO_SCALE, MHA_NAN_ROWS, PAD_FILL),
         "scaled_dot_product_attention.refuses[nan_scale]": UNCHECKED,
         "scaled_dot_product_attention.refuses[empty_keys]": UNCHECKED,
     }
