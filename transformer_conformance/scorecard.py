@@ -274,6 +274,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no conformance.json in {', '.join(map(str, missing))}", file=sys.stderr)
         return 2
     results, runs = load(args.reports)
+    # the scorecard tabulates what each library does against the canonical conventions: a report
+    # given under another semantic profile (--semantics) would mix verdicts of two specs
+    profiled = [str(d) for d, r in zip(args.reports, runs, strict=True) if r.get("semantics")]
+    if profiled:
+        print(
+            f"reports under a non-canonical semantic profile: {', '.join(profiled)}; the scorecard "
+            "takes canonical runs only",
+            file=sys.stderr,
+        )
+        return 2
     args.out.write_text(markdown(results, runs))
     print(f"wrote {args.out}")
     return 0

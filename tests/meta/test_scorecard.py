@@ -68,3 +68,13 @@ def test_cells_follow_the_outcomes(tmp_path: Path) -> None:
 
 def test_missing_report_is_a_usage_error(tmp_path: Path) -> None:
     assert scorecard.main([str(tmp_path / "nowhere")]) == 2
+
+
+def test_a_report_under_another_semantic_profile_is_refused(tmp_path: Path) -> None:
+    """The scorecard compares libraries with the canonical conventions: a --semantics run would
+    mix two specs' verdicts."""
+    result = _result("jax", "softmax", "matches_reference", "pass")
+    run = {"semantics": {"fully_masked_row": "uniform"}}
+    (tmp_path / "conformance.json").write_text(json.dumps({"run": run, "results": [result]}))
+    assert scorecard.main([str(tmp_path), "--out", str(tmp_path / "S.md")]) == 2
+    assert not (tmp_path / "S.md").exists()
