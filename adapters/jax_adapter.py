@@ -12,9 +12,9 @@ from __future__ import annotations
 import importlib.util
 import os
 import tempfile
-import warnings
 from collections.abc import Callable, Mapping
 from functools import cache, partial
+from pathlib import Path
 from typing import Any, cast, overload
 
 import jax
@@ -32,24 +32,65 @@ from spec.stacks import has_empty_row
 
 jax.config.update("jax_enable_x64", True)  # float64 inputs must stay float64
 
-# A persistent compilation cache shared by every pytest-xdist worker of a run (and by later runs): a
-# shape compiled by one worker is loaded, not recompiled, by the others. TCS_JAX_CACHE="" turns it
-# off.
+# A persistent compilation cache on disk, kept between runs: a shape compiled once is loaded, not
+# recompiled, by the next run. TCS_JAX_CACHE="" turns it off.
 #
-# Its reads and writes must hold jax's file lock: without a size limit jax writes an entry in place,
-# unlocked, and another process reading it half-written crashed in deserialize_executable
-# (a segfault of an xdist worker, found by a cold CI run). A size limit turns the lock on; it needs
-# the filelock package (torch brings it), and without it the cache stays off.
+# Every process that runs at once (pytest-xdist workers, a sweep's clones) gets a directory of its
+# own, a "slot" it holds a file lock on for its lifetime; a later run takes a free slot again. Two
+# designs were measured and dropped:
+# - one directory shared unlocked: jax writes an entry in place, and another process reading it
+#   half-written crashed in deserialize_executable (a segfault of an xdist worker, a cold CI run);
+# - one directory shared under jax's lock (a size limit turns it on): every write then scans the
+#   whole directory for eviction under a lock both processes wait on. At 17850 files (one and a half
+#   seeds of the sweep) one scan took 0.27 s, so each new shape cost more as the run went on, and
+#   py-spy found both sweep processes asleep in LockAcquisition._poll_until_acquired.
+# A slot grown past _SLOT_BYTES is pruned once when it is taken: its oldest entries go.
 _CACHE = os.environ.get("TCS_JAX_CACHE", os.path.join(tempfile.gettempdir(), "tcs-jax-cache"))
-_CACHE_BYTES = 4 * 2**30
-if _CACHE and importlib.util.find_spec("filelock") is not None:
-    jax.config.update("jax_compilation_cache_dir", _CACHE)
-    jax.config.update("jax_compilation_cache_max_size", _CACHE_BYTES)
+_SLOT_BYTES = 2 * 2**30
+_SLOTS = 32
+_slot_lock: Any = None  # held for the process's lifetime
+
+
+def _prune(slot: Path, limit: int) -> None:
+    """Remove the oldest entries (by modification time) until the slot holds at most limit / 2."""
+    files = [(f.stat().st_mtime, f.stat().st_size, f) for f in slot.iterdir() if f.is_file()]
+    total = sum(size for _, size, _ in files)
+    if total <= limit:
+        return
+    for _, size, f in sorted(files, key=lambda t: t[0]):
+        if total <= limit // 2:
+            break
+        if f.name != ".owner":
+            f.unlink(missing_ok=True)
+            total -= size
+
+
+def _claim_slot(root: str) -> str | None:
+    """A cache directory no other running process holds (None: every slot taken, or no filelock)."""
+    global _slot_lock
+    if importlib.util.find_spec("filelock") is None:
+        return None
+    from filelock import FileLock, Timeout
+
+    for i in range(_SLOTS):
+        slot = Path(root) / f"slot{i}"
+        slot.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(slot / ".owner"))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            continue
+        _slot_lock = lock
+        _prune(slot, _SLOT_BYTES)
+        return str(slot)
+    return None
+
+
+_SLOT = _claim_slot(_CACHE) if _CACHE else None
+if _SLOT is not None:
+    jax.config.update("jax_compilation_cache_dir", _SLOT)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
-    # Processes sharing the cache evict each other's entries; a write that loses that race warns.
-    # It says nothing of the library under test (the plugin ignores it inside tests too).
-    warnings.filterwarnings("ignore", message="Error writing persistent compilation cache entry")
 
 _softmax = jax.jit(jax.nn.softmax, static_argnames=("axis",))
 
