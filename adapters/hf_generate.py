@@ -6,7 +6,8 @@ greedy: `generate(do_sample=False, num_beams=1, max_new_tokens=max_len, eos_toke
 [[bos]]; beam: `num_beams=num_return_sequences=beam_width`, `length_penalty=alpha`,
 `early_stopping="never"` (HF's exhaustive setting). The returned ids after the prompt are the
 tokens; HF pads finished sequences with pad_token_id, given here as V (never a real token), which
-becomes the spec's -1.
+becomes the spec's -1. Under `--semantics length_penalty=length --semantics beam_eos=frees_a_beam`
+(HF's conventions, reference/semantics.py) its beam search is checked as the spec's.
 """
 
 from __future__ import annotations
@@ -47,14 +48,69 @@ def _one_token_vocabulary(inputs: Mapping[str, Any]) -> bool:
     return inputs["logprobs"].shape[0] == 1
 
 
-BEAM = (
+# What HF's beam search does differently, each its own declaration: two are named alternatives of
+# the spec's (reference/semantics.py: under `--semantics length_penalty=length --semantics
+# beam_eos=frees_a_beam` they are the spec), the rest are triggered by the inputs that show them.
+BEAM_EOS = Deviation(
     "HF's beam search keeps num_beams live beams at every step: a candidate ending in EOS among "
-    "the top 2 num_beams goes to the finished set without taking a live beam's place "
-    "(generation/utils.py _beam_search), where the spec keeps the beam_width best candidates, "
-    "finished ones included; equal scores come in torch.topk's order, not lower ids first; the "
-    "score is sum log p / |Y|^length_penalty (BeamHypotheses.add), not GNMT's "
-    "((5 + |Y|) / 6)^alpha"
+    "the top num_beams of the 2 num_beams best goes to the finished set without taking a live "
+    "beam's place (generation/utils.py _beam_search), where the spec keeps the beam_width best "
+    "candidates, finished ones included",
+    convention=("beam_eos", "frees_a_beam"),
 )
+LENGTH_PENALTY = Deviation(
+    "the score is sum log p / |Y|^length_penalty (BeamHypotheses.add), not GNMT's "
+    "((5 + |Y|) / 6)^alpha",
+    convention=("length_penalty", "length"),
+)
+
+
+def _ties(inputs: Mapping[str, Any]) -> bool:
+    """A tie decided the spec's result: breaking every tie the other way changes it (equal sums
+    come from equal entries, and from two hypotheses made of the same transitions in another
+    order), or so does HF's float32 table."""
+    from reference.decoding import _search
+
+    args = [inputs[n] for n in ("logprobs", "bos", "eos", "max_len", "beam_width")]
+    args.append(inputs.get("alpha", 0.0))
+    spec = _search(*args)
+    if _search(*args, lower_ids_first=False) != spec:
+        return True
+    table = np.asarray(inputs["logprobs"], np.float32).astype(np.float64)
+    return _search(table, *args[1:]) != spec
+
+
+def _renormalised(inputs: Mapping[str, Any]) -> bool:
+    t = np.asarray(inputs["logprobs"], np.float64)
+    with np.errstate(divide="ignore"):
+        lse = np.log(np.exp(t).sum(-1))  # (V,)
+    return bool((np.abs(lse) > 1e-6).any())
+
+
+def _dummy_beams(inputs: Mapping[str, Any]) -> bool:
+    t = np.asarray(inputs["logprobs"])
+    return 2 * int(inputs["beam_width"]) > t.shape[0] or bool(np.isneginf(t).any())
+
+
+TIES = Deviation(
+    "equal scores come in torch.topk's order, not lower ids first (and HF scores in float32)",
+    _ties,
+    "a tie decides the spec's result",
+)
+RENORMALISED = Deviation(
+    "HF takes log_softmax of the model's logits (in float32) before scoring: a table whose rows "
+    "are not normalised log-probabilities is renormalised",
+    _renormalised,
+    "a row of the table is not normalised",
+)
+DUMMY_BEAMS = Deviation(
+    "HF starts from num_beams copies of the prompt, all but one at -1e9, and takes the top "
+    "2 num_beams of every step's scores: with fewer finite candidates (2 beam_width > V, or -inf "
+    "transitions) the dummy beams and -inf candidates fill the beams",
+    _dummy_beams,
+    "2 beam_width > V or -inf transitions",
+)
+BEAM = (BEAM_EOS, LENGTH_PENALTY, TIES, RENORMALISED, DUMMY_BEAMS)
 EXHAUSTIVE = (
     "HF's beam search with beams to spare (num_beams = V^max_len, or -inf transitions) fills them "
     "from its -1e9 dummy beams and -inf candidates: the result repeats hypotheses, continues past "

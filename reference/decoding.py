@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from reference.checks import is_array
+from reference.semantics import convention
 
 # The components (the numpy adapter re-exports exactly these).
 __all__ = ["beam_search", "greedy_decode"]
@@ -51,7 +52,9 @@ def _check(component: str, logprobs: np.ndarray, bos: int, eos: int, max_len: in
 
 def length_penalty(length: int, alpha: float) -> float:
     """GNMT length penalty lp(Y) = ((5 + |Y|) / 6) ** alpha  (Wu et al. 2016, eq. 14); |Y| counts
-    EOS."""
+    EOS. Under the length_penalty=length profile (reference/semantics.py): |Y| ** alpha."""
+    if convention("length_penalty") == "length":
+        return float(length) ** alpha
     return ((5.0 + length) / 6.0) ** alpha
 
 
@@ -83,10 +86,11 @@ def beam_search(
     Each step expands every live hypothesis by every token and keeps the beam_width candidates of
     highest cumulative log-probability (ties: lower token ids first); a kept candidate ending in EOS
     is finished, the rest stay live. After max_len steps live hypotheses finish as they are. The
-    result ranks every finished hypothesis by score = log P(Y) / lp(|Y|) (GNMT length penalty, alpha
-    = 0: none). Standard beam search is NOT guaranteed to beat greedy: greedy's prefix can be pruned
-    by candidates whose continuations are all poor. Only a beam wide enough to be exhaustive is
-    (spec/decoding.py).
+    result ranks every finished hypothesis by score = log P(Y) / lp(|Y|) (GNMT length penalty,
+    alpha = 0: none; the length_penalty and beam_eos profiles of reference/semantics.py name HF's
+    alternatives). Standard beam search is NOT guaranteed to beat greedy: greedy's prefix can be
+    pruned by candidates whose continuations are all poor. Only a beam wide enough to be exhaustive
+    is (spec/decoding.py).
     """
     _check("beam_search", logprobs, bos, eos, max_len)
     if not (isinstance(beam_width, (int, np.integer)) and beam_width >= 1):
@@ -95,6 +99,29 @@ def beam_search(
         isinstance(alpha, (int, float, np.integer, np.floating)) and np.isfinite(alpha)
     ):
         raise ValueError(f"beam_search: alpha must be a finite number; got {alpha!r}")
+    ranked = _search(logprobs, bos, eos, max_len, beam_width, alpha)
+    out = np.full((beam_width, max_len), -1, dtype=np.int64)
+    for row, seq in enumerate(ranked):
+        out[row, : len(seq)] = seq
+    return out
+
+
+def _search(
+    logprobs: np.ndarray,
+    bos: int,
+    eos: int,
+    max_len: int,
+    beam_width: int,
+    alpha: float,
+    lower_ids_first: bool = True,
+) -> list[tuple[int, ...]]:
+    """beam_search's hypotheses, best first. ``lower_ids_first=False`` breaks every tie the other
+    way: where the two differ, a tie decided the result (the trigger of an adapter whose ties come
+    in another order)."""
+
+    def order(seq: tuple[int, ...]) -> tuple[int, ...]:
+        return seq if lower_ids_first else tuple(-t for t in seq)
+
     live: list[tuple[tuple[int, ...], float]] = [((), 0.0)]
     finished: list[tuple[tuple[int, ...], float]] = []
     for _ in range(max_len):
@@ -103,17 +130,20 @@ def beam_search(
             for seq, lp in live
             for v in range(logprobs.shape[0])
         ]
-        candidates.sort(key=lambda c: (-c[1], c[0]))
+        candidates.sort(key=lambda c: (-c[1], order(c[0])))
         live = []
-        for seq, lp in candidates[:beam_width]:
-            (finished if seq[-1] == eos else live).append((seq, lp))
+        if convention("beam_eos") == "frees_a_beam":  # HF: a finished one leaves its beam free
+            for rank, (seq, lp) in enumerate(candidates[: 2 * beam_width]):
+                if seq[-1] == eos:
+                    if rank < beam_width:
+                        finished.append((seq, lp))
+                elif len(live) < beam_width:
+                    live.append((seq, lp))
+        else:
+            for seq, lp in candidates[:beam_width]:
+                (finished if seq[-1] == eos else live).append((seq, lp))
         if not live:
             break
     finished += live
-    ranked = sorted(finished, key=lambda c: (-c[1] / length_penalty(len(c[0]), alpha), c[0]))[
-        :beam_width
-    ]
-    out = np.full((beam_width, max_len), -1, dtype=np.int64)
-    for row, (seq, _) in enumerate(ranked):
-        out[row, : len(seq)] = seq
-    return out
+    score = lambda c: -c[1] / length_penalty(len(c[0]), alpha)
+    return [seq for seq, _ in sorted(finished, key=lambda c: (score(c), order(c[0])))][:beam_width]

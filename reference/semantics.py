@@ -15,6 +15,16 @@ the softmax of a row of only -inf, which is where the reference applies it.
              all -inf bias, a naive kernel)
 The log-sum-exp of such a row stays -inf under every profile, and a row with an attention sink
 still sees the sink (its weights are 0 under every profile).
+
+length_penalty: the lp(Y) a beam's log-probability is divided by, |Y| counting EOS.
+    gnmt     ((5 + |Y|) / 6) ** alpha (canonical: Wu et al. 2016, eq. 14)
+    length   |Y| ** alpha (HuggingFace generate's length_penalty, BeamHypotheses.add)
+
+beam_eos: what a candidate ending in EOS does to the beam at the step it is kept.
+    takes_a_beam  the beam_width best candidates are kept, finished ones included (canonical)
+    frees_a_beam  among the 2 beam_width best candidates, one ending in EOS within the first
+                  beam_width is finished, and the live beams are the beam_width best that do not
+                  end in EOS (HuggingFace generate's beam search)
 """
 
 from __future__ import annotations
@@ -26,6 +36,8 @@ from contextvars import ContextVar
 # convention -> its values, the canonical one first
 CONVENTIONS: dict[str, tuple[str, ...]] = {
     "fully_masked_row": ("zeros", "uniform", "nan"),
+    "length_penalty": ("gnmt", "length"),
+    "beam_eos": ("takes_a_beam", "frees_a_beam"),
 }
 CANONICAL: dict[str, str] = {name: values[0] for name, values in CONVENTIONS.items()}
 

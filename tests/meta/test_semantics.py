@@ -143,3 +143,23 @@ def test_a_bad_semantics_option_is_a_usage_error() -> None:
     done = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=300)
     assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-2000:]
     assert "must be one of" in done.stdout + done.stderr
+
+
+def test_the_beam_conventions_change_the_search() -> None:
+    """length_penalty=length divides by |Y|^alpha; beam_eos=frees_a_beam lets a finished
+    hypothesis leave its beam to the next best live one (HF's), which changes some searches."""
+    from reference.decoding import beam_search, length_penalty
+
+    assert length_penalty(3, 1.0) == pytest.approx(8 / 6)
+    with semantics(length_penalty="length"):
+        assert length_penalty(3, 1.0) == 3.0
+    rng = np.random.default_rng(0)
+    changed = 0
+    for _ in range(50):
+        logits = rng.standard_normal((4, 4))
+        table = logits - np.log(np.exp(logits).sum(-1, keepdims=True))  # (V, V) normalised
+        args = {"logprobs": table, "bos": 0, "eos": 1, "max_len": 3, "beam_width": 2}
+        with semantics(beam_eos="frees_a_beam"):
+            freed = beam_search(**args)
+        changed += not np.array_equal(freed, beam_search(**args))
+    assert changed > 0
