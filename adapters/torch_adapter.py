@@ -167,8 +167,9 @@ CE_FLOAT16_SMOOTHING = Deviation(
 class TorchAdapter(TorchFlex, TorchPacked, TorchPaged, TorchSeq2Seq):
     name = "torch"
     deviations: dict[str, Declared] = {
-        "softmax.all_neg_inf_slice_is_zero": (
-            "torch.softmax returns NaN for a slice of only -inf (SDPA has its own _safe_softmax)"
+        "softmax.all_neg_inf_slice_is_zero": Deviation(
+            "torch.softmax returns NaN for a slice of only -inf (SDPA has its own _safe_softmax)",
+            convention=("fully_masked_row", "nan"),
         ),
         "attention_weights.refuses[nan_scale]": "F.scaled_dot_product_attention accepts scale=NaN "
         "without a check",
