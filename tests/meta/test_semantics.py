@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, Phase, settings
 
 import reference
 from adapters import Adapter, Deviation
@@ -20,17 +19,10 @@ from reference.semantics import CANONICAL, CONVENTIONS, parse, semantics
 from spec.core import ConformanceError
 from spec.dtypes import FLOAT32
 from spec.registry import COMPONENTS
+from tests.meta.test_runner import FEW  # the runner's meta-tests' few derandomized examples
 from transformer_conformance import runner
 from transformer_conformance.targets import Target
 
-FEW = settings(
-    max_examples=10,
-    derandomize=True,
-    database=None,
-    deadline=None,
-    phases=[Phase.generate],
-    suppress_health_check=list(HealthCheck),
-)
 ROWS = CONVENTIONS["fully_masked_row"]
 
 
