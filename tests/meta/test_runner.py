@@ -25,11 +25,16 @@ FEW = settings(
 
 
 def _tally(
-    declared: Deviation | None, namespace: object = reference, tally: runner.Tally | None = None
+    declared: Deviation | None,
+    namespace: object = reference,
+    tally: runner.Tally | None = None,
+    check_name: str = "matches_reference",
+    variant: str = "padding",
 ) -> runner.Tally:
+    """One scaled_dot_product_attention target of ``namespace`` run over FEW examples."""
     spec = COMPONENTS["scaled_dot_product_attention"]
-    check = next(p for p in spec.properties if p.name == "matches_reference")
-    target = Target(Adapter("numpy", namespace), spec, check, "padding", FLOAT32)
+    check = next(p for p in spec.properties if p.name == check_name)
+    target = Target(Adapter("numpy", namespace), spec, check, variant, FLOAT32)
     tally = runner.Tally() if tally is None else tally
     runner.run(
         target.id,

@@ -17,11 +17,7 @@ import reference
 from adapters import Adapter, Deviation
 from reference.semantics import CANONICAL, CONVENTIONS, parse, semantics
 from spec.core import ConformanceError
-from spec.dtypes import FLOAT32
-from spec.registry import COMPONENTS
-from tests.meta.test_runner import FEW  # the runner's meta-tests' few derandomized examples
-from transformer_conformance import runner
-from transformer_conformance.targets import Target
+from tests.meta.test_runner import _tally  # one target over the runner meta-tests' few examples
 
 ROWS = CONVENTIONS["fully_masked_row"]
 
@@ -63,18 +59,8 @@ class FixedConvention:
         return fixed
 
 
-def _run(namespace: Any, declared: Deviation | None = None) -> None:
-    spec = COMPONENTS["scaled_dot_product_attention"]
-    check = next(p for p in spec.properties if p.name == "fully_masked_rows_are_zero")
-    target = Target(Adapter("planted", namespace), spec, check, "bool_empty_rows", FLOAT32)
-    runner.run(
-        target.id,
-        target.subject,
-        target.body(),
-        declared=declared,
-        base=FEW,
-        max_examples=FEW.max_examples,
-    )
+def _run(namespace: Any) -> None:
+    _tally(None, namespace, check_name="fully_masked_rows_are_zero", variant="bool_empty_rows")
 
 
 @pytest.mark.parametrize("library", ROWS)
