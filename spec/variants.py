@@ -36,6 +36,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 import reference as R
+from reference.semantics import CANONICAL, semantics
 from spec.attention import ATTENTION_BAD_INPUTS, logit_magnitude
 from spec.core import BadInput, Component, Gradient
 from spec.domains import Arg, region
@@ -444,7 +445,10 @@ def draw_merge(data: st.DataObject, dtype: DType, variant: None) -> dict[str, An
             o = np.zeros((B, Hq, T, i["v"].shape[3]), dtype.np_dtype)
             lse = np.full((B, Hq, T), -np.inf, dtype.np_dtype)
         else:
-            o = R.variant_attention(**part)
+            # a partial state is the merge's input, in flash-decoding's convention whatever the
+            # profile: a row that sees no key of its part is o 0, lse -inf
+            with semantics(fully_masked_row=CANONICAL["fully_masked_row"]):
+                o = R.variant_attention(**part)
             lse = R.attention_lse(**{k: x for k, x in part.items() if k != "v"})
         parts.append((o, lse))
     if data.draw(st.booleans(), label="swap_parts"):
