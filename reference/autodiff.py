@@ -19,6 +19,13 @@ tanh JVPs). Once y rounds to 1 in the test dtype that is exactly 0, an absolute 
 however small the true derivative: a saturated LSTM gate's gradient is 0 in float32 against a true
 e^-17. ``vjp(..., output_form=True)`` differentiates in that form, so the same-precision term of
 the gradient policy covers both algorithms.
+
+In the output form the derivative's error is that of y, amplified: 1 - y^2 at y = 1 - 1e-6 loses
+six digits, so a framework whose tanh is a few ulps off (XLA's float32 tanh: 4.4 ulps at most,
+measured) differs from the reference's correctly rounded one by percents of a saturated gate's
+derivative. ``vjp(..., nudge=Nudge(ulps, dtype, sign))`` evaluates the output form with every
+tanh and sigmoid output moved by ``ulps`` ulps of ``dtype`` (sign +1, -1, or 0 for a random sign
+per entry) in the derivative only, so the gradient policy can measure what that costs.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import importlib
 import pkgutil
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import autograd.numpy as anp
@@ -60,9 +68,52 @@ def _sigmoid_from_output(x: np.ndarray) -> np.ndarray:
     return _PLAIN_SIGMOID(x)
 
 
+@dataclass(frozen=True)
+class Nudge:
+    """Gate outputs moved by ulps ulps of dtype in the derivative: sign +1, -1, or 0 for a random
+    sign per entry (drawn from seed)."""
+
+    ulps: float
+    dtype: np.dtype
+    sign: int
+    seed: int = 0
+
+
+class _State:
+    """What the traced derivatives read: the nudge in force and whether a gate was differentiated
+    from its output at all (no gate: the nudged evaluations would repeat the plain one)."""
+
+    nudge: Nudge | None = None
+    rng: np.random.Generator | None = None
+    gated = False
+
+
+def _nudged(ans: np.ndarray) -> np.ndarray:
+    _State.gated = True
+    n = _State.nudge
+    if n is None:
+        return ans
+    value = np.asarray(ans)
+    step = np.spacing(np.abs(value).astype(n.dtype)).astype(value.dtype) * n.ulps
+    if n.sign:
+        return value + n.sign * step
+    assert _State.rng is not None
+    return value + np.where(_State.rng.random(value.shape) < 0.5, -step, step)
+
+
+def _tanh_vjp(ans: np.ndarray, x: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    y = _nudged(ans)
+    return lambda g: g * (1 - y * y)
+
+
+def _sigmoid_vjp(ans: np.ndarray, x: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    y = _nudged(ans)
+    return lambda g: g * y * (1 - y)
+
+
 # In the test dtype: y, 1 - y * y and 1 - y all round as torch's and jax's backward kernels do.
-defvjp(_tanh_from_output, lambda ans, x: lambda g: g * (1 - ans * ans))
-defvjp(_sigmoid_from_output, lambda ans, x: lambda g: g * ans * (1 - ans))
+defvjp(_tanh_from_output, _tanh_vjp)
+defvjp(_sigmoid_from_output, _sigmoid_vjp)
 
 
 class _OutputForm:
@@ -82,9 +133,9 @@ def _modules() -> list[Any]:
 
 
 @contextmanager
-def _traced(output_form: bool = False) -> Iterator[None]:
+def _traced(output_form: bool = False, nudge: Nudge | None = None) -> Iterator[None]:
     """Every reference module computes with autograd.numpy for the duration (not thread-safe); with
-    output_form, tanh and sigmoid are differentiated from their outputs."""
+    output_form, tanh and sigmoid are differentiated from their outputs, nudged by nudge."""
     modules = [
         m
         for m in _modules()
@@ -97,9 +148,12 @@ def _traced(output_form: bool = False) -> Iterator[None]:
     layers.erf = _erf
     if output_form:
         recurrent._sigmoid = _sigmoid_from_output
+    _State.nudge, _State.gated = nudge, False
+    _State.rng = np.random.default_rng(nudge.seed) if nudge else None
     try:
         yield
     finally:
+        _State.nudge = _State.rng = None
         for m in modules:
             m.np = np
         layers.erf = _PLAIN_ERF
@@ -143,18 +197,20 @@ def vjp(
     cotangent: np.ndarray,
     paths: tuple[tuple[str, ...], ...],
     output_form: bool = False,
+    nudge: Nudge | None = None,
 ) -> list[np.ndarray]:
     """The gradient of <cotangent, fn(**inputs)> with respect to each group of paths (an array and
     its aliases: self-attention passes one array as query, key and value, and all of its uses move),
     in the precision of the inputs. Entries at non-finite inputs (a -inf mask) are 0. output_form:
-    tanh and sigmoid differentiated from their outputs, as frameworks do (module docstring)."""
+    tanh and sigmoid differentiated from their outputs, as frameworks do, their outputs nudged by
+    nudge (module docstring)."""
     leaves = [get_path(inputs, group[0]) for group in paths]
 
     def forward(*values: Any) -> Any:
         moved = dict(inputs)
         for group, value in zip(paths, values, strict=True):
             moved = set_paths(moved, group, value)
-        with _traced(output_form):
+        with _traced(output_form or nudge is not None, nudge):
             return fn(**moved)
 
     with np.errstate(all="ignore"):
@@ -164,3 +220,8 @@ def vjp(
         np.where(np.isfinite(x), np.nan_to_num(g), 0).astype(x.dtype)
         for g, x in zip(grads, leaves, strict=True)
     ]
+
+
+def gated() -> bool:
+    """Whether the last traced evaluation differentiated a tanh or sigmoid from its output."""
+    return _State.gated

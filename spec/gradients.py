@@ -52,6 +52,11 @@ GRAD_ULPS = 32.0
 # reference/gradients.py).
 GRAD_MULTIPLIER = 4.0
 ORACLE_MULT = 4.0
+# How far a framework's tanh and sigmoid may be from correctly rounded, in ulps of the test dtype,
+# where their derivatives are computed from the output (1 - y^2, y (1 - y)): XLA's float32 tanh is
+# up to 4.4 ulps off and its logistic 1.9 (measured over [-12, 12]), torch's within 1. At a
+# saturated gate those ulps are percents of the derivative (reference/autodiff.py).
+NONLINEARITY_ULPS = 4.0
 GRAD_DTYPES = (FLOAT64, FLOAT32)
 
 
@@ -172,7 +177,8 @@ class SamePrecision:
     ``gradients[k][path]`` is algorithm k's gradient in the test dtype: reverse-mode differentiation
     of the reference itself (reference/autodiff.py), for every component, in both forms of the
     saturating nonlinearities' derivatives (from the input, and from the output as torch and jax
-    compute them: 0 once a gate's output rounds to 1), and the short analytic
+    compute them: 0 once a gate's output rounds to 1; and in extended precision with the gate
+    outputs NONLINEARITY_ULPS off, what a framework's own tanh costs), and the short analytic
     VJPs where the reference has them (reference/gradients.py: softmax, attention in both forms of
     D, MHA, additive attention). ``wide[path]`` is the reverse-mode gradient in extended precision,
     what they are measured against; ``rounding[path]`` the analytic algorithms' running error
@@ -199,11 +205,17 @@ class SamePrecision:
         from_output = dict(
             zip(paths, autodiff.vjp(fn, inputs, cotangent, groups, output_form=True), strict=True)
         )
+        gated = autodiff.gated()
         wide_inputs = cast_floats(dict(inputs), WIDE)
         wide = dict(
             zip(paths, autodiff.vjp(fn, wide_inputs, cotangent.astype(WIDE), groups), strict=True)
         )
         algorithms = [same, from_output]
+        if gated:  # the output form at gate outputs a few ulps off, in both directions
+            for sign in (1, -1, 0):
+                nudge = autodiff.Nudge(NONLINEARITY_ULPS, subject.dtype.np_dtype, sign)
+                nudged = autodiff.vjp(fn, wide_inputs, cotangent.astype(WIDE), groups, nudge=nudge)
+                algorithms.append(dict(zip(paths, nudged, strict=True)))
         rounding: dict[str, np.ndarray] = {}
         for vjp in VJPS.get(subject.component.name, ()):
             with np.errstate(all="ignore"):

@@ -5,6 +5,8 @@ must catch.
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -144,6 +146,52 @@ class SelfAttentionGradientViaQueryOnly(TorchAdapter):
         return super().multi_head_attention(query, key, value, params, num_heads, mask, causal)
 
 
+class _GateSavedInHalf(torch.autograd.Function):
+    """tanh or sigmoid whose backward reads its output from a float16 copy: activations kept at half
+    precision for the backward pass (a mixed-precision checkpointing bug), 1 - y^2 from a y with
+    2^-11 relative error."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, kind: str) -> torch.Tensor:
+        y = torch.tanh(x) if kind == "tanh" else torch.sigmoid(x)
+        ctx.kind = kind
+        ctx.save_for_backward(y.half())
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (y,) = ctx.saved_tensors
+        y = y.to(g.dtype)
+        return (g * (1 - y * y) if ctx.kind == "tanh" else g * y * (1 - y)), None
+
+
+class LstmGatesSavedInHalf(TorchAdapter):
+    """An LSTM cell in torch ops (the spec's gate order i, f, g, o) whose gates' backward reads
+    their outputs from float16 copies; ``saved_in_half=False`` is the bug-free twin."""
+
+    def __init__(self, saved_in_half: bool = True):
+        super().__init__("cpu")
+        self.saved_in_half = saved_in_half
+        self.name = "lstm_gates_saved_in_half" if saved_in_half else "lstm_gates_saved_exactly"
+
+    def _gate(self, x: torch.Tensor, kind: str) -> torch.Tensor:
+        if self.saved_in_half:
+            return cast(torch.Tensor, _GateSavedInHalf.apply(x, kind))
+        return torch.tanh(x) if kind == "tanh" else torch.sigmoid(x)
+
+    def recurrent_cell(self, x, state, params, cell="gru"):
+        if cell != "lstm":
+            raise Unsupported("this planted cell is an LSTM only")
+        N = params["w_h"].shape[0]
+        xt, st = self._t(x), self._t(state)
+        w = {k: self._t(v) for k, v in params.items()}
+        g = xt @ w["w_x"] + w["b_x"] + st[:, :N] @ w["w_h"] + w["b_h"]  # (B, 4N): i, f, g, o
+        i, f = self._gate(g[:, :N], "sigmoid"), self._gate(g[:, N : 2 * N], "sigmoid")
+        o = self._gate(g[:, 3 * N :], "sigmoid")
+        c = f * st[:, N:] + i * self._gate(g[:, 2 * N : 3 * N], "tanh")  # (B, N)
+        return self._np(torch.cat([o * self._gate(c, "tanh"), c], dim=1))  # (B, 2N)
+
+
 _CHECKS = {
     "dq_without_scale": ("vjp_matches_finite_differences", "none", "float32"),
     "dk_transposed": ("vjp_matches_finite_differences", "none", "float64"),
@@ -170,4 +218,14 @@ CAUGHT_BY = [
         "self",
         "float32",
     ),
+    (
+        LstmGatesSavedInHalf(),
+        "recurrent_cell",
+        "vjp_matches_finite_differences",
+        "lstm",
+        "float32",
+    ),
 ]
+
+# bug-free twins: the same planted code with its bug off passes where the bug is caught
+TWINS = [(LstmGatesSavedInHalf(saved_in_half=False), *CAUGHT_BY[-1][1:])]

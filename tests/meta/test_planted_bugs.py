@@ -68,9 +68,9 @@ def _target(
 try:
     from tests.meta import planted_backward
 
-    BACKWARD = planted_backward.CAUGHT_BY
+    BACKWARD, BACKWARD_TWINS = planted_backward.CAUGHT_BY, planted_backward.TWINS
 except ImportError:
-    BACKWARD = []
+    BACKWARD, BACKWARD_TWINS = [], []
 
 CAUGHT_BY = (
     planted.CAUGHT_BY
@@ -136,7 +136,7 @@ TWINNED = [
     (m.clean, c)
     for m in (planted_variants, planted_positions, planted_layouts, planted_paged)
     for c in m.CAUGHT_BY
-]
+] + [(twin[0], twin) for twin in BACKWARD_TWINS]
 
 
 @pytest.mark.parametrize(
