@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from adapters import Declared, Deviation, carried_over
+from adapters.grouped_mha import JaxGroupedMHA
 from adapters.jax_seq2seq import SEQ2SEQ_DEVIATIONS, JaxSeq2Seq
 from adapters.jax_variants import JaxPacked, JaxVariants, packed_deviations, variant_deviations
 from spec.core import Unsupported
@@ -335,7 +336,7 @@ def _resident_bytes() -> int:
         return 2**62
 
 
-class JaxAdapter(JaxVariants, JaxPacked, JaxSeq2Seq):
+class JaxAdapter(JaxVariants, JaxPacked, JaxSeq2Seq, JaxGroupedMHA):
     name = "jax"
     # jax.nn.dot_product_attention's implementation: None lets jax choose (XLA on CPU);
     # adapters/kernel_backends.py pins "xla" or "cudnn"
@@ -415,6 +416,9 @@ class JaxAdapter(JaxVariants, JaxPacked, JaxSeq2Seq):
                 ("attention_weights", "weights_are_distributions"),
                 ("scaled_dot_product_attention", "matches_reference"),
                 ("scaled_dot_product_attention", "permutation_equivariant"),
+                ("grouped_multi_head_attention", "matches_reference"),
+                ("grouped_multi_head_attention", "repeated_kv_heads_are_multi_head"),
+                ("grouped_multi_head_attention", "vjp_matches_finite_differences"),
                 ("scaled_dot_product_attention", "context_is_weighted_sum"),
                 ("scaled_dot_product_attention", "vjp_matches_finite_differences"),
             )
@@ -496,6 +500,10 @@ class JaxAdapter(JaxVariants, JaxPacked, JaxSeq2Seq):
         "grouped_query_attention",
         GQA_CHECKS,
         GQA_VARIANTS,
+    )
+    # grouped_multi_head_attention's attention is that call too: its whole-component declarations
+    deviations |= carried_over(
+        deviations, "scaled_dot_product_attention", "grouped_multi_head_attention", {"*"}, set()
     )
 
     def __init__(self, device: str = "cpu"):

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch.nn.attention.bias import causal_lower_right, causal_upper_left
 
 from adapters import Declared, Deviation, carried_over
+from adapters.grouped_mha import TorchGroupedMHA
 from adapters.torch_flex import (
     FLEX_DEVIATIONS,
     FLEX_EXAMPLE_SHARES,
@@ -164,7 +165,7 @@ CE_FLOAT16_SMOOTHING = Deviation(
 )
 
 
-class TorchAdapter(TorchFlex, TorchPacked, TorchPaged, TorchSeq2Seq):
+class TorchAdapter(TorchFlex, TorchPacked, TorchPaged, TorchSeq2Seq, TorchGroupedMHA):
     name = "torch"
     deviations: dict[str, Declared] = {
         "softmax.all_neg_inf_slice_is_zero": Deviation(
@@ -291,6 +292,10 @@ class TorchAdapter(TorchFlex, TorchPacked, TorchPaged, TorchSeq2Seq):
         "grouped_query_attention",
         GQA_CHECKS,
         GQA_VARIANTS,
+    )
+    # grouped_multi_head_attention's attention is that call too: its whole-component declarations
+    deviations |= carried_over(
+        deviations, "scaled_dot_product_attention", "grouped_multi_head_attention", {"*"}, set()
     )
 
     def __init__(self, device: str = "cpu"):

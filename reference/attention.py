@@ -18,7 +18,13 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from reference.checks import check_attention, check_float_array, check_multi_head, is_array
+from reference.checks import (
+    check_attention,
+    check_float_array,
+    check_grouped_multi_head,
+    check_multi_head,
+    is_array,
+)
 from reference.masks import causal_mask
 from reference.numerics import total
 from reference.semantics import convention
@@ -26,6 +32,7 @@ from reference.semantics import convention
 # The components (the numpy adapter re-exports exactly these).
 __all__ = [
     "attention_weights",
+    "grouped_multi_head_attention",
     "grouped_query_attention",
     "multi_head_attention",
     "scaled_dot_product_attention",
@@ -193,6 +200,61 @@ def multi_head_attention(
     v = project(value, "w_v", "b_v", S)  # (B, H, S, K)
     context = scaled_dot_product_attention(q, k, v, mask=mask, causal=causal)  # (B, H, T, K)
     context = context.transpose((0, 2, 1, 3)).reshape(B, T, D)  # (B, T, D): heads concatenated
+    out = _matmul(context, params["w_o"].astype(query.dtype))  # (B, T, D)
+    if params.get("b_o") is not None:
+        out = out + params["b_o"].astype(query.dtype)
+    return out
+
+
+def grouped_multi_head_attention(
+    query: np.ndarray,
+    key: np.ndarray,
+    value: np.ndarray,
+    params: Mapping[str, np.ndarray],
+    num_heads: int,
+    num_kv_heads: int,
+    mask: np.ndarray | None = None,
+    causal: str | None = None,
+) -> np.ndarray:
+    """Multi-head attention with grouped key/value heads (GQA, Ainslie et al. 2023; MQA when Hkv =
+    1, Shazeer 2019), as Llama, Mistral and Gemma project it:
+
+        head_h = Attention(Q W_q^h + b_q^h, K W_k^g + b_k^g, V W_v^g + b_v^g),  g = h // (H / Hkv)
+        GroupedMultiHead(Q, K, V) = Concat(head_1..head_H) W_o + b_o
+
+    query (B, T, D), key and value (B, S, D); W_q (D, H K), W_k (D, Hkv K), W_v (D, Hkv Kv),
+    W_o (H Kv, D), acting on the right; K and Kv are the projections' widths per head, free of D
+    (Gemma's head_dim). Query head h owns columns h K .. (h + 1) K - 1 of W_q and rows
+    h Kv .. (h + 1) Kv - 1 of W_o; key/value head g owns columns g K .. of W_k (g Kv .. of W_v).
+    Biases (the projections' widths) are optional. With Hkv = H and K = Kv = D / H this is
+    multi_head_attention.
+    """
+    K, Kv = check_grouped_multi_head(
+        "grouped_multi_head_attention",
+        query,
+        key,
+        value,
+        params,
+        num_heads,
+        num_kv_heads,
+        mask,
+        causal,
+    )
+    B, T, _ = query.shape
+    S = key.shape[1]
+
+    def project(x: np.ndarray, w: str, b: str, L: int, heads: int, width: int) -> np.ndarray:
+        y = _matmul(x, params[w].astype(x.dtype))  # (B, L, heads width)
+        if params.get(b) is not None:
+            y = y + params[b].astype(x.dtype)
+        return y.reshape(B, L, heads, width).transpose((0, 2, 1, 3))  # (B, heads, L, width)
+
+    H, Hkv = int(num_heads), int(num_kv_heads)
+    q = project(query, "w_q", "b_q", T, H, K)  # (B, H, T, K)
+    k = project(key, "w_k", "b_k", S, Hkv, K)  # (B, Hkv, S, K)
+    v = project(value, "w_v", "b_v", S, Hkv, Kv)  # (B, Hkv, S, Kv)
+    context = grouped_query_attention(q, k, v, mask=mask, causal=causal)  # (B, H, T, Kv)
+    context = context.transpose((0, 2, 1, 3)).reshape(B, T, H * Kv)  # (B, T, H Kv): concatenated
     out = _matmul(context, params["w_o"].astype(query.dtype))  # (B, T, D)
     if params.get("b_o") is not None:
         out = out + params["b_o"].astype(query.dtype)

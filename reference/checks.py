@@ -168,3 +168,76 @@ def check_multi_head(
         )
     check_mask(component, mask, (B, num_heads, T, key.shape[1]))
     check_causal(component, causal)
+
+
+def _positive_int(component: str, name: str, value: Any) -> None:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
+        _fail(component, f"{name} must be a positive int; got {value!r}")
+
+
+def check_grouped_multi_head(
+    component: str,
+    query: np.ndarray,
+    key: np.ndarray,
+    value: np.ndarray,
+    params: Mapping[str, np.ndarray],
+    num_heads: int,
+    num_kv_heads: int,
+    mask: np.ndarray | None,
+    causal: str | None,
+) -> tuple[int, int]:
+    """query (B, T, D), key and value (B, S, D); W_q (D, H K), W_k (D, Hkv K), W_v (D, Hkv Kv),
+    W_o (H Kv, D), biases of the projections' widths or absent; Hkv divides H. Returns (K, Kv)."""
+    check_float_array(component, "query", query, 3, "(B, T, D)")
+    check_float_array(component, "key", key, 3, "(B, S, D)")
+    check_float_array(component, "value", value, 3, "(B, S, D)")
+    B, T, D = query.shape
+    if key.shape[0] != B or key.shape[2] != D:
+        _fail(component, f"key must be (B, S, D)=({B}, S, {D}) to match query; got {key.shape}")
+    if value.shape != key.shape:
+        _fail(component, f"value must be (B, S, D)={key.shape} like key; got {value.shape}")
+    _positive_int(component, "num_heads", num_heads)
+    _positive_int(component, "num_kv_heads", num_kv_heads)
+    H, Hkv = int(num_heads), int(num_kv_heads)
+    if H % Hkv:
+        _fail(component, f"num_kv_heads must divide num_heads; got H={H}, Hkv={Hkv}")
+    unknown = set(params) - set(MHA_WEIGHTS) - set(MHA_BIASES)
+    if unknown:
+        _fail(
+            component,
+            f"params has unknown keys {sorted(unknown)}; expected {MHA_WEIGHTS + MHA_BIASES}",
+        )
+    widths = {}
+    for name, heads, what in (("w_q", H, "H K"), ("w_k", Hkv, "Hkv K"), ("w_v", Hkv, "Hkv Kv")):
+        w = params.get(name)
+        shape = getattr(w, "shape", None)
+        if shape is None or len(shape) != 2 or shape[0] != D or shape[1] % heads or not shape[1]:
+            _fail(
+                component,
+                f"params[{name!r}] must be (D, {what}) with D={D} and {what.split()[0]}={heads}; "
+                f"got {shape if shape is not None else w}",
+            )
+        widths[name] = shape[1] // heads
+    K, Kv = widths["w_q"], widths["w_v"]
+    if widths["w_k"] != K:
+        _fail(
+            component,
+            f"params['w_k'] must be (D, Hkv K)=({D}, {Hkv * K}) to match W_q's K={K}; got "
+            f"{params['w_k'].shape}",
+        )
+    w_o = params.get("w_o")
+    if getattr(w_o, "shape", None) != (H * Kv, D):
+        _fail(
+            component,
+            f"params['w_o'] must be (H Kv, D)=({H * Kv}, {D}); got {getattr(w_o, 'shape', w_o)}",
+        )
+    for name, width in (("b_q", H * K), ("b_k", Hkv * K), ("b_v", Hkv * Kv), ("b_o", D)):
+        b = params.get(name)
+        if b is not None and getattr(b, "shape", None) != (width,):
+            _fail(
+                component,
+                f"params[{name!r}] must be ({width},) or absent; got {getattr(b, 'shape', b)}",
+            )
+    check_mask(component, mask, (B, H, T, key.shape[1]))
+    check_causal(component, causal)
+    return K, Kv

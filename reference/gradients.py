@@ -21,7 +21,7 @@ from reference.attention import (
     _allowed,
     _matmul,
     attention_weights,
-    scaled_dot_product_attention,
+    grouped_query_attention,
     softmax,
 )
 from reference.seq2seq import additive_attention_weights
@@ -127,24 +127,41 @@ def multi_head_attention_vjp(
     causal: str | None = None,
 ) -> Grads:
     """MultiHead = Concat(heads) W_o + b_o, heads = SDPA(query W_q + b_q, key W_k + b_k, value W_v +
-    b_v): the output projection's VJP, then SDPA's (both forms, the larger magnitude), then the
-    input projections'. Gradients for query, key, value and W_q, W_k, W_v, W_o, one per use: for
-    self-attention (one array passed three times) the gradient of that array is their sum
-    (spec/gradients.py, alias_paths)."""
-    dt, H = query.dtype, num_heads
+    b_v): the output projection's VJP, then SDPA's, then the input projections'. Gradients for
+    query, key, value and W_q, W_k, W_v, W_o, one per use: for self-attention (one array passed
+    three times) the gradient of that array is their sum (spec/gradients.py, alias_paths)."""
+    return grouped_multi_head_attention_vjp(
+        query, key, value, params, num_heads, num_heads, cotangent, mask, causal
+    )
+
+
+def grouped_multi_head_attention_vjp(
+    query: np.ndarray,
+    key: np.ndarray,
+    value: np.ndarray,
+    params: Mapping[str, np.ndarray],
+    num_heads: int,
+    num_kv_heads: int,
+    cotangent: np.ndarray,
+    mask: np.ndarray | None = None,
+    causal: str | None = None,
+) -> Grads:
+    """multi_head_attention_vjp with Hkv key/value heads: grouped_query_attention_vjp between the
+    projections' VJPs (Hkv = H is multi-head attention's)."""
+    dt, H, Hkv = query.dtype, num_heads, num_kv_heads
     w = {n: params[n].astype(dt) for n in ("w_q", "w_k", "w_v", "w_o")}
     proj = {}
-    for name, x in (("q", query), ("k", key), ("v", value)):
+    for name, x, heads in (("q", query, H), ("k", key, Hkv), ("v", value, Hkv)):
         y = _matmul(x, w[f"w_{name}"])
         proj[name] = _heads(
-            y if params.get(f"b_{name}") is None else (y + params[f"b_{name}"].astype(dt)), H
-        )  # (B, H, L, K)
+            y if params.get(f"b_{name}") is None else (y + params[f"b_{name}"].astype(dt)), heads
+        )  # (B, heads, L, width)
     context = _merge(
-        scaled_dot_product_attention(proj["q"], proj["k"], proj["v"], mask=mask, causal=causal)
-    )  # (B, T, D)
+        grouped_query_attention(proj["q"], proj["k"], proj["v"], mask=mask, causal=causal)
+    )  # (B, T, H Kv)
     c = cotangent.astype(dt)
-    dctx = _heads(_matmul(c, w["w_o"].T), H)  # (B, H, T, K)
-    g, m = scaled_dot_product_attention_vjp(
+    dctx = _heads(_matmul(c, w["w_o"].T), H)  # (B, H, T, Kv)
+    g, m = grouped_query_attention_vjp(
         proj["q"], proj["k"], proj["v"], dctx, mask=mask, causal=causal
     )
     grads: dict[str, Any] = {
@@ -152,7 +169,7 @@ def multi_head_attention_vjp(
     }
     mags: dict[str, Any] = {"params.w_o": (np.swapaxes(_abs(context), -1, -2) @ _abs(c)).sum(0)}
     for name, x, xname in (("q", query, "query"), ("k", key, "key"), ("v", value, "value")):
-        dy, my = _merge(g[name]), _merge(m[name])  # (B, L, D)
+        dy, my = _merge(g[name]), _merge(m[name])  # (B, L, heads width)
         grads[xname], mags[xname] = _matmul(dy, w[f"w_{name}"].T), my @ _abs(w[f"w_{name}"]).T
         grads[f"params.w_{name}"] = _matmul(np.swapaxes(x, -1, -2), dy).sum(0).astype(dt)
         mags[f"params.w_{name}"] = (np.swapaxes(_abs(x), -1, -2) @ my).sum(0)
@@ -226,5 +243,6 @@ VJPS = {
         partial(grouped_query_attention_vjp, algorithm="flash"),
     ),
     "multi_head_attention": (multi_head_attention_vjp,),
+    "grouped_multi_head_attention": (grouped_multi_head_attention_vjp,),
     "additive_attention_weights": (additive_attention_weights_vjp,),
 }

@@ -126,6 +126,39 @@ gqa_accepts_v_heads = SimpleNamespace(
     name="gqa_accepts_v_heads", grouped_query_attention=_gqa_repeats_v_by_its_heads
 )
 
+
+def _gmha(bug: str):
+    """grouped_multi_head_attention with one bug: ``interleaved`` (query head h reads key/value head
+    h % Hkv), ``width_from_D`` (head width D / H, as if H K were always D: Gemma's head_dim breaks
+    it), ``floors_groups`` (Hkv not dividing H accepted: groups of H // Hkv, the last heads cut)."""
+
+    def forward(query, key, value, params, num_heads, num_kv_heads, mask=None, causal=None):
+        B, T, D = query.shape
+        S, H, Hkv = key.shape[1], num_heads, num_kv_heads
+
+        def project(x, w, b, L, heads, width=None):
+            y = x @ params[w] + (params[b] if b in params else 0)  # (B, L, heads width)
+            return y.reshape(B, L, heads, width or -1).transpose(0, 2, 1, 3)  # (B, heads, L, .)
+
+        q = project(query, "w_q", "b_q", T, H, D // H if bug == "width_from_D" else None)
+        k = project(key, "w_k", "b_k", S, Hkv)  # (B, Hkv, S, K)
+        v = project(value, "w_v", "b_v", S, Hkv)  # (B, Hkv, S, Kv)
+        if bug == "interleaved":
+            context = _gqa_interleaved(q, k, v, mask, None, causal)
+        else:
+            G = max(H // Hkv, 1)
+            kf, vf = np.repeat(k, G, axis=1)[:, :H], np.repeat(v, G, axis=1)[:, :H]  # (B, H, S, .)
+            context = R.scaled_dot_product_attention(q, kf, vf, mask, None, causal)
+        out = context.transpose(0, 2, 1, 3).reshape(B, T, -1) @ params["w_o"]  # (B, T, D)
+        return out + params["b_o"] if "b_o" in params else out
+
+    return SimpleNamespace(name=f"gmha_{bug}", grouped_multi_head_attention=forward)
+
+
+gmha_interleaved, gmha_width_from_D, gmha_floors_groups = (
+    _gmha(b) for b in ("interleaved", "width_from_D", "floors_groups")
+)
+
 # (adapter, component, property or "refuses[bad input]", variant, dtype name): where each bug must
 # be caught
 CAUGHT_BY = [
@@ -154,6 +187,22 @@ CAUGHT_BY = [
     (mha_heads_interleaved, "multi_head_attention", "matches_reference", "cross", "float32"),
     (gqa_interleaved, "grouped_query_attention", "matches_reference", "none", "float32"),
     (gqa_interleaved, "grouped_query_attention", "kv_head_feeds_its_group", "none", "float32"),
+    (gmha_interleaved, "grouped_multi_head_attention", "matches_reference", "self", "float32"),
+    (
+        gmha_interleaved,
+        "grouped_multi_head_attention",
+        "repeated_kv_heads_are_multi_head",
+        "cross+padding",
+        "float32",
+    ),
+    (gmha_width_from_D, "grouped_multi_head_attention", "matches_reference", "cross", "float32"),
+    (
+        gmha_floors_groups,
+        "grouped_multi_head_attention",
+        "refuses[kv_heads_do_not_divide_heads]",
+        None,
+        "float32",
+    ),
     (
         gqa_accepts_v_heads,
         "grouped_query_attention",
