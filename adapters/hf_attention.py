@@ -81,6 +81,7 @@ FAMILIES: dict[str, tuple[str, str, str, str, frozenset[str]]] = {
 
 COMPONENTS = (
     "multi_head_attention",
+    "grouped_multi_head_attention",
     "scaled_dot_product_attention",
     "grouped_query_attention",
     "variant_attention",
@@ -170,7 +171,7 @@ def _deviations(family: str, implementation: str) -> dict[str, Any]:
         found += [(f"{c}.*@float64", FLOAT32_SOFTMAX) for c in COMPONENTS]
     if implementation == "sdpa":
         found += [(f"{c}.*", SDPA_SCALE) for c in COMPONENTS]
-        found += [(f"{c}.refuses[kv_length_mismatch]", SDPA_LONG_V) for c in COMPONENTS[1:]]
+        found += [(f"{c}.refuses[kv_length_mismatch]", SDPA_LONG_V) for c in COMPONENTS[2:]]
         if family == "gemma2":
             found.append(("variant_attention.*", SDPA_SOFTCAP))
     if "window" in offers:
@@ -181,7 +182,7 @@ def _deviations(family: str, implementation: str) -> dict[str, Any]:
             (f"variant_attention.refuses[{b}]", UNCHECKED)
             for b in ("zero_softcap", "negative_softcap", "nan_softcap")
         ]
-    found += [(f"{c}.refuses[nan_scale]", UNCHECKED) for c in COMPONENTS[1:]]
+    found += [(f"{c}.refuses[nan_scale]", UNCHECKED) for c in COMPONENTS[2:]]
     out: dict[str, Any] = {}
     for key, why in found:  # several on one key: the tuple form (any trigger covers)
         if key in out:
@@ -229,28 +230,46 @@ class HFAttention(ThroughVariants):
     # --- the components -------------------------------------------------------------------
 
     def multi_head_attention(self, query, key, value, params, num_heads, mask=None, causal=None):
+        D = query.shape[-1]
+        return self._projected(
+            query, key, value, params, num_heads, num_heads, D // num_heads, mask, causal
+        )
+
+    def grouped_multi_head_attention(
+        self, query, key, value, params, num_heads, num_kv_heads, mask=None, causal=None
+    ):
+        # the family's own grouping: num_key_value_heads in the config, k_proj/v_proj of Hkv heads
+        K = params["w_q"].shape[1] // num_heads
+        if params["w_v"].shape[1] != params["w_k"].shape[1]:
+            raise Unsupported("HF's value heads are head_dim wide, as its key heads (Kv = K)")
+        return self._projected(query, key, value, params, num_heads, num_kv_heads, K, mask, causal)
+
+    def _projected(self, query, key, value, params, H, Hkv, K, mask, causal):
+        """The layer with the spec's weights in q/k/v/o_proj (nn.Linear holds W^T)."""
         if key is not query or value is not query:
             raise Unsupported("HF's decoder attention is self-attention: key and value are query")
         B, T, D = query.shape
-        K = D // num_heads
         if K % 2:
             raise Unsupported("HF's decoders rotate q and k in every layer: head_dim must be even")
         bias = any(np.any(params.get(f"b_{n}", 0) != 0) for n in "qkvo")
-        config = self._config(D, num_heads, num_heads, K, None, None, None)
+        config = self._config(D, H, Hkv, K, None, None, None)
         if bias and hasattr(config, "attention_bias"):
             config.attention_bias = True
         layer = self._layer(config, query.dtype)
         weights = {}
         for n in "qkvo":
             linear = getattr(layer, f"{n}_proj")
-            weights[f"{n}_proj.weight"] = self._t(params[f"w_{n}"]).T  # (D_out, D_in)
+            weights[f"{n}_proj.weight"] = self._t(params[f"w_{n}"]).T  # (out, in)
             b = params.get(f"b_{n}")
             if linear.bias is not None:
-                weights[f"{n}_proj.bias"] = self._t(np.zeros(D, query.dtype) if b is None else b)
+                width = linear.weight.shape[0]
+                weights[f"{n}_proj.bias"] = self._t(
+                    np.zeros(width, query.dtype) if b is None else b
+                )
             elif b is not None and np.any(b != 0):
                 raise Unsupported(f"{self.family}'s {n}_proj has no bias")
         if "sinks" in self.offers:  # gpt-oss's parameter (H,): -inf joins no denominator
-            weights["sinks"] = self._t(np.full(num_heads, -np.inf, query.dtype))
+            weights["sinks"] = self._t(np.full(H, -np.inf, query.dtype))
         x = self._t(query)  # (B, T, D)
         out = self._run(layer, config, weights, x, None, T, mask, causal is not None, T, D)
         return self._np(out)  # (B, T, D)
