@@ -26,7 +26,7 @@ from spec.attention import logit_magnitude
 from spec.core import BadInput, Component, Gradient, Subject, prop
 from spec.domains import Arg, region
 from spec.dtypes import DType
-from spec.multi_head import MHA_ARGS, Attending, _variants
+from spec.multi_head import _KEY_BIAS, MHA_ARGS, Attending, _variants
 from spec.strategies import AttentionShape, Masking, arrays, masks, seeds
 
 
@@ -61,6 +61,7 @@ GMHA_VARIANTS = _variants(
     "memory+padding",
     "cross+bool",
     "cross+additive",
+    "cross+causal_top_left",
     "cross+causal_bottom_right",
     "self+bool+causal_top_left",
 )
@@ -188,7 +189,12 @@ GMHA_ARGS = (
         ),
         entries=tuple(Arg(w, _W) for w in ("w_q", "w_k", "w_v", "w_o"))
         + tuple(
-            Arg(b, "float array of its projection's width, or absent (0)", default=None)
+            Arg(
+                b,
+                "float array of its projection's width, or absent (0)",
+                default=None,
+                invisible=_KEY_BIAS if b == "b_k" else {},
+            )
             for b in ("b_q", "b_k", "b_v", "b_o")
         ),
     ),

@@ -187,7 +187,9 @@ def test_saturated_gates_same_precision_term_covers_the_output_form(cell) -> Non
     assert np.all(from_output == 0), from_output
     assert np.abs(wide).max() > 0 and np.allclose(from_input, wide.astype(np.float64), rtol=1e-4)
 
-    class Subject:  # SamePrecision.of reads only the component's name and reference
+    class Subject:  # SamePrecision.of reads only the component's name and reference, the dtype
+        dtype = FLOAT32
+
         class component:
             name, reference = "recurrent_cell", staticmethod(R.recurrent_cell)
 
