@@ -26,8 +26,8 @@ from spec.attention import logit_magnitude
 from spec.core import BadInput, Component, Gradient, Subject, prop
 from spec.domains import Arg, region
 from spec.dtypes import DType
-from spec.multi_head import _KEY_BIAS, MHA_ARGS, Attending, _variants
-from spec.strategies import AttentionShape, Masking, arrays, masks, seeds
+from spec.multi_head import _KEY_BIAS, MHA_ARGS, Attending, _variants, draw_attending
+from spec.strategies import AttentionShape, Masking, masks, seeds
 
 
 class GmhaShape(NamedTuple):
@@ -106,14 +106,7 @@ def draw_gmha(
         if (v.kind != "self" or b.T == b.S) and fits(b) and (_square(b) or not square)
     ]
     s: GmhaShape = data.draw(st.sampled_from(buckets), label="shape")
-    query = data.draw(arrays((s.B, s.T, s.D), dtype, allow_large=False), label="query")
-    if v.kind == "self":
-        key = value = query  # the same array object: libraries take their self-attention path
-    elif v.kind == "memory":
-        key = value = data.draw(arrays((s.B, s.S, s.D), dtype, allow_large=False), label="memory")
-    else:
-        key = data.draw(arrays((s.B, s.S, s.D), dtype, allow_large=False), label="key")
-        value = data.draw(arrays((s.B, s.S, s.D), dtype, allow_large=False), label="value")
+    query, key, value = draw_attending(data, dtype, v.kind, s.B, s.T, s.S, s.D)
     shape = AttentionShape(s.B, s.H, s.T, s.S, s.K, s.Kv)
     m = data.draw(masks(shape, v.masking, dtype), label="mask")
     return dict(

@@ -111,6 +111,21 @@ def mha_error_scale(inputs: Mapping[str, Any]) -> float:
     return (1.0 + L) * float(np.abs(v).max()) * float(w_o.sum(0).max()) + proj + bias("b_o")
 
 
+def draw_attending(
+    data: st.DataObject, dtype: DType, kind: str, B: int, T: int, S: int, D: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """query (B, T, D), key and value (B, S, D) as the kind passes them: self (one array object,
+    so libraries take their self-attention path), memory (key is value) or cross (three)."""
+    query = data.draw(arrays((B, T, D), dtype, allow_large=False), label="query")
+    if kind == "self":
+        return query, query, query
+    if kind == "memory":
+        memory = data.draw(arrays((B, S, D), dtype, allow_large=False), label="memory")
+        return query, memory, memory
+    key = data.draw(arrays((B, S, D), dtype, allow_large=False), label="key")
+    return query, key, data.draw(arrays((B, S, D), dtype, allow_large=False), label="value")
+
+
 def draw_mha(data: st.DataObject, dtype: DType, variant: Attending | str | None) -> dict[str, Any]:
     """Kwargs for multi_head_attention under one variant."""
     v = Attending.parse(variant)
@@ -121,14 +136,7 @@ def draw_mha(data: st.DataObject, dtype: DType, variant: Attending | str | None)
     buckets = [b for b in MHA_BUCKETS if (v.kind != "self" or b.T == b.S) and fits(b)]
     s: MhaShape = data.draw(st.sampled_from(buckets), label="shape")
     heads = 1 if v.single_head else s.H
-    query = data.draw(arrays((s.B, s.T, s.D), dtype, allow_large=False), label="query")
-    if v.kind == "self":
-        key = value = query  # the same array object: libraries take their self-attention path
-    elif v.kind == "memory":
-        key = value = data.draw(arrays((s.B, s.S, s.D), dtype, allow_large=False), label="memory")
-    else:
-        key = data.draw(arrays((s.B, s.S, s.D), dtype, allow_large=False), label="key")
-        value = data.draw(arrays((s.B, s.S, s.D), dtype, allow_large=False), label="value")
+    query, key, value = draw_attending(data, dtype, v.kind, s.B, s.T, s.S, s.D)
     shape = AttentionShape(s.B, heads, s.T, s.S, s.D // heads, s.D // heads)
     m = data.draw(masks(shape, v.masking, dtype), label="mask")
     params = data.draw(mha_params(s.D, dtype), label="params")
