@@ -123,6 +123,21 @@ MHA_WEIGHTS = ("w_q", "w_k", "w_v", "w_o")
 MHA_BIASES = ("b_q", "b_k", "b_v", "b_o")
 
 
+def _check_qkv(
+    component: str, query: np.ndarray, key: np.ndarray, value: np.ndarray
+) -> tuple[int, int, int]:
+    """query (B, T, D), key and value (B, S, D) of one shape; returns (B, T, D)."""
+    check_float_array(component, "query", query, 3, "(B, T, D)")
+    check_float_array(component, "key", key, 3, "(B, S, D)")
+    check_float_array(component, "value", value, 3, "(B, S, D)")
+    B, T, D = query.shape
+    if key.shape[0] != B or key.shape[2] != D:
+        _fail(component, f"key must be (B, S, D)=({B}, S, {D}) to match query; got {key.shape}")
+    if value.shape != key.shape:
+        _fail(component, f"value must be (B, S, D)={key.shape} like key; got {value.shape}")
+    return B, T, D
+
+
 def check_multi_head(
     component: str,
     query: np.ndarray,
@@ -134,14 +149,7 @@ def check_multi_head(
     causal: str | None,
 ) -> None:
     """query (B, T, D), key and value (B, S, D); W_* (D, D), b_* (D,) or absent; D % H == 0."""
-    check_float_array(component, "query", query, 3, "(B, T, D)")
-    check_float_array(component, "key", key, 3, "(B, S, D)")
-    check_float_array(component, "value", value, 3, "(B, S, D)")
-    B, T, D = query.shape
-    if key.shape[0] != B or key.shape[2] != D:
-        _fail(component, f"key must be (B, S, D)=({B}, S, {D}) to match query; got {key.shape}")
-    if value.shape != key.shape:
-        _fail(component, f"value must be (B, S, D)={key.shape} like key; got {value.shape}")
+    B, T, D = _check_qkv(component, query, key, value)
     if not isinstance(num_heads, (int, np.integer)) or num_heads < 1:
         _fail(component, f"num_heads must be a positive int; got {num_heads!r}")
     if D % num_heads:
@@ -188,14 +196,7 @@ def check_grouped_multi_head(
 ) -> tuple[int, int]:
     """query (B, T, D), key and value (B, S, D); W_q (D, H K), W_k (D, Hkv K), W_v (D, Hkv Kv),
     W_o (H Kv, D), biases of the projections' widths or absent; Hkv divides H. Returns (K, Kv)."""
-    check_float_array(component, "query", query, 3, "(B, T, D)")
-    check_float_array(component, "key", key, 3, "(B, S, D)")
-    check_float_array(component, "value", value, 3, "(B, S, D)")
-    B, T, D = query.shape
-    if key.shape[0] != B or key.shape[2] != D:
-        _fail(component, f"key must be (B, S, D)=({B}, S, {D}) to match query; got {key.shape}")
-    if value.shape != key.shape:
-        _fail(component, f"value must be (B, S, D)={key.shape} like key; got {value.shape}")
+    B, T, D = _check_qkv(component, query, key, value)
     _positive_int(component, "num_heads", num_heads)
     _positive_int(component, "num_kv_heads", num_kv_heads)
     H, Hkv = int(num_heads), int(num_kv_heads)
