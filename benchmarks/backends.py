@@ -5,13 +5,16 @@ A backend maps the spec's canonical inputs onto the library once, outside the ti
 transposes, device placement, jit), and returns a Prepared: ``call()`` runs the library's kernel
 once, ``sync(out)`` waits for it (CUDA and XLA launch asynchronously), ``to_numpy(out)`` brings the
 output back in the spec's layout for the spot check against the oracle. Nothing here re-implements a
-kernel. torch SDPA is timed with each backend it has (``torch.nn.attention.sdpa_kernel``); jax's
-``dot_product_attention`` with each ``implementation``. Libraries import lazily: a machine without
+kernel. torch SDPA is timed with each backend it has (``torch.nn.attention.sdpa_kernel``), and
+compiled flex_attention; jax's ``dot_product_attention`` with each ``implementation``. The attention
+variants go to the backends that express them (``Backend.variants``): grouped heads and windows to
+all, the soft-cap to numpy and flex_attention only. Libraries import lazily: a machine without
 jax still runs the torch and numpy benchmarks.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -22,6 +25,7 @@ import numpy as np
 
 import reference
 from benchmarks.cases import ATTENTION, Case
+from reference.variants import window_allowed
 
 
 class Unavailable(Exception):
@@ -54,6 +58,8 @@ class Backend:
     components: tuple[str, ...]
     devices: tuple[str, ...]
     prepare: Callable[[Case, dict[str, Any]], Prepared]
+    # the attention variants (Case.variants) it can express: "gqa", "window", "softcap"
+    variants: frozenset[str] = frozenset()
 
 
 # --- numpy: the reference itself (CPU only) ------------------------------------------------------
@@ -62,6 +68,8 @@ def _numpy(case: Case, inputs: dict[str, Any]) -> Prepared:
     kwargs = dict(inputs)
     if case.component == ATTENTION and case.causal:
         kwargs["causal"] = "top_left"
+    if case.variants:
+        fn, kwargs = reference.variant_attention, {**inputs, **case.reference_args()}
     return Prepared(lambda: fn(**kwargs), lambda out: out, np.asarray, "numpy")
 
 
@@ -103,10 +111,16 @@ def _torch(case: Case, inputs: dict[str, Any], sdpa_backend: str | None = None) 
 
     dev = case.device
     t = {k: _torch_tensor(v, dev) if isinstance(v, np.ndarray) else v for k, v in inputs.items()}
+    call: Callable[[], Any]
     if case.component == ATTENTION:
-        causal = case.causal
+        kw: dict[str, Any] = {"is_causal": case.causal, "enable_gqa": case.kv_heads is not None}
+        if case.window is not None:  # SDPA has no window: the spec's mask, as users pass it
+            T, S = case.size["T"], case.size["S"]
+            allowed = window_allowed(T, S, (case.window, 0), "top_left")  # (T, S) bool
+            kw["attn_mask"], kw["is_causal"] = torch.from_numpy(allowed).to(dev), False
+        sdpa = partial(F.scaled_dot_product_attention, t["q"], t["k"], t["v"], **kw)
         if sdpa_backend is None:
-            call = lambda: F.scaled_dot_product_attention(t["q"], t["k"], t["v"], is_causal=causal)
+            call = sdpa
         else:
             from torch.nn.attention import SDPBackend, sdpa_kernel
 
@@ -114,7 +128,7 @@ def _torch(case: Case, inputs: dict[str, Any], sdpa_backend: str | None = None) 
 
             def call() -> Any:
                 with sdpa_kernel(chosen):  # only this backend may run: no silent fallback to math
-                    return F.scaled_dot_product_attention(t["q"], t["k"], t["v"], is_causal=causal)
+                    return sdpa()
 
     elif case.component == "softmax":
         call = lambda: torch.softmax(t["x"], dim=-1)
@@ -131,6 +145,43 @@ def _torch(case: Case, inputs: dict[str, Any], sdpa_backend: str | None = None) 
         call = lambda: dst.copy_(t["x"])
     else:
         raise Unavailable(f"torch: no benchmark of {case.component}")
+    return Prepared(call, torch_sync(dev), _torch_numpy, "torch")
+
+
+def _torch_flex(case: Case, inputs: dict[str, Any]) -> Prepared:
+    """torch.nn.attention.flex_attention, compiled (eagerly it materialises the scores): the window
+    and causality as a block mask (the blocks no query sees are skipped), the soft-cap as a
+    score_mod, grouped heads with enable_gqa."""
+    import torch
+    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+
+    dev = case.device
+    q, k, v = (_torch_tensor(inputs[n], dev) for n in ("q", "k", "v"))
+    T, S = case.size["T"], case.size["S"]
+    causal, window, cap = case.causal, case.window, case.softcap
+
+    def mask_mod(b: Any, h: Any, q_idx: Any, kv_idx: Any) -> Any:
+        keep = kv_idx >= 0
+        if causal:
+            keep = keep & (kv_idx <= q_idx)
+        if window is not None:
+            keep = keep & (kv_idx >= q_idx - window) & (kv_idx <= q_idx)
+        return keep
+
+    def score_mod(score: Any, b: Any, h: Any, q_idx: Any, kv_idx: Any) -> Any:
+        return score if cap is None else cap * torch.tanh(score / cap)
+
+    with warnings.catch_warnings():  # torch's compiler warns of its own deprecated internals
+        warnings.simplefilter("ignore", DeprecationWarning)
+        block_mask = create_block_mask(mask_mod, None, None, T, S, device=dev)
+        flex = torch.compile(flex_attention, dynamic=False)
+
+    def call() -> Any:
+        with warnings.catch_warnings():  # its first call compiles
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return flex(q, k, v, score_mod=score_mod, block_mask=block_mask, enable_gqa=gqa)
+
+    gqa = case.kv_heads is not None
     return Prepared(call, torch_sync(dev), _torch_numpy, "torch")
 
 
@@ -151,10 +202,15 @@ def _jax(case: Case, inputs: dict[str, Any], implementation: str | None = None) 
     sync = jax.block_until_ready
     if case.component == ATTENTION:
         # jax's layout is (B, L, H, K): transposed once here, outside the timed call
+        # grouped heads natively (k, v with fewer heads); the window as its local_window_size
         q, k, v = (put(np.ascontiguousarray(np.swapaxes(inputs[n], 1, 2))) for n in ("q", "k", "v"))
+        window = None if case.window is None else (case.window, 0)
         fn = jax.jit(
             partial(
-                jax.nn.dot_product_attention, is_causal=case.causal, implementation=implementation
+                jax.nn.dot_product_attention,
+                is_causal=case.causal,
+                implementation=implementation,
+                local_window_size=window,
             )
         )
         to_numpy = lambda out: np.swapaxes(np.asarray(out), 1, 2)  # (B, H, T, K)
@@ -190,9 +246,11 @@ def _jax(case: Case, inputs: dict[str, Any], implementation: str | None = None) 
 
 
 _ROW_WISE = ("softmax", "layer_norm", "sinusoidal_positional_encoding")
+_ALL = frozenset({"gqa", "window", "softcap"})
+_NO_CAP = frozenset({"gqa", "window"})  # SDPA and jax's dot_product_attention have no soft-cap
 BACKENDS: tuple[Backend, ...] = (
-    Backend("numpy", "numpy", (ATTENTION, *_ROW_WISE), ("cpu",), _numpy),
-    Backend("torch", "torch", (ATTENTION, *_ROW_WISE), ("cpu", "cuda"), _torch),
+    Backend("numpy", "numpy", (ATTENTION, *_ROW_WISE), ("cpu",), _numpy, _ALL),
+    Backend("torch", "torch", (ATTENTION, *_ROW_WISE), ("cpu", "cuda"), _torch, _NO_CAP),
     *(
         Backend(
             f"torch-sdpa-{b.lower().removesuffix('_attention')}",
@@ -200,13 +258,20 @@ BACKENDS: tuple[Backend, ...] = (
             (ATTENTION,),
             ("cpu", "cuda"),
             partial(_torch, sdpa_backend=b),
+            _NO_CAP,
         )
         for b in ("MATH", "FLASH_ATTENTION", "EFFICIENT_ATTENTION", "CUDNN_ATTENTION")
     ),
-    Backend("jax", "jax", (ATTENTION, *_ROW_WISE), ("cpu", "cuda"), _jax),
+    Backend("torch-flex", "torch", (ATTENTION,), ("cpu", "cuda"), _torch_flex, _ALL),
+    Backend("jax", "jax", (ATTENTION, *_ROW_WISE), ("cpu", "cuda"), _jax, _NO_CAP),
     *(
         Backend(
-            f"jax-dpa-{i}", "jax", (ATTENTION,), ("cpu", "cuda"), partial(_jax, implementation=i)
+            f"jax-dpa-{i}",
+            "jax",
+            (ATTENTION,),
+            ("cpu", "cuda"),
+            partial(_jax, implementation=i),
+            _NO_CAP,
         )
         for i in ("xla", "cudnn")
     ),
@@ -219,6 +284,12 @@ PEAK_BACKENDS: tuple[Backend, ...] = (
 
 
 def for_case(case: Case) -> list[Backend]:
-    """The backends that implement this case's component on its device."""
+    """The backends that implement this case's component, with its variants, on its device."""
     pool = PEAK_BACKENDS if case.component in ("matmul", "copy") else BACKENDS
-    return [b for b in pool if case.component in b.components and case.device in b.devices]
+    return [
+        b
+        for b in pool
+        if case.component in b.components
+        and case.device in b.devices
+        and case.variants <= b.variants
+    ]

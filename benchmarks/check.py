@@ -4,7 +4,9 @@ A fast wrong kernel is no result. Attention is checked on its whole output for b
 head 0 (every query against every key, the causal mask's every row) against the streaming float64
 oracle, under the kernel-scale policy (spec/kernel_scale.py: 4x the reference's own rounding at that
 length, plus the output's rounding); float64 and the row-wise components on a slice the plain oracle
-affords (Case.spot_check), under the conformance suite's policy.
+affords (Case.spot_check), under the conformance suite's policy; so are the attention variants
+(grouped heads, windows, soft-caps: the first and last queries of batch 0, query head 0, which reads
+key/value head 0, against variant_attention).
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ def spot_check(case: Case, inputs: dict[str, Any], got: np.ndarray) -> Compariso
     if case.component not in COMPONENTS:
         return None
     component, dtype = COMPONENTS[case.component], BY_NAME[case.dtype]
-    if case.component == ATTENTION and dtype.name != "float64":
+    if case.variants:  # grouped heads, a window, a soft-cap: the spec's variant_attention
+        component = COMPONENTS["variant_attention"]
+    elif case.component == ATTENTION and dtype.name != "float64":
         return _whole_head(case, inputs, got, dtype)
     sub, got_sub = case.spot_check(inputs, got)
     expected = np.asarray(oracle(component.reference, sub, dtype))

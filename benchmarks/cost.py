@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class Cost:
@@ -22,22 +24,39 @@ class Cost:
 def attended_pairs(T: int, S: int, causal: bool) -> int:
     """How many (query, key) pairs a query attends: T S, or under top-left causality sum_i min(i +
     1, S)."""
-    if not causal:
-        return T * S
-    full = max(T - S, 0)  # rows i >= S - 1 see all S keys
-    tri = T - full  # rows 0..tri-1 see i + 1 keys
-    return tri * (tri + 1) // 2 + full * S
+    return visible_pairs(T, S, causal)
+
+
+def visible_pairs(T: int, S: int, causal: bool, window: int | None = None) -> int:
+    """How many (query, key) pairs are visible: query i (top-left aligned) sees keys j with j <= i
+    when causal and i - window <= j <= i under a sliding window (left = window, right = 0, the
+    spec's ``window=(window, 0)``). The count a kernel that skips invisible blocks does work for."""
+    i = np.arange(T)
+    lo = np.zeros(T, dtype=np.int64) if window is None else np.maximum(i - window, 0)
+    hi = np.minimum(i, S - 1) if causal or window is not None else np.full(T, S - 1)
+    return int(np.maximum(hi - lo + 1, 0).sum())
 
 
 def scaled_dot_product_attention(
-    B: int, H: int, T: int, S: int, K: int, itemsize: int, causal: bool
+    B: int,
+    H: int,
+    T: int,
+    S: int,
+    K: int,
+    itemsize: int,
+    causal: bool,
+    kv_heads: int | None = None,
+    window: int | None = None,
 ) -> Cost:
-    """softmax(Q K^T / sqrt(K)) V: 2 K FLOPs per pair for Q K^T and 2 K for P V, so 4 B H T S K
-    (FlashAttention's count; the softmax's exp and sums are not counted). Causal: only the attended
-    pairs, about half. Bytes: q, k, v read and the output written once, B H (2 T + 2 S) K items."""
+    """softmax(Q K^T / sqrt(K)) V: 2 K FLOPs per visible pair for Q K^T and 2 K for P V, so 4 B H T
+    S K (FlashAttention's count; the softmax's exp and sums, and a soft-cap's tanh, are not
+    counted), H the query heads. Causal or windowed: only the visible pairs. Bytes: q and the output
+    (H heads) read and written once, k and v (kv_heads, fewer under grouped-query attention) read
+    once: B (2 T H + 2 S Hkv) K items."""
+    Hkv = H if kv_heads is None else kv_heads
     return Cost(
-        4.0 * B * H * K * attended_pairs(T, S, causal),
-        float(B * H * (2 * T + 2 * S) * K * itemsize),
+        4.0 * B * H * K * visible_pairs(T, S, causal, window),
+        float(B * (2 * T * H + 2 * S * Hkv) * K * itemsize),
         "compute",
     )
 

@@ -111,7 +111,7 @@ def _fmt(x: float | None, spec: str = ".3g") -> str:
 def _group_key(r: Row) -> tuple:
     d = r.dims
     return (
-        (r.device, r.dtype, d.get("K"), r.causal)
+        (r.device, r.dtype, d.get("K"), r.causal, r.info.get("variant", ""))
         if r.component == "scaled_dot_product_attention"
         else (r.device, r.dtype, r.component)
     )
@@ -129,7 +129,7 @@ def _per_sequence(r: Row) -> float:
 
 
 def tables(rows: list[Row], peaks: dict[tuple[str, str], float]) -> list[str]:
-    """One table per attention (device, dtype, K, causal) and per memory-bound (device,
+    """One table per attention (device, dtype, K, causal, variant) and per memory-bound (device,
     component)."""
     out: list[str] = []
     groups: dict[tuple, list[Row]] = defaultdict(list)
@@ -141,6 +141,7 @@ def tables(rows: list[Row], peaks: dict[tuple[str, str], float]) -> list[str]:
         unit = "TFLOP/s" if members[0].bound == "compute" else "GB/s"
         title = (
             f"attention, {key[0]}, {key[1]}, K = {key[2]}, {'causal' if key[3] else 'not causal'}"
+            + (f", {key[4]}" if key[4] else "")
             if members[0].component == "scaled_dot_product_attention"
             else f"{key[2]}, {key[0]}, {key[1]}"
         )
@@ -288,7 +289,9 @@ def plots(rows: list[Row], out: Path) -> list[Path]:
     memory = [r for r in rows if r.info.get("bound") == "memory" and r.component != "copy"]
     panels: dict[tuple, dict[tuple, list[Row]]] = defaultdict(lambda: defaultdict(list))
     for r in attention:
-        panels[("attention", r.device, r.dtype)][(r.dims["K"], r.causal)].append(r)
+        panels[("attention", r.device, r.dtype)][
+            (r.dims["K"], r.causal, r.info.get("variant", ""))
+        ].append(r)
     for r in memory:
         panels[("memory", r.device, r.dtype)][(r.component, None)].append(r)
     for (kind, device, dtype), subs in sorted(panels.items()):
@@ -308,7 +311,7 @@ def plots(rows: list[Row], out: Path) -> list[Path]:
 
 def _panel(ax: Any, members: list[Row], what: str, peaks: dict, key: tuple, kind: str) -> None:
     for backend in sorted({r.backend for r in members}):
-        pts = sorted((_length(r), r) for r in members if r.backend == backend)
+        pts = sorted(((_length(r), r) for r in members if r.backend == backend), key=lambda p: p[0])
         xs = [p[0] for p in pts]
         if what == "throughput":
             ax.plot(xs, [p[1].throughput for p in pts], "o-", label=backend)
@@ -338,7 +341,7 @@ def _panel(ax: Any, members: list[Row], what: str, peaks: dict, key: tuple, kind
     )
     ax.set_xlabel("sequence length T = S" if kind == "attention" else "rows")
     ax.set_title(
-        f"K = {key[0]}, {'causal' if key[1] else 'not causal'}"
+        f"K = {key[0]}, {'causal' if key[1] else 'not causal'}" + (f", {key[2]}" if key[2] else "")
         if kind == "attention"
         else str(key[0])
     )

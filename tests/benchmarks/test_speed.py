@@ -88,6 +88,7 @@ def test_speed(benchmark, case: Case, backend: Backend) -> None:
         dtype=case.dtype,
         dims=case.size,
         causal=case.causal,
+        variant=case.variant,  # "gqa4", "window256", "softcap50"; "" for plain attention
         flops=cost.flops,
         bytes=cost.bytes,
         bound=cost.bound,

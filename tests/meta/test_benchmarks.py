@@ -52,6 +52,8 @@ def test_sweeps_cover_what_the_issue_asks() -> None:
     assert {c.size["K"] for c in gpu} == {64, 128} and {c.causal for c in gpu} == {False, True}
     assert {c.dtype for c in gpu} == {"bfloat16", "float16"}
     assert all(c.device == "cpu" for c in cpu_sweep())
+    for sweep in (cpu_sweep(), gpu_sweep()):  # issue 16: GQA, windowed and soft-capped points
+        assert {"gqa", "window", "softcap"} <= {v for c in sweep for v in c.variants}
 
 
 def _tiny(component: str, causal: bool = False) -> Case:
@@ -65,12 +67,40 @@ def _tiny(component: str, causal: bool = False) -> Case:
     return Case(component, "cpu", "float32", dims, causal)
 
 
+# The variants at a tiny size: 4 query heads over 2 key/value heads, a window of 5 keys back, a cap
+# of 2 (scores of this size reach it, so a kernel that ignores it is caught)
+_TINY_VARIANTS = {
+    "gqa": {"kv_heads": 2},
+    "window": {"window": 5},
+    "softcap": {"softcap": 2.0},
+    "gqa+window+softcap": {"kv_heads": 2, "window": 5, "softcap": 2.0},
+}
+
+
+def _tiny_variant(name: str, causal: bool = True) -> Case:
+    dims = (("B", 2), ("H", 4), ("T", 24), ("S", 24), ("K", 8))
+    return Case(ATTENTION, "cpu", "float32", dims, causal, **_TINY_VARIANTS[name])  # type: ignore[arg-type]
+
+
+# Backends that compile each case (torch.compile: ~8 s cold on this CPU) get one case, the one with
+# every variant they express.
+_COMPILING = {"torch-flex"}
 _CPU_POINTS = [
-    pytest.param(b, _tiny(c, causal), id=f"{b.name}-{c}{'-causal' if causal else ''}")
-    for b in BACKENDS
-    if "cpu" in b.devices
-    for c in b.components
-    for causal in ((False, True) if c == ATTENTION else (False,))
+    *(
+        pytest.param(b, _tiny(c, causal), id=f"{b.name}-{c}{'-causal' if causal else ''}")
+        for b in BACKENDS
+        if "cpu" in b.devices and b.name not in _COMPILING
+        for c in b.components
+        for causal in ((False, True) if c == ATTENTION else (False,))
+    ),
+    *(
+        pytest.param(b, _tiny_variant(v), id=f"{b.name}-{ATTENTION}-causal-{v}")
+        for b in BACKENDS
+        if "cpu" in b.devices and ATTENTION in b.components
+        for v in _TINY_VARIANTS
+        if _tiny_variant(v).variants <= b.variants
+        and (b.name not in _COMPILING or _tiny_variant(v).variants == b.variants)
+    ),
 ]
 
 
@@ -104,6 +134,40 @@ def test_spot_check_refuses_a_wrong_kernel() -> None:
     assert comparison is not None and not comparison.ok, (
         f"the planted scale bug passed: {comparison}"
     )
+
+
+@pytest.mark.parametrize("variant", ["window", "softcap", "gqa"])
+def test_spot_check_refuses_a_kernel_without_the_variant(variant: str) -> None:
+    """A kernel that ignores the window or the cap (plain causal attention), or maps the query heads
+    to key/value heads interleaved (h % Hkv instead of h // G), is caught."""
+    import reference
+
+    case = _tiny_variant(variant)
+    inputs = case.inputs()
+    q, k, v = inputs["q"], inputs["k"], inputs["v"]
+    if variant == "gqa":
+        G = case.size["H"] // case.kv_heads
+        k, v = np.tile(k, (1, G, 1, 1)), np.tile(v, (1, G, 1, 1))  # head h reads h % Hkv
+    wrong = reference.scaled_dot_product_attention(q, k, v, causal="top_left")
+    if variant == "gqa":  # the interleaving changes every head but 0, which the check reads
+        wrong = wrong[:, ::-1]
+    comparison = spot_check(case, inputs, np.ascontiguousarray(wrong))
+    assert comparison is not None and not comparison.ok, (
+        f"the planted {variant} bug passed: {comparison}"
+    )
+
+
+def test_visible_pairs_count_the_window_and_causal_masks() -> None:
+    """The FLOP model's pair count under a window is the number of True entries of the spec's
+    window mask (with the causal mask)."""
+    from reference.variants import window_allowed
+
+    for T, S, window in [(24, 24, 5), (7, 3, 1), (3, 7, 10), (16, 16, 0), (1, 1, 3)]:
+        mask = window_allowed(T, S, (window, 0), "top_left") & causal_mask(T, S, "top_left")
+        assert cost.visible_pairs(T, S, True, window) == int(mask.sum()), (T, S, window)
+    full = cost.scaled_dot_product_attention(1, 8, 16, 16, 4, 2, False, kv_heads=2)
+    assert full.flops == 4 * 8 * 16 * 16 * 4, "FLOPs are counted by query heads"
+    assert full.bytes == (2 * 16 * 8 + 2 * 16 * 2) * 4 * 2, "k and v are read with Hkv heads"
 
 
 def test_plan_rounds_fits_the_budget_within_its_limits() -> None:
