@@ -52,8 +52,8 @@ class Case:
     @property
     def variants(self) -> frozenset[str]:
         """Which of "gqa", "window", "softcap" this point uses (empty: plain attention)."""
-        on = {"gqa": self.kv_heads is not None, "window": self.window is not None}
-        return frozenset(k for k, v in {**on, "softcap": self.softcap is not None}.items() if v)
+        on = {"gqa": self.kv_heads, "window": self.window, "softcap": self.softcap}
+        return frozenset(name for name, value in on.items() if value is not None)
 
     @property
     def variant(self) -> str:
