@@ -176,12 +176,13 @@ def _torch_flex(case: Case, inputs: dict[str, Any]) -> Prepared:
         block_mask = create_block_mask(mask_mod, None, None, T, S, device=dev)
         flex = torch.compile(flex_attention, dynamic=False)
 
+    gqa = case.kv_heads is not None
+
     def call() -> Any:
         with warnings.catch_warnings():  # its first call compiles
             warnings.simplefilter("ignore", DeprecationWarning)
             return flex(q, k, v, score_mod=score_mod, block_mask=block_mask, enable_gqa=gqa)
 
-    gqa = case.kv_heads is not None
     return Prepared(call, torch_sync(dev), _torch_numpy, "torch")
 
 

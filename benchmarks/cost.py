@@ -21,12 +21,6 @@ class Cost:
     bound: str
 
 
-def attended_pairs(T: int, S: int, causal: bool) -> int:
-    """How many (query, key) pairs a query attends: T S, or under top-left causality sum_i min(i +
-    1, S)."""
-    return visible_pairs(T, S, causal)
-
-
 def visible_pairs(T: int, S: int, causal: bool, window: int | None = None) -> int:
     """How many (query, key) pairs are visible: query i (top-left aligned) sees keys j with j <= i
     when causal and i - window <= j <= i under a sliding window (left = window, right = 0, the

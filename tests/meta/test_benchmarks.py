@@ -26,11 +26,11 @@ from reference.masks import causal_mask
 
 
 @given(T=st.integers(1, 40), S=st.integers(1, 40), causal=st.booleans())
-def test_attended_pairs_counts_the_causal_mask(T: int, S: int, causal: bool) -> None:
+def test_visible_pairs_count_the_causal_mask(T: int, S: int, causal: bool) -> None:
     """The FLOP model's pair count is the number of True entries of the spec's top-left causal
     mask."""
     expected = int(causal_mask(T, S, "top_left").sum()) if causal else T * S
-    assert cost.attended_pairs(T, S, causal) == expected, f"T={T}, S={S}, causal={causal}"
+    assert cost.visible_pairs(T, S, causal) == expected, f"T={T}, S={S}, causal={causal}"
 
 
 def test_attention_flops_is_four_bhtsk_and_causal_about_half() -> None:
