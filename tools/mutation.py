@@ -26,6 +26,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import tomllib
 from collections import Counter
 from pathlib import Path
 
@@ -95,9 +96,28 @@ def run(patterns: list[str], adapters: list[str]) -> float:
     start = time.monotonic()
     generate()
     mark.write_text(chosen)
+    skipped = ROOT / "mutants" / "skipped.txt"
+    if not skipped.exists():
+        baseline(env, skipped)
+    env |= dict(TCS_MUTATION_SKIPPED=str(skipped))
     command = [*MUTMUT, "run", "--max-children", "1", *patterns]
     subprocess.run(command, cwd=ROOT, env=env, check=False)
     return time.monotonic() - start
+
+
+def baseline(env: dict[str, str], skipped: Path) -> None:
+    """One run of the unmutated adapters, without --require-support: the tests it skips (nothing
+    it could express) are exempt from --require-support in the mutant runs."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mutmut"]
+    args = [*pyproject["pytest_add_cli_args"], *pyproject["pytest_add_cli_args_test_selection"]]
+    addopts = env["PYTEST_ADDOPTS"].replace("--require-support", "")
+    out = skipped.with_suffix(".partial")
+    out.unlink(missing_ok=True)
+    out.touch()
+    run_env = dict(env, PYTEST_ADDOPTS=addopts, TCS_MUTATION_SKIPPED_OUT=str(out))
+    subprocess.run([sys.executable, "-m", "pytest", "-q", *args], cwd=ROOT, env=run_env)
+    out.rename(skipped)
+    print(f"baseline: {len(skipped.read_text().split())} tests skipped by the unmutated adapters")
 
 
 def diff(name: str) -> str:
