@@ -40,6 +40,7 @@ def pytest_runtest_call(item: pytest.Item):  # type: ignore[no-untyped-def]
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if _SKIPPED_OUT and report.when == "call" and report.skipped and not hasattr(report, "wasxfail"):
+    skipped = report.when == "call" and report.skipped and not hasattr(report, "wasxfail")
+    if _SKIPPED_OUT and skipped:
         with open(_SKIPPED_OUT, "a") as out:
             out.write(report.nodeid + "\n")
