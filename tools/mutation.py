@@ -102,9 +102,63 @@ def run(patterns: list[str], adapters: list[str]) -> float:
     if not skipped.exists():
         baseline(env, skipped)
     env |= dict(TCS_MUTATION_SKIPPED=str(skipped))
-    command = [*MUTMUT, "run", "--max-children", "1", *patterns]
-    subprocess.run(command, cwd=ROOT, env=env, check=False)
+    if "jax" in adapters:
+        isolated(patterns, env)
+    else:
+        command = [*MUTMUT, "run", "--max-children", "1", *patterns]
+        subprocess.run(command, cwd=ROOT, env=env, check=False)
     return time.monotonic() - start
+
+
+def isolated(patterns: list[str], env: dict[str, str]) -> None:
+    """Each mutant in a pytest of its own (mutmut's trampolines pick it from $MUTANT_UNDER_TEST),
+    on the tests mutmut's stats say execute its function, with -x. mutmut's own runners fork from
+    a process that has run jax, and XLA's threads do not survive os.fork(): under both its "fork"
+    and "forkserver" isolation every jax mutant's child hung until the timeout (measured)."""
+    stats_file = ROOT / "mutants" / "mutmut-stats.json"
+    if not stats_file.exists():  # mutmut's stats phase alone: it runs the suite in-process
+        subprocess.run([*MUTMUT, "run", "--max-children", "1", "-"], cwd=ROOT, env=env)
+    stats = json.loads(stats_file.read_text())
+    tests_by, durations = stats["tests_by_mangled_function_name"], stats["duration_by_test"]
+    args = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mutmut"]
+    pytest_args = [*args["pytest_add_cli_args"], "-x", "-q", "-p", "no:randomly"]
+    for path in FILES:
+        meta_file = ROOT / "mutants" / (path + ".meta")
+        if not meta_file.exists():
+            continue
+        meta = json.loads(meta_file.read_text())
+        names = [
+            n
+            for n in sorted(meta["exit_code_by_key"])
+            if any(fnmatch.fnmatch(n, p) for p in patterns)
+        ]
+        for i, name in enumerate(names):
+            tests = sorted(tests_by.get(name.partition("__mutmut_")[0], ()))
+            began = time.monotonic()
+            if not tests:
+                code = 33
+            else:
+                # the stats' time for these tests, and a fresh process's imports and compilations
+                limit = 120 + 10 * sum(durations.get(test, 1.0) for test in tests)
+                try:
+                    code = subprocess.run(
+                        [sys.executable, "-m", "pytest", *pytest_args, *tests],
+                        cwd=ROOT / "mutants",
+                        env=dict(env, MUTANT_UNDER_TEST=name),
+                        timeout=limit,
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    ).returncode
+                except subprocess.TimeoutExpired:
+                    code = 36
+            meta["exit_code_by_key"][name] = code
+            meta["durations_by_key"][name] = time.monotonic() - began
+            meta_file.write_text(json.dumps(meta, indent=4))
+            status = STATUS.get(code, "suspicious")
+            print(
+                f"[{i + 1}/{len(names)}] {name}: {status} ({time.monotonic() - began:.0f} s)",
+                flush=True,
+            )
 
 
 def baseline(env: dict[str, str], skipped: Path) -> None:
