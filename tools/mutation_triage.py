@@ -196,3 +196,41 @@ SEQ2SEQ = {
 
 TRIAGE: dict[str, str] = {f"adapters.torch_adapter.{k}": v for k, v in TORCH.items()}
 TRIAGE |= {f"adapters.torch_seq2seq.{k}": v for k, v in SEQ2SEQ.items()}
+
+CACHE_ONLY = (
+    "equivalent for the results: the persistent compilation cache's slot (which directory, whether "
+    "there is one, how its lock is taken) changes what a run costs, never what jax computes. "
+    "(timeout=None would wait for a slot another process holds: not reached while slot 0 is free.)"
+)
+FEATURES_UNUSED = (
+    "equivalent: a flax cell's `features` (N) is read only to create parameters and initial "
+    "carries; apply() with the spec's parameters and carry never reads it."
+)
+DEFAULT_AXIS = "equivalent: jax.nn.softmax's default axis is -1, the axis passed."
+JAX_SEQ2SEQ = {
+    "x__cell_module__mutmut_6": (
+        "equivalent: without dtype=, a flax recurrent cell computes in the dtype its inputs and "
+        "parameters promote to, and both are already the component's dtype (param_dtype stays)."
+    ),
+    "x__multiplicative__mutmut_24": MESSAGE,
+    "x__multiplicative__mutmut_42": DEFAULT_AXIS,
+    "xǁJaxSeq2Seqǁ_decode__mutmut_4": FEATURES_UNUSED,
+    "xǁJaxSeq2Seqǁ_decode__mutmut_12": FEATURES_UNUSED,
+    "xǁJaxSeq2Seqǁ_decode__mutmut_58": (
+        "equivalent: jnp.full infers the dtype from bos (a Python int: int64 under x64), and the "
+        "tokens are only used as embedding indices."
+    ),
+}
+JAX: dict[str, str] = {
+    "x__claim_slot__mutmut_4": CACHE_ONLY,
+    "x__claim_slot__mutmut_21": CACHE_ONLY,
+    "x__broadcasts__mutmut_2": (
+        "equivalent: a 4-D mask with size-1 axes is then passed to jax as it is, not broadcast to "
+        "(B, H, T, S) first; jax broadcasts it itself, to the same result. The full layout only "
+        "keeps jax to one compiled program per shape (a cost, not a result)."
+    ),
+}
+FLAX: dict[str, str] = {}
+TRIAGE |= {f"adapters.jax_seq2seq.{k}": v for k, v in JAX_SEQ2SEQ.items()}
+TRIAGE |= {f"adapters.jax_adapter.{k}": v for k, v in JAX.items()}
+TRIAGE |= {f"adapters.flax_stacks.{k}": v for k, v in FLAX.items()}
