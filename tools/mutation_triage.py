@@ -212,6 +212,11 @@ HOUSEKEEPING = (
     "memory level at which jit caches are released) changes what a run costs, never what jax "
     "computes."
 )
+PARAM_DTYPE = (
+    "equivalent: flax reads param_dtype only when it creates parameters (init); the adapter hands "
+    "flax the spec's weights, already in the component's dtype, and dtype= (kept) sets the "
+    "computation's dtype."
+)
 DEFAULT_AXIS = "equivalent: jax.nn.softmax's default axis is -1, the axis passed."
 JAX_SEQ2SEQ = {
     "x__cell_module__mutmut_6": (
@@ -236,6 +241,20 @@ JAX: dict[str, str] = {
         "equivalent: ndarray.astype(None) is astype(float64), the dtype it replaced."
     ),
     "x__mean_dominates__mutmut_*": WIDER_DEVIATION,
+    "x__stack_empty_row__mutmut_9": (
+        "equivalent: changes only the text of a declared deviation (its reason, shown in reports)."
+    ),
+    "x__stack_empty_row__mutmut_17": (
+        "gap, not closed: this narrows the stacks' empty-row deviation to nothing, so a flax stack "
+        "example with a query row that sees no key (an item of key-padding length 0) would fail. "
+        "The stacks draw such an item by chance only (their mask argument's region 'an item of "
+        "length 0'), and the mutation run's 3 examples a test drew none; a variant that draws a "
+        "length-0 item on purpose would close it (as for torch's _smoothing_sum_overflows_30)."
+    ),
+    "xǁJaxAdapterǁ__init____mutmut_4": (
+        "equivalent on this run: jax.devices(None) is the default backend, the CPU on a CPU-only "
+        "machine; a --device cuda run would tell them apart."
+    ),
     "x__broadcasts__mutmut_2": (
         "equivalent: a 4-D mask with size-1 axes is then passed to jax as it is, not broadcast to "
         "(B, H, T, S) first; jax broadcasts it itself, to the same result. The full layout only "
@@ -243,6 +262,9 @@ JAX: dict[str, str] = {
     ),
 }
 FLAX: dict[str, str] = {
+    "xǁLayerǁ_attention__mutmut_10": PARAM_DTYPE,
+    "xǁLayerǁ_ffn__mutmut_16": PARAM_DTYPE,
+    "xǁLayerǁ_residual__mutmut_4": PARAM_DTYPE,
     "x__final_norm__mutmut_10": (
         "gap, not closed: the stack's final LayerNorm then uses flax's default fast variance "
         "(E[x^2] - E[x]^2), which cancels on rows whose |mean| dominates their spread, and no "
