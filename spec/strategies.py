@@ -261,8 +261,11 @@ def _keep_one_per_row(allowed: np.ndarray, rng: np.random.Generator) -> np.ndarr
 
 
 @st.composite
-def masks(draw: Any, s: AttentionShape, variant: Masking | str, dtype: DType) -> MaskDraw:
-    """Return a strategy for a mask of the given variant for attention of shape s."""
+def masks(
+    draw: Any, s: AttentionShape, variant: Masking | str, dtype: DType, soft: bool = True
+) -> MaskDraw:
+    """Return a strategy for a mask of the given variant for attention of shape s (soft: additive
+    masks may use the most negative finite value, HuggingFace's fill, as well as -inf)."""
     v = Masking.parse(variant)
     rng = np.random.default_rng(draw(seeds(), label="mask_seed"))
     full = (s.B, s.H, s.T, s.S)
@@ -282,8 +285,9 @@ def masks(draw: Any, s: AttentionShape, variant: Masking | str, dtype: DType) ->
             # additive: 0, a finite bias (N(0, 1), or the most negative finite value, HuggingFace's
             # "soft" fill) where allowed, -inf where not
             bias = np.where(rng.random(shape) < 0.5, 0.0, rng.standard_normal(shape))
-            soft = draw(st.booleans(), label="finfo_min_bias")
-            bias = np.where(soft & (rng.random(shape) < 0.3), dtype.min, bias)
+            if soft:
+                fill = draw(st.booleans(), label="finfo_min_bias")
+                bias = np.where(fill & (rng.random(shape) < 0.3), dtype.min, bias)
             mask = np.where(allowed, bias, -np.inf).astype(dtype.np_dtype)
     elif v.mask == "padding":
         lengths = rng.integers(0 if v.empty else 1, s.S + 1, s.B)

@@ -58,7 +58,7 @@ class Variant:
     sinks: bool = False
     causal: bool = False
     align: str = "bottom_right"
-    mask: str = "none"  # "none", "bool" or "padding"
+    mask: str = "none"  # "none", "bool", "additive" or "padding"
     empty: bool = False
 
     def __str__(self) -> str:
@@ -81,10 +81,10 @@ class Variant:
         align = "top_left" if text.endswith("_top_left") else "bottom_right"
         parts = set(text.removesuffix("_top_left").split("+")) - {"plain"}
         flags = {"softcap", "window", "alibi", "sinks", "causal"}
-        unknown = parts - flags - {"bool", "padding", "empty_rows"}
+        unknown = parts - flags - {"bool", "additive", "padding", "empty_rows"}
         if unknown:
             raise ValueError(f"unknown variant parts {sorted(unknown)} in {text!r}")
-        mask = "bool" if "bool" in parts else "padding" if "padding" in parts else "none"
+        mask = next((m for m in ("bool", "additive", "padding") if m in parts), "none")
         return cls(
             **{f: f in parts for f in flags}, align=align, mask=mask, empty="empty_rows" in parts
         )
@@ -99,6 +99,11 @@ VARIANTS = (
     Variant(softcap=True, mask="bool"),
     Variant(alibi=True, mask="padding"),
     Variant(alibi=True, causal=True, align="top_left"),
+    # an additive mask with the bias a variant adds itself: the adapter has to sum the two (a
+    # mutant of jax's adapter that subtracted ALiBi from the mask survived without it, `make
+    # mutation`), after the cap (reference/variants.py's order)
+    Variant(alibi=True, mask="additive"),
+    Variant(softcap=True, mask="additive", causal=True),
     Variant(sinks=True, window=True, causal=True),  # gpt-oss's sliding layers
     Variant(softcap=True, window=True, alibi=True, sinks=True, mask="padding"),
 )
@@ -130,12 +135,21 @@ def draw_variant(data: st.DataObject, dtype: DType, variant: Variant | None) -> 
     B, Hq, T, _ = q.shape
     S = x.k.shape[2]
     shape = x.shape._replace(H=Hq)
-    m = data.draw(masks(shape, Masking(v.mask, empty=v.empty and v.mask == "padding"), dtype))
+    # no finfo.min fill in an additive mask here: a row whose visible keys all carry it has a
+    # log-sum-exp near finfo.min, which flex's exp2 (x log2 e) and a float16 sum with ALiBi take
+    # past the range to -inf; that fill's conventions are scaled_dot_product_attention's tests
+    masking = Masking(v.mask, empty=v.empty and v.mask == "padding")
+    m = data.draw(masks(shape, masking, dtype, soft=False))
     mask = m.mask
     off = S - T if v.align == "bottom_right" else 0
     diagonal = np.arange(S)[None, :] == np.arange(T)[:, None] + off  # (T, S)
     if mask is not None and not v.empty:  # keep the diagonal key: the row stays non-empty
-        mask = np.broadcast_to(mask, (B, Hq, T, S)) | diagonal  # (B, Hq, T, S)
+        mask = np.broadcast_to(mask, (B, Hq, T, S))  # (B, Hq, T, S)
+        if mask.dtype == np.bool_:
+            mask = mask | diagonal
+        else:  # an additive mask: a hidden (-inf) diagonal key gets bias 0
+            mask = np.where(diagonal & np.isneginf(mask.astype(np.float64)), 0, mask)
+            mask = mask.astype(dtype.np_dtype)
     inputs: dict[str, Any] = {"q": q, "k": x.k, "v": x.v, "mask": mask, "scale": x.scale}
     inputs["causal"] = v.align if v.causal else None
     inputs["align"] = v.align
@@ -237,6 +251,7 @@ MASK_ARG = Arg(
     regions=(
         region("None", lambda v, i: v is None),
         region("bool", lambda v, i: v is not None and v.dtype == np.bool_),
+        region("additive float", lambda v, i: v is not None and v.dtype != np.bool_),
         region("a row that sees no key", lambda v, i: not _visible_rows(i).all()),
     ),
 )

@@ -251,6 +251,43 @@ JAX: dict[str, str] = {
         "length 0'), and the mutation run's 3 examples a test drew none; a variant that draws a "
         "length-0 item on purpose would close it (as for torch's _smoothing_sum_overflows_30)."
     ),
+    "xǁJaxAdapterǁ_attend__mutmut_22": (
+        "equivalent: the scale then reaches jax as a float64 array, and jax.nn.dot_product_"
+        "attention casts it to the logits' dtype itself (jnp.array(scale, dtype=logits.dtype), "
+        "jax 0.10.2)."
+    ),
+    "xǁJaxAdapterǁ_attend__mutmut_59": (
+        "gap, closed: an additive mask together with the bias a variant adds (ALiBi) was never "
+        "drawn (variant_attention's variants had bool and padding masks only, though its mask "
+        "domain allows additive ones), so subtracting ALiBi from the mask went unseen. "
+        "spec/variants.py now draws alibi+additive and softcap+additive+causal."
+    ),
+    "xǁJaxAdapterǁ_attend__mutmut_68": (
+        "equivalent for the suite: every attention call then runs eagerly (the path kept for the "
+        "float16 signatures XLA on CPU cannot compile) instead of under jit: the same library ops "
+        "one by one, whose results stay within the bounds; it costs compilations, not results."
+    ),
+    "xǁJaxAdapterǁtied_output_logits__mutmut_5": PARAM_DTYPE,
+    "xǁJaxAdapterǁtoken_embedding__mutmut_5": PARAM_DTYPE,
+    "xǁJaxAdapterǁvjp__mutmut_14": STRICT_ZIP,
+    "xǁJaxAdapterǁvjp__mutmut_23": STRICT_ZIP,
+    "xǁJaxAdapterǁvjp__mutmut_32": (
+        "equivalent: changes only the reason text of an Unsupported (a component whose input does "
+        "not reach its output), which no conformant run raises."
+    ),
+    "xǁJaxAdapterǁvjp__mutmut_41": (
+        "equivalent on this run: jax.device_put(a, None) puts a on the default device, the CPU on "
+        "a CPU-only machine; a --device cuda run would tell them apart."
+    ),
+    "xǁJaxAdapterǁlayer_norm__mutmut_14": (
+        "equivalent: without dtype=, flax's LayerNorm returns the dtype its input and parameters "
+        "promote to, both already x's dtype (its statistics are computed in at least float32 "
+        "either way)."
+    ),
+    "xǁJaxAdapterǁposition_wise_ffn__mutmut_67": CAST,
+    "xǁJaxAdapterǁposition_wise_ffn__mutmut_9": (
+        "equivalent: jax.nn.gelu tests `if approximate:`, and None is falsy: the exact (erf) GELU."
+    ),
     "xǁJaxAdapterǁ__init____mutmut_4": (
         "equivalent on this run: jax.devices(None) is the default backend, the CPU on a CPU-only "
         "machine; a --device cuda run would tell them apart."
