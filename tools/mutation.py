@@ -29,6 +29,7 @@ import time
 import tomllib
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 FILES = [
@@ -110,18 +111,29 @@ def run(patterns: list[str], adapters: list[str]) -> float:
     return time.monotonic() - start
 
 
+def _mutmut_config() -> dict[str, Any]:
+    """pyproject.toml's [tool.mutmut]: the pytest arguments every mutant run uses."""
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mutmut"]
+
+
 def isolated(patterns: list[str], env: dict[str, str]) -> None:
     """Each mutant in a pytest of its own (mutmut's trampolines pick it from $MUTANT_UNDER_TEST),
     on the tests mutmut's stats say execute its function, with -x. mutmut's own runners fork from
     a process that has run jax, and XLA's threads do not survive os.fork(): under both its "fork"
     and "forkserver" isolation every jax mutant's child hung until the timeout (measured)."""
     stats_file = ROOT / "mutants" / "mutmut-stats.json"
-    if not stats_file.exists():  # mutmut's stats phase alone: it runs the suite in-process
-        subprocess.run([*MUTMUT, "run", "--max-children", "1", "-"], cwd=ROOT, env=env)
+    if not stats_file.exists():  # mutmut's stats phase alone, as `mutmut run` begins
+        code = (
+            "from mutmut.__main__ import collect_or_load_stats, get_mutant_runner, "
+            "set_mutant_under_test, setup_source_paths, store_lines_covered_by_tests\n"
+            "set_mutant_under_test('mutant_generation')\n"
+            "setup_source_paths(); store_lines_covered_by_tests()\n"
+            "collect_or_load_stats(get_mutant_runner(1), apply_config_invalidation=True)\n"
+        )
+        subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True)
     stats = json.loads(stats_file.read_text())
     tests_by, durations = stats["tests_by_mangled_function_name"], stats["duration_by_test"]
-    args = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mutmut"]
-    pytest_args = [*args["pytest_add_cli_args"], "-x", "-q", "-p", "no:randomly"]
+    pytest_args = [*_mutmut_config()["pytest_add_cli_args"], "-x", "-q"]
     for path in FILES:
         meta_file = ROOT / "mutants" / (path + ".meta")
         if not meta_file.exists():
@@ -164,8 +176,8 @@ def isolated(patterns: list[str], env: dict[str, str]) -> None:
 def baseline(env: dict[str, str], skipped: Path) -> None:
     """One run of the unmutated adapters, without --require-support: the tests it skips (nothing
     it could express) are exempt from --require-support in the mutant runs."""
-    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mutmut"]
-    args = [*pyproject["pytest_add_cli_args"], *pyproject["pytest_add_cli_args_test_selection"]]
+    config = _mutmut_config()
+    args = [*config["pytest_add_cli_args"], *config["pytest_add_cli_args_test_selection"]]
     addopts = env["PYTEST_ADDOPTS"].replace("--require-support", "")
     out = skipped.with_suffix(".partial")
     out.unlink(missing_ok=True)
