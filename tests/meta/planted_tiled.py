@@ -35,6 +35,7 @@ import numpy as np
 
 from reference.checks import check_attention
 from reference.masks import causal_mask
+from reference.streaming import streaming_attention
 
 BLOCK_T, BLOCK_S = 32, 64
 
@@ -128,3 +129,57 @@ BUGS = (
     "bf16_accumulation",
 )
 PLANTED = {bug: _kernel(f"tiled_{bug}", bug) for bug in BUGS}
+
+
+# Split-KV (flash-decoding): the keys in splits of SPLIT, each split's partial state (context,
+# log-sum-exp) merged by their log-sum-exps, and the sinks added to the merged denominator. A
+# correct kernel adds each head's sink once; the bug adds it in every split, as a kernel that
+# treats a split like a whole row does. With one split (S <= SPLIT: every length the default run
+# draws) the two agree.
+SPLIT = 1024
+
+
+def split_kv_attention(q, k, v, mask=None, scale=None, causal=None, *, bug=None, **variants):
+    """variant_attention over key splits of SPLIT, in float32 for the low dtypes (streaming oracle
+    per split, masked to it so positions stay global), merged by log-sum-exp."""
+    S = k.shape[2]
+    sinks = variants.pop("sinks", None)
+    wide = q.dtype if q.dtype == np.float64 else np.dtype(np.float32)
+    q32, k32, v32 = (a.astype(wide) for a in (q, k, v))
+    user = None if mask is None else np.broadcast_to(mask, (*q.shape[:3], S))
+    states = []
+    for s0 in range(0, S, SPLIT):
+        inside = (np.arange(S) >= s0) & (np.arange(S) < s0 + SPLIT)  # (S,)
+        split = inside if user is None or user.dtype != np.bool_ else user & inside
+        if user is not None and user.dtype != np.bool_:  # an additive mask: -inf outside
+            split = np.where(inside, user, -np.inf).astype(user.dtype)
+        context, _, lse = streaming_attention(q32, k32, v32, split, scale, causal, **variants)
+        states.append((context, lse))
+    lse_all = np.stack([lse for _, lse in states])  # (n, B, H, T)
+    top = lse_all.max(0)  # (B, H, T)
+    top = np.where(np.isfinite(top), top, 0)
+    if sinks is not None:
+        sink = sinks.astype(wide)[None, :, None]  # (1, H, 1)
+        top = np.maximum(top, sink)
+    weights = np.exp(lse_all - top)  # (n, B, H, T)
+    denominator = weights.sum(0)
+    if sinks is not None:
+        times = len(states) if bug == "sink_in_every_split" else 1
+        denominator = denominator + times * np.exp(sink - top)
+    acc = sum(w[..., None] * c for w, (c, _) in zip(weights, states, strict=True))
+    out = np.where(denominator[..., None] > 0, acc / denominator[..., None], 0)
+    return out.astype(q.dtype)
+
+
+def _split_kernel(name: str, bug: str | None) -> SimpleNamespace:
+    return SimpleNamespace(
+        name=name,
+        variant_attention=lambda q, k, v, mask=None, scale=None, causal=None, **kw: (
+            split_kv_attention(q, k, v, mask, scale, causal, bug=bug, **kw)
+        ),
+    )
+
+
+correct_split_kv = _split_kernel("split_kv", None)
+SPLIT_BUGS = ("sink_in_every_split",)
+PLANTED_SPLIT = {bug: _split_kernel(f"split_kv_{bug}", bug) for bug in SPLIT_BUGS}

@@ -12,7 +12,7 @@ from reference import scaled_dot_product_attention
 from reference.streaming import rounded_attention
 from spec.core import ConformanceError, Property
 from spec.dtypes import BFLOAT16, FLOAT16, FLOAT32
-from spec.kernel_scale import Scale, matches_streaming_oracle
+from spec.kernel_scale import Scale, matches_streaming_oracle, variant_matches_streaming_oracle
 from spec.registry import COMPONENTS
 from tests.meta import planted_tiled
 from transformer_conformance import runner
@@ -35,7 +35,7 @@ def test_rounded_attention_is_the_plain_reference_in_the_dtype(dtype, causal, pa
     )
     mask = (np.arange(1025) < np.array([[700], [1025]]))[:, None, None, :] if padded else None
     plain = scaled_dot_product_attention(q, k, v, mask=mask, causal=causal).astype(np.float64)
-    emulated = rounded_attention(q, k, v, mask, None, causal).astype(np.float64)  # 2 blocks
+    emulated = rounded_attention(q, k, v, mask, None, causal)[0].astype(np.float64)  # 2 blocks
     exact = scaled_dot_product_attention(
         *(a.astype(np.float64) for a in (q, k, v)), mask=mask, causal=causal
     )
@@ -60,10 +60,19 @@ HUNT = settings(
 LONG = Scale(T=67, S=16384)
 
 
-def _hunt(kernel: object, dtype) -> ConformanceError | None:
-    check = Property("matches_streaming_oracle", "", matches_streaming_oracle, (LONG,), (dtype,))
-    component = COMPONENTS["scaled_dot_product_attention"]
-    target = Target(Adapter(kernel.name, kernel), component, check, LONG, dtype)  # type: ignore[attr-defined]
+# four splits of planted_tiled.SPLIT keys, sinks on both heads
+LONG_SINKS = Scale(T=67, S=4096, H=2, sinks=True)
+
+
+def _hunt(
+    kernel: object,
+    dtype,
+    case: Scale = LONG,
+    component: str = "scaled_dot_product_attention",
+    body=matches_streaming_oracle,
+) -> ConformanceError | None:
+    check = Property("matches_streaming_oracle", "", body, (case,), (dtype,))
+    target = Target(Adapter(kernel.name, kernel), COMPONENTS[component], check, case, dtype)  # type: ignore[attr-defined]
     try:
         runner.run(
             target.id,
@@ -91,6 +100,20 @@ def test_low_precision_accumulator_is_caught_at_long_rows(bug, dtype) -> None:
         assert failed is None, f"the correct tiled kernel fails at kernel scale: {failed}"
     else:
         assert failed is not None, f"{bug} is not caught at S = {LONG.S} in {dtype}"
+
+
+@pytest.mark.parametrize("dtype", [FLOAT32, BFLOAT16], ids=str)
+@pytest.mark.parametrize("bug", [None, *planted_tiled.SPLIT_BUGS], ids=lambda b: b or "correct")
+def test_a_sink_added_in_every_split_is_caught_at_long_rows(bug, dtype) -> None:
+    """A split-KV kernel that adds each head's sink to every split's denominator instead of once is
+    caught by variant_attention's kernel-scale property at S = 4096 (four splits); at the default
+    run's lengths it has one split and is right. The correct split kernel passes."""
+    kernel = planted_tiled.correct_split_kv if bug is None else planted_tiled.PLANTED_SPLIT[bug]
+    failed = _hunt(kernel, dtype, LONG_SINKS, "variant_attention", variant_matches_streaming_oracle)
+    if bug is None:
+        assert failed is None, f"the correct split-KV kernel fails at kernel scale: {failed}"
+    else:
+        assert failed is not None, f"{bug} is not caught at S = {LONG_SINKS.S} in {dtype}"
 
 
 def test_sequential_rows_sum_left_to_right() -> None:

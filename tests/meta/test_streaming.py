@@ -4,13 +4,18 @@ every mask kind, causal alignment, scale and block size, including rows that see
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 import reference as R
-from reference.streaming import streaming_attention
-from spec.dtypes import FLOAT64
+from reference.streaming import rounded_attention, sequential_attention_rows, streaming_attention
+from spec.dtypes import BFLOAT16, FLOAT16, FLOAT32, FLOAT64, DType
 from spec.strategies import AttentionShape, attention_scales, masks, seeds
+from spec.variants import EMPTY_VARIANTS, Variant, draw_variant
+from spec.variants import VARIANTS as SPEC_VARIANTS
+
+VARIANT_DRAWS = SPEC_VARIANTS + EMPTY_VARIANTS
 
 VARIANTS = (
     "none",
@@ -84,3 +89,58 @@ def test_streaming_equals_the_plain_reference(
     np.testing.assert_allclose(
         np.where(seen, row_max, 0), np.where(seen, logits.max(-1), 0), rtol=1e-13, atol=1e-12
     )
+
+
+@pytest.mark.parametrize("variant", VARIANT_DRAWS, ids=str)
+@given(block=st.integers(1, 8), data=st.data())
+def test_streaming_equals_the_plain_variant_reference(
+    variant: Variant, block: int, data: st.DataObject
+) -> None:
+    """Every variant the spec draws (grouped heads, windows in both alignments, soft-caps, ALiBi,
+    sinks, rows that see no key): the streaming context is variant_attention's and its log-sum-exp
+    attention_lse's, whatever the block size."""
+    i = draw_variant(data, FLOAT64, variant)
+    context, _, lse = streaming_attention(**i, block=block)
+    np.testing.assert_allclose(
+        context, R.variant_attention(**i), rtol=0, atol=1e-12 * (1 + np.abs(i["v"]).max())
+    )
+    want = R.attention_lse(**{n: x for n, x in i.items() if n not in ("v", "sinks")})
+    assert (np.isneginf(lse) == np.isneginf(want)).all(), "empty rows: lse -inf"
+    finite = np.isfinite(want)
+    np.testing.assert_allclose(
+        lse[finite], want[finite], rtol=0, atol=1e-12 * (1 + np.abs(want[finite]).max(initial=0))
+    )
+
+
+@pytest.mark.parametrize("dtype", [FLOAT32, FLOAT16, BFLOAT16], ids=str)
+@pytest.mark.parametrize("variant", SPEC_VARIANTS, ids=str)
+@given(data=st.data())
+def test_rounded_variants_are_the_plain_reference_in_the_dtype(
+    dtype: DType, variant: Variant, data: st.DataObject
+) -> None:
+    """rounded_attention, the kernel scale's same-precision term, is variant_attention and
+    attention_lse evaluated in the dtype: the same roundings, only the summation order of BLAS's
+    float32 sums differs (so in the 16-bit dtypes the two agree to the rounding of a few outputs,
+    and in float32 to a few units of the error itself)."""
+    i = draw_variant(data, dtype, variant)
+    exact = {n: x.astype(np.float64) if n in ("q", "k", "v") else x for n, x in i.items()}
+    want = R.variant_attention(**exact)
+    context, lse = rounded_attention(**i, block=3)
+    in_order = sequential_attention_rows(**i, rows=np.arange(i["q"].shape[2]))
+    plain = R.variant_attention(**i).astype(np.float64)
+    scale = np.abs(want).max(initial=0) + dtype.unit_roundoff
+    err = float(np.abs(plain - want).max(initial=0)) + 4 * dtype.unit_roundoff * scale
+    for name, got in (("BLAS order", context), ("left to right", in_order)):
+        diff = float(np.abs(got.astype(np.float64) - plain).max(initial=0))
+        assert diff <= 2 * err, f"{name}: {diff:.3g} from the plain reference, its error {err:.3g}"
+    lse_inputs = {n: x for n, x in i.items() if n not in ("v", "sinks")}
+    lse_plain = R.attention_lse(**lse_inputs).astype(np.float64)
+    lse_exact = R.attention_lse(**{n: x for n, x in exact.items() if n not in ("v", "sinks")})
+    finite = np.isfinite(lse_exact)
+    lse = lse.astype(np.float64)
+    assert (np.isneginf(lse) == np.isneginf(lse_plain)).all(), "rows without keys: lse -inf"
+    lse_err = float(np.abs(lse_plain - lse_exact)[finite].max(initial=0)) + 4 * (
+        dtype.unit_roundoff * (1 + np.abs(lse_exact[finite]).max(initial=0))
+    )
+    lse_diff = float(np.abs(lse - lse_plain)[finite].max(initial=0))
+    assert lse_diff <= 2 * lse_err, f"lse: {lse_diff:.3g} from the plain reference ({lse_err:.3g})"
