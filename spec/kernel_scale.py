@@ -1,4 +1,6 @@
-"""Kernel scale: scaled_dot_product_attention at the lengths production kernels run, 512 to 16384.
+"""Kernel scale: attention at the lengths production kernels run, 512 to 16384 (and decoding steps
+over up to 16384 keys): scaled_dot_product_attention, and variant_attention and attention_lse with
+the variants kernels implement (grouped heads, windows, soft-caps, ALiBi, sinks).
 
 Run by the ``kernel`` profile only (``--profile kernel``, ``HYPOTHESIS_PROFILE=kernel`` or
 ``--scale production``): each case below is a variant of the property ``matches_streaming_oracle``

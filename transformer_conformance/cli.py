@@ -5,9 +5,10 @@
                             [--max-examples N] [--device cpu|cuda] [--semantics NAME=VALUE]
                             [-n N] [any other pytest option]
 
-    --scale production (= --profile kernel) runs only the kernel-scale tests: attention at lengths
-    512 to 16384 against the streaming float64 oracle (spec/kernel_scale.py), with an error-vs-S
-    plot in the report.
+    --scale production (= --profile kernel) runs only the kernel-scale tests: attention and its
+    variants (grouped heads, windows, soft-cap, ALiBi, sinks; the log-sum-exp) at lengths 512 to
+    16384 against the streaming float64 oracle (spec/kernel_scale.py), with an error-vs-S plot in
+    the report.
     --semantics fully_masked_row=uniform (or =nan) checks against a named alternative of one of
     the spec's conventions (reference/semantics.py): a library is judged by the convention it
     documents, and the report records the profile.
