@@ -35,9 +35,10 @@ lint: install
 sweep: install
 	$(PYTHON) -m transformer_conformance.sweep --seeds $(or $(SEEDS),1-50) --workers 2 --out results/sweep $(ARGS)
 
-# Kernel scale (spec/kernel_scale.py): scaled_dot_product_attention at lengths 512 to 16384 on the
-# built-in adapters (ADAPTERS="--adapter torch" to choose), one pytest per core; report with the
-# error-vs-S plot in results/kernel-cpu/. About 10 minutes per adapter on 2 cores.
+# Kernel scale (spec/kernel_scale.py): scaled_dot_product_attention and the attention variants
+# (variant_attention, attention_lse) at lengths 512 to 16384 on the built-in adapters
+# (ADAPTERS="--adapter torch" to choose), one pytest per core; report with the error-vs-S plot in
+# results/kernel-cpu/. About 10 minutes per adapter on 2 cores for SDPA, 6 more for the variants.
 kernel: install
 	$(VENV)/bin/transformer-conformance --scale production -n auto --dist worksteal \
 		$(or $(ADAPTERS),--adapter torch --adapter jax) --report results/kernel-cpu $(ARGS)
