@@ -560,6 +560,10 @@ class Conformance:
                 f"{adapter}: {examples:.0f} examples in {seconds:.1f} s of test time ({rate:.0f} "
                 "examples/s; summed over workers)"
             )
+        if self.speed:  # times mean little without the machine's own speed beside them
+            from transformer_conformance.report import machine_speed
+
+            terminalreporter.write_line(f"machine: {machine_speed()}")
         for adapter in self.adapters:
             for said in adapter.import_warnings:
                 terminalreporter.write_line(

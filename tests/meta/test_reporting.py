@@ -3,7 +3,9 @@ dtypes."""
 
 from __future__ import annotations
 
-from transformer_conformance.report import markdown
+import re
+
+from transformer_conformance.report import machine_speed, markdown
 
 RUN = {
     "adapters": ["a", "b"],
@@ -45,3 +47,12 @@ def test_deviations_are_grouped_across_dtypes_with_their_reason() -> None:
         "- `a` softmax.matches_reference @ float32, float64 (deviation): NaN for all -inf" in text
     ), text
     assert "`softmax.gone`" in text, text
+
+
+def test_the_device_line_carries_the_machines_speed() -> None:
+    """Times are read beside the machine's own speed: the same commit ran 3x slower on another
+    host of the same kind."""
+    speed = machine_speed()
+    assert re.fullmatch(r"float64 matmul \d+\.\d GFLOP/s \(512\^3\), \d+ cores", speed), speed
+    text = markdown({**RUN, "machine_speed": speed}, [_record("a", "pass", "float32")])
+    assert f"Device: cpu, {speed}." in text, text
