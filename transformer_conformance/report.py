@@ -70,7 +70,8 @@ def _spec_version() -> str:
 def machine_speed() -> str:
     """A calibration for the run's timings: this process's float64 matmul rate at 512^3 (best of 5,
     ~0.1 s). The same commit's examples per second differ threefold between the hosts a cloud lends
-    (measured on this project's machines: 15.6 against 47.2 GFLOP/s), so a time is read beside it."""
+    (measured on this project's machines: 15.6 against 47.2 GFLOP/s), so a time is read beside
+    it."""
     import os
     import time
 
