@@ -89,10 +89,11 @@ def _mask_block(mask: np.ndarray | None, rows: np.ndarray, keys: slice) -> np.nd
 
 
 def _prepare(
-    name: str, q, k, v, mask, scale, causal, window, align, softcap, alibi_slopes, sinks, rnd
+    name: str, q, k, v, mask, scale, causal, variants: tuple[Any, ...], rnd
 ) -> tuple[np.ndarray, np.ndarray, float, _Logits]:
     """Checked inputs: k and v with their heads repeated per group (B, Hq, S, .), the scale, and
-    the block logits' variants."""
+    the block logits' variants. ``variants`` is (window, align, softcap, alibi_slopes, sinks)."""
+    window, align, softcap, alibi_slopes, sinks = variants
     win = _check_variants(
         name, q, k, v, mask, scale, causal, window, align, softcap, alibi_slopes, sinks
     )
@@ -123,20 +124,9 @@ def streaming_attention(
     softmax([L | sink])[..., :S] V with L the variant logits (module docstring), computed in the
     inputs' dtype, ``block`` queries by ``block`` keys at a time. q (B, Hq, T, K), k (B, Hkv, S, K),
     v (B, Hkv, S, Kv). The row max and log-sum-exp are over the keys only (no sink)."""
+    variants = (window, align, softcap, alibi_slopes, sinks)
     k, v, scale_d, shaper = _prepare(
-        "streaming_attention",
-        q,
-        k,
-        v,
-        mask,
-        scale,
-        causal,
-        window,
-        align,
-        softcap,
-        alibi_slopes,
-        sinks,
-        lambda x: x,
+        "streaming_attention", q, k, v, mask, scale, causal, variants, lambda x: x
     )
     B, H, T, _ = q.shape
     S, Kv = k.shape[2], v.shape[3]
@@ -267,21 +257,8 @@ def rounded_attention(
     kernel scale (spec/kernel_scale.py)."""
     dt = q.dtype
     rnd = _rounder(dt)
-    k, v, scale, shaper = _prepare(
-        "rounded_attention",
-        q,
-        k,
-        v,
-        mask,
-        scale,
-        causal,
-        window,
-        align,
-        softcap,
-        alibi_slopes,
-        sinks,
-        rnd,
-    )
+    variants = (window, align, softcap, alibi_slopes, sinks)
+    k, v, scale, shaper = _prepare("rounded_attention", q, k, v, mask, scale, causal, variants, rnd)
     f32 = np.float32
     scale_d = float(np.asarray(scale).astype(dt))
     kt, vf, qf = np.swapaxes(k.astype(f32), -1, -2), v.astype(f32), q.astype(f32)  # kt (B, H, K, S)
