@@ -13,7 +13,13 @@ from reference.streaming import rounded_attention, streaming_attention
 from spec.dtypes import BFLOAT16, FLOAT16, FLOAT32, FLOAT64, DType
 from spec.strategies import AttentionShape, attention_scales, masks, seeds
 from spec.tolerance import FLOOR_ULPS
-from spec.variants import EMPTY_VARIANTS, Variant, draw_variant
+from spec.variants import (
+    EMPTY_VARIANTS,
+    Variant,
+    draw_variant,
+    lse_error_scale,
+    variant_error_scale,
+)
 from spec.variants import VARIANTS as SPEC_VARIANTS
 
 VARIANT_DRAWS = SPEC_VARIANTS + EMPTY_VARIANTS
@@ -136,21 +142,26 @@ def test_rounded_variants_are_the_plain_reference_in_the_dtype(
     attention_lse evaluated in the dtype: the same roundings, only the order of the float32 sums
     differs. So its error against the float64 reference is the plain reference's to within a
     factor of 2 and a floor: FLOOR_ULPS rounding units of the output in the 16-bit dtypes (where the
-    roundings to the dtype dominate), S times that in float32 (where the sums' order does). Its
+    roundings to the dtype dominate), the policy's floor in float32 (where the logits' rounding,
+    amplified by exp, does: seed 104 had the plain reference 4.5x less accurate). Its
     left-to-right order shares every operation but the two sums (test_kernel_scale.py checks those
     bit for bit)."""
     i = draw_variant(data, dtype, variant)
     exact = {n: x.astype(np.float64) if n in ("q", "k", "v") else x for n, x in i.items()}
     context, lse = rounded_attention(**i, block=3)
-    S = i["k"].shape[2] if dtype == FLOAT32 else 1
-    unit = FLOOR_ULPS * dtype.unit_roundoff * S
+    unit = FLOOR_ULPS * dtype.unit_roundoff
     want = R.variant_attention(**exact)
-    floor = unit * (np.abs(want).max(initial=0) + 1)
-    _as_accurate(context, R.variant_attention(**i), want, floor, "context")
     no_v = {n: x for n, x in i.items() if n not in ("v", "sinks")}
     lse_exact = R.attention_lse(**{n: x for n, x in exact.items() if n not in ("v", "sinks")})
+    finite = np.isfinite(lse_exact)
+    if dtype == FLOAT32:  # the policy's own floor: the logits' rounding, as exp amplifies it
+        floors = unit * variant_error_scale(i), unit * lse_error_scale(no_v)
+    else:  # the roundings to the dtype dominate: a few of the output's own
+        floors = (
+            unit * (np.abs(want).max(initial=0) + 1),
+            unit * (np.abs(lse_exact[finite]).max(initial=0) + 1),
+        )
+    _as_accurate(context, R.variant_attention(**i), want, floors[0], "context")
     lse_plain = R.attention_lse(**no_v).astype(np.float64)
     assert (np.isneginf(lse.astype(np.float64)) == np.isneginf(lse_plain)).all(), "empty rows"
-    finite = np.isfinite(lse_exact)
-    floor = unit * (np.abs(lse_exact[finite]).max(initial=0) + 1)
-    _as_accurate(lse, lse_plain, lse_exact, floor, "log-sum-exp")
+    _as_accurate(lse, lse_plain, lse_exact, floors[1], "log-sum-exp")
