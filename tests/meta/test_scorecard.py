@@ -78,3 +78,20 @@ def test_a_report_under_another_semantic_profile_is_refused(tmp_path: Path) -> N
     (tmp_path / "conformance.json").write_text(json.dumps({"run": run, "results": [result]}))
     assert scorecard.main([str(tmp_path), "--out", str(tmp_path / "S.md")]) == 2
     assert not (tmp_path / "S.md").exists()
+
+
+def test_every_run_is_cited_with_its_spec_version(tmp_path: Path) -> None:
+    """Reports of several runs make one table: each run is listed with its adapters, spec version
+    and command, so a reader sees which cells come from an older spec."""
+    for name, version in (("old", "1.3.0"), ("new", "1.8.0")):
+        folder = tmp_path / name
+        folder.mkdir()
+        run = {"adapters": [name], "spec_version": version, "command": f"pytest --adapter {name}"}
+        result = _result(name, "softmax", "matches_reference", "pass")
+        (folder / "conformance.json").write_text(json.dumps({"run": run, "results": [result]}))
+    out = tmp_path / "S.md"
+    assert scorecard.main([str(tmp_path / "old"), str(tmp_path / "new"), "--out", str(out)]) == 0
+    text = out.read_text()
+    for name, version in (("old", "1.3.0"), ("new", "1.8.0")):
+        line = f"- {name}: spec {version}, profile ?, `pytest --adapter {name}`"
+        assert line in text, text
