@@ -1,8 +1,9 @@
 """JAX adapter: jax.nn.softmax, jax.nn.dot_product_attention and flax's
 MultiHeadDotProductAttention.
 
-Every library call is jitted once per shape and dtype, and the shared jit caches are what keep JAX's
-cost per example near torch's (the strategies draw shapes from a short list of buckets).
+Every library call is jitted once per shape and dtype, and the shared jit caches are what bound
+JAX's cost per example (the strategies draw shapes from a short list of buckets); compilations are
+still most of it (README, "Cost of the default run").
 jax.nn.dot_product_attention takes (B, T, H, K) and needs V's head dim equal to K: the adapter
 transposes and zero-pads (exact: padded columns add 0 to every dot product and are sliced off).
 """

@@ -4,7 +4,8 @@ Values come from NumPy generators seeded by Hypothesis, in named distributions t
 that break real code (ties, large logits, outliers, tiny values), rather than element by element:
 shrinking then works on the shape and the distribution, and a failure prints the seed it needs.
 Shapes come from a short list of buckets, not free integers: JAX compiles once per shape, so a
-finite menu keeps its per-example cost near torch's (see README, "JAX cost per example").
+finite menu bounds the programs it compiles (its cost per example is still several times torch's,
+nearly all compilations: README, "Cost of the default run").
 """
 
 from __future__ import annotations
