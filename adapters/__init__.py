@@ -101,6 +101,11 @@ class Deviation:
     # spec's (reference/semantics.py); under that semantic profile it is no deviation, and the
     # adapter must conform there
     convention: tuple[str, str] | None = None
+    # What the difference is about, for the semantics scorecard (transformer_conformance/
+    # scorecard.py): a column's key ("window", "softcap", "fully_masked_row", ...) or an input
+    # condition outside every column ("scale", "mask_shape"); a convention names its own. None
+    # stated counts against every column whose tests show it.
+    concerns: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         return f"{self.reason} (when {self.trigger})" if self.trigger else self.reason
@@ -110,6 +115,17 @@ class Deviation:
         trigger holds (the report names what showed, not everything declared)."""
         shown = [str(p) for p in self.parts if p.applies(calls)]
         return shown or [str(self)]
+
+    def about(self) -> tuple[str, ...]:
+        """What this declaration concerns: its stated concerns and its convention's name, or "*"
+        (unknown: every column)."""
+        named = self.concerns + ((self.convention[0],) if self.convention else ())
+        return named or ("*",)
+
+    def seen_concerns(self, calls: list[Mapping[str, Any]]) -> set[str]:
+        """What the declarations that cover these calls concern (as ``seen``)."""
+        shown = [p for p in self.parts if p.applies(calls)] or [self]
+        return {c for p in shown for c in p.about()}
 
     def applies(self, calls: list[Mapping[str, Any]]) -> bool:
         """Whether the deviation covers an example whose adapter calls had these inputs. A trigger

@@ -138,6 +138,7 @@ SDPA_SCALE = Deviation(
     "2.13; see torch's own declaration)",
     _scale_at_most_zero,
     "scale <= 0 without a mask",
+    concerns=("scale",),
 )
 ONE_KEY_WINDOW = Deviation(
     "sliding_window = 1 over a cache crashes: DynamicSlidingWindowLayer.update keeps "
@@ -146,6 +147,7 @@ ONE_KEY_WINDOW = Deviation(
     "S keys (cache_utils.py; RuntimeError 'The size of tensor a (S) must match ... (T)')",
     _one_key_window_over_a_cache,
     "window (0, 0) with S > T",
+    concerns=("window",),
 )
 SDPA_LONG_V = (
     "HF hands k and v to F.scaled_dot_product_attention unchecked, and torch's CPU flash kernel "
@@ -158,6 +160,7 @@ SDPA_SOFTCAP = Deviation(
     "logits are not capped",
     _softcap,
     "a soft-cap is given",
+    concerns=("softcap",),
 )
 
 

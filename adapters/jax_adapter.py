@@ -258,6 +258,7 @@ FLOAT64_MIN_BIAS = Deviation(
         getattr(i.get("mask"), "dtype", None) == np.float64 and bool((i["mask"] < -3.4e38).any())
     ),
     trigger="a float64 mask entry below float32's range",
+    concerns=("float64", "fully_masked_row"),
 )
 
 
@@ -322,6 +323,7 @@ def _stack_empty_row(mask: str) -> Deviation:
         "0.12.8)",
         when=lambda i: has_empty_row(i.get(mask)),
         trigger="a query row that sees no key",
+        concerns=("fully_masked_row",),
     )
 
 
@@ -377,6 +379,7 @@ class JaxAdapter(JaxVariants, JaxPacked, JaxSeq2Seq, JaxGroupedMHA):
             "b_o (see encoder_layer)",
             when=empty_source,
             trigger="a source of length 0",
+            concerns=("fully_masked_row",),
         ),
         "encoder_decoder.refuses[negative_source_id]": "flax nn.Embed (jnp.take) wraps id -1 to "
         "the last row",

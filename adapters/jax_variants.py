@@ -151,7 +151,12 @@ def packed_deviations(float32_softmax: str, fully_masked: str) -> dict[str, Any]
     float32 softmax, and a row that sees no key (it averages V over its padded row)."""
     from adapters import Deviation
 
-    empty = Deviation(fully_masked, _rows_without_keys, "a query row of the pack sees no key")
+    empty = Deviation(
+        fully_masked,
+        _rows_without_keys,
+        "a query row of the pack sees no key",
+        concerns=("fully_masked_row",),
+    )
     return {
         # both sides of a comparison are jax's: each off by float32's error against float64 bounds
         **{

@@ -81,12 +81,14 @@ NEGATIVE_SCALE = Deviation(
     "overflow): a negative scale gives NaN (onnxruntime 1.32 CPU, opset 25: scale=-0.7 -> NaN)",
     _negative_scale,
     "scale < 0",
+    concerns=("scale",),
 )
 SHORT_MASK = Deviation(
     "the ONNX Attention op pads an attn_mask whose last axis is shorter than the keys with "
     "-inf / False instead of broadcasting it: a (1, 1, 1, 1) True mask lets only key 0 through",
     _short_last_mask_axis,
     "a mask whose last axis is 1 < S",
+    concerns=("mask_shape",),
 )
 FLOAT64 = (
     "onnxruntime's CPU Attention kernel for double is accurate to ~5e-8 (float32 level) against a "

@@ -136,6 +136,7 @@ ZERO_SCALE = Deviation(
     "attribute's default is 0): scale=0.0 does not give uniform weights",
     lambda i: i.get("scale") is not None and i["scale"] == 0,
     "scale = 0",
+    concerns=("scale",),
 )
 UNCHECKED = (
     "the contrib ops check few arguments: a NaN scale runs (NaN out), a softcap of 0 is 'no cap' "
@@ -174,6 +175,7 @@ PAD_FILL = Deviation(
     "NaN of attention_bias)",
     lambda i: _key_padding(i) and row_without_keys(i),
     "key_padding_mask hides every key of a query row",
+    concerns=("fully_masked_row",),
 )
 
 
@@ -278,6 +280,7 @@ UNIDIRECTIONAL = Deviation(
     "alignment: T = 3, S = 6 lets rows 0 and 1 see keys 0..t (top-left) and row 2 every key",
     lambda i: i.get("causal") is not None and i["q"].shape[2] != i["k"].shape[2],
     "causal with T != S",
+    concerns=("causal_alignment",),
 )
 
 

@@ -62,6 +62,7 @@ SCALE_ZERO_CAUSAL_NAN = Deviation(
     "scales logits already set to -inf, and -inf * 0 = NaN, -inf * -0.7 = +inf (torch 2.13.0)",
     when=lambda i: i.get("scale") is not None and i["scale"] <= 0 and i.get("causal") is not None,
     trigger="scale <= 0 with a causal mask",
+    concerns=("scale",),
 )
 MASK_1D_REFUSED = Deviation(
     "F.scaled_dot_product_attention raises IndexError for a 1-D attn_mask (S,), which broadcasts "
@@ -70,6 +71,7 @@ MASK_1D_REFUSED = Deviation(
     "2.13.0)",
     when=lambda i: getattr(i.get("mask"), "ndim", 2) == 1,
     trigger="a 1-D mask",
+    concerns=("mask_shape",),
 )
 
 FAST_PATH_EMPTY_ROW = Deviation(
@@ -81,6 +83,7 @@ FAST_PATH_EMPTY_ROW = Deviation(
     "torch.no_grad() (torch 2.13.0)",
     when=lambda i: has_empty_row(i.get("mask")),
     trigger="a query row that sees no key",
+    concerns=("fully_masked_row",),
 )
 
 
@@ -264,6 +267,7 @@ class TorchAdapter(TorchFlex, TorchPacked, TorchPaged, TorchSeq2Seq, TorchGroupe
             "key, which it returns as NaN (see encoder_layer); the whole model's log-probs are NaN",
             when=empty_source,
             trigger="a source of length 0",
+            concerns=("fully_masked_row",),
         ),
         "encoder_decoder.refuses[source_length_beyond_S]": (
             "no torch op checks the source lengths the key-padding mask is built from (arange(S) < "

@@ -465,6 +465,8 @@ class Conformance:
                 record["errors"] = [[float(f"{e:.4g}"), float(f"{a:.4g}")] for e, a in tally.errors]
             if tally.unsupported:
                 record["unsupported"] = tally.unsupported_text()
+            if tally.concerns:  # what the deviations seen are about (the scorecard's columns)
+                record["concerns"] = sorted(tally.concerns)
             if tally.warnings:
                 record["warnings"] = [
                     f"{w} ({n} examples)" for w, n in tally.warnings.most_common(5)

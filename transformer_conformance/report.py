@@ -152,6 +152,8 @@ class Report:
             record["unsupported_examples"] = props["tcs_unsupported"]
         if props.get("tcs_warnings"):
             record["warnings"] = props["tcs_warnings"]
+        if props.get("tcs_concerns"):
+            record["concerns"] = props["tcs_concerns"]
         if outcome == "fail":
             record["failure"] = _failure_text(report)
             if props.get("tcs_rerun"):

@@ -60,6 +60,7 @@ class Tally:
     deviations: int = 0  # examples in which a declared deviation showed
     deviation_message: str = ""  # the first such example's failure
     seen: Counter[str] = field(default_factory=Counter)  # which declared deviation, per example
+    concerns: set[str] = field(default_factory=set)  # what the deviations seen are about
     ratios: list[float] = field(default_factory=list)  # observed / allowed of every comparison
     errors: list[tuple[float, float]] = field(default_factory=list)  # (observed, allowed) of each
     warnings: Counter[str] = field(
@@ -117,6 +118,7 @@ def _example(
             deviated = True
             tally.deviations += 1
             tally.seen.update(declared.seen(subject.calls))
+            tally.concerns |= declared.seen_concerns(subject.calls)
             tally.deviation_message = tally.deviation_message or str(e)
         finally:
             # an example inside the declared deviation's domain (its trigger matches, or it showed

@@ -29,6 +29,9 @@ class Column:
     title: str
     spec: str  # what the spec pins, in a few words
     picks: Callable[[Result], bool]
+    # the concerns (adapters.Deviation.concerns) of the declared deviations that count against it:
+    # one that concerns something else (a scale <= 0, a mask's shape) shows in OTHER instead
+    concerns: tuple[str, ...] = ()
 
 
 def _is(component: str | tuple[str, ...], *prefixes: str) -> Callable[[Result], bool]:
@@ -55,6 +58,7 @@ COLUMNS = (
             "matches_reference[self+bool",
             "matches_reference[additive",
         ),
+        concerns=("mask_polarity",),
     ),
     Column(
         "fully masked row",
@@ -64,6 +68,7 @@ COLUMNS = (
             _is(("variant_attention", "attention_lse"), "empty_rows_follow_the_convention"),
             _is("softmax", "all_neg_inf_slice_is_zero"),
         ),
+        concerns=("fully_masked_row",),
     ),
     Column(
         "causal when T != S",
@@ -73,6 +78,7 @@ COLUMNS = (
             "matches_reference[causal_",
             "matches_reference[cross+causal_",
         ),
+        concerns=("causal_alignment",),
     ),
     Column(
         "window",
@@ -83,6 +89,7 @@ COLUMNS = (
             "causal_window_is_causal",
             "matches_reference[window",
         ),
+        concerns=("window",),
     ),
     Column(
         "soft-cap order",
@@ -93,6 +100,7 @@ COLUMNS = (
             "matches_reference[softcap",
             "capped_lse",
         ),
+        concerns=("softcap",),
     ),
     Column(
         "GQA head map",
@@ -101,6 +109,7 @@ COLUMNS = (
             _is("grouped_query_attention", "kv_head_feeds_its_group", "matches_reference"),
             _is(("variant_attention", "attention_lse"), "grouped_heads_equal_repeated_heads"),
         ),
+        concerns=("gqa",),
     ),
     Column(
         "ALiBi / sinks",
@@ -112,16 +121,19 @@ COLUMNS = (
             "matches_reference[alibi",
             "matches_reference[sinks",
         ),
+        concerns=("alibi_sinks",),
     ),
     Column(
         "RoPE layout",
         "half (i, i + r/2) and interleaved (2i, 2i + 1)",
         _is("rotary_embedding", "matches_reference", "layouts_are_one_rotation", "scores_depend"),
+        concerns=("rope",),
     ),
     Column(
         "packed batch",
         "per-sequence, bottom-right, empty sequences",
         _is("packed_attention", "matches_reference", "pack_"),
+        concerns=("packed",),
     ),
     Column(
         "paged cache",
@@ -134,6 +146,7 @@ COLUMNS = (
             "paged_",
             "a_refused",
         ),
+        concerns=("paged",),
     ),
 )
 DECODING = Column(
@@ -147,16 +160,26 @@ DECODING = Column(
         "width_one",
         "exhaustive",
     ),
+    concerns=("decoding", "length_penalty", "beam_eos"),
 )
 FLOAT64 = Column(
     "float64 honoured",
     "float64 inputs computed in float64",
     lambda r: r["dtype"] == "float64" and r["check"].startswith("matches_reference"),
+    concerns=("float64",),
 )
 REFUSED = Column(
     "bad input refused",
     "ValueError for every refused input",
     lambda r: r["check"].startswith("refuses["),
+    concerns=("refusal",),
+)
+# Declared deviations about an input condition no column is about (a scale <= 0, a mask's shape),
+# wherever they showed: the columns above say what the convention is, this what else differed.
+OTHER = Column(
+    "other declared deviations",
+    "none",
+    lambda r: True,
 )
 DIFFERS = ("fail", "deviation")
 
@@ -165,6 +188,34 @@ def _seen(r: Result) -> bool:
     """A passing test whose declared deviation (one with a trigger) showed in some examples: the
     implementation differs there, the other examples conform."""
     return r.get("reason", "").startswith("declared deviation seen in")
+
+
+def _differs(r: Result) -> bool:
+    return r["outcome"] in DIFFERS or _seen(r)
+
+
+# what a deviation without stated concerns is about: anything (a report before concerns, 1.8.0,
+# carries none: every deviation there counts against its test's columns)
+ANY = "*"
+
+
+def _counts_against(r: Result, column: Column) -> bool:
+    """Whether a result differs in what the column is about: a failure always; a declared
+    deviation when what it concerns is the column's, or unstated."""
+    if r["outcome"] == "fail":
+        return True
+    if not _differs(r):
+        return False
+    concerns = set(r.get("concerns") or [ANY])
+    return ANY in concerns or bool(concerns & set(column.concerns))
+
+
+def _elsewhere(r: Result) -> set[str]:
+    """What a declared deviation seen in r concerns that no column is about (OTHER's cell)."""
+    if r["outcome"] == "fail" or not _differs(r):
+        return set()
+    named = {c for col in (*COLUMNS, DECODING, FLOAT64, REFUSED) for c in col.concerns}
+    return set(r.get("concerns") or []) - named - {ANY}
 
 
 def _short(reason: str) -> str:
@@ -198,7 +249,9 @@ def cell(results: list[Result], column: Column, notes: list[str]) -> str:
     ):  # a component it does not offer is "-", one it offers but cannot express "unsupported"
         offered = [r for r in picked if "does not offer" not in r.get("reason", "")]
         return "unsupported" if offered else "-"
-    differing = [r for r in ran if r["outcome"] in DIFFERS or _seen(r)]
+    if column is OTHER:
+        return _other_cell(ran, notes)
+    differing = [r for r in ran if _counts_against(r, column)]
     if column is REFUSED:
         text = f"{len(ran) - len(differing)} of {len(ran)}"
         if not differing:
@@ -214,6 +267,27 @@ def cell(results: list[Result], column: Column, notes: list[str]) -> str:
         f"{first['dtype']}): {_short(reason)}. Reproduce: `{_repro(first)}`"
     )
     return f"{text} [{len(notes)}]"
+
+
+def _other_cell(ran: list[Result], notes: list[str]) -> str:
+    """OTHER: each concern outside the columns that a declared deviation showed, with the number
+    of tests it showed in and a note (reason and command) for its first."""
+    by: dict[str, list[Result]] = {}
+    for r in ran:
+        for c in sorted(_elsewhere(r)):
+            by.setdefault(c, []).append(r)
+    if not by:
+        return "none"
+    parts = []
+    for c, rs in by.items():
+        first = rs[0]
+        notes.append(
+            f"{first['adapter']}, {OTHER.title}: {c.replace('_', ' ')} "
+            f"({first['component']}.{first['check']} @ {first['dtype']}): "
+            f"{_short(first.get('reason', ''))}. Reproduce: `{_repro(first)}`"
+        )
+        parts.append(f"{c.replace('_', ' ')} ({len(rs)}) [{len(notes)}]")
+    return "; ".join(parts)
 
 
 def load(dirs: list[Path]) -> tuple[list[Result], list[dict[str, Any]]]:
@@ -237,7 +311,7 @@ def _run_line(run: dict[str, Any]) -> str:
 
 def markdown(results: list[Result], runs: list[dict[str, Any]]) -> str:
     adapters = sorted({r["adapter"] for r in results}, key=lambda a: (a != "numpy", a))
-    columns = (*COLUMNS, DECODING, FLOAT64, REFUSED)
+    columns = (*COLUMNS, DECODING, FLOAT64, REFUSED, OTHER)
     notes: list[str] = []
     rows = []
     for a in adapters:
@@ -259,7 +333,10 @@ def markdown(results: list[Result], runs: list[dict[str, Any]]) -> str:
         "and the command that reruns it); `unsupported` when the implementation could express "
         "none of them; `-` when it offers none of the components. The semantic columns read the "
         "tests below float64; `float64 honoured` reads the float64 differential tests, `bad "
-        "input refused` every refusal test.",
+        "input refused` every refusal test. A declared deviation counts against a column when "
+        "what it concerns is the column's (or is not stated); one about an input condition no "
+        "column is about (a scale <= 0, a mask's shape) is listed under `other declared "
+        "deviations` instead, with the number of tests it showed in.",
         "",
         "| implementation | " + " | ".join(c.title for c in columns) + " |",
         "|---|" + "---|" * len(columns),

@@ -138,3 +138,36 @@ def test_an_everywhere_refusal_stops_the_drawing(everywhere: bool) -> None:
         assert tally.examples == runner.EVERYWHERE_DRAWS, tally
     else:
         assert tally.examples > 10 * runner.EVERYWHERE_DRAWS, tally
+
+
+class _Wrong:
+    """scaled_dot_product_attention off by one everywhere: every example shows a deviation."""
+
+    @staticmethod
+    def scaled_dot_product_attention(q, k, v, mask=None, scale=None, causal=None):
+        return reference.scaled_dot_product_attention(q, k, v, mask, scale, causal) + 1.0
+
+
+@pytest.mark.parametrize(
+    ("parts", "expected"),
+    [
+        ((("scale",), True), {"scale"}),
+        ((("scale",), True, ("window",), False), {"scale"}),
+        ((("scale",), True, ("window",), True), {"scale", "window"}),
+        (((), True), {"*"}),
+    ],
+    ids=["one", "only_the_part_that_showed", "both", "unstated"],
+)
+def test_a_tally_says_what_the_deviations_seen_concern(parts: tuple, expected: set[str]) -> None:
+    """The scorecard counts a deviation against the columns it concerns (Deviation.concerns): the
+    tally keeps the concerns of the parts whose trigger held, "*" for a part that states none."""
+    declared = tuple(
+        Deviation(f"planted {i}", when=lambda inputs, on=on: on, trigger="planted", concerns=c)
+        for i, (c, on) in enumerate(zip(parts[::2], parts[1::2], strict=True))
+    )
+    combined = Adapter("wrong", _Wrong, {"scaled_dot_product_attention.*": declared}).deviation(
+        "scaled_dot_product_attention", "matches_reference", "padding", "float32"
+    )
+    tally = _tally(combined, namespace=_Wrong)
+    assert tally.deviations > 0, tally
+    assert tally.concerns == expected, (tally.concerns, expected)

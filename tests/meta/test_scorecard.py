@@ -10,7 +10,7 @@ from pathlib import Path
 from transformer_conformance import scorecard
 
 
-def _result(adapter: str, component: str, check: str, outcome: str, **extra: str) -> dict:
+def _result(adapter: str, component: str, check: str, outcome: str, **extra: object) -> dict:
     test = f"t.py::test_property[{adapter}-{component}.{check}-float32]"
     base = {"dtype": "float32", "reason": "", "test": test}
     return (
@@ -95,3 +95,57 @@ def test_every_run_is_cited_with_its_spec_version(tmp_path: Path) -> None:
     for name, version in (("old", "1.3.0"), ("new", "1.8.0")):
         line = f"- {name}: spec {version}, profile ?, `pytest --adapter {name}`"
         assert line in text, text
+
+
+def _cells(tmp_path: Path, results: list[dict]) -> tuple[dict[str, list[str]], str]:
+    (tmp_path / "conformance.json").write_text(json.dumps({"run": {}, "results": results}))
+    assert scorecard.main([str(tmp_path), "--out", str(tmp_path / "S.md")]) == 0
+    text = (tmp_path / "S.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| ")]
+    cells = {}
+    for row in rows:
+        parts = [c.strip() for c in row.strip("|").split("|")]
+        cells[parts[0]] = parts
+    return cells, text
+
+
+def test_a_deviation_counts_against_the_columns_it_concerns(tmp_path: Path) -> None:
+    """A window test in which a scale <= 0 deviation showed says nothing about windows: the window
+    column stays "as spec" and the deviation is listed under "other declared deviations"; one
+    about windows, or one that states no concern (an older report), makes the column differ."""
+    seen = "declared deviation seen in 2 of 10 examples: "
+    results = [
+        _result(
+            "scaled",
+            "variant_attention",
+            "matches_reference[window]",
+            "pass",
+            reason=seen + "NaN at scale <= 0 (when scale <= 0)",
+            concerns=["scale"],
+        ),
+        _result(
+            "narrow",
+            "variant_attention",
+            "matches_reference[window]",
+            "pass",
+            reason=seen + "the window is one key short (when a window)",
+            concerns=["window"],
+        ),
+        _result(
+            "unstated",
+            "variant_attention",
+            "matches_reference[window]",
+            "pass",
+            reason=seen + "something (when anything)",
+        ),
+    ]
+    cells, text = _cells(tmp_path, results)
+    titles = [c.title for c in (*scorecard.COLUMNS, scorecard.DECODING, scorecard.FLOAT64)]
+    window = titles.index("window") + 1
+    other = len(titles) + 2  # after "bad input refused"
+    assert cells["scaled"][window] == "as spec (1)", cells["scaled"]
+    assert cells["scaled"][other].startswith("scale (1) ["), cells["scaled"]
+    assert "NaN at scale <= 0" in text and "--adapter scaled" in text, text
+    assert cells["narrow"][window].startswith("differs 1/1 ["), cells["narrow"]
+    assert cells["narrow"][other] == "none", cells["narrow"]
+    assert cells["unstated"][window].startswith("differs 1/1 ["), cells["unstated"]
