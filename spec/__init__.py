@@ -7,4 +7,4 @@ component or property a new minor one, a fix that changes no verdict a patch. Ev
 it; docs/ERRATA.md logs each correction of the spec or the reference with its reason.
 """
 
-SPEC_VERSION = "1.8.0"
+SPEC_VERSION = "1.9.0"

@@ -303,13 +303,15 @@ FLAX: dict[str, str] = {
     "xǁLayerǁ_ffn__mutmut_16": PARAM_DTYPE,
     "xǁLayerǁ_residual__mutmut_4": PARAM_DTYPE,
     "x__final_norm__mutmut_10": (
-        "gap, not closed: the stack's final LayerNorm then uses flax's default fast variance "
-        "(E[x^2] - E[x]^2), which cancels on rows whose |mean| dominates their spread, and no "
-        "stack input draws such rows at the final norm (the stacks' x is N(0, 1)-like). The "
-        "layer_norm component draws them on purpose (its region '|mean| >> std') and catches the "
-        "fast variance there. Closing it needs a stacks variant whose x carries a large common "
-        "offset; not added in this session, because a new draw needs a seed sweep to show its "
-        "bound holds for correct adapters."
+        "gap, closed (spec 1.9.0): the stack's final LayerNorm then used flax's default fast "
+        "variance (the one-pass E[x^2] - E[x]^2), which cancels on rows whose |mean| dominates "
+        "their spread, and no stack input drew such rows at the final norm (the stacks' x was "
+        "N(0, 1)-like). "
+        "spec/stacks.py now adds a row offset (ROW_OFFSETS: 1e3, -2.5e3) to pre-LN inputs in "
+        "float32 and float64, which the residual stream carries to the final norm. Checked by "
+        "hand on the mutated line (not rerun through mutmut): the pre-LN encoder and decoder "
+        "matches_reference tests fail at float64 and float32 (4 of 4 at the ci profile), and the "
+        "same for the sublayer norms' use_fast_variance (5 encoder_layer/decoder_layer tests)."
     ),
 }
 TRIAGE |= {f"adapters.jax_seq2seq.{k}": v for k, v in JAX_SEQ2SEQ.items()}
