@@ -130,7 +130,8 @@ FLOAT32_SOFTMAX = (
 UNCHECKED = (
     "HF's attention modules check no argument: a NaN scaling runs (NaN out), "
     "attn_logit_softcapping 0 divides by 0 (tanh(inf) x 0: every logit 0), a negative or NaN one "
-    "runs, a sliding_window <= 0 runs"
+    "runs, a sliding_window <= 0 runs (modeling_gemma2.py eager_attention_forward divides by "
+    "softcap unchecked: 'attn_weights = attn_weights / softcap'; transformers 4.57.1)"
 )
 SDPA_SCALE = Deviation(
     "without a mask HF's sdpa path passes is_causal=True to F.scaled_dot_product_attention (its "

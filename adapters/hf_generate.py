@@ -93,20 +93,25 @@ def _dummy_beams(inputs: Mapping[str, Any]) -> bool:
 
 
 TIES = Deviation(
-    "equal scores come in torch.topk's order, not lower ids first (and HF scores in float32)",
+    "equal scores come in torch.topk's order, not lower ids first (and HF scores in float32): "
+    "generation/utils.py _get_top_k_continuations, 'torch.topk(accumulated_log_probs, "
+    "k=beams_to_keep)' (transformers 4.57.1)",
     _ties,
     "a tie decides the spec's result",
 )
 RENORMALISED = Deviation(
     "HF takes log_softmax of the model's logits (in float32) before scoring: a table whose rows "
-    "are not normalised log-probabilities is renormalised",
+    "are not normalised log-probabilities is renormalised (generation/utils.py _beam_search, "
+    "'log_probs = nn.functional.log_softmax(logits, dim=-1)', transformers 4.57.1)",
     _renormalised,
     "a row of the table is not normalised",
 )
 DUMMY_BEAMS = Deviation(
     "HF starts from num_beams copies of the prompt, all but one at -1e9, and takes the top "
     "2 num_beams of every step's scores: with fewer finite candidates (2 beam_width > V, or -inf "
-    "transitions) the dummy beams and -inf candidates fill the beams",
+    "transitions) the dummy beams and -inf candidates fill the beams (generation/utils.py "
+    "_beam_search, 'running_beam_scores[:, 1:] = -1e9', 'beams_to_keep = max(2, 1 + "
+    "n_eos_tokens) * num_beams', transformers 4.57.1)",
     _dummy_beams,
     "2 beam_width > V or -inf transitions",
 )
@@ -133,7 +138,8 @@ class HFGenerate:
             "beam_search.exhaustive_beam_is_optimal": EXHAUSTIVE,
             "beam_search.*": Deviation(
                 "HF's beam search takes torch.topk of 2 num_beams over num_beams x V scores: a "
-                "vocabulary of one token fails (RuntimeError: selected index k out of range)",
+                "vocabulary of one token fails (RuntimeError: selected index k out of range; "
+                "generation/utils.py _get_top_k_continuations, transformers 4.57.1)",
                 _one_token_vocabulary,
                 "V = 1",
             ),

@@ -46,7 +46,8 @@ class HFRope:
             "HF's rotary helpers check no argument: LlamaRotaryEmbedding takes any rope_theta and "
             "partial_rotary_factor (0 rotates nothing), apply_rotary_pos_emb any position ids "
             "(negative or float ones rotate backwards or by fractions); an odd rotary size "
-            "broadcasts against its cos table of r + 1 entries (K = 1 comes back with 2 values)"
+            "broadcasts against its cos table of r + 1 entries (K = 1 comes back with 2 values; "
+            "modeling_llama.py apply_rotary_pos_emb and rotate_half, transformers 4.57.1)"
         )
         self.deviations = {
             "rotary_embedding.matches_reference@float64": float32_angles,

@@ -76,23 +76,34 @@ def _short_last_mask_axis(inputs: Mapping[str, Any]) -> bool:
     return mask is not None and mask.ndim >= 1 and mask.shape[-1] == 1 < inputs["k"].shape[2]
 
 
+# The sources cited below: onnx at f7546912 (1.23's Attention-23/24/25, as onnx 1.23.2 installs
+# them), onnxruntime 1.32.0 (lines as its wheel records them).
 NEGATIVE_SCALE = Deviation(
     "the ONNX Attention op multiplies Q and K by sqrt(scale) each (its definition, against "
-    "overflow): a negative scale gives NaN (onnxruntime 1.32 CPU, opset 25: scale=-0.7 -> NaN)",
+    "overflow: onnx/defs/nn/defs.cc:3780 'ScaleFactorSqrt = Sqrt(ScaleFactor)', :3940-3941 "
+    "'QScaled = Mul(QReshaped, ScaleFactorF)'): a negative scale gives NaN (onnxruntime 1.32 "
+    "runs that function body at opset 25, where it registers no kernel: scale=-0.7 -> NaN; its "
+    "own float kernel for opsets 23-24 refuses it, core/providers/cpu/llm/attention.cc:233)",
     _negative_scale,
     "scale < 0",
     concerns=("scale",),
 )
 SHORT_MASK = Deviation(
     "the ONNX Attention op pads an attn_mask whose last axis is shorter than the keys with "
-    "-inf / False instead of broadcasting it: a (1, 1, 1, 1) True mask lets only key 0 through",
+    "-inf / False instead of broadcasting it (its definition from opset 24: onnx/defs/nn/"
+    "defs.cc:3615 'will be padded to total_sequence_length with negative infinity', the function "
+    "body's Pad in onnx/defs/nn/utils.cc:198-204): a (1, 1, 1, 1) True mask lets only key 0 "
+    "through",
     _short_last_mask_axis,
     "a mask whose last axis is 1 < S",
     concerns=("mask_shape",),
 )
 FLOAT64 = (
-    "onnxruntime's CPU Attention kernel for double is accurate to ~5e-8 (float32 level) against a "
-    "float64 bound of ~1e-14 (onnxruntime 1.32)"
+    "onnxruntime 1.32 has no double Attention kernel (core/providers/cpu/llm/attention.cc "
+    "registers float and MLFloat16), so double runs the ONNX function body, which makes the scale "
+    "a float32 constant (onnx/defs/nn/defs.cc:3767 'float scale = ...', :3778 'ScaleF') and casts "
+    "sqrt(scale) to double: float64 inputs get float32 accuracy (~5e-8 against a float64 bound of "
+    "~1e-14; 1.8e-15 off a reference whose sqrt(scale) is rounded to float32)"
 )
 ATTENTION = ("scaled_dot_product_attention", "grouped_query_attention", "variant_attention")
 

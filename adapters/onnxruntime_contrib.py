@@ -133,18 +133,26 @@ GQA_INPUTS = (
 ATTENTION = ("scaled_dot_product_attention", "grouped_query_attention", "variant_attention")
 ZERO_SCALE = Deviation(
     "GroupQueryAttention reads scale = 0 as 'not given' and uses 1/sqrt(head_size) (its "
-    "attribute's default is 0): scale=0.0 does not give uniform weights",
+    "attribute's default is 0: contrib_ops/cpu/bert/gqa_attention_base.h 'scale_ = "
+    "info.GetAttrOrDefault<float>(\"scale\", 0.0f)', 'alpha = scale_ == 0.0f ? 1.0f / "
+    "sqrt(head_size) : scale_', onnxruntime 1.32.0): scale=0.0 does not give uniform weights",
     lambda i: i.get("scale") is not None and i["scale"] == 0,
     "scale = 0",
     concerns=("scale",),
 )
 UNCHECKED = (
     "the contrib ops check few arguments: a NaN scale runs (NaN out), a softcap of 0 is 'no cap' "
-    "(its default) and a negative or NaN one runs, MultiHeadAttention takes S = 0 keys"
+    "(its default) and a negative or NaN one runs as no cap (group_query_attention_helper.h's "
+    "CheckInputs copies scale and softcap unchecked; gqa_attention_base.h caps only 'if (softcap_ "
+    "> 0.f)'), MultiHeadAttention takes S = 0 keys (onnxruntime 1.32.0)"
 )
 NAN_ROWS = Deviation(
     "a query row whose attention_bias is -inf at every key comes back NaN (the op has no boolean "
-    "mask: -inf is how a key is hidden exactly), not 0",
+    "mask: -inf is how a key is hidden exactly), not 0, where the kernel takes its unfused path "
+    "(MLAS MlasComputeSoftmaxThreaded, reached through attention_helper.h's "
+    "ComputeAttentionSoftmaxInplace, has no guard for a row of -inf; the fused float32 path of "
+    "flashattn_gqa.cpp, 'inv_l = (l[irow] > 0.0f) ? (1.0f / l[irow]) : 0.0f', gives 0), "
+    "onnxruntime 1.32.0",
     row_without_keys,
     "a query row sees no key",
     convention=("fully_masked_row", "nan"),
@@ -169,7 +177,9 @@ MHA_NAN_ROWS = Deviation(
     convention=("fully_masked_row", "nan"),
 )
 PAD_FILL = Deviation(
-    "key_padding_mask adds mask_filter_value (-10000 by default) to a padded key's logit: when "
+    "key_padding_mask adds mask_filter_value (-10000 by default: bert/attention_base.h "
+    "'GetAttrOrDefault<float>(\"mask_filter_value\", -10000.0f)', applied by "
+    "attention_cpu_base.h's PreparePaddingMask) to a padded key's logit: when "
     "every key of a row is padding the shift cancels in the softmax and the row attends to every "
     "key as if unmasked (measured: context = unmasked attention, neither 0, the mean of V nor the "
     "NaN of attention_bias)",
@@ -277,7 +287,10 @@ MHA_INPUTS = ("query", "key", "value", "bias", "key_padding_mask", "attention_bi
 
 UNIDIRECTIONAL = Deviation(
     "MultiHeadAttention's unidirectional mask with more keys than queries follows neither "
-    "alignment: T = 3, S = 6 lets rows 0 and 1 see keys 0..t (top-left) and row 2 every key",
+    "alignment: T = 3, S = 6 lets rows 0 and 1 see keys 0..t (top-left) and row 2 every key "
+    "(PrepareMask hides keys past past_length + i for rows i < T - 1 only, and there is no past "
+    "here; attention_cpu_base.h 'causal = (is_unidirectional_ && sequence_length > 1)', "
+    "onnxruntime 1.32.0)",
     lambda i: i.get("causal") is not None and i["q"].shape[2] != i["k"].shape[2],
     "causal with T != S",
     concerns=("causal_alignment",),
