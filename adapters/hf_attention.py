@@ -116,8 +116,9 @@ MIN_FILL = Deviation(
 )
 # measured under --semantics fully_masked_row=uniform: the fill is HF's own masks' only
 ADDITIVE_NAN = Deviation(
-    "an additive 4-D mask is added as it is: a row whose mask is -inf at every key is the eager "
-    "softmax of -inf, NaN (not the finfo.min fill of the masks HF builds)",
+    "an additive 4-D mask is added as it is (modeling_llama.py eager_attention_forward, "
+    "'attn_weights = attn_weights + causal_mask'): a row whose mask is -inf at every key is the "
+    "eager softmax of -inf, NaN (not the finfo.min fill of the masks HF builds)",
     lambda i: _additive(i) and row_without_keys(i),
     "an additive mask hides every key of a query row",
     convention=("fully_masked_row", "nan"),

@@ -59,8 +59,9 @@ BEAM_EOS = Deviation(
     convention=("beam_eos", "frees_a_beam"),
 )
 LENGTH_PENALTY = Deviation(
-    "the score is sum log p / |Y|^length_penalty (BeamHypotheses.add), not GNMT's "
-    "((5 + |Y|) / 6)^alpha",
+    "the score is sum log p / |Y|^length_penalty (generation/utils.py _update_finished_beams, "
+    "'topk_log_probs / ((cur_len + 1 - decoder_prompt_len) ** length_penalty)', transformers "
+    "4.57.1), not GNMT's ((5 + |Y|) / 6)^alpha",
     convention=("length_penalty", "length"),
 )
 
