@@ -105,6 +105,7 @@ FAST_PATH_FLOAT_MASK = Deviation(
     "(torch 2.13.0)",
     when=lambda i: _finite_bias(i.get("mask")),
     trigger="an additive mask with a finite nonzero bias",
+    concerns=("mask_polarity",),
 )
 _EPS_UNCHECKED = (
     "nn.LayerNorm (layer_norm_eps) accepts a negative eps without a check (torch 2.13.0)"

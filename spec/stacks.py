@@ -8,8 +8,9 @@ reference/stacks.py).
     memory_mask=None, ..., final_norm=None)
 The decoder's self-attention is causal (top-left). Dropout is not part of these: evaluation mode. A
 query row whose mask hides every key attends to nothing: its attention output is the output bias b_o
-(multi_head_attention's convention), so an item of key-padding length 0 is in the domain. Pre-LN inputs in float32 and float64 may carry
-a row offset (ROW_OFFSETS), which the residual stream carries to every norm.
+(multi_head_attention's convention), so an item of key-padding length 0 is in the domain. Pre-LN
+inputs in float32 and float64 may carry a row offset (ROW_OFFSETS), which the residual stream
+carries to every norm.
 error_scale (compound components): (1 + max|output|) times the number of sublayers. The measured
 same-precision error, which sees every rounding of the composition, carries the bound; the floor
 only guards outputs of O(1) magnitude against a lucky exact same-precision run.

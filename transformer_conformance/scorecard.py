@@ -174,8 +174,10 @@ REFUSED = Column(
     lambda r: r["check"].startswith("refuses["),
     concerns=("refusal",),
 )
-# Declared deviations about an input condition no column is about (a scale <= 0, a mask's shape),
-# wherever they showed: the columns above say what the convention is, this what else differed.
+# Declared deviations that no column reading their test counts, at any dtype: one about an input
+# condition no column is about (a scale <= 0, a mask's shape), or a convention shown in a test no
+# column of it reads (a fully masked row in a stack's test). The columns above say what the
+# convention is, this what else differed.
 OTHER = Column(
     "other declared deviations",
     "none",
@@ -210,12 +212,22 @@ def _counts_against(r: Result, column: Column) -> bool:
     return ANY in concerns or bool(concerns & set(column.concerns))
 
 
+def _picks(column: Column, r: Result) -> bool:
+    """Whether the column reads r: the semantic columns read the tests below float64."""
+    below = column in (FLOAT64, REFUSED) or r["dtype"] != "float64"
+    return below and column.picks(r)
+
+
 def _elsewhere(r: Result) -> set[str]:
-    """What a declared deviation seen in r concerns that no column is about (OTHER's cell)."""
+    """What a declared deviation seen in r concerns that no column reading r counts (OTHER's
+    cell): a scale <= 0 in a window test, or a fully masked row in a stack's test, which no
+    fully-masked-row column reads. A deviation that states no concern is left to the columns."""
     if r["outcome"] == "fail" or not _differs(r):
         return set()
-    named = {c for col in (*COLUMNS, DECODING, FLOAT64, REFUSED) for c in col.concerns}
-    return set(r.get("concerns") or []) - named - {ANY}
+    columns = (*COLUMNS, DECODING, FLOAT64, REFUSED)
+    if any(_picks(c, r) and _counts_against(r, c) for c in columns):
+        return set()
+    return set(r.get("concerns") or []) - {ANY}
 
 
 def _short(reason: str) -> str:
@@ -239,7 +251,7 @@ def _repro(r: Result) -> str:
 def cell(results: list[Result], column: Column, notes: list[str]) -> str:
     """One cell's text; a differing cell appends its footnote (reason and command) to notes."""
     picked = [r for r in results if column.picks(r)]
-    if column is not FLOAT64 and column is not REFUSED:
+    if column not in (FLOAT64, REFUSED, OTHER):
         picked = [r for r in picked if r["dtype"] != "float64"]
     if not picked:
         return "-"
@@ -335,7 +347,8 @@ def markdown(results: list[Result], runs: list[dict[str, Any]]) -> str:
         "tests below float64; `float64 honoured` reads the float64 differential tests, `bad "
         "input refused` every refusal test. A declared deviation counts against a column when "
         "what it concerns is the column's (or is not stated); one about an input condition no "
-        "column is about (a scale <= 0, a mask's shape) is listed under `other declared "
+        "column is about (a scale <= 0, a mask's shape), or one shown in a test no column of its "
+        "concern reads (a fully masked row in a stack), is listed under `other declared "
         "deviations` instead, with the number of tests it showed in.",
         "",
         "| implementation | " + " | ".join(c.title for c in columns) + " |",

@@ -138,6 +138,15 @@ def test_a_deviation_counts_against_the_columns_it_concerns(tmp_path: Path) -> N
             "pass",
             reason=seen + "something (when anything)",
         ),
+        _result(  # no fully-masked-row column reads a stack's test: the deviation shows in OTHER
+            "stacked",
+            "encoder",
+            "matches_reference[post_ln+masked]",
+            "pass",
+            reason=seen + "NaN for a row that sees no key (when a row sees no key)",
+            concerns=["fully_masked_row"],
+            dtype="float64",
+        ),
     ]
     cells, text = _cells(tmp_path, results)
     titles = [c.title for c in (*scorecard.COLUMNS, scorecard.DECODING, scorecard.FLOAT64)]
@@ -149,3 +158,5 @@ def test_a_deviation_counts_against_the_columns_it_concerns(tmp_path: Path) -> N
     assert cells["narrow"][window].startswith("differs 1/1 ["), cells["narrow"]
     assert cells["narrow"][other] == "none", cells["narrow"]
     assert cells["unstated"][window].startswith("differs 1/1 ["), cells["unstated"]
+    assert cells["stacked"][other].startswith("fully masked row (1) ["), cells["stacked"]
+    assert "NaN for a row that sees no key" in text, text
