@@ -141,6 +141,7 @@ CE_INT32_TARGETS = Deviation(
     "RuntimeError (torch 2.13.0)",
     when=lambda i: getattr(i.get("targets"), "dtype", None) == np.int32,
     trigger="int32 targets",
+    concerns=("target_dtype",),
 )
 
 

@@ -212,20 +212,16 @@ def _counts_against(r: Result, column: Column) -> bool:
     return ANY in concerns or bool(concerns & set(column.concerns))
 
 
-def _picks(column: Column, r: Result) -> bool:
-    """Whether the column reads r: the semantic columns read the tests below float64."""
-    below = column in (FLOAT64, REFUSED) or r["dtype"] != "float64"
-    return below and column.picks(r)
-
-
 def _elsewhere(r: Result) -> set[str]:
     """What a declared deviation seen in r concerns that no column reading r counts (OTHER's
     cell): a scale <= 0 in a window test, or a fully masked row in a stack's test, which no
-    fully-masked-row column reads. A deviation that states no concern is left to the columns."""
+    fully-masked-row column reads. A column that reads the test at another dtype counts it (the
+    semantic columns leave float64 out, and say the same there). A deviation that states no
+    concern is left to the columns."""
     if r["outcome"] == "fail" or not _differs(r):
         return set()
     columns = (*COLUMNS, DECODING, FLOAT64, REFUSED)
-    if any(_picks(c, r) and _counts_against(r, c) for c in columns):
+    if any(c.picks(r) and _counts_against(r, c) for c in columns):
         return set()
     return set(r.get("concerns") or []) - {ANY}
 
