@@ -147,7 +147,8 @@ def markdown(summary: dict[str, Any]) -> str:
         "",
         f"Seeds {min(seeds)}-{max(seeds)} ({len(seeds)} runs of the `dev` profile, "
         "`--hypothesis-seed=N`), "
-        f"wall time {summary['wall_seconds'] / 60:.1f} min; failures: {len(summary['failures'])}.",
+        f"wall time {summary['wall_seconds'] / 60:.1f} min; failures: {len(summary['failures'])}"
+        + (f"; commit {summary['commit']}." if summary.get("commit") else "."),
         "",
         "Observed error / allowed bound over every comparison of the passing tests:",
         "",
@@ -202,6 +203,10 @@ def main(argv: list[str] | None = None) -> int:
     seeds = _seeds(args.seeds)
     start = time.perf_counter()
     deadline = start + 60 * args.minutes if args.minutes else float("inf")
+    # the commit every clone runs (a later reader cannot tell it from the results otherwise)
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True
+    ).stdout.strip()
     with tempfile.TemporaryDirectory(prefix="tcs-sweep-") as tmp:
         clones = [_clone(repo, Path(tmp) / f"clone-{i}") for i in range(args.workers)]
         shares = [seeds[i :: args.workers] for i in range(args.workers)]
@@ -214,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             runs = sorted((r for share in results for r in share), key=lambda r: r["seed"])
     summary = summarise(out, runs, time.perf_counter() - start)
+    summary["commit"] = commit
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     (out / "SWEEP.md").write_text(markdown(summary))
     print(markdown(summary))
